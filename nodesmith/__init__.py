@@ -1,0 +1,1 @@
+"""nodesmith: just-in-time Kubernetes nodes."""

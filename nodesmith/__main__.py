@@ -1,0 +1,5 @@
+"""``python -m nodesmith`` runs the command line."""
+
+from nodesmith.cli import main
+
+main()

@@ -1,0 +1,1 @@
+"""nodesmith provider for kwok fake nodes."""

@@ -1,0 +1,177 @@
+"""Plugin discovery and the checks the plugin manager makes on providers."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nodesmith import errors
+from nodesmith.api import labels
+from nodesmith.api.requirements import Requirements
+from nodesmith.cloudprovider import manager, protocol
+from nodesmith.cloudprovider.types import InstanceType, Offering
+
+
+def test_first_party_providers_are_discovered_through_entry_points() -> None:
+    plugins = manager.Plugins.load()
+    names = {name for name, _, _ in plugins.distributions()}
+    assert {"aws", "kwok"} <= names
+    dists = {dist for _, dist, _ in plugins.distributions()}
+    assert {"nodesmith-aws", "nodesmith-kwok"} <= dists
+
+
+def test_provider_well_known_labels_join_the_core_set() -> None:
+    manager.Plugins.load()
+    assert "aws.nodesmith.io/instance-family" in labels.WELL_KNOWN_LABELS
+    assert "kwok.nodesmith.io/instance-size" in labels.WELL_KNOWN_LABELS
+
+
+def test_unknown_provider_names_what_is_installed() -> None:
+    plugins = manager.Plugins(load_entry_points=False, plugins=[_provider_plugin("fakecloud", object())])
+    with pytest.raises(errors.PluginError, match=r"'nope'.*available: fakecloud.*pip install nodesmith-nope"):
+        plugins.cloud_provider("nope", protocol.ProviderContext(cluster_name="c"))
+
+
+def test_incomplete_provider_is_refused_naming_plugin_and_missing_members() -> None:
+    class HalfProvider:
+        name = "half"
+
+        async def create(self, nodeclaim: Any) -> Any:
+            return nodeclaim
+
+    plugins = manager.Plugins(load_entry_points=False, plugins=[_provider_plugin("half", HalfProvider())])
+    with pytest.raises(errors.PluginError) as excinfo:
+        plugins.cloud_provider("half", protocol.ProviderContext(cluster_name="c"))
+    message = str(excinfo.value)
+    assert "plugin 'provider-half'" in message
+    missing = message.split("members:")[1]
+    assert "delete" in missing
+    assert "get_instance_types" in missing
+    assert "create" not in missing
+
+
+def test_plugin_implementing_an_unknown_hook_fails_at_load() -> None:
+    bad = manager.module_plugin("bad", nodesmith_not_a_hook=lambda: None)
+    with pytest.raises(errors.PluginError, match="unknown hook"):
+        manager.Plugins(load_entry_points=False, plugins=[bad])
+
+
+def test_instance_type_adjusters_chain_in_turn() -> None:
+    def halve(nodepool_name: str, instance_types: Sequence[InstanceType]) -> list[InstanceType]:
+        return [_with_price(it, 0.5) for it in instance_types]
+
+    def hide_big(instance_types: Sequence[InstanceType]) -> list[InstanceType]:
+        return [it for it in instance_types if it.name != "big"]
+
+    plugins = manager.Plugins(
+        load_entry_points=False,
+        plugins=[
+            manager.module_plugin("halve", nodesmith_adjust_instance_types=halve),
+            manager.module_plugin("hide", nodesmith_adjust_instance_types=hide_big),
+        ],
+    )
+    result = plugins.adjust_instance_types(
+        "default", [_instance_type("small", 1.0), _instance_type("big", 4.0)]
+    )
+    assert [(it.name, it.offerings[0].price) for it in result] == [("small", 0.5)]
+
+
+def test_a_failing_decision_observer_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    seen: list[str] = []
+
+    def boom(decision: Any) -> None:
+        raise RuntimeError("observer broke")
+
+    def record(decision: Any) -> None:
+        seen.append(decision["kind"])
+
+    plugins = manager.Plugins(
+        load_entry_points=False,
+        plugins=[
+            manager.module_plugin("record", nodesmith_observe_decision=record),
+            manager.module_plugin("boom", nodesmith_observe_decision=boom),
+        ],
+    )
+    plugins.observe_decision({"kind": "provision"})
+    assert seen == ["provision"]
+    assert "boom failed in nodesmith_observe_decision" in caplog.text
+
+
+def test_a_third_party_distribution_installed_with_pip_is_discovered(tmp_path: Path) -> None:
+    uv = shutil.which("uv")
+    assert uv, "uv is needed to install the third-party test distribution (the set-up installs it)"
+    source = tmp_path / "nodesmith-fakecloud"
+    (source / "nodesmith_fakecloud").mkdir(parents=True)
+    (source / "pyproject.toml").write_text(
+        textwrap.dedent(
+            """
+            [project]
+            name = "nodesmith-fakecloud"
+            version = "1.2.3"
+            [project.entry-points.nodesmith]
+            fakecloud = "nodesmith_fakecloud"
+            [build-system]
+            requires = ["hatchling"]
+            build-backend = "hatchling.build"
+            """
+        )
+    )
+    (source / "nodesmith_fakecloud" / "__init__.py").write_text(
+        textwrap.dedent(
+            """
+            from nodesmith.cloudprovider.hookspecs import hookimpl
+
+            @hookimpl
+            def nodesmith_provider_names():
+                return ["fakecloud"]
+            """
+        )
+    )
+    target = tmp_path / "site"
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    env = {**os.environ, "PYTHONPATH": str(target)}
+    out = subprocess.run(
+        [sys.executable, "-m", "nodesmith", "plugins", "--json"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    info = json.loads(out.stdout)
+    assert {"name": "fakecloud", "distribution": "nodesmith-fakecloud", "version": "1.2.3"} in info["plugins"]
+    assert "fakecloud" in info["providers"]
+
+
+def _provider_plugin(name: str, provider: object) -> Any:
+    def names() -> list[str]:
+        return [name]
+
+    def build(name: str, context: protocol.ProviderContext) -> object | None:
+        return provider if name == provider_name else None
+
+    provider_name = name
+    return manager.module_plugin(
+        f"provider-{name}", nodesmith_provider_names=names, nodesmith_cloud_provider=build
+    )
+
+
+def _instance_type(name: str, price: float) -> InstanceType:
+    return InstanceType(name, Requirements(), (Offering.of("z1", "on-demand", price),), {"cpu": 1000})
+
+
+def _with_price(it: InstanceType, factor: float) -> InstanceType:
+    offerings = tuple(Offering(o.requirements, o.price * factor, o.available) for o in it.offerings)
+    return InstanceType(it.name, it.requirements, offerings, it.capacity, it.overhead)
