@@ -1,0 +1,304 @@
+"""The kwok cloud provider: "instances" are Node objects that the kwok controller brings to life.
+
+Built by the plugin's ``nodesmith_cloud_provider`` hook; called by the NodeClaim lifecycle (create),
+termination (delete), garbage collection (list/get) and the provisioner (instance types). It talks only
+to the Kubernetes API through ``nodesmith.kube``.
+
+``create`` picks, among the NodeClaim's instance types, the cheapest available offering compatible with its
+requirements (ties broken by instance-type name, then zone, so launches are reproducible), and creates a
+Node named after the NodeClaim — which makes a repeated ``create`` for the same NodeClaim find the Node it
+already made instead of launching twice. The Node carries the kwok annotation (so the kwok controller
+manages it), the ``nodesmith.io/unregistered:NoExecute`` taint, the offering's labels, capacity and
+allocatable, and providerID ``kwok://<node name>``.
+
+Insufficient capacity is injected through the KWOKNodeClass (``spec.insufficientCapacity``): launching such
+an offering fails with ``InsufficientCapacityError`` and the offering is reported unavailable for
+``ICE_TTL``, so the next simulation picks another one — the same path a cloud's capacity errors take.
+
+Unlike Karpenter's kwok provider (whose ``Delete`` deletes the NodeClaim object), ``delete`` deletes the
+instance — the Node — and reports ``NodeClaimNotFoundError`` once that delete was issued: a fake instance
+terminates at once, and the Node object then lives on only until the termination finalizer lets it go.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+import anyio
+
+from nodesmith import errors
+from nodesmith.api import labels, nodeclaim, nodepool, quantity
+from nodesmith.api.requirements import Requirements
+from nodesmith.cloudprovider.protocol import NodeClassKind, ProviderContext
+from nodesmith.cloudprovider.types import InstanceType, Offering, RepairPolicy
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import resources
+from nodesmith_kwok import catalogue
+from nodesmith_kwok.nodeclass import GROUP, KIND, PLURAL, KWOKNodeClass
+
+if TYPE_CHECKING:
+    from nodesmith.kube.client import KubeClient
+
+__all__ = ["ICE_TTL", "PROVIDER_ID_PREFIX", "KWOKProvider"]
+
+PROVIDER_ID_PREFIX: Final = "kwok://"
+ICE_TTL: Final = 180.0
+"""Seconds an offering that failed with insufficient capacity stays unavailable (AWS's ICE cache TTL)."""
+KWOK_ANNOTATION: Final = "kwok.x-k8s.io/node"
+ANNOTATION_NODECLAIM: Final = f"{GROUP}/nodeclaim"
+ANNOTATION_NODECLASS: Final = f"{GROUP}/nodeclass"
+LABEL_PRICE: Final = "eks-node-viewer/instance-price"
+NODE_CLASSES: Final = resources.node_class(GROUP, KIND, plural=PLURAL)
+
+
+class KWOKProvider:
+    """``CloudProvider`` over fake Nodes. ``clock`` is monotonic seconds, injectable for tests."""
+
+    def __init__(
+        self,
+        context: ProviderContext,
+        instance_types: Sequence[InstanceType] | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if context.kube is None:
+            raise errors.ConfigError("provider", "the kwok provider needs a Kubernetes client")
+        self._kube: KubeClient = context.kube
+        self._catalogue = tuple(instance_types if instance_types is not None else catalogue.build_catalogue())
+        self._by_name = {it.name: it for it in self._catalogue}
+        self._clock = clock
+        self._unavailable: dict[tuple[str, str, str], float] = {}
+
+    @property
+    def name(self) -> str:
+        return "kwok"
+
+    def supported_node_classes(self) -> Sequence[NodeClassKind]:
+        return (NodeClassKind(GROUP, KIND),)
+
+    def repair_policies(self) -> Sequence[RepairPolicy]:
+        """A Node whose Ready condition is False or Unknown for 10 minutes is replaced (as Karpenter's kwok)."""
+        return (
+            RepairPolicy("Ready", "False", timedelta(minutes=10)),
+            RepairPolicy("Ready", "Unknown", timedelta(minutes=10)),
+        )
+
+    def interruption_events(self) -> AsyncIterator[Any] | None:
+        """kwok has no interruption source."""
+        return None
+
+    # -- instance types ----------------------------------------------------------------------------
+
+    async def get_instance_types(self, pool: nodepool.NodePool) -> Sequence[InstanceType]:
+        """The catalogue, with offerings in the insufficient-capacity cache marked unavailable.
+        Raises ``NodeClassNotReadyError`` if the NodePool's KWOKNodeClass is missing or not Ready."""
+        await self._node_class(pool.spec.template.spec.node_class_ref.name)
+        return self._with_availability()
+
+    def _with_availability(self) -> list[InstanceType]:
+        now = self._clock()
+        self._unavailable = {key: until for key, until in self._unavailable.items() if until > now}
+        if not self._unavailable:
+            return list(self._catalogue)
+        out = []
+        for it in self._catalogue:
+            if not any(key[0] == it.name for key in self._unavailable):
+                out.append(it)
+                continue
+            offerings = tuple(
+                Offering(o.requirements, o.price, available=False)
+                if (it.name, o.zone, o.capacity_type) in self._unavailable
+                else o
+                for o in it.offerings
+            )
+            out.append(InstanceType(it.name, it.requirements, offerings, it.capacity, it.overhead))
+        return out
+
+    async def _node_class(self, name: str) -> KWOKNodeClass:
+        try:
+            obj = await self._kube.get(NODE_CLASSES, name)
+        except kube_errors.NotFoundError as err:
+            raise errors.NodeClassNotReadyError(f"KWOKNodeClass {name!r} not found") from err
+        try:
+            node_class = KWOKNodeClass.from_dict(obj)
+        except errors.ValidationError as err:
+            raise errors.NodeClassNotReadyError(f"KWOKNodeClass {name!r} is invalid: {err}") from err
+        if not node_class.ready:
+            raise errors.NodeClassNotReadyError(
+                f"KWOKNodeClass {name!r} is not ready: {node_class.not_ready_message}"
+            )
+        return node_class
+
+    # -- launch ------------------------------------------------------------------------------------
+
+    async def create(self, claim: nodeclaim.NodeClaim) -> nodeclaim.NodeClaim:
+        """Launch (create the Node) for ``claim``; see the module docstring for the choice of offering.
+
+        Raises ``NodeClassNotReadyError`` (KWOKNodeClass missing or not Ready), ``InsufficientCapacityError``
+        (no compatible available offering, or the chosen one is configured to fail)."""
+        node_class = await self._node_class(claim.spec.node_class_ref.name)
+        existing = await self._existing_node(claim.name)
+        if existing is not None:
+            return self._to_nodeclaim(existing)
+        reqs = claim.requirements
+        choice = self._choose(reqs)
+        if choice is None:
+            raise errors.InsufficientCapacityError(
+                f"no available kwok offering satisfies the requirements of NodeClaim {claim.name}"
+            )
+        it, offering = choice
+        if node_class.launch_fails(it.name, offering.zone, offering.capacity_type):
+            self._unavailable[(it.name, offering.zone, offering.capacity_type)] = self._clock() + ICE_TTL
+            raise errors.InsufficientCapacityError(
+                f"insufficient capacity for {it.name} in {offering.zone} ({offering.capacity_type})"
+            )
+        if node_class.registration_delay:
+            await anyio.sleep(node_class.registration_delay.total_seconds())
+        node = self._node(claim, it, offering, reqs)
+        try:
+            created = await self._kube.create(resources.NODES, node)
+        except kube_errors.AlreadyExistsError:
+            created = await self._kube.get(resources.NODES, claim.name)
+        if not (created.get("status") or {}).get("capacity"):
+            created = await self._kube.merge_patch(
+                resources.NODES, claim.name, {"status": node["status"]}, subresource="status"
+            )
+        return self._to_nodeclaim(created)
+
+    def _choose(self, reqs: Requirements) -> tuple[InstanceType, Offering] | None:
+        wanted = reqs.get(labels.LABEL_INSTANCE_TYPE)
+        best: tuple[float, str, str, InstanceType, Offering] | None = None
+        for it in self._with_availability():
+            if not wanted.has(it.name) or not it.requirements.is_compatible(reqs, labels.WELL_KNOWN_LABELS):
+                continue
+            for offering in it.offerings:
+                if not offering.available or not offering.is_compatible(reqs):
+                    continue
+                key = (offering.price, it.name, offering.zone, it, offering)
+                if best is None or key[:3] < best[:3]:
+                    best = key
+        return None if best is None else (best[3], best[4])
+
+    def _node(
+        self, claim: nodeclaim.NodeClaim, it: InstanceType, offering: Offering, reqs: Requirements
+    ) -> dict[str, Any]:
+        node_labels = {
+            **claim.metadata.labels,
+            **reqs.labels(),
+            **it.requirements.labels(),
+            **offering.requirements.labels(),
+            labels.LABEL_HOSTNAME: claim.name,
+            LABEL_PRICE: f"{offering.price:.5f}",
+        }
+        node_labels.pop(labels.LABEL_REGISTERED, None)
+        node_labels.pop(labels.LABEL_INITIALIZED, None)
+        return {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {
+                "name": claim.name,
+                "labels": node_labels,
+                "annotations": {
+                    KWOK_ANNOTATION: "fake",
+                    ANNOTATION_NODECLAIM: claim.name,
+                    ANNOTATION_NODECLASS: claim.spec.node_class_ref.name,
+                },
+            },
+            "spec": {
+                "providerID": PROVIDER_ID_PREFIX + claim.name,
+                "taints": [{"key": labels.TAINT_UNREGISTERED, "effect": "NoExecute"}],
+            },
+            "status": {
+                "capacity": quantity.format_resources(it.capacity),
+                "allocatable": quantity.format_resources(it.allocatable),
+                "nodeInfo": {
+                    "architecture": node_labels.get(labels.LABEL_ARCH, "amd64"),
+                    "operatingSystem": node_labels.get(labels.LABEL_OS, "linux"),
+                },
+            },
+        }
+
+    async def _existing_node(self, name: str) -> dict[str, Any] | None:
+        try:
+            node = await self._kube.get(resources.NODES, name)
+        except kube_errors.NotFoundError:
+            return None
+        return node if (node.get("spec") or {}).get("providerID") == PROVIDER_ID_PREFIX + name else None
+
+    def _to_nodeclaim(self, node: dict[str, Any]) -> nodeclaim.NodeClaim:
+        meta = node.get("metadata") or {}
+        annotations = meta.get("annotations") or {}
+        status = node.get("status") or {}
+        instance_type = (meta.get("labels") or {}).get(labels.LABEL_INSTANCE_TYPE, "")
+        return nodeclaim.NodeClaim.from_dict(
+            {
+                "apiVersion": nodeclaim.API_VERSION,
+                "kind": nodeclaim.KIND,
+                "metadata": {
+                    "name": annotations.get(ANNOTATION_NODECLAIM, meta.get("name", "")),
+                    "labels": meta.get("labels") or {},
+                },
+                "spec": {
+                    "nodeClassRef": {
+                        "group": GROUP,
+                        "kind": KIND,
+                        "name": annotations.get(ANNOTATION_NODECLASS, "default"),
+                    },
+                    "requirements": [],
+                },
+                "status": {
+                    "providerID": (node.get("spec") or {}).get("providerID"),
+                    "imageID": f"kwok-image-{instance_type}" if instance_type else "kwok-image",
+                    "capacity": status.get("capacity") or {},
+                    "allocatable": status.get("allocatable") or {},
+                },
+            }
+        )
+
+    # -- find and delete ---------------------------------------------------------------------------
+
+    async def get(self, provider_id: str) -> nodeclaim.NodeClaim:
+        """The NodeClaim view of the instance. Raises ``NodeClaimNotFoundError`` once it is gone or going."""
+        name = _node_name(provider_id)
+        node = await self._existing_node(name)
+        if node is None or (node.get("metadata") or {}).get("deletionTimestamp"):
+            raise errors.NodeClaimNotFoundError(f"kwok instance {provider_id} not found")
+        return self._to_nodeclaim(node)
+
+    async def list(self) -> Sequence[nodeclaim.NodeClaim]:
+        """Every live kwok instance this provider launched (Nodes with a ``kwok://`` providerID, not deleting)."""
+        result = await self._kube.list(resources.NODES)
+        return [
+            self._to_nodeclaim(node)
+            for node in result.items
+            if str((node.get("spec") or {}).get("providerID", "")).startswith(PROVIDER_ID_PREFIX)
+            and ANNOTATION_NODECLAIM in ((node.get("metadata") or {}).get("annotations") or {})
+            and not (node.get("metadata") or {}).get("deletionTimestamp")
+        ]
+
+    async def delete(self, claim: nodeclaim.NodeClaim) -> None:
+        """Terminate the instance: delete its Node. Raises ``NodeClaimNotFoundError`` once the delete was issued
+        or the Node is already gone (a fake instance terminates at once); idempotent."""
+        provider_id = claim.status.provider_id
+        if not provider_id:
+            raise errors.NodeClaimNotFoundError(f"NodeClaim {claim.name} has no providerID")
+        name = _node_name(provider_id)
+        node = await self._existing_node(name)
+        if node is not None and not (node.get("metadata") or {}).get("deletionTimestamp"):
+            with contextlib.suppress(kube_errors.NotFoundError):
+                await self._kube.delete(resources.NODES, name, uid=(node.get("metadata") or {}).get("uid"))
+        raise errors.NodeClaimNotFoundError(f"kwok instance {provider_id} terminated")
+
+    async def is_drifted(self, claim: nodeclaim.NodeClaim) -> str | None:
+        """kwok instances never drift on their own."""
+        return None
+
+
+def _node_name(provider_id: str) -> str:
+    if not provider_id.startswith(PROVIDER_ID_PREFIX):
+        raise errors.NodeClaimNotFoundError(f"{provider_id!r} is not a kwok providerID")
+    return provider_id[len(PROVIDER_ID_PREFIX) :]
