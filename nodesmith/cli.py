@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import importlib.metadata
 import json
+import os
 import platform
 
+import anyio
 import click
 
+from nodesmith import errors
 from nodesmith.cloudprovider import manager
+from nodesmith.dev import cli as dev_cli
 
 __all__ = ["main"]
 
@@ -54,3 +58,83 @@ def plugins(as_json: bool) -> None:
     for plugin in found:
         click.echo(f"{plugin['name']}: {plugin['distribution']} {plugin['version']}")
     click.echo(f"providers: {', '.join(providers) or '(none)'}")
+
+
+def _provider_settings(provider: str, pairs: tuple[str, ...]) -> dict[str, str]:
+    """``NODESMITH_<PROVIDER>_SOME_KEY`` variables and ``--provider-setting some-key=value`` flags (flags win)."""
+    prefix = f"NODESMITH_{provider.upper()}_"
+    out = {
+        name[len(prefix) :].lower().replace("_", "-"): value
+        for name, value in os.environ.items()
+        if name.startswith(prefix)
+    }
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected key=value, got {pair!r}", param_hint="--provider-setting")
+        out[key] = value
+    return out
+
+
+@main.command(context_settings={"auto_envvar_prefix": "NODESMITH", "show_default": True})
+@click.option("--provider", required=True, help="Cloud provider plugin to use, by name (e.g. kwok, aws).")
+@click.option(
+    "--provider-setting",
+    "provider_setting",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A provider option; repeatable.",
+)
+@click.option("--cluster-name", default="nodesmith", help="Name of the cluster (tags, ownership).")
+@click.option(
+    "--kubeconfig",
+    default=None,
+    help="Kubeconfig path; default $KUBECONFIG, ~/.kube/config, then in-cluster.",
+)
+@click.option(
+    "--metrics-port", default=8080, type=int, help="Port serving /metrics (0 = on the health port)."
+)
+@click.option("--health-port", default=8081, type=int, help="Port serving /healthz and /readyz.")
+@click.option(
+    "--batch-idle-duration", default="1s", help="Provisioning batch closes after this long without new pods."
+)
+@click.option(
+    "--batch-max-duration", default="10s", help="Provisioning batch closes after this long regardless."
+)
+@click.option("--log-level", default="info", type=click.Choice(["debug", "info", "warning", "error"]))
+@click.option(
+    "--leader-elect/--no-leader-elect", "leader_election", default=True, help="Run leader election."
+)
+@click.option("--leader-election-namespace", default="kube-system", help="Namespace of the leader Lease.")
+@click.option("--leader-election-name", default="nodesmith-leader-election", help="Name of the leader Lease.")
+@click.option("--lease-duration", default="15s", help="How long a lease is valid without renewal.")
+@click.option(
+    "--renew-deadline", default="10s", help="How long the leader retries renewing before giving up."
+)
+@click.option("--retry-period", default="2s", help="Interval between acquire/renew attempts.")
+@click.option("--feature-gates", default="", help="Comma-separated Name=true|false.")
+@click.option(
+    "--identity", default="", help="Leader election identity (default: hostname and a random suffix)."
+)
+def run(provider: str, provider_setting: tuple[str, ...], log_level: str, **options: object) -> None:
+    """Run the nodesmith daemon: informers, health/metrics endpoints, leader election and reconcilers."""
+    from nodesmith.runtime import app, logs
+    from nodesmith.runtime.settings import Settings
+
+    try:
+        settings = Settings.from_raw(
+            provider=provider,
+            provider_settings=_provider_settings(provider, provider_setting),
+            log_level=log_level,
+            **options,  # type: ignore[arg-type]
+        )
+    except errors.ConfigError as err:
+        raise click.BadParameter(err.message, param_hint=f"--{err.setting}") from err
+    logs.configure(settings.logging_level)
+    try:
+        anyio.run(app.run, settings)
+    except errors.NodesmithError as err:
+        raise click.ClickException(str(err)) from err
+
+
+main.add_command(dev_cli.dev)

@@ -1,0 +1,171 @@
+"""The daemon: one anyio task group hosting the informers, the health and metrics endpoints, leader
+election and — while this process leads — the reconcilers.
+
+``nodesmith run`` calls :func:`run` with validated settings. Start-up order: telemetry → Kubernetes client →
+plugins and provider (checked loudly) → cluster state and informers → ``/healthz``, ``/readyz``, ``/metrics``
+→ leader election → reconcilers. Informers run in standbys too, so a takeover starts with a warm cache.
+SIGTERM/SIGINT cancel the group; the elector releases the lease on the way out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import signal
+import socket
+import uuid
+from collections.abc import Callable
+
+import anyio
+import attrs
+
+from nodesmith import metrics
+from nodesmith.cloudprovider import manager
+from nodesmith.cloudprovider.protocol import ProviderContext
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.kube.events import EventRecorder
+from nodesmith.kube.leases import LeaseClient
+from nodesmith.reconcilers import Reconciler, controllers
+from nodesmith.runtime import http, leader, telemetry
+from nodesmith.runtime.settings import Settings
+from nodesmith.state.cluster import ClusterState
+from nodesmith.state.informer import Informers
+
+__all__ = ["Daemon", "run", "utc_now"]
+
+log = logging.getLogger(__name__)
+
+LEADER: object = metrics.meter.create_up_down_counter(
+    "nodesmith_leader", description="1 while this process holds the leader lease."
+)
+
+
+def utc_now() -> dt.datetime:
+    """The wall clock the daemon injects everywhere (tests inject their own)."""
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.define
+class Daemon:
+    """The running process's collaborators, kept so tests and the health endpoints can look at them."""
+
+    settings: Settings
+    kube: KubeClient
+    plugins: manager.Plugins
+    state: ClusterState
+    informers: Informers
+    reconcilers: list[Reconciler]
+    elector: leader.LeaderElector | None
+    ports: dict[str, int] = attrs.field(factory=dict)
+
+    @classmethod
+    async def build(
+        cls,
+        settings: Settings,
+        *,
+        plugins: manager.Plugins | None = None,
+        clock: Callable[[], dt.datetime] = utc_now,
+    ) -> Daemon:
+        """Connect, load plugins, build the provider, state, informers and reconcilers (no task started)."""
+        kube = await KubeClient.connect(settings.kubeconfig)
+        plugins = plugins or manager.Plugins.load()
+        provider = plugins.cloud_provider(
+            settings.provider, ProviderContext(settings.cluster_name, settings.provider_settings, kube)
+        )
+        node_classes = [
+            resources.node_class(kind.group, kind.kind, version=kind.version)
+            for kind in provider.supported_node_classes()
+        ]
+        state = ClusterState(clock=clock, node_classes=node_classes)
+        informers = Informers.for_state(kube, state, node_classes=node_classes)
+        reconcilers = controllers.build(
+            controllers.Collaborators(
+                kube=kube,
+                state=state,
+                provider=provider,
+                plugins=plugins,
+                events=EventRecorder(kube, clock=clock),
+                clock=clock,
+                batch_idle=settings.batch_idle_duration,
+                batch_max=settings.batch_max_duration,
+                cluster_name=settings.cluster_name,
+            )
+        )
+        identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
+        elector = None
+        if settings.leader_election:
+            elector = leader.LeaderElector(
+                LeaseClient(kube, identity, clock=clock),
+                settings.leader_election_name,
+                settings.leader_election_namespace,
+                settings.lease_duration,
+                settings.renew_deadline,
+                settings.retry_period,
+                on_change=lambda leading: LEADER.add(1 if leading else -1),  # type: ignore[attr-defined]
+            )
+        return cls(settings, kube, plugins, state, informers, reconcilers, elector)
+
+    # -- endpoints ---------------------------------------------------------------------------------
+
+    async def healthz(self) -> http.Response:
+        return 200, "text/plain", b"ok\n"
+
+    async def readyz(self) -> http.Response:
+        """Ready once every informer has listed its resource (which also proves the CRDs are installed)."""
+        pending = sorted(name for name, synced in self.informers.synced_status().items() if not synced)
+        if pending:
+            return 503, "text/plain", ("waiting for informers: " + ", ".join(pending) + "\n").encode()
+        return 200, "text/plain", b"ok\n"
+
+    async def metrics(self) -> http.Response:
+        return 200, telemetry.CONTENT_TYPE, telemetry.prometheus_text()
+
+    # -- running -----------------------------------------------------------------------------------
+
+    async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Run until cancelled (or until leadership is lost, which raises ``LeadershipLost``)."""
+        async with anyio.create_task_group() as group:
+            routes: dict[str, http.Handler] = {"/healthz": self.healthz, "/readyz": self.readyz}
+            if self.settings.metrics_port and self.settings.metrics_port != self.settings.health_port:
+                self.ports["metrics"] = await group.start(
+                    http.serve, self.settings.metrics_port, {"/metrics": self.metrics}
+                )
+            else:
+                routes["/metrics"] = self.metrics
+            if self.settings.health_port or not self.settings.metrics_port:
+                self.ports["health"] = await group.start(http.serve, self.settings.health_port, routes)
+            await group.start(self.informers.run)
+            task_status.started()
+            log.info("nodesmith started", extra={"provider": self.settings.provider, "ports": self.ports})
+            if self.elector is None:
+                await self._lead()
+            else:
+                await self.elector.run(self._lead)
+            group.cancel_scope.cancel()
+
+    async def _lead(self) -> None:
+        await self.informers.wait_synced()
+        log.info("informers synced; starting %d reconcilers", len(self.reconcilers))
+        async with anyio.create_task_group() as group:
+            for reconciler in self.reconcilers:
+                group.start_soon(reconciler.run, name=reconciler.name)
+            await anyio.sleep_forever()  # lead until cancelled, even with nothing to run
+
+
+async def run(settings: Settings) -> None:
+    """Run the daemon until SIGTERM/SIGINT."""
+    telemetry.setup()
+    daemon = await Daemon.build(settings)
+    async with anyio.create_task_group() as group:
+
+        async def stop_on_signal() -> None:
+            with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for received in signals:
+                    log.info("received %s; shutting down", signal.Signals(received).name)
+                    group.cancel_scope.cancel()
+                    return
+
+        group.start_soon(stop_on_signal)
+        await daemon.serve()
+        group.cancel_scope.cancel()
