@@ -1,0 +1,396 @@
+"""The solve loop: place each pending pod on an existing node, a NodeClaim of this run, or a new NodeClaim.
+
+:func:`solve` takes a :class:`inputs.SchedulingInput` and returns :class:`results.Results`; the provisioner,
+the disruption simulation and ``nodesmith simulate`` call it. Karpenter ``Scheduler.Solve`` (spec 2.4-2.5):
+
+* pods sorted by CPU, then memory (both descending), then creation time and uid;
+* a queue: a pod that fails goes to the back; the run ends when a pod comes round again with the queue
+  no shorter than when it was pushed (a full cycle without progress), or when the deadline passes;
+* each attempt tries existing nodes (initialized first, then by name), then this run's NodeClaims
+  (fewest pods first, older first on ties), then a new NodeClaim from each template in weight order;
+  on failure one preference is relaxed (``preferences``) and the pod is tried again.
+
+Beyond Karpenter, and provably with the same result (see :class:`_Solver`):
+
+* **identical pods share verdicts**: a pod whose scheduling key (namespace, labels, requests, every
+  constraint) equals one that failed since the last placement fails the same way without being re-tried,
+  because nothing a failed attempt leaves behind can change the outcome for an identical pod;
+* **candidate pruning**: a pod with hostname anti-affinity (or self-selecting hostname spread with
+  ``maxSkew: 1``) is offered only the nodes whose hostname is still empty for that group, still in the
+  same order; the others would refuse it in the topology check anyway;
+* instance-type filtering through memoised bit masks and "largest room first" fit checks (``instancetypes``).
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Final, Literal, final
+
+from nodesmith.api import labels
+from nodesmith.api.requirements import Requirements
+from nodesmith.scheduling import (
+    daemonsets,
+    existingnode,
+    inputs,
+    instancetypes,
+    nodeclaim,
+    pods,
+    preferences,
+    results,
+    topology,
+    volumes,
+)
+from nodesmith.scheduling import resources as res
+
+__all__ = ["solve"]
+
+_HOSTNAME: Final = labels.LABEL_HOSTNAME
+_NO_VOLUMES: Final = (Requirements(),)
+_NO_DRIVERS: Final[Mapping[str, frozenset[str]]] = {}
+
+
+def solve(
+    snapshot: inputs.SchedulingInput,
+    *,
+    deadline: Callable[[], bool] | None = None,
+    preference_policy: Literal["Respect", "Ignore"] = "Respect",
+    min_values_policy: Literal["Strict", "BestEffort"] = "Strict",
+) -> results.Results:
+    """Decide where the snapshot's pending pods go. ``deadline()`` returning true stops the run; what was
+    decided so far is returned and every pod not placed carries a reason."""
+    return _Solver(snapshot, preference_policy, min_values_policy).run(deadline)
+
+
+def _pod_order(pod: pods.SchedulingPod) -> tuple[int, int, str, str]:
+    return (-pod.requests.get("cpu", 0), -pod.requests.get("memory", 0), pod.creation, pod.ref.uid)
+
+
+@final
+class _ClaimOrder:
+    """This run's NodeClaims, fewest pods first, then creation order, without re-sorting per pod."""
+
+    __slots__ = ("buckets", "by_hostname", "claims", "counts")
+
+    def __init__(self) -> None:
+        self.claims: list[nodeclaim.SimNodeClaim] = []
+        self.by_hostname: dict[str, nodeclaim.SimNodeClaim] = {}
+        self.buckets: dict[int, list[int]] = {}
+        self.counts: list[int] = []
+
+    def _insert(self, count: int, seq: int) -> None:
+        bucket = self.buckets.get(count)
+        if bucket is None:
+            bucket = self.buckets[count] = []
+            bisect.insort(self.counts, count)
+        bisect.insort(bucket, seq)
+
+    def add(self, claim: nodeclaim.SimNodeClaim) -> None:
+        self.claims.append(claim)
+        self.by_hostname[claim.hostname] = claim
+        self._insert(len(claim.pods), claim.seq)
+
+    def bump(self, claim: nodeclaim.SimNodeClaim) -> None:
+        """``claim`` just got one more pod."""
+        old = len(claim.pods) - 1
+        bucket = self.buckets[old]
+        del bucket[bisect.bisect_left(bucket, claim.seq)]
+        if not bucket:
+            del self.buckets[old]
+            self.counts.remove(old)
+        self._insert(old + 1, claim.seq)
+
+    def __iter__(self) -> Iterator[nodeclaim.SimNodeClaim]:
+        claims = self.claims
+        for count in self.counts:
+            for seq in self.buckets[count]:
+                yield claims[seq]
+
+    def among(self, hostnames: set[str]) -> Iterator[nodeclaim.SimNodeClaim]:
+        if len(hostnames) * 4 > len(self.claims):
+            return (c for c in self if c.hostname in hostnames)
+        found = [self.by_hostname[h] for h in hostnames if h in self.by_hostname]
+        found.sort(key=lambda c: (len(c.pods), c.seq))
+        return iter(found)
+
+
+class _Solver:
+    """One run's mutable state.
+
+    Why sharing verdicts between identical pods is exact: a failed attempt changes nothing another pod can
+    observe (no node, NodeClaim, count, limit or hostname counter moves; relaxation only re-registers the
+    failing pod's own topology groups, which are keyed by content, so an identical pod would register the
+    very same groups, and each pod re-registers its own groups when its turn comes). Every check reads only
+    the pod's key and that state, so at an unchanged ``version`` an identical pod gets the identical answer.
+    """
+
+    def __init__(
+        self, snapshot: inputs.SchedulingInput, preference_policy: str, min_values_policy: str
+    ) -> None:
+        self.strict_min_values = min_values_policy == "Strict"
+        self.errors: dict[str, results.PodSchedulingError] = {}
+        parsed = [p if isinstance(p, pods.SchedulingPod) else pods.parse_pod(p) for p in snapshot.pods]
+        if preference_policy == "Ignore":
+            parsed = [preferences.strip(p) for p in parsed]
+        self.pods: list[pods.SchedulingPod] = []
+        for pod in parsed:
+            if pod.invalid:
+                self.errors[pod.ref.uid] = results.PodSchedulingError(
+                    pod.ref, constraint=results.Constraint.INVALID, detail=pod.invalid
+                )
+            else:
+                self.pods.append(pod)
+        self.pods.sort(key=_pod_order)
+        daemons = [pods.parse_pod(d) for d in snapshot.daemonset_pods]
+        self.index = res.ResourceIndex([*(p.requests for p in self.pods), *(d.requests for d in daemons)])
+        self.volume_catalog = snapshot.volumes
+
+        specs = sorted(snapshot.templates, key=lambda t: t.nodepool, reverse=True)
+        specs.sort(key=lambda t: t.weight, reverse=True)
+        self.templates: list[nodeclaim.Template] = []
+        for position, spec in enumerate(specs):
+            group_of, groups = daemonsets.overhead_groups(
+                spec.requirements, spec.taints, spec.instance_types, daemons
+            )
+            catalog = instancetypes.Catalog(
+                spec.requirements, spec.instance_types, self.index, group_of, groups
+            )
+            self.templates.append(nodeclaim.Template(spec, catalog, position))
+        self.remaining: dict[str, dict[str, int]] = {
+            s.nodepool: dict(s.remaining_limits) for s in specs if s.remaining_limits is not None
+        }
+        self._limit_masks: dict[tuple[int, tuple[tuple[str, int], ...]], int] = {}
+        self.tolerate_prefer_no_schedule = any(
+            t.effect == "PreferNoSchedule" for s in specs for t in s.taints
+        )
+
+        nodes = [*snapshot.existing_nodes, *snapshot.other_nodes]
+        bound_parsed = {n.name: [pods.parse_pod(p) for p in n.pods] for n in nodes}
+        bound = [
+            b for n in nodes for p in n.pods if (b := topology.BoundPod.from_dict(p, n.name)) is not None
+        ]
+        self.topology = topology.Topology(
+            topology.universe_from_templates(
+                (s.requirements, [it.requirements for it in s.instance_types], s.taints) for s in specs
+            ),
+            [topology.CountingNode(n.name, n.labels, n.taints, not n.in_flight) for n in nodes],
+            bound,
+            (p.ref.uid for p in self.pods),
+            snapshot.namespaces,
+        )
+        existing = sorted(snapshot.existing_nodes, key=lambda n: (not n.initialized, n.name))
+        self.existing = [
+            existingnode.SimExistingNode(n, self.index, daemons, bound_parsed[n.name], snapshot.volumes)
+            for n in existing
+        ]
+        for node in self.existing:
+            self.topology.register(_HOSTNAME, node.hostname)
+        for pod in self.pods:
+            self.topology.update(pod)
+        self.registered: dict[str, pods.SchedulingPod] = {p.ref.uid: p for p in self.pods}
+        self.claims = _ClaimOrder()
+        self.version = 0
+        self.failed: dict[
+            tuple[object, ...], tuple[int, tuple[results.NodePoolReason, ...], tuple[str, ...]]
+        ] = {}
+        self._vectors: dict[tuple[object, ...], res.Vector] = {}
+        self._volumes: dict[
+            tuple[object, ...], tuple[tuple[Requirements, ...], Mapping[str, frozenset[str]]]
+        ] = {}
+
+    # -- per-key caches -----------------------------------------------------------------------------
+
+    def _vector(self, pod: pods.SchedulingPod) -> res.Vector:
+        key = pod.key
+        vector = self._vectors.get(key)
+        if vector is None:
+            vector = self._vectors[key] = self.index.vector(pod.requests)
+        return vector
+
+    def _volume_data(
+        self, pod: pods.SchedulingPod
+    ) -> tuple[tuple[Requirements, ...], Mapping[str, frozenset[str]]]:
+        if not pod.volume_claims:
+            return _NO_VOLUMES, _NO_DRIVERS
+        key = pod.key
+        data = self._volumes.get(key)
+        if data is None:
+            data = self._volumes[key] = (
+                volumes.topology_alternatives(self.volume_catalog, pod.namespace, pod.volume_claims),
+                volumes.volume_drivers(self.volume_catalog, pod.namespace, pod.volume_claims),
+            )
+        return data
+
+    # -- the loop -----------------------------------------------------------------------------------
+
+    def run(self, deadline: Callable[[], bool] | None) -> results.Results:
+        queue = deque(self.pods)
+        pushed_at: dict[str, int] = {}
+        timed_out = False
+        while queue:
+            if deadline is not None and deadline():
+                timed_out = True
+                break
+            pod = queue[0]
+            if pushed_at.get(pod.ref.uid) == len(queue):
+                break
+            queue.popleft()
+            error = self._try_schedule(pod)
+            if error is None:
+                self.errors.pop(pod.ref.uid, None)
+            else:
+                self.errors[pod.ref.uid] = error
+                queue.append(pod)
+                pushed_at[pod.ref.uid] = len(queue)
+        if timed_out:
+            for pod in queue:
+                if pod.ref.uid not in self.errors:
+                    self.errors[pod.ref.uid] = results.PodSchedulingError(
+                        pod.ref,
+                        constraint=results.Constraint.DEADLINE,
+                        detail="the scheduling deadline passed before this pod was considered",
+                    )
+        return self._results(timed_out)
+
+    def _try_schedule(self, pod: pods.SchedulingPod) -> results.PodSchedulingError | None:
+        memo = self.failed.get(pod.key)
+        if memo is not None and memo[0] == self.version:
+            return results.PodSchedulingError(pod.ref, memo[1], relaxed=memo[2])
+        variant = pod
+        if self.registered[pod.ref.uid] is not pod:
+            self.topology.update(pod)
+            self.registered[pod.ref.uid] = pod
+        while True:
+            reasons = self._add(variant)
+            if reasons is None:
+                return None
+            relaxed = preferences.relax(variant, tolerate_prefer_no_schedule=self.tolerate_prefer_no_schedule)
+            if relaxed is None:
+                self.failed[pod.key] = (self.version, reasons, variant.relaxed)
+                return results.PodSchedulingError(pod.ref, reasons, relaxed=variant.relaxed)
+            variant = relaxed
+            self.topology.update(variant)
+            self.registered[pod.ref.uid] = variant
+
+    def _add(self, pod: pods.SchedulingPod) -> tuple[results.NodePoolReason, ...] | None:
+        """Place ``pod`` (None) or say why each template refused a new NodeClaim for it."""
+        vector = self._vector(pod)
+        alternatives, drivers = self._volume_data(pod)
+        if not alternatives:
+            return tuple(
+                results.NodePoolReason(
+                    t.spec.nodepool, results.Constraint.VOLUMES, detail="volumes have no common topology"
+                )
+                for t in self.templates
+            )
+        topo = self.topology
+        allowed = topo.allowed_hostnames(pod) if pod.has_topology else None
+        filters = topo.domain_filters(pod) if pod.has_topology else ()
+        for node in self.existing:
+            if allowed is not None and node.hostname not in allowed:
+                continue
+            if filters and topology.excluded(node.requirements, filters):
+                continue
+            reqs = node.check(pod, vector, topo, alternatives, drivers)
+            if reqs is not None:
+                node.commit(pod, vector, drivers)
+                topo.record(pod, node.taints, reqs, frozenset())
+                self.version += 1
+                return None
+        candidates = self.claims if allowed is None else self.claims.among(allowed)
+        for claim in candidates:
+            if filters and topology.excluded(claim.requirements, filters):
+                continue
+            fit = claim.check(pod, vector, topo, alternatives, self.strict_min_values, explain=False)
+            if isinstance(fit, nodeclaim.Fit):
+                self._commit(claim, pod, fit)
+                self.claims.bump(claim)
+                return None
+        if not self.templates:
+            return (
+                results.NodePoolReason(
+                    "", results.Constraint.NO_NODEPOOLS, detail="no NodePool can create nodes"
+                ),
+            )
+        reasons = []
+        for template in self.templates:
+            reason = self._new_claim(template, pod, vector, alternatives)
+            if reason is None:
+                return None
+            reasons.append(reason)
+        return tuple(reasons)
+
+    def _commit(self, claim: nodeclaim.SimNodeClaim, pod: pods.SchedulingPod, fit: nodeclaim.Fit) -> None:
+        claim.commit(pod, fit)
+        self.topology.record(pod, claim.template.spec.taints, fit.requirements, labels.WELL_KNOWN_LABELS)
+        self.version += 1
+
+    def _limits_mask(self, template: nodeclaim.Template, remaining: dict[str, int]) -> int:
+        key = (template.position, tuple(sorted(remaining.items())))
+        mask = self._limit_masks.get(key)
+        if mask is None:
+            mask = self._limit_masks[key] = template.catalog.limits_mask(remaining)
+        return mask
+
+    def _new_claim(
+        self,
+        template: nodeclaim.Template,
+        pod: pods.SchedulingPod,
+        vector: res.Vector,
+        alternatives: Sequence[Requirements],
+    ) -> results.NodePoolReason | None:
+        spec, catalog = template.spec, template.catalog
+        mask = catalog.template_mask
+        if mask == 0:
+            return results.NodePoolReason(
+                spec.nodepool,
+                results.Constraint.INSTANCE_TYPES,
+                detail="no instance type matches the NodePool's requirements",
+            )
+        remaining = self.remaining.get(spec.nodepool)
+        if remaining is not None:
+            mask &= self._limits_mask(template, remaining)
+            if mask == 0:
+                exhausted = tuple(sorted(n for n, amount in remaining.items() if amount <= 0)) or tuple(
+                    sorted(remaining)
+                )
+                return results.NodePoolReason(spec.nodepool, results.Constraint.LIMITS, resources=exhausted)
+        seq = len(self.claims.claims)
+        hostname = f"hostname-placeholder-{seq + 1:04d}"
+        self.topology.register(_HOSTNAME, hostname)
+        claim = nodeclaim.SimNodeClaim(template, hostname, seq, mask, self.index.zero)
+        fit = claim.check(pod, vector, self.topology, alternatives, self.strict_min_values, explain=True)
+        if not isinstance(fit, nodeclaim.Fit):
+            self.topology.unregister(_HOSTNAME, hostname)
+            return fit
+        self._commit(claim, pod, fit)
+        self.claims.add(claim)
+        if remaining is not None:
+            used = catalog.max_capacity(claim.remaining(), list(remaining))
+            self.remaining[spec.nodepool] = {n: amount - used.get(n, 0) for n, amount in remaining.items()}
+        return None
+
+    # -- results ------------------------------------------------------------------------------------
+
+    def _results(self, timed_out: bool) -> results.Results:
+        new: list[results.NewNodeClaim] = []
+        for claim in self.claims.claims:
+            final = claim.finalize(self.index, self.strict_min_values)
+            if isinstance(final, results.NewNodeClaim):
+                new.append(final)
+                continue
+            reason = results.NodePoolReason(
+                claim.template.spec.nodepool, results.Constraint.MIN_VALUES, keys=final
+            )
+            for pod in claim.pods:
+                self.errors[pod.ref.uid] = results.PodSchedulingError(
+                    pod.ref,
+                    (reason,),
+                    constraint=results.Constraint.TRUNCATED,
+                    detail=f"truncating to {instancetypes.MAX_INSTANCE_TYPES} instance types broke minValues",
+                )
+        assignments = {n.node.name: tuple(p.ref for p in n.pods) for n in self.existing if n.pods}
+        order = {p.ref.uid: i for i, p in enumerate(self.pods)}
+        errors = dict(sorted(self.errors.items(), key=lambda item: order.get(item[0], -1)))
+        return results.Results(tuple(new), assignments, errors, timed_out)

@@ -1,0 +1,55 @@
+"""Runs the scheduling benchmark's workloads at a small size and checks facts, never time."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from nodesmith import scheduling
+
+
+def _bench() -> ModuleType:
+    path = Path(__file__).with_name("bench_scheduling.py")
+    spec = importlib.util.spec_from_file_location("bench_scheduling", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_scheduling", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _bench()
+
+
+@pytest.mark.bench
+def test_diverse_pods_all_schedule_one_node_per_anti_affinity_pod() -> None:
+    result = scheduling.solve(bench.snapshot(bench.diverse_pods(100)))
+    assert result.pod_errors == {}
+    assert result.scheduled_count() == 100
+    assert len(result.new_nodeclaims) == 20, "the 20 hostname anti-affinity pods need one node each"
+
+
+@pytest.mark.bench
+def test_generic_pods_cost_at_least_the_lp_bound() -> None:
+    pods = bench.generic_pods(100)
+    result = scheduling.solve(bench.snapshot(pods))
+    assert result.pod_errors == {}
+    bound = bench.lp_lower_bound(pods)
+    assert result.total_price() >= bound - 1e-6
+    assert result.total_price() <= 1.5 * bound
+
+
+@pytest.mark.bench
+def test_benchmark_is_deterministic() -> None:
+    a = scheduling.solve(bench.snapshot(bench.diverse_pods(50)))
+    b = scheduling.solve(bench.snapshot(bench.diverse_pods(50)))
+    # Pod names come from a counter, so compare everything but them.
+    assert [len(c.pods) for c in a.new_nodeclaims] == [len(c.pods) for c in b.new_nodeclaims]
+    assert [c.requirements for c in a.new_nodeclaims] == [c.requirements for c in b.new_nodeclaims]
+    assert [c.instance_types for c in a.new_nodeclaims] == [c.instance_types for c in b.new_nodeclaims]
+    assert a.total_price() == b.total_price()
