@@ -1,0 +1,488 @@
+"""`KubeClient`: typed, plain-dict access to the Kubernetes API over kr8s's asyncio ``Api``.
+
+Fed by a kubeconfig path or the in-cluster service account (kr8s finds credentials, renews tokens and
+re-authenticates on 401/403). Consumed by the informers in `nodesmith.state` (``list`` + ``watch``),
+every reconciler (CRUD, patches, eviction, status), `nodesmith.kube.events` and `nodesmith.kube.leases`.
+
+Why not kr8s's object classes: the cache and the simulation work on plain dicts, the informers need
+``resourceVersion`` of a list and watch bookmarks (which kr8s's ``watch`` does not expose), and every
+call must fail with one typed error (`nodesmith.kube.errors`). So all calls go through kr8s's public
+escape hatch, ``Api.call_api``, with URLs built by `nodesmith.kube.resources.Resource`. Objects in and
+out are JSON-shaped dicts; nothing here mutates a dict it was given.
+
+Every method documents its retry policy (see `nodesmith.kube.retry`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import os
+import typing
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+
+import httpx
+import kr8s
+import kr8s.asyncio
+
+from nodesmith.kube import errors, retry
+from nodesmith.kube.resources import PODS, Resource
+from nodesmith.kube.results import ListResult, WatchEvent
+
+__all__ = ["JSON_PATCH", "MERGE_PATCH", "KubeClient", "ListResult", "WatchEvent"]
+
+log = logging.getLogger(__name__)
+
+Obj: typing.TypeAlias = dict[str, typing.Any]
+
+MERGE_PATCH = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+
+#: Seconds a non-watch request may take before it fails with `errors.APIUnavailableError`.
+DEFAULT_TIMEOUT = 30.0
+
+
+def _split(path: str) -> tuple[str, str]:
+    """kr8s joins ``base`` and ``url`` with "/"; give it the path as (everything but the last part, last)."""
+    base, _, last = path.rpartition("/")
+    return base, last
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
+
+
+def _body(response: httpx.Response) -> Mapping[str, typing.Any] | str:
+    try:
+        body = response.json()
+    except (ValueError, httpx.ResponseNotRead):
+        try:
+            return response.text
+        except httpx.ResponseNotRead:
+            return ""
+    return body if isinstance(body, Mapping) else str(body)
+
+
+@contextlib.contextmanager
+def _translated(what: str) -> Iterator[None]:
+    """Turn kr8s/httpx failures of the request described by ``what`` into `nodesmith.kube.errors`."""
+    try:
+        yield
+    except kr8s.ServerError as err:
+        response = err.response
+        if response is None:
+            raise errors.ServerError(f"{what}: {err}") from err
+        raise errors.from_status(
+            response.status_code, _body(response), retry_after=_retry_after(response)
+        ) from err
+    except httpx.HTTPStatusError as err:  # kr8s re-raises 1xx/3xx unchanged; never expected
+        raise errors.from_status(err.response.status_code, _body(err.response)) from err
+    except kr8s.APITimeoutError as err:
+        raise errors.APIUnavailableError(f"{what}: timed out") from err
+    except httpx.ConnectError as err:
+        raise errors.APIUnavailableError(f"{what}: cannot connect: {err}", request_sent=False) from err
+    except (httpx.TransportError, httpx.StreamError) as err:
+        raise errors.APIUnavailableError(f"{what}: {type(err).__name__}: {err}") from err
+
+
+def _with_kind(resource: Resource, items: Sequence[Obj]) -> list[Obj]:
+    for item in items:
+        item.setdefault("kind", resource.kind)
+        item.setdefault("apiVersion", resource.api_version)
+    return list(items)
+
+
+def _meta(obj: Mapping[str, typing.Any]) -> Mapping[str, typing.Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, Mapping) else {}
+
+
+@typing.final
+class KubeClient:
+    """Async Kubernetes client returning plain dicts; build it with `KubeClient.connect`.
+
+    Names follow the API: ``namespace`` is required for namespaced resources' objects and ignored for
+    cluster-scoped ones. Every method raises `nodesmith.kube.errors.KubeError` subclasses only.
+    """
+
+    def __init__(self, api: kr8s.asyncio.Api, *, timeout: float = DEFAULT_TIMEOUT) -> None:
+        self._api = api
+        self.timeout = timeout
+
+    @classmethod
+    async def connect(
+        cls,
+        kubeconfig: str | os.PathLike[str] | None = None,
+        *,
+        context: str | None = None,
+        serviceaccount: str | None = None,
+        request_timeout: float = DEFAULT_TIMEOUT,
+    ) -> KubeClient:
+        """Connect with a kubeconfig (or ``$KUBECONFIG``/``~/.kube/config``), else the in-cluster
+        service account. Raises `errors.APIUnavailableError` if the API server does not answer."""
+        with _translated("connect"):
+            api = await kr8s.asyncio.api(
+                kubeconfig=os.fspath(kubeconfig) if kubeconfig is not None else None,
+                context=context,
+                serviceaccount=serviceaccount,
+            )
+        return cls(api, timeout=request_timeout)
+
+    @property
+    def server(self) -> str:
+        """The API server's base URL."""
+        return str(self._api.auth.server)
+
+    # -- the one request path --------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: typing.Any = None,
+        content_type: str = "application/json",
+        request_timeout: float | None = None,
+    ) -> Obj:
+        """One HTTP call to ``path`` (``/api/v1/...``), JSON in and out; no retry. Raises `KubeError`."""
+        base, url = _split(path)
+        kwargs: dict[str, typing.Any] = {"timeout": request_timeout or self.timeout}
+        if params:
+            kwargs["params"] = dict(params)
+        if body is not None:
+            kwargs["content"] = json.dumps(body)
+            kwargs["headers"] = {"Content-Type": content_type}
+        with _translated(f"{method} {path}"):
+            async with self._api.call_api(method, version="", base=base, url=url, **kwargs) as response:
+                if not response.content:
+                    return {}
+                data = response.json()
+        return data if isinstance(data, dict) else {"items": data}
+
+    async def _call(self, policy: retry.Policy, fn: Callable[[], Awaitable[Obj]]) -> Obj:
+        return await retry.call(policy, fn)
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    async def get(self, resource: Resource, name: str, namespace: str | None = None) -> Obj:
+        """The object, with ``kind``/``apiVersion``. Raises `errors.NotFoundError`. Retries `retry.SAFE`."""
+        path = resource.path(namespace, name)
+        obj = await self._call(retry.SAFE, lambda: self.request("GET", path))
+        return _with_kind(resource, [obj])[0]
+
+    async def list(
+        self,
+        resource: Resource,
+        namespace: str | None = None,
+        *,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = 500,
+    ) -> ListResult:
+        """Every object (paged ``page_size`` at a time, one consistent resourceVersion) and that
+        resourceVersion, from which a watch continues. Retries each page with `retry.SAFE`; an
+        expired continue token (410) restarts the list from scratch once."""
+        path = resource.path(namespace)
+        for attempt in range(2):
+            try:
+                return await self._list_pages(resource, path, label_selector, field_selector, page_size)
+            except errors.GoneError:
+                if attempt:
+                    raise
+                log.info("list %s: continue token expired, listing again", resource.name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _list_pages(
+        self,
+        resource: Resource,
+        path: str,
+        label_selector: str | None,
+        field_selector: str | None,
+        page_size: int,
+    ) -> ListResult:
+        items: list[Obj] = []
+        params: dict[str, str] = {"limit": str(page_size)}
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        resource_version = ""
+        while True:
+            page = await self._call(
+                retry.SAFE, functools.partial(self.request, "GET", path, params=dict(params))
+            )
+            items.extend(page.get("items") or [])
+            meta = page.get("metadata") or {}
+            resource_version = resource_version or str(meta.get("resourceVersion", ""))
+            token = meta.get("continue")
+            if not token:
+                return ListResult(_with_kind(resource, items), resource_version)
+            params["continue"] = token
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def create(
+        self, resource: Resource, obj: Mapping[str, typing.Any], namespace: str | None = None
+    ) -> Obj:
+        """Create ``obj``; its namespace is ``namespace`` or ``obj.metadata.namespace``. Raises
+        `errors.AlreadyExistsError`, `errors.InvalidError`. Retries `retry.UNSAFE` only."""
+        body = {"apiVersion": resource.api_version, "kind": resource.kind, **obj}
+        ns = (namespace or _meta(obj).get("namespace")) if resource.namespaced else None
+        path = resource.path(ns)
+        return await self._call(retry.UNSAFE, lambda: self.request("POST", path, body=body))
+
+    async def replace(
+        self, resource: Resource, obj: Mapping[str, typing.Any], *, subresource: str | None = None
+    ) -> Obj:
+        """PUT ``obj`` whole; its ``metadata.resourceVersion`` (required) is the optimistic lock.
+        Raises `errors.ConflictError` if the object changed. Retries `retry.SAFE`."""
+        meta = _meta(obj)
+        if not meta.get("resourceVersion"):
+            raise ValueError("replace needs metadata.resourceVersion (the optimistic lock)")
+        body = {"apiVersion": resource.api_version, "kind": resource.kind, **obj}
+        path = resource.path(
+            meta.get("namespace") if resource.namespaced else None, meta["name"], subresource
+        )
+        return await self._call(retry.SAFE, lambda: self.request("PUT", path, body=body))
+
+    async def merge_patch(
+        self,
+        resource: Resource,
+        name: str,
+        patch: Mapping[str, typing.Any],
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        """JSON merge patch (RFC 7386). With ``resource_version`` it is an optimistic lock (409 on
+        change) -- use it whenever the patch replaces a list (finalizers, taints). Retries `retry.SAFE`."""
+        body = dict(patch)
+        if resource_version is not None:
+            body["metadata"] = {**(body.get("metadata") or {}), "resourceVersion": resource_version}
+        path = resource.path(namespace, name, subresource)
+        return await self._call(
+            retry.SAFE, lambda: self.request("PATCH", path, body=body, content_type=MERGE_PATCH)
+        )
+
+    async def json_patch(
+        self,
+        resource: Resource,
+        name: str,
+        operations: Sequence[Mapping[str, typing.Any]],
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+        uid: str | None = None,
+        subresource: str | None = None,
+    ) -> Obj:
+        """JSON patch (RFC 6902) guarded by preconditions -- the safe way to edit one entry of a list
+        field (``remove /metadata/finalizers/2`` must hit the entry you read).
+
+        ``uid`` becomes a leading ``test /metadata/uid`` operation; ``resource_version`` a leading
+        ``replace /metadata/resourceVersion`` (the API server treats a resourceVersion in the patched
+        object as an optimistic lock and answers 409, whereas a failed ``test`` only yields a bare 422).
+        Raises `errors.ConflictError` when either precondition fails (on a bare 422 the object is read
+        again to tell a UID mismatch from a bad patch, which stays `errors.InvalidError`), and
+        `errors.NotFoundError` when the object is gone. Retries `retry.SAFE` with preconditions,
+        `retry.UNSAFE` without."""
+        ops: list[Mapping[str, typing.Any]] = []
+        if uid is not None:
+            ops.append({"op": "test", "path": "/metadata/uid", "value": uid})
+        if resource_version is not None:
+            ops.append({"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version})
+        ops.extend(operations)
+        path = resource.path(namespace, name, subresource)
+        policy = retry.SAFE if (uid or resource_version) else retry.UNSAFE
+
+        async def attempt() -> Obj:
+            try:
+                return await self.request("PATCH", path, body=ops, content_type=JSON_PATCH)
+            except errors.InvalidError as err:
+                if uid is None:
+                    raise
+                current = await self.request("GET", resource.path(namespace, name))
+                if _meta(current).get("uid") == uid:
+                    raise
+                raise errors.ConflictError(
+                    f"{resource.kind} {name}: precondition failed: uid is {_meta(current).get('uid')}, not {uid}",
+                    status=409,
+                    reason="Conflict",
+                ) from err
+
+        return await self._call(policy, attempt)
+
+    async def update_status(
+        self,
+        resource: Resource,
+        name: str,
+        status: Mapping[str, typing.Any],
+        namespace: str | None = None,
+        *,
+        resource_version: str | None = None,
+    ) -> Obj:
+        """Merge-patch ``status`` through the status subresource (``{"status": status}``); with
+        ``resource_version`` as optimistic lock. Retries `retry.SAFE`."""
+        return await self.merge_patch(
+            resource,
+            name,
+            {"status": status},
+            namespace,
+            resource_version=resource_version,
+            subresource="status",
+        )
+
+    async def delete(
+        self,
+        resource: Resource,
+        name: str,
+        namespace: str | None = None,
+        *,
+        uid: str | None = None,
+        resource_version: str | None = None,
+        propagation: str | None = None,
+        grace_period_seconds: int | None = None,
+    ) -> Obj:
+        """Delete, optionally only if ``uid``/``resource_version`` still match (else `errors.ConflictError`).
+        Returns the object as the server left it (with ``deletionTimestamp`` while finalizers remain) or
+        a Status. Raises `errors.NotFoundError` when already gone. Retries `retry.SAFE`."""
+        options: dict[str, typing.Any] = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        preconditions = {k: v for k, v in (("uid", uid), ("resourceVersion", resource_version)) if v}
+        if preconditions:
+            options["preconditions"] = preconditions
+        if propagation:
+            options["propagationPolicy"] = propagation
+        if grace_period_seconds is not None:
+            options["gracePeriodSeconds"] = grace_period_seconds
+        path = resource.path(namespace, name)
+        return await self._call(retry.SAFE, lambda: self.request("DELETE", path, body=options))
+
+    async def evict(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        uid: str | None = None,
+        grace_period_seconds: int | None = None,
+        dry_run: bool = False,
+    ) -> None:
+        """Evict a pod through the Eviction subresource (PDB-aware).
+
+        Raises `errors.EvictionBlockedError` (429: a PDB forbids it now; retry later),
+        `errors.NotFoundError` (404: pod gone, treat as done), `errors.ConflictError` (409: the
+        ``uid`` precondition failed, i.e. a new pod took the name -- also done),
+        `errors.ServerError` (500: typically more than one PDB covers the pod). Retries `retry.EVICT`.
+        """
+        body: dict[str, typing.Any] = {
+            "apiVersion": "policy/v1",
+            "kind": "Eviction",
+            "metadata": {"name": name, "namespace": namespace},
+        }
+        delete_options: dict[str, typing.Any] = {}
+        if uid:
+            delete_options["preconditions"] = {"uid": uid}
+        if grace_period_seconds is not None:
+            delete_options["gracePeriodSeconds"] = grace_period_seconds
+        if dry_run:
+            delete_options["dryRun"] = ["All"]
+        if delete_options:
+            body["deleteOptions"] = delete_options
+        path = PODS.path(namespace, name, "eviction")
+
+        async def attempt() -> Obj:
+            try:
+                return await self.request("POST", path, body=body)
+            except errors.TooManyRequestsError as err:
+                raise errors.EvictionBlockedError(
+                    err.message,
+                    status=err.status,
+                    reason=err.reason,
+                    details=err.details,
+                    retry_after=err.retry_after,
+                ) from err
+
+        await self._call(retry.EVICT, attempt)
+
+    async def mutate(
+        self,
+        resource: Resource,
+        name: str,
+        change: Callable[[Obj], Obj | None],
+        namespace: str | None = None,
+        *,
+        attempts: int = 5,
+        subresource: str | None = None,
+    ) -> Obj:
+        """Read-modify-write with optimistic locking: ``change(current)`` returns the new object (or
+        None for "nothing to do"), which is PUT with the read resourceVersion; on 409 re-read and call
+        ``change`` again, up to ``attempts`` times (client-go's RetryOnConflict). ``change`` must be a
+        pure function of its argument and may mutate it."""
+        for attempt in range(attempts):
+            current = await self.get(resource, name, namespace)
+            wanted = change(current)
+            if wanted is None:
+                return current
+            try:
+                return await self.replace(resource, wanted, subresource=subresource)
+            except errors.ConflictError:
+                if attempt == attempts - 1:
+                    raise
+                log.debug("mutate %s %s: conflict, re-reading", resource.kind, name)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # -- watch -----------------------------------------------------------------------------------
+
+    async def watch(
+        self,
+        resource: Resource,
+        *,
+        resource_version: str,
+        namespace: str | None = None,
+        allow_bookmarks: bool = True,
+        timeout_seconds: int = 300,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> AsyncIterator[WatchEvent]:
+        """Yield events after ``resource_version`` until the server ends the watch (about
+        ``timeout_seconds``). Raises `errors.GoneError` when the version is too old (relist), other
+        `KubeError`s for failed connections. Never retries. Close it with ``contextlib.aclosing``."""
+        params = {
+            "watch": "1",
+            "resourceVersion": resource_version,
+            "allowWatchBookmarks": "true" if allow_bookmarks else "false",
+            "timeoutSeconds": str(timeout_seconds),
+        }
+        if label_selector:
+            params["labelSelector"] = label_selector
+        if field_selector:
+            params["fieldSelector"] = field_selector
+        base, url = _split(resource.path(namespace))
+        what = f"watch {resource.name}"
+        # The read timeout bounds silence: bookmarks arrive about once a minute, events more often.
+        timeout = httpx.Timeout(self.timeout, read=timeout_seconds + self.timeout)
+        with _translated(what):
+            async with self._api.call_api(
+                "GET", version="", base=base, url=url, stream=True, params=params, timeout=timeout
+            ) as response:
+                async for line in response.aiter_lines():
+                    if not line.strip():
+                        continue
+                    try:
+                        event = json.loads(line)
+                        kind, obj = event["type"], event["object"]
+                    except (ValueError, KeyError, TypeError) as err:
+                        raise errors.APIUnavailableError(f"{what}: unreadable event {line[:200]!r}") from err
+                    if kind == "ERROR":
+                        code = int(obj.get("code") or 500) if isinstance(obj, Mapping) else 500
+                        raise errors.from_status(code, obj if isinstance(obj, Mapping) else str(obj))
+                    if kind != "BOOKMARK":
+                        obj.setdefault("kind", resource.kind)
+                        obj.setdefault("apiVersion", resource.api_version)
+                    yield WatchEvent(kind, obj)

@@ -1,0 +1,198 @@
+"""`StateNode`: one machine as the cluster state knows it -- a Node, its NodeClaim, or both joined by
+providerID -- with its pods and the resources they request, as an immutable value.
+
+Fed by `nodesmith.state.cluster.ClusterState`, which keeps one mutable `Slot` per machine (parsed
+Node and NodeClaim parts, nomination, deletion mark) and builds a `StateNode` from a slot whenever the
+slot or the pods on its node changed. Consumed through `nodesmith.state.snapshot.Snapshot` by the
+scheduling simulation (existing capacity, in-flight NodeClaims), disruption (candidates, spec 4.2) and
+the reconcilers.
+
+The accessors follow Karpenter's ``pkg/controllers/state/statenode.go``: a NodeClaim without a
+registered Node answers with the NodeClaim's labels, taints and allocatable (so in-flight capacity
+counts); a Node without a NodeClaim is unmanaged and always registered and initialized.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import types
+import typing
+from collections.abc import Mapping
+
+import attrs
+
+from nodesmith.api import labels, meta, quantity
+from nodesmith.api import nodeclaim as api_nodeclaim
+
+__all__ = ["NodePart", "Slot", "StateNode", "parse_node"]
+
+Obj: typing.TypeAlias = Mapping[str, typing.Any]
+_EMPTY: Mapping[str, typing.Any] = types.MappingProxyType({})
+
+
+@typing.final
+@attrs.frozen(slots=True)
+class NodePart:
+    """The parsed parts of a Node that the state reads often (parsed once per Node event)."""
+
+    object: Obj
+    name: str
+    provider_id: str | None
+    labels: Mapping[str, str]
+    taints: tuple[meta.Taint, ...]
+    allocatable: Mapping[str, int]
+    capacity: Mapping[str, int]
+    deleting: bool
+
+
+def parse_node(node: Obj) -> NodePart:
+    """Parse what `StateNode` needs; raises ``KeyError``/``ValueError`` (incl. ValidationError,
+    QuantityError) on a malformed Node."""
+    meta_ = node["metadata"]
+    spec = node.get("spec") or {}
+    status = node.get("status") or {}
+    return NodePart(
+        object=node,
+        name=str(meta_["name"]),
+        provider_id=spec.get("providerID") or None,
+        labels=types.MappingProxyType(dict(meta_.get("labels") or {})),
+        taints=meta.taints_from(spec.get("taints"), "spec.taints"),
+        allocatable=types.MappingProxyType(quantity.parse_resources(status.get("allocatable"))),
+        capacity=types.MappingProxyType(quantity.parse_resources(status.get("capacity"))),
+        deleting=bool(meta_.get("deletionTimestamp")),
+    )
+
+
+@attrs.define(slots=True)
+class Slot:
+    """ClusterState's mutable record for one machine; ``key`` is the providerID, or ``node/<name>`` /
+    ``nodeclaim/<name>`` while none is known."""
+
+    key: str
+    node: NodePart | None = None
+    nodeclaim: api_nodeclaim.NodeClaim | None = None
+    nodeclaim_object: Obj | None = None
+    nominated_until: dt.datetime | None = None
+    marked: bool = False
+    view: StateNode | None = None
+
+    @property
+    def empty(self) -> bool:
+        return self.node is None and self.nodeclaim is None
+
+    @property
+    def node_name(self) -> str | None:
+        if self.node is not None:
+            return self.node.name
+        if self.nodeclaim is not None:
+            return self.nodeclaim.status.node_name
+        return None
+
+
+@typing.final
+@attrs.frozen(slots=True)
+class StateNode:
+    """An immutable view of one machine. Mappings are read-only; ``node``/``nodeclaim_object`` are the
+    informer's dicts, shared and never mutated (the state replaces them, it does not edit them)."""
+
+    key: str
+    provider_id: str | None
+    name: str | None
+    node: Obj | None
+    nodeclaim: api_nodeclaim.NodeClaim | None
+    nodeclaim_object: Obj | None
+    labels: Mapping[str, str]
+    taints: tuple[meta.Taint, ...]
+    allocatable: Mapping[str, int]
+    capacity: Mapping[str, int]
+    pods: tuple[Obj, ...]
+    pod_requests: Mapping[str, int]
+    daemonset_requests: Mapping[str, int]
+    nominated_until: dt.datetime | None
+    marked: bool
+    deleting: bool
+
+    @property
+    def managed(self) -> bool:
+        """Has a NodeClaim (nodesmith launched it)."""
+        return self.nodeclaim is not None
+
+    @property
+    def registered(self) -> bool:
+        if self.nodeclaim is None:
+            return True
+        return self.node is not None and self.labels.get(labels.LABEL_REGISTERED) == "true"
+
+    @property
+    def initialized(self) -> bool:
+        if self.nodeclaim is None:
+            return True
+        return self.node is not None and self.labels.get(labels.LABEL_INITIALIZED) == "true"
+
+    @property
+    def marked_for_deletion(self) -> bool:
+        """Marked by disruption/termination, or its Node or NodeClaim is being deleted."""
+        return self.marked or self.deleting
+
+    @property
+    def nodepool(self) -> str | None:
+        return self.labels.get(labels.LABEL_NODEPOOL)
+
+    def nominated(self, now: dt.datetime) -> bool:
+        """A pod was nominated to it by the provisioner and the nomination has not expired."""
+        return self.nominated_until is not None and now < self.nominated_until
+
+    def available(self) -> dict[str, int]:
+        """Allocatable minus what its pods request (may be negative if overcommitted)."""
+        return quantity.subtract(self.allocatable, self.pod_requests)
+
+    @classmethod
+    def build(
+        cls, slot: Slot, pods: Mapping[str, Obj], requests: Mapping[str, int], ds_requests: Mapping[str, int]
+    ) -> StateNode:
+        node, claim = slot.node, slot.nodeclaim
+        managed = claim is not None
+        node_labels = node.labels if node is not None else _EMPTY
+        registered = not managed or (node is not None and node_labels.get(labels.LABEL_REGISTERED) == "true")
+        initialized = not managed or (
+            node is not None and node_labels.get(labels.LABEL_INITIALIZED) == "true"
+        )
+        if node is None or (claim is not None and not registered):
+            assert claim is not None
+            node_labels = types.MappingProxyType(dict(claim.metadata.labels))
+            taints = claim.spec.taints
+        else:
+            taints = node.taints
+            if claim is not None and not initialized:
+                startup = claim.spec.startup_taints
+                taints = tuple(
+                    t
+                    for t in taints
+                    if t.key not in labels.KNOWN_EPHEMERAL_TAINT_KEYS
+                    and not any(t.matches(s) for s in startup)
+                )
+        if claim is not None and (node is None or not initialized):
+            allocatable: Mapping[str, int] = types.MappingProxyType(dict(claim.status.allocatable))
+            capacity: Mapping[str, int] = types.MappingProxyType(dict(claim.status.capacity))
+        else:
+            assert node is not None
+            allocatable, capacity = node.allocatable, node.capacity
+        return cls(
+            key=slot.key,
+            provider_id=(node.provider_id if node is not None else None)
+            or (claim.status.provider_id if claim is not None else None),
+            name=slot.node_name,
+            node=node.object if node is not None else None,
+            nodeclaim=claim,
+            nodeclaim_object=slot.nodeclaim_object,
+            labels=node_labels,
+            taints=taints,
+            allocatable=allocatable,
+            capacity=capacity,
+            pods=tuple(pods.values()),
+            pod_requests=types.MappingProxyType(dict(requests)),
+            daemonset_requests=types.MappingProxyType(dict(ds_requests)),
+            nominated_until=slot.nominated_until,
+            marked=slot.marked,
+            deleting=(node is not None and node.deleting) or (claim is not None and claim.deleting),
+        )

@@ -1,0 +1,340 @@
+"""The kube layer against a real API server: CRUD, patches with preconditions, status, deletion
+preconditions, eviction against a PodDisruptionBudget, watch, deduplicated Events and Leases.
+
+Runs on the session's `control_plane` (tests/conftest.py); nothing is mocked. Each test works in its
+own namespace and names cluster-scoped objects uniquely, so tests sharing the session never collide.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import contextlib
+import datetime as dt
+import pathlib
+import typing
+import uuid
+
+import anyio
+import pytest
+
+from nodesmith.kube import EventRecorder, KubeClient, LeaseClient, errors, resources
+from nodesmith.kube.resources import Resource
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+CONFIGMAPS = Resource("", "v1", "configmaps", "ConfigMap", namespaced=True)
+KWOK_ANNOTATION = {"kwok.x-k8s.io/node": "fake"}
+TIMEOUT = 60.0
+
+T = typing.TypeVar("T")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def kube(kubeconfig: pathlib.Path) -> KubeClient:
+    return await KubeClient.connect(kubeconfig)
+
+
+@pytest.fixture
+async def namespace(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
+    name = f"kl-{uuid.uuid4().hex[:8]}"
+    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(errors.NotFoundError):
+        await kube.delete(resources.NAMESPACES, name)
+
+
+async def eventually(
+    probe: collections.abc.Callable[[], collections.abc.Awaitable[T | None]], what: str
+) -> T:
+    with anyio.fail_after(TIMEOUT):
+        while True:
+            result = await probe()
+            if result:
+                return result
+            await anyio.sleep(0.25)
+    raise AssertionError(what)  # pragma: no cover
+
+
+def configmap(name: str, **data: str) -> dict[str, typing.Any]:
+    return {"metadata": {"name": name}, "data": dict(data)}
+
+
+async def test_create_get_list_and_typed_errors(kube: KubeClient, namespace: str) -> None:
+    created = await kube.create(CONFIGMAPS, configmap("a", k="v"), namespace)
+    await kube.create(CONFIGMAPS, configmap("b"), namespace)
+
+    got = await kube.get(CONFIGMAPS, "a", namespace)
+    listed = await kube.list(CONFIGMAPS, namespace, page_size=1)
+
+    assert got["data"] == {"k": "v"}
+    assert got["kind"] == "ConfigMap"
+    assert got["metadata"]["uid"] == created["metadata"]["uid"]
+    assert sorted(i["metadata"]["name"] for i in listed.items if i["metadata"]["name"] in "ab") == ["a", "b"]
+    assert int(listed.resource_version) >= int(created["metadata"]["resourceVersion"])
+    with pytest.raises(errors.AlreadyExistsError):
+        await kube.create(CONFIGMAPS, configmap("a"), namespace)
+    with pytest.raises(errors.NotFoundError):
+        await kube.get(CONFIGMAPS, "missing", namespace)
+    with pytest.raises(errors.InvalidError):
+        await kube.create(CONFIGMAPS, configmap("Not_A_Valid_Name"), namespace)
+
+
+async def test_merge_patch_with_resource_version_is_an_optimistic_lock(
+    kube: KubeClient, namespace: str
+) -> None:
+    cm = await kube.create(CONFIGMAPS, configmap("a", k="1"), namespace)
+    stale = cm["metadata"]["resourceVersion"]
+    await kube.merge_patch(CONFIGMAPS, "a", {"data": {"k": "2"}}, namespace)
+
+    with pytest.raises(errors.ConflictError):
+        await kube.merge_patch(CONFIGMAPS, "a", {"data": {"k": "3"}}, namespace, resource_version=stale)
+
+    current = await kube.get(CONFIGMAPS, "a", namespace)
+    patched = await kube.merge_patch(
+        CONFIGMAPS,
+        "a",
+        {"data": {"k": "3"}},
+        namespace,
+        resource_version=current["metadata"]["resourceVersion"],
+    )
+    assert patched["data"] == {"k": "3"}
+
+
+async def test_json_patch_preconditions_protect_list_edits(kube: KubeClient, namespace: str) -> None:
+    finalizers = ["example.com/a", "example.com/b"]
+    cm = await kube.create(CONFIGMAPS, {"metadata": {"name": "f", "finalizers": finalizers}}, namespace)
+    meta = cm["metadata"]
+    remove_first = [{"op": "remove", "path": "/metadata/finalizers/0"}]
+    try:
+        await kube.merge_patch(CONFIGMAPS, "f", {"data": {"k": "v"}}, namespace)
+
+        with pytest.raises(errors.ConflictError):
+            await kube.json_patch(
+                CONFIGMAPS, "f", remove_first, namespace, resource_version=meta["resourceVersion"]
+            )
+        with pytest.raises(errors.ConflictError):
+            await kube.json_patch(CONFIGMAPS, "f", remove_first, namespace, uid="not-the-uid")
+        with pytest.raises(errors.InvalidError):  # a bad patch stays a bad patch, precondition or not
+            await kube.json_patch(
+                CONFIGMAPS,
+                "f",
+                [{"op": "remove", "path": "/metadata/finalizers/7"}],
+                namespace,
+                uid=meta["uid"],
+            )
+
+        fresh = await kube.get(CONFIGMAPS, "f", namespace)
+        patched = await kube.json_patch(
+            CONFIGMAPS,
+            "f",
+            remove_first,
+            namespace,
+            uid=meta["uid"],
+            resource_version=fresh["metadata"]["resourceVersion"],
+        )
+        assert patched["metadata"]["finalizers"] == ["example.com/b"]
+    finally:
+        await kube.merge_patch(CONFIGMAPS, "f", {"metadata": {"finalizers": None}}, namespace)
+
+
+async def test_status_subresource_updates_only_status(kube: KubeClient) -> None:
+    name = f"kl-node-{uuid.uuid4().hex[:8]}"
+    await kube.create(resources.NODES, {"metadata": {"name": name}})
+    try:
+        status = {"capacity": {"cpu": "2", "pods": "10"}, "allocatable": {"cpu": "2", "pods": "10"}}
+        updated = await kube.update_status(resources.NODES, name, status)
+        assert updated["status"]["allocatable"]["cpu"] == "2"
+        # Through the main resource, status is ignored.
+        ignored = await kube.merge_patch(resources.NODES, name, {"status": {"allocatable": {"cpu": "64"}}})
+        assert ignored["status"]["allocatable"]["cpu"] == "2"
+    finally:
+        await kube.delete(resources.NODES, name)
+
+
+async def test_mutate_rereads_and_retries_on_conflict(kube: KubeClient, namespace: str) -> None:
+    await kube.create(CONFIGMAPS, configmap("m", n="0"), namespace)
+    calls = 0
+
+    def bump(cm: dict[str, typing.Any]) -> dict[str, typing.Any]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:  # as if someone else wrote between our read and our write
+            cm["metadata"]["resourceVersion"] = "1"
+        cm["data"]["n"] = str(int(cm["data"]["n"]) + 1)
+        return cm
+
+    result = await kube.mutate(CONFIGMAPS, "m", bump, namespace)
+
+    assert calls == 2
+    assert result["data"]["n"] == "1"
+
+
+async def test_delete_with_preconditions(kube: KubeClient, namespace: str) -> None:
+    cm = await kube.create(CONFIGMAPS, configmap("a"), namespace)
+
+    with pytest.raises(errors.ConflictError):
+        await kube.delete(CONFIGMAPS, "a", namespace, uid="someone-else")
+    await kube.merge_patch(CONFIGMAPS, "a", {"data": {"k": "v"}}, namespace)
+    with pytest.raises(errors.ConflictError):
+        await kube.delete(CONFIGMAPS, "a", namespace, resource_version=cm["metadata"]["resourceVersion"])
+
+    await kube.delete(CONFIGMAPS, "a", namespace, uid=cm["metadata"]["uid"], propagation="Background")
+    with pytest.raises(errors.NotFoundError):
+        await kube.delete(CONFIGMAPS, "a", namespace)
+
+
+async def _running_pod(kube: KubeClient, namespace: str, node: str, name: str) -> dict[str, typing.Any]:
+    pod = {
+        "metadata": {"name": name, "labels": {"app": "guarded"}},
+        "spec": {
+            "nodeName": node,
+            "containers": [{"name": "c", "image": "registry.invalid/c:1"}],
+            "tolerations": [{"operator": "Exists"}],
+        },
+    }
+    await kube.create(resources.PODS, pod, namespace)
+
+    async def running() -> dict[str, typing.Any] | None:
+        current = await kube.get(resources.PODS, name, namespace)
+        return current if (current.get("status") or {}).get("phase") == "Running" else None
+
+    return await eventually(running, f"pod {name} Running")
+
+
+async def test_eviction_is_blocked_by_a_pdb_then_allowed(kube: KubeClient, namespace: str) -> None:
+    node = f"kl-kwok-{uuid.uuid4().hex[:8]}"
+    await kube.create(
+        resources.NODES,
+        {
+            "metadata": {
+                "name": node,
+                "annotations": KWOK_ANNOTATION,
+                "labels": {"kubernetes.io/hostname": node},
+            },
+            "status": {"allocatable": {"cpu": "4", "memory": "8Gi", "pods": "10"}},
+        },
+    )
+    try:
+        pod = await _running_pod(kube, namespace, node, "guarded")
+        pdb = {
+            "metadata": {"name": "zero"},
+            "spec": {"maxUnavailable": 0, "selector": {"matchLabels": {"app": "guarded"}}},
+        }
+        await kube.create(resources.PDBS, pdb, namespace)
+
+        async def observed() -> bool:
+            current = await kube.get(resources.PDBS, "zero", namespace)
+            return (current.get("status") or {}).get("observedGeneration") == current["metadata"][
+                "generation"
+            ]
+
+        await eventually(observed, "PDB observed by the disruption controller")
+
+        with pytest.raises(errors.EvictionBlockedError) as blocked:
+            await kube.evict("guarded", namespace)
+        assert blocked.value.status == 429
+        with pytest.raises(errors.NotFoundError):
+            await kube.evict("no-such-pod", namespace)
+
+        await kube.delete(resources.PDBS, "zero", namespace)
+        with pytest.raises(errors.ConflictError):  # a new pod took the name: not the one we meant
+            await kube.evict("guarded", namespace, uid="not-this-pod")
+        await kube.evict("guarded", namespace, uid=pod["metadata"]["uid"], grace_period_seconds=0)
+
+        async def gone() -> bool:
+            try:
+                await kube.get(resources.PODS, "guarded", namespace)
+            except errors.NotFoundError:
+                return True
+            return False
+
+        await eventually(gone, "evicted pod gone")
+    finally:
+        await kube.delete(resources.NODES, node)
+
+
+async def test_watch_streams_events_from_a_resource_version(kube: KubeClient, namespace: str) -> None:
+    start = await kube.list(CONFIGMAPS, namespace)
+    await kube.create(CONFIGMAPS, configmap("w1"), namespace)
+    await kube.merge_patch(CONFIGMAPS, "w1", {"data": {"k": "v"}}, namespace)
+    await kube.delete(CONFIGMAPS, "w1", namespace)
+
+    seen: list[tuple[str, str]] = []
+    with anyio.fail_after(TIMEOUT):
+        async with contextlib.aclosing(
+            kube.watch(
+                CONFIGMAPS, namespace=namespace, resource_version=start.resource_version, timeout_seconds=5
+            )
+        ) as events:
+            async for event in events:
+                if event.type != "BOOKMARK" and event.object["metadata"]["name"] == "w1":
+                    seen.append((event.type, event.object["kind"]))
+                if len(seen) == 3:
+                    break
+    assert seen == [("ADDED", "ConfigMap"), ("MODIFIED", "ConfigMap"), ("DELETED", "ConfigMap")]
+
+
+async def test_event_recorder_deduplicates_within_the_window(kube: KubeClient, namespace: str) -> None:
+    now = [dt.datetime(2030, 1, 1, tzinfo=dt.UTC)]
+    recorder = EventRecorder(kube, component="nodesmith-test", clock=lambda: now[0])
+    involved = await kube.create(CONFIGMAPS, configmap("subject"), namespace)
+
+    for _ in range(3):
+        await recorder.publish(involved, "Warning", "Stuck", "it is stuck")
+    await recorder.publish(involved, "Normal", "Other", "another message")
+
+    async def events_by_reason() -> dict[str, dict[str, typing.Any]]:
+        listed = await kube.list(resources.CORE_EVENTS, namespace)
+        return {e["reason"]: e for e in listed.items if e["involvedObject"].get("name") == "subject"}
+
+    events = await events_by_reason()
+    assert set(events) == {"Stuck", "Other"}
+    assert events["Stuck"]["count"] == 1
+
+    now[0] += dt.timedelta(minutes=3)
+    await recorder.publish(involved, "Warning", "Stuck", "it is stuck")
+
+    events = await events_by_reason()
+    assert len([e for e in events.values() if e["reason"] == "Stuck"]) == 1
+    assert events["Stuck"]["count"] == 4
+    assert events["Stuck"]["involvedObject"]["uid"] == involved["metadata"]["uid"]
+
+
+async def test_lease_acquire_renew_conflict_and_release(kube: KubeClient, namespace: str) -> None:
+    now = [dt.datetime.now(dt.UTC)]
+    alice = LeaseClient(kube, "alice", clock=lambda: now[0])
+    bob = LeaseClient(kube, "bob", clock=lambda: now[0])
+
+    lease = await alice.try_acquire("leader", namespace, duration_seconds=15)
+    assert lease is not None
+    assert lease.holder == "alice"
+    assert lease.transitions == 0
+    assert await bob.try_acquire("leader", namespace, duration_seconds=15) is None
+
+    now[0] += dt.timedelta(seconds=5)
+    renewed = await alice.renew(lease)
+    assert renewed.renew_time is not None
+    assert lease.renew_time is not None
+    assert renewed.renew_time > lease.renew_time
+    with pytest.raises(errors.ConflictError):
+        await alice.renew(lease)  # stale resourceVersion: someone (here: ourselves) wrote since
+
+    now[0] += dt.timedelta(seconds=30)  # alice stopped renewing: expired
+    taken = await bob.try_acquire("leader", namespace, duration_seconds=15)
+    assert taken is not None
+    assert taken.holder == "bob"
+    assert taken.transitions == 1
+
+    await bob.release(taken)
+    released = await alice.get("leader", namespace)
+    assert released is not None
+    assert released.holder is None
+    again = await alice.try_acquire("leader", namespace, duration_seconds=15)
+    assert again is not None
+    assert again.holder == "alice"
+    assert again.transitions == 2
