@@ -15,7 +15,7 @@ from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
-from nodesmith.reconcilers import Reconciler
+from nodesmith.reconcilers import Reconciler, provisioner
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["Collaborators", "build"]
@@ -38,4 +38,17 @@ class Collaborators:
 
 def build(collaborators: Collaborators) -> list[Reconciler]:
     """Every reconciler, in start order."""
-    return []
+    c = collaborators
+    reconcilers: list[Reconciler] = [
+        provisioner.Provisioner(
+            kube=c.kube,
+            state=c.state,
+            provider=c.provider,
+            plugins=c.plugins,
+            events=c.events,
+            clock=c.clock,
+            batch_idle=c.batch_idle,
+            batch_max=c.batch_max,
+        ),
+    ]
+    return reconcilers

@@ -47,6 +47,9 @@ Obj: typing.TypeAlias = Mapping[str, typing.Any]
 #: re-evaluates even when nothing it can see changed (say, an instance type became available).
 CONSOLIDATION_REFRESH = dt.timedelta(minutes=5)
 
+Subscriber: typing.TypeAlias = Callable[[resources.Resource, Obj, bool], None]
+"""``(resource, object, deleted)``: told of every applied informer event (see `ClusterState.subscribe`)."""
+
 #: What a malformed object can raise while being parsed.
 PARSE_ERRORS: tuple[type[Exception], ...] = (
     errors.NodesmithError,
@@ -91,6 +94,21 @@ class ClusterState:
         self._synced: set[resources.Resource] = set()
         self._malformed: dict[resources.Resource, set[str]] = {}
         self._consolidation_state = clock()
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        """Call ``subscriber(resource, obj, deleted)`` after every informer event has been applied.
+
+        How reconcilers learn that something changed without polling: they enqueue keys and return at
+        once (a subscriber runs on the informer's path; one that raises is logged and skipped)."""
+        self._subscribers.append(subscriber)
+
+    def _notify(self, resource: resources.Resource, obj: Obj, deleted: bool) -> None:
+        for subscriber in self._subscribers:
+            try:
+                subscriber(resource, obj, deleted)
+            except Exception:
+                log.exception("state subscriber %r failed", subscriber)
 
     # -- informer handler protocol ---------------------------------------------------------------
 
@@ -113,6 +131,7 @@ class ClusterState:
             log.warning("skipping malformed %s %s: %s", resource.kind, name, err)
             return
         self._malformed.get(resource, set()).discard(name)
+        self._notify(resource, obj, False)
 
     def on_delete(self, resource: resources.Resource, obj: Obj) -> None:
         """An object is gone (watch DELETED, or absent from a relist)."""
@@ -134,6 +153,7 @@ class ClusterState:
                 self.mark_unconsolidated()
         else:
             self._objects.get(resource, {}).pop(key, None)
+        self._notify(resource, obj, True)
 
     def on_synced(self, resource: resources.Resource) -> None:
         """The informer of ``resource`` finished its first list."""

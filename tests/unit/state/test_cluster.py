@@ -329,3 +329,17 @@ def test_provider_id_change_moves_the_node(state: ClusterState) -> None:
     state.on_upsert(resources.NODES, f.node("a"))
     state.on_upsert(resources.NODES, f.node("a", provider_id="kwok://a"))
     assert [n.key for n in state.snapshot().nodes] == ["kwok://a"]
+
+
+def test_subscribers_hear_every_applied_event_and_a_failing_one_is_skipped(state: ClusterState) -> None:
+    heard: list[tuple[str, str, bool]] = []
+
+    def broken(resource: resources.Resource, obj: object, deleted: bool) -> None:
+        raise RuntimeError("subscriber bug")
+
+    state.subscribe(broken)
+    state.subscribe(lambda resource, obj, deleted: heard.append((resource.kind, obj["metadata"]["name"], deleted)))
+    pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {}, "status": {}}
+    state.on_upsert(resources.PODS, pod)
+    state.on_delete(resources.PODS, pod)
+    assert heard == [("Pod", "p", False), ("Pod", "p", True)]

@@ -1,0 +1,318 @@
+"""The provisioner: pods the scheduler cannot place become right-sized NodeClaims (spec 2.1-2.2, 2.11).
+
+A singleton loop. It hears of provisionable pods through the cluster state's subscription, batches them
+(Karpenter's window: 1 s idle, 10 s max), waits for the synced gate, snapshots the state, reads instance
+types per NodePool from the provider (through the plugins' adjusters), runs the pure scheduling engine in a
+worker thread with a one-minute deadline, and writes the decision: NodeClaims created (and inserted into
+the state at once, so the next batch cannot launch them twice), existing nodes nominated, ``Nominated`` and
+``FailedScheduling`` events on the pods. The last decision is kept for ``explain`` and handed to the
+plugins' decision observers.
+
+It never binds pods: kube-scheduler does, once the new node is Ready.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+import attrs
+
+from nodesmith import errors, metrics
+from nodesmith.api import labels, nodeclaim, quantity
+from nodesmith.api import nodepool as api_nodepool
+from nodesmith.cloudprovider import manager
+from nodesmith.cloudprovider.protocol import CloudProvider
+from nodesmith.cloudprovider.types import InstanceType
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.kube.events import EventRecorder
+from nodesmith.reconcilers.queues import Batcher
+from nodesmith.scheduling import pods as scheduling_pods
+from nodesmith.scheduling import results, scheduler
+from nodesmith.state import simulation
+from nodesmith.state.cluster import ClusterState
+from nodesmith.state.snapshot import Snapshot
+
+__all__ = ["Decision", "Provisioner"]
+
+log = logging.getLogger(__name__)
+
+SOLVE_TIMEOUT: Final = 60.0
+"""Seconds a scheduling run may take before it returns what it decided so far (Karpenter: 1 minute)."""
+RECHECK_INTERVAL: Final = 10.0
+"""Seconds between looks for pending pods when nothing triggered (a NodePool became ready, say)."""
+CREATE_CONCURRENCY: Final = 16
+
+
+@attrs.frozen(slots=True)
+class Decision:
+    """One provisioning run, as ``explain`` and decision observers see it."""
+
+    at: dt.datetime
+    pods: int
+    results: results.Results
+    created: tuple[str, ...]
+    """Names of the NodeClaims created."""
+    skipped_nodepools: Mapping[str, str]
+    """NodePool → why it took no part (NodeClass not ready, limits exceeded, ...)."""
+    duration: float
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "provisioning",
+            "at": self.at.isoformat(),
+            "pods": self.pods,
+            "nodeclaims": [
+                {
+                    "name": name,
+                    "nodepool": claim.nodepool,
+                    "pods": len(claim.pods),
+                    "instance_types": len(claim.instance_types),
+                }
+                for name, claim in zip(self.created, self.results.new_nodeclaims, strict=False)
+            ],
+            "unschedulable": {uid: error.message() for uid, error in self.results.pod_errors.items()},
+            "skipped_nodepools": dict(self.skipped_nodepools),
+            "duration_seconds": round(self.duration, 4),
+        }
+
+
+@attrs.define
+class Provisioner:
+    """Singleton provisioning loop; build through ``controllers.build``."""
+
+    kube: KubeClient
+    state: ClusterState
+    provider: CloudProvider
+    plugins: manager.Plugins
+    events: EventRecorder
+    clock: Callable[[], dt.datetime]
+    batch_idle: dt.timedelta
+    batch_max: dt.timedelta
+    name: str = "provisioner"
+    last_decision: Decision | None = attrs.field(init=False, default=None)
+    _batcher: Batcher = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._batcher = Batcher(self.batch_idle.total_seconds(), self.batch_max.total_seconds())
+        self.state.subscribe(self._on_change)
+
+    def _on_change(self, resource: resources.Resource, obj: Mapping[str, Any], deleted: bool) -> None:
+        if (resource == resources.PODS and not deleted and scheduling_pods.is_provisionable(obj)) or (
+            resource in (resources.NODEPOOLS, resources.NODECLAIMS) and deleted
+        ):
+            self._batcher.trigger()
+
+    async def run(self) -> None:
+        """Batch, then provision; repeat until cancelled. One failed run is logged and retried."""
+        last_check = -RECHECK_INTERVAL
+        while True:
+            triggered = await self._batcher.wait()
+            if not triggered and time.monotonic() - last_check < RECHECK_INTERVAL:
+                continue
+            last_check = time.monotonic()
+            try:
+                await self.reconcile()
+            except Exception:
+                log.exception("provisioning run failed")
+                metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
+                await anyio.sleep(1)
+
+    async def reconcile(self) -> Decision | None:
+        """One provisioning run. Returns the decision, or ``None`` when there was nothing to do."""
+        # 1. Not synced (a NodeClaim we created has no providerID yet) → wait; launching now could double up.
+        with anyio.move_on_after(30):
+            while not self.state.synced():
+                await anyio.sleep(0.1)
+        if not self.state.synced():
+            log.info("cluster state not synced; postponing provisioning")
+            return None
+        # 2. Snapshot the nodes before the pods, so a pod bound meanwhile is seen bound (under-provision).
+        snapshot = self.state.snapshot()
+        deleting = [n for n in snapshot.nodes if n.marked_for_deletion]
+        pods = simulation.pending_pods(snapshot) + simulation.reschedulable_pods(deleting)
+        metrics.SCHEDULER_QUEUE_DEPTH.add(0)
+        if not pods:
+            return None
+        started = time.monotonic()
+        # 3. Instance types per usable NodePool; a pool whose NodeClass is not ready sits this run out.
+        instance_types, skipped = await self._instance_types(simulation.usable_nodepools(snapshot))
+        # 4. Solve off the event loop, bounded by a deadline.
+        sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
+        deadline_at = time.monotonic() + SOLVE_TIMEOUT
+        outcome = await anyio.to_thread.run_sync(
+            lambda: scheduler.solve(sim_input, deadline=lambda: time.monotonic() > deadline_at)
+        )
+        metrics.SCHEDULING_DURATION.record(time.monotonic() - started)
+        # 5. Write: NodeClaims, nominations, events.
+        created = await self._create_nodeclaims(outcome.new_nodeclaims, snapshot)
+        self._nominate_existing(outcome, snapshot)
+        await self._publish_events(outcome, created, pods)
+        decision = Decision(
+            self.clock(), len(pods), outcome, tuple(created), skipped, time.monotonic() - started
+        )
+        self.last_decision = decision
+        self.plugins.observe_decision(decision.to_dict())
+        log.info(
+            "provisioned",
+            extra={
+                "pods": len(pods),
+                "nodeclaims": len(created),
+                "unschedulable": len(outcome.pod_errors),
+                "seconds": round(decision.duration, 3),
+            },
+        )
+        return decision
+
+    async def _instance_types(
+        self, pools: Sequence[api_nodepool.NodePool]
+    ) -> tuple[dict[str, Sequence[InstanceType]], dict[str, str]]:
+        types: dict[str, Sequence[InstanceType]] = {}
+        skipped: dict[str, str] = {}
+        for pool in pools:
+            try:
+                found = await self.provider.get_instance_types(pool)
+            except errors.ProviderError as err:
+                skipped[pool.name] = str(err)
+                continue
+            types[pool.name] = self.plugins.adjust_instance_types(pool.name, found)
+        return types, skipped
+
+    async def _create_nodeclaims(
+        self, claims: Sequence[results.NewNodeClaim], snapshot: Snapshot
+    ) -> list[str]:
+        names: list[str | None] = [None] * len(claims)
+        launched_per_pool: dict[str, int] = {}
+        limiter = anyio.CapacityLimiter(CREATE_CONCURRENCY)
+
+        async def create(index: int, claim: results.NewNodeClaim) -> None:
+            pool = snapshot.nodepools.get(claim.nodepool)
+            if pool is None:
+                return
+            # Re-check limits (Karpenter: refuse once usage already exceeds a limit).
+            used = quantity.add(
+                snapshot.nodepool_resources(pool.name), {"nodes": 1000 * launched_per_pool.get(pool.name, 0)}
+            )
+            exceeded = [name for name, limit in pool.spec.limits.items() if used.get(name, 0) > limit]
+            if exceeded:
+                log.info("nodepool %s is over its limits (%s); not launching", pool.name, ", ".join(exceeded))
+                return
+            launched_per_pool[pool.name] = launched_per_pool.get(pool.name, 0) + 1
+            async with limiter:
+                try:
+                    obj = await self.kube.create(resources.NODECLAIMS, nodeclaim_object(claim, pool))
+                except kube_errors.KubeError as err:
+                    log.warning("creating a NodeClaim for nodepool %s failed: %s", pool.name, err)
+                    return
+            self.state.update_nodeclaim_created(obj)
+            names[index] = obj["metadata"]["name"]
+            metrics.NODECLAIMS_CREATED.add(1, {"reason": "provisioned", "nodepool": pool.name})
+
+        async with anyio.create_task_group() as group:
+            for index, claim in enumerate(claims):
+                group.start_soon(create, index, claim)
+        return [name for name in names if name is not None]
+
+    def _nominate_existing(self, outcome: results.Results, snapshot: Snapshot) -> None:
+        until = self.clock() + max(2 * self.batch_max, dt.timedelta(seconds=10))
+        by_name = {n.name: n.key for n in snapshot.nodes if n.name is not None}
+        for node_name, assigned in outcome.existing_node_assignments.items():
+            key = by_name.get(node_name)
+            if key is not None and assigned:
+                self.state.nominate(key, until)
+
+    async def _publish_events(
+        self, outcome: results.Results, created: Sequence[str], pods: Sequence[Mapping[str, Any]]
+    ) -> None:
+        by_uid = {str((p.get("metadata") or {}).get("uid")): p for p in pods}
+        notes: list[tuple[Mapping[str, Any], str, str, str]] = []
+        for name, claim in zip(created, outcome.new_nodeclaims, strict=False):
+            for ref in claim.pods:
+                pod = by_uid.get(ref.uid)
+                if pod is not None:
+                    notes.append((pod, "Normal", "Nominated", f"Pod should schedule on: nodeclaim/{name}"))
+        for node_name, refs in outcome.existing_node_assignments.items():
+            for ref in refs:
+                pod = by_uid.get(ref.uid)
+                if pod is not None:
+                    notes.append((pod, "Normal", "Nominated", f"Pod should schedule on: node/{node_name}"))
+        for uid, error in outcome.pod_errors.items():
+            pod = by_uid.get(uid)
+            if pod is not None:
+                notes.append(
+                    (pod, "Warning", "FailedScheduling", f"Failed to schedule pod, {error.message()}")
+                )
+        metrics.PODS_UNSCHEDULABLE.add(0)
+        limiter = anyio.CapacityLimiter(CREATE_CONCURRENCY)
+
+        async def publish(note: tuple[Mapping[str, Any], str, str, str]) -> None:
+            async with limiter:
+                pod, kind, reason, message = note
+                await self.events.publish({"kind": "Pod", "apiVersion": "v1", **pod}, kind, reason, message)
+
+        async with anyio.create_task_group() as group:
+            for note in notes:
+                group.start_soon(publish, note)
+
+
+def nodeclaim_object(claim: results.NewNodeClaim, pool: api_nodepool.NodePool) -> dict[str, Any]:
+    """The NodeClaim to create for one simulated NodeClaim of ``pool`` (spec 2.11)."""
+    template = pool.spec.template
+    spec = template.spec
+    claim_labels = {**pool.labels, **claim.labels, **claim.requirements.labels()}
+    for key in (labels.LABEL_HOSTNAME, labels.LABEL_REGISTERED, labels.LABEL_INITIALIZED):
+        claim_labels.pop(key, None)
+    annotations = {
+        **template.annotations,
+        labels.ANNOTATION_NODEPOOL_HASH: pool.hash(),
+        labels.ANNOTATION_NODEPOOL_HASH_VERSION: api_nodepool.HASH_VERSION,
+    }
+    if claim.min_values_relaxed:
+        annotations[labels.ANNOTATION_MIN_VALUES_RELAXED] = "true"
+    body: dict[str, Any] = {
+        "apiVersion": nodeclaim.API_VERSION,
+        "kind": nodeclaim.KIND,
+        "metadata": {
+            "generateName": f"{pool.name}-",
+            "labels": claim_labels,
+            "annotations": annotations,
+            "ownerReferences": [
+                {
+                    "apiVersion": f"{labels.GROUP}/v1",
+                    "kind": "NodePool",
+                    "name": pool.name,
+                    "uid": pool.metadata.uid,
+                    "blockOwnerDeletion": True,
+                }
+            ],
+        },
+        "spec": {
+            "requirements": [
+                r
+                for r in claim.node_selector_requirements()
+                if r["key"] not in (labels.LABEL_HOSTNAME, labels.LABEL_REGISTERED, labels.LABEL_INITIALIZED)
+            ],
+            "resources": {"requests": claim.resource_requests()},
+            "nodeClassRef": {
+                "group": spec.node_class_ref.group,
+                "kind": spec.node_class_ref.kind,
+                "name": spec.node_class_ref.name,
+            },
+            "expireAfter": spec.expire_after.text,
+        },
+    }
+    if claim.taints:
+        body["spec"]["taints"] = [t.to_dict() for t in claim.taints]
+    if claim.startup_taints:
+        body["spec"]["startupTaints"] = [t.to_dict() for t in claim.startup_taints]
+    if spec.termination_grace_period is not None:
+        body["spec"]["terminationGracePeriod"] = spec.termination_grace_period.text
+    if not pool.metadata.uid:
+        del body["metadata"]["ownerReferences"]
+    return body

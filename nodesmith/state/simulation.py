@@ -1,0 +1,192 @@
+"""From a cluster `Snapshot` to the scheduling engine's `SchedulingInput`: the one adapter.
+
+The provisioner feeds it pending pods and the instance types it read from the provider per NodePool; the
+disruption simulation and ``nodesmith simulate`` use the same functions, so every caller sees the cluster
+the same way. Pure: values in, values out.
+
+Which NodePools take part (spec 2.4 step 1): not deleting, not ``Ready=False``, and with instance types
+(a NodePool whose NodeClass is not ready got none from the provider). Karpenter waits for ``Ready=True``;
+nodesmith also accepts a NodePool whose status has not been written yet, so a fresh install does not
+wait one status round before its first launch — its NodeClass still has to resolve.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Iterable, Mapping, Sequence
+
+from nodesmith.api import conditions, quantity
+from nodesmith.api import nodepool as api_nodepool
+from nodesmith.cloudprovider.types import InstanceType
+from nodesmith.scheduling import inputs
+from nodesmith.scheduling import pods as scheduling_pods
+from nodesmith.state.snapshot import Snapshot
+from nodesmith.state.statenode import StateNode
+
+__all__ = [
+    "existing_node",
+    "pending_pods",
+    "reschedulable_pods",
+    "scheduling_input",
+    "templates",
+    "usable_nodepools",
+]
+
+Obj: typing.TypeAlias = Mapping[str, typing.Any]
+
+
+def usable_nodepools(snapshot: Snapshot) -> list[api_nodepool.NodePool]:
+    """NodePools that may launch: not being deleted and not reported not-Ready; sorted by name."""
+    out = []
+    for pool in snapshot.nodepools.values():
+        if pool.metadata.deletion_timestamp is not None:
+            continue
+        ready = pool.condition(conditions.ConditionType.READY)
+        if ready is not None and ready.status == conditions.ConditionStatus.FALSE:
+            continue
+        out.append(pool)
+    return sorted(out, key=lambda p: p.name)
+
+
+def remaining_limits(pool: api_nodepool.NodePool, snapshot: Snapshot) -> dict[str, int] | None:
+    """``spec.limits`` minus what the pool's machines already have (``None`` when the pool has no limits)."""
+    if not pool.spec.limits:
+        return None
+    used = snapshot.nodepool_resources(pool.name)
+    return {name: limit - used.get(name, 0) for name, limit in pool.spec.limits.items()}
+
+
+def templates(
+    snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]
+) -> list[inputs.NodeClaimTemplate]:
+    """One template per usable NodePool that has instance types."""
+    out = []
+    for pool in usable_nodepools(snapshot):
+        types = instance_types.get(pool.name)
+        if not types:
+            continue
+        spec = pool.spec.template.spec
+        out.append(
+            inputs.NodeClaimTemplate(
+                nodepool=pool.name,
+                instance_types=types,
+                requirements=pool.requirements,
+                weight=pool.weight,
+                labels=pool.labels,
+                taints=tuple(t.to_dict() for t in spec.taints),
+                startup_taints=tuple(t.to_dict() for t in spec.startup_taints),
+                remaining_limits=remaining_limits(pool, snapshot),
+            )
+        )
+    return out
+
+
+def existing_node(node: StateNode, snapshot: Snapshot) -> inputs.ExistingNode:
+    """The simulation's view of one machine (a registered node or an in-flight NodeClaim)."""
+    startup = node.nodeclaim.spec.startup_taints if node.nodeclaim is not None else ()
+    csi: dict[str, int] = {}
+    if node.name is not None:
+        csinode = snapshot.csinodes.get(node.name) or {}
+        for driver in (csinode.get("spec") or {}).get("drivers") or ():
+            count = (driver.get("allocatable") or {}).get("count")
+            if count is not None:
+                csi[str(driver.get("name"))] = int(count)
+    return inputs.ExistingNode(
+        name=node.name or node.key,
+        labels=node.labels,
+        allocatable=node.allocatable,
+        requested=node.pod_requests,
+        daemonset_requested=node.daemonset_requests,
+        taints=tuple(t.to_dict() for t in node.taints),
+        startup_taints=tuple(t.to_dict() for t in startup),
+        initialized=node.initialized,
+        nodepool=node.nodepool,
+        capacity=node.capacity,
+        pods=node.pods,
+        csi_limits=csi,
+        in_flight=node.node is None,
+    )
+
+
+def pending_pods(snapshot: Snapshot) -> list[Obj]:
+    """Unbound pods kube-scheduler marked Unschedulable (Karpenter's ``IsProvisionable``)."""
+    return [pod for pod in snapshot.unbound_pods if scheduling_pods.is_provisionable(pod)]
+
+
+def reschedulable_pods(nodes: Iterable[StateNode]) -> list[Obj]:
+    """Pods on machines being deleted that will need a place (not DaemonSet, static, terminal or terminating)."""
+    out = []
+    for node in nodes:
+        for pod in node.pods:
+            meta = pod.get("metadata") or {}
+            if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
+                "Succeeded",
+                "Failed",
+            ):
+                continue
+            owners = meta.get("ownerReferences") or ()
+            if any(o.get("kind") in ("DaemonSet", "Node") and o.get("controller", True) for o in owners):
+                continue
+            out.append(pod)
+    return out
+
+
+def daemonset_pods(snapshot: Snapshot) -> list[Obj]:
+    """One pod per DaemonSet: its newest live pod, or one made from its template."""
+    out = []
+    for key, daemonset in sorted(snapshot.daemonsets.items()):
+        live = snapshot.daemonset_pods.get(key)
+        if live is not None:
+            out.append(live)
+            continue
+        meta = daemonset.get("metadata") or {}
+        template = (daemonset.get("spec") or {}).get("template") or {}
+        out.append(
+            {
+                "metadata": {
+                    **(template.get("metadata") or {}),
+                    "name": f"{meta.get('name')}-template",
+                    "namespace": meta.get("namespace", "default"),
+                    "uid": f"daemonset-template-{meta.get('uid', key)}",
+                    "ownerReferences": [{"kind": "DaemonSet", "name": meta.get("name"), "controller": True}],
+                },
+                "spec": template.get("spec") or {},
+            }
+        )
+    return out
+
+
+def scheduling_input(
+    snapshot: Snapshot,
+    pods: Sequence[Obj],
+    instance_types: Mapping[str, Sequence[InstanceType]],
+) -> inputs.SchedulingInput:
+    """Everything one provisioning run needs: the pods to place, the templates, the machines."""
+    active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
+    leaving = [n for n in snapshot.nodes if n.marked_for_deletion or n.deleting]
+    return inputs.SchedulingInput(
+        pods=pods,
+        templates=templates(snapshot, instance_types),
+        existing_nodes=[existing_node(n, snapshot) for n in active],
+        daemonset_pods=daemonset_pods(snapshot),
+        volumes=inputs.VolumeCatalog(
+            claims={_namespaced(pvc): pvc for pvc in snapshot.pvcs.values()},
+            volumes={str((pv.get("metadata") or {}).get("name")): pv for pv in snapshot.pvs.values()},
+            storage_classes={
+                str((sc.get("metadata") or {}).get("name")): sc for sc in snapshot.storage_classes.values()
+            },
+        ),
+        other_nodes=[existing_node(n, snapshot) for n in leaving],
+    )
+
+
+def _namespaced(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (str(meta.get("namespace", "")), str(meta.get("name", "")))
+
+
+def capacity_of(resources: Mapping[str, int]) -> str:
+    """A short human rendering of a resource list (for events and logs)."""
+    return ", ".join(
+        f"{name}={quantity.format_quantity(amount)}" for name, amount in sorted(resources.items())
+    )
