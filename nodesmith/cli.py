@@ -138,3 +138,35 @@ def run(provider: str, provider_setting: tuple[str, ...], log_level: str, **opti
 
 
 main.add_command(dev_cli.dev)
+
+
+@main.command()
+@click.option("--replicas", default=4, show_default=True, help="How many inflate replicas to scale to.")
+@click.option(
+    "--keep",
+    is_flag=True,
+    help="Leave the control plane running afterwards (stop it with `nodesmith dev down --name demo`).",
+)
+def demo(replicas: int, keep: bool) -> None:
+    """Local control plane + nodesmith (kwok provider): scale `inflate` 0 -> N -> 0 and show each step."""
+    from nodesmith import demo as demo_module
+    from nodesmith.dev import binaries
+    from nodesmith.dev import cluster as dev_cluster
+    from nodesmith.testing import cluster as testing_cluster
+
+    say = demo_module.Progress()
+    say(
+        "starting the local control plane (etcd, kube-apiserver, kube-controller-manager, kube-scheduler, kwok)"
+    )
+    if keep:
+        local = dev_cluster.LocalCluster("demo", progress=binaries.stderr_progress("nodesmith dev"))
+        if not local.is_running():
+            local.up()
+        kubeconfig = str(local.kubeconfig)
+        timings = anyio.run(lambda: demo_module.run_demo(kubeconfig, say, replicas=replicas))
+    else:
+        with testing_cluster.start_local_cluster(
+            "demo", progress=binaries.stderr_progress("nodesmith dev")
+        ) as plane:
+            timings = anyio.run(lambda: demo_module.run_demo(str(plane.kubeconfig), say, replicas=replicas))
+    say(f"done: scale-up {timings['scale_up']:.1f}s, scale-down {timings['scale_down']:.1f}s")

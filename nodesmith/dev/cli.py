@@ -1,0 +1,114 @@
+"""`nodesmith dev`: run a local Kubernetes control plane for development, tests and the demo.
+
+Fed by the user's shell; drives `nodesmith.dev.cluster.LocalCluster` and `nodesmith.dev.binaries`.
+Mounted under the root CLI by `nodesmith.cli` (``main.add_command(dev_cli.dev)``); also runnable on
+its own as ``python -m nodesmith.dev.cli``. Progress goes to stderr, results to stdout, so
+``eval "$(nodesmith dev env)"`` works.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sys
+import time
+
+import click
+
+from nodesmith import errors
+from nodesmith.dev import binaries, cluster, versions
+
+_name_option = click.option(
+    "--name",
+    default="default",
+    show_default=True,
+    help="Cluster name; its directory is <cache>/clusters/<name>.",
+)
+
+
+@click.group()
+def dev() -> None:
+    """Local control plane: etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok
+    as plain processes on 127.0.0.1, with binaries found, cached or built with Go."""
+
+
+@dev.command()
+@click.option("--no-build", is_flag=True, help="Only look for binaries; fail instead of building.")
+def build(no_build: bool) -> None:
+    """Find or build the pinned binaries and print where each one is."""
+    try:
+        paths = binaries.ensure_binaries(progress=binaries.stderr_progress(), build=not no_build)
+    except binaries.BinariesUnavailableError as err:
+        raise click.ClickException(str(err)) from err
+    for component, path in paths.items():
+        click.echo(f"{component}\t{versions.COMPONENTS[component]}\t{path}")
+
+
+@dev.command()
+@_name_option
+@click.option("--timeout", default=180.0, show_default=True, help="Seconds to wait for every component.")
+def up(name: str, timeout: float) -> None:
+    """Start a fresh local cluster and print the KUBECONFIG export for it."""
+    local = cluster.LocalCluster(name)
+    try:
+        local.up(timeout=timeout)
+    except errors.NodesmithError as err:
+        raise click.ClickException(str(err)) from err
+    click.echo(f"export KUBECONFIG={shlex.quote(str(local.kubeconfig))}")
+
+
+@dev.command()
+@_name_option
+def down(name: str) -> None:
+    """Stop the cluster's processes (logs stay in <cluster dir>/logs)."""
+    local = cluster.LocalCluster(name)
+    if not local.is_running():
+        click.echo(f"cluster {name!r} is not running", err=True)
+        return
+    took = local.down()
+    click.echo(f"cluster {name!r} stopped in {took:.1f}s", err=True)
+
+
+@dev.command()
+@_name_option
+def env(name: str) -> None:
+    """Print shell exports for the cluster (use: eval "$(nodesmith dev env)")."""
+    local = cluster.LocalCluster(name)
+    if not local.is_running():
+        click.echo(f"warning: cluster {name!r} is not running", err=True)
+    for key, value in local.env().items():
+        click.echo(f"export {key}={shlex.quote(value)}")
+
+
+@dev.command()
+@_name_option
+def status(name: str) -> None:
+    """Show each component's PID, liveness, readiness, memory and log; exit 1 unless all are ready."""
+    local = cluster.LocalCluster(name)
+    rows = local.status()
+    if not rows:
+        click.echo(f"cluster {name!r} has never been started ({local.directory})")
+        sys.exit(1)
+    click.echo(f"cluster {name!r}  server {local.server}  kubeconfig {local.kubeconfig}")
+    for row in rows:
+        rss = f"{row.rss_mib:.0f}MiB" if row.rss_mib is not None else "-"
+        state = "ready" if row.ready else ("running" if row.running else "stopped")
+        click.echo(f"  {row.name:<24} pid {row.pid:<8} {state:<8} rss {rss:<8} log {row.log}")
+    if not all(r.ready for r in rows):
+        sys.exit(1)
+
+
+@dev.command()
+@_name_option
+@click.option("--timeout", default=180.0, show_default=True)
+def wait(name: str, timeout: float) -> None:
+    """Wait until every component of a running cluster answers ready."""
+    local = cluster.LocalCluster(name)
+    deadline = time.monotonic() + timeout
+    while not (rows := local.status()) or not all(r.ready for r in rows):
+        if time.monotonic() > deadline:
+            raise click.ClickException(f"cluster {name!r} not ready after {timeout:.0f}s")
+        time.sleep(0.5)
+
+
+if __name__ == "__main__":
+    dev()

@@ -1,0 +1,53 @@
+"""Session fixtures shared by every test directory.
+
+``control_plane`` starts one real local Kubernetes control plane (etcd, kube-apiserver,
+kube-controller-manager, kube-scheduler, kwok) the first time a test asks for it and stops it when the
+session ends, also on failure or Ctrl-C; ``kubeconfig`` is the admin kubeconfig path. Integration and
+e2e tests use these; unit tests never do, so they never pay for a cluster. While the control plane
+runs, ``KUBECONFIG`` points at it so clients that read the environment (kr8s, kubernetes) find it.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import pathlib
+
+import pytest
+
+from nodesmith import errors
+from nodesmith.dev import binaries
+from nodesmith.testing import cluster as testing_cluster
+
+
+def _live_progress(config: pytest.Config) -> binaries.Progress:
+    """Progress lines that reach the terminal even while pytest captures output (a cold build takes
+    minutes and should not look like a hang)."""
+    capture = config.pluginmanager.getplugin("capturemanager")
+    emit = binaries.stderr_progress("nodesmith test cluster")
+
+    def progress(message: str) -> None:
+        if capture is None:
+            emit(message)
+            return
+        with capture.global_and_fixture_disabled():
+            emit(message)
+
+    return progress
+
+
+@pytest.fixture(scope="session")
+def control_plane(pytestconfig: pytest.Config) -> collections.abc.Iterator[testing_cluster.ControlPlane]:
+    try:
+        with (
+            testing_cluster.start_local_cluster(progress=_live_progress(pytestconfig)) as plane,
+            pytest.MonkeyPatch.context() as patch,
+        ):
+            patch.setenv("KUBECONFIG", str(plane.kubeconfig))
+            yield plane
+    except errors.NodesmithError as err:
+        pytest.fail(f"local control plane unavailable:\n{err}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig(control_plane: testing_cluster.ControlPlane) -> pathlib.Path:
+    return control_plane.kubeconfig

@@ -1,0 +1,68 @@
+"""Fixtures for end-to-end scenarios: a Kubernetes client with nodesmith's CRDs installed, a namespace and a
+KWOKNodeClass per test, and `nodesmith run` processes that are always stopped."""
+
+from __future__ import annotations
+
+import collections.abc
+import contextlib
+import pathlib
+import uuid
+
+import pytest
+
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.runtime import crds
+from nodesmith.testing import e2e
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def kube(kubeconfig: pathlib.Path) -> KubeClient:
+    client = await KubeClient.connect(kubeconfig)
+    await crds.install(client, crds.all_crds())
+    return client
+
+
+@pytest.fixture
+def name() -> str:
+    """A short unique name for this test's objects."""
+    return f"e2e-{uuid.uuid4().hex[:6]}"
+
+
+@pytest.fixture
+async def namespace(kube: KubeClient, name: str) -> collections.abc.AsyncIterator[str]:
+    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    yield name
+    with contextlib.suppress(kube_errors.NotFoundError):
+        await kube.delete(resources.NAMESPACES, name)
+
+
+@pytest.fixture
+async def node_class(kube: KubeClient, name: str) -> collections.abc.AsyncIterator[str]:
+    await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": name}, "spec": {}})
+    yield name
+    with contextlib.suppress(kube_errors.NotFoundError):
+        await kube.delete(e2e.KWOK_NODE_CLASSES, name)
+
+
+@pytest.fixture
+def daemons(
+    kubeconfig: pathlib.Path, tmp_path: pathlib.Path
+) -> collections.abc.Iterator[collections.abc.Callable[..., e2e.DaemonProcess]]:
+    """Start `nodesmith run` processes (``daemons(*extra_flags)``); all are stopped after the test."""
+    started: list[e2e.DaemonProcess] = []
+
+    def start(*extra: str) -> e2e.DaemonProcess:
+        daemon = e2e.DaemonProcess(kubeconfig, tmp_path / f"nodesmith-{len(started)}.log", *extra).start()
+        started.append(daemon)
+        return daemon
+
+    yield start
+    for daemon in started:
+        daemon.stop()
