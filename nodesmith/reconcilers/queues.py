@@ -34,7 +34,9 @@ class Batcher:
     or ``max`` passes in all, then returns ``True``.
     """
 
-    def __init__(self, idle: float, maximum: float, *, clock: Callable[[], float] = anyio.current_time) -> None:
+    def __init__(
+        self, idle: float, maximum: float, *, clock: Callable[[], float] = anyio.current_time
+    ) -> None:
         self.idle = idle
         self.maximum = maximum
         self._clock = clock
@@ -161,7 +163,13 @@ class WorkQueue(Generic[K]):
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures
                 delay = min(self._max, self._base * 2 ** (failures - 1))
-                log.exception("%s: reconciling %s failed (attempt %d); retrying in %.1fs", self.name, key, failures, delay)
+                log.exception(
+                    "%s: reconciling %s failed (attempt %d); retrying in %.1fs",
+                    self.name,
+                    key,
+                    failures,
+                    delay,
+                )
                 metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
             else:
                 self._failures.pop(key, None)

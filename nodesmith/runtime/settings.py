@@ -38,7 +38,9 @@ def _positive(setting: str, value: timedelta) -> None:
 
 def _port(setting: str, value: int) -> None:
     if not 0 <= value <= 65535:
-        raise errors.ConfigError(setting, f"must be a TCP port between 0 and 65535 (0 picks a free one), got {value}")
+        raise errors.ConfigError(
+            setting, f"must be a TCP port between 0 and 65535 (0 picks a free one), got {value}"
+        )
 
 
 @attrs.frozen(slots=True, kw_only=True)

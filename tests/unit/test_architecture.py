@@ -25,7 +25,9 @@ def test_only_the_runtime_uses_the_opentelemetry_sdk() -> None:
         str(path.relative_to(PACKAGE))
         for path in PACKAGE.rglob("*.py")
         if "runtime" not in path.relative_to(PACKAGE).parts
-        and any(name == "opentelemetry.sdk" or name.startswith("opentelemetry.sdk.") for name in _imports(path))
+        and any(
+            name == "opentelemetry.sdk" or name.startswith("opentelemetry.sdk.") for name in _imports(path)
+        )
     ]
     assert offenders == []
 
@@ -35,4 +37,6 @@ def test_simulation_packages_say_they_are_pure() -> None:
         init = PACKAGE / package / "__init__.py"
         if init.exists() and init.read_text().strip():
             docstring = ast.get_docstring(ast.parse(init.read_text())) or ""
-            assert "no I/O" in docstring, f"nodesmith/{package}/__init__.py must open with its purity statement"
+            assert "no I/O" in docstring, (
+                f"nodesmith/{package}/__init__.py must open with its purity statement"
+            )

@@ -29,13 +29,21 @@ def test_builtin_catalogue_has_karpenters_shape() -> None:
 
 
 def test_every_instance_type_defines_the_well_known_labels() -> None:
-    core = {labels.LABEL_INSTANCE_TYPE, labels.LABEL_ARCH, labels.LABEL_OS, labels.LABEL_ZONE, labels.LABEL_CAPACITY_TYPE}
+    core = {
+        labels.LABEL_INSTANCE_TYPE,
+        labels.LABEL_ARCH,
+        labels.LABEL_OS,
+        labels.LABEL_ZONE,
+        labels.LABEL_CAPACITY_TYPE,
+    }
     for it in catalogue.build_catalogue():
         assert core <= set(it.requirements)
 
 
 def test_price_order_puts_spot_cheapest_small_types_first_for_a_linux_amd64_pool() -> None:
-    reqs = Requirements([Requirement.in_(labels.LABEL_ARCH, "amd64"), Requirement.in_(labels.LABEL_OS, "linux")])
+    reqs = Requirements(
+        [Requirement.in_(labels.LABEL_ARCH, "amd64"), Requirement.in_(labels.LABEL_OS, "linux")]
+    )
     compatible = [it for it in catalogue.build_catalogue() if it.requirements.intersects(reqs)]
     ordered = order_by_price(compatible, reqs)
     assert ordered[0].name == "c-1x-amd64-linux"
@@ -64,8 +72,14 @@ def test_catalogue_file_entries_are_parsed_with_offerings() -> None:
     ("entries", "message"),
     [
         ([{"cpu": "1", "memory": "1Gi", "offerings": []}], r"catalogue\[0\]: missing field 'name'"),
-        ([{"name": "x", "cpu": "lots", "memory": "1Gi", "offerings": [{"zone": "z", "price": 1}]}], r"catalogue\[0\]: .*not a quantity"),
-        ([{"name": "x", "cpu": "1", "memory": "1Gi", "offerings": []}], r"catalogue\[0\]\.offerings: needs at least one"),
+        (
+            [{"name": "x", "cpu": "lots", "memory": "1Gi", "offerings": [{"zone": "z", "price": 1}]}],
+            r"catalogue\[0\]: .*not a quantity",
+        ),
+        (
+            [{"name": "x", "cpu": "1", "memory": "1Gi", "offerings": []}],
+            r"catalogue\[0\]\.offerings: needs at least one",
+        ),
         ({"name": "x"}, "must be a list"),
     ],
 )

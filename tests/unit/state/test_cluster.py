@@ -338,7 +338,9 @@ def test_subscribers_hear_every_applied_event_and_a_failing_one_is_skipped(state
         raise RuntimeError("subscriber bug")
 
     state.subscribe(broken)
-    state.subscribe(lambda resource, obj, deleted: heard.append((resource.kind, obj["metadata"]["name"], deleted)))
+    state.subscribe(
+        lambda resource, obj, deleted: heard.append((resource.kind, obj["metadata"]["name"], deleted))
+    )
     pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {}, "status": {}}
     state.on_upsert(resources.PODS, pod)
     state.on_delete(resources.PODS, pod)
