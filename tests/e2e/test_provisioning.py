@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections.abc
 from typing import Any
 
+import anyio
 import pytest
 
 from nodesmith.api import labels
@@ -166,5 +167,59 @@ async def test_a_zero_cpu_limit_launches_nothing(
 
         await e2e.eventually(refused, 60, "a FailedScheduling event naming the limit")
         assert await claims_of(kube, name) == []
+    finally:
+        await e2e.cleanup(kube, namespace=None, nodepools=[name])
+
+
+async def test_injected_insufficient_capacity_is_retried_on_another_offering(
+    kube: KubeClient, daemons: Daemons, namespace: str, name: str
+) -> None:
+    failing = {"instanceType": "c-2x-amd64-linux", "zone": "test-zone-a", "capacityType": "spot"}
+    await kube.create(
+        e2e.KWOK_NODE_CLASSES, {"metadata": {"name": name}, "spec": {"insufficientCapacity": [failing]}}
+    )
+    daemon = daemons()
+    await kube.create(resources.NODEPOOLS, e2e.nodepool(name, name))
+    await kube.create(e2e.DEPLOYMENTS, e2e.deployment("ice", namespace, 1, pool=name), namespace)
+    try:
+        await daemon.wait_ready()
+        await e2e.eventually(
+            lambda: all_running(kube, namespace, "ice", 1), 120, "the pod Running after a retry"
+        )
+        (node,) = await nodes_of(kube, name)
+        node_labels = node["metadata"]["labels"]
+        offering = (
+            node_labels[labels.LABEL_INSTANCE_TYPE],
+            node_labels[labels.LABEL_ZONE],
+            node_labels[labels.LABEL_CAPACITY_TYPE],
+        )
+        assert offering != ("c-2x-amd64-linux", "test-zone-a", "spot")
+        assert offering[0] == "c-2x-amd64-linux"  # the next cheapest offering of the same type
+        events = (await kube.list(resources.CORE_EVENTS)).items
+        assert any(e.get("reason") == "InsufficientCapacityError" for e in events)
+    finally:
+        await e2e.cleanup(kube, namespace=None, nodepools=[name])
+        await kube.delete(e2e.KWOK_NODE_CLASSES, name)
+
+
+async def test_killing_nodesmith_right_after_nodeclaim_creation_leaves_exactly_one_node(
+    kube: KubeClient, daemons: Daemons, namespace: str, node_class: str, name: str
+) -> None:
+    first = daemons()
+    await kube.create(resources.NODEPOOLS, e2e.nodepool(name, node_class))
+    await first.wait_ready()
+    await kube.create(e2e.DEPLOYMENTS, e2e.deployment("crash", namespace, 2, pool=name), namespace)
+    try:
+        await e2e.eventually(lambda: claims_of(kube, name), 60, "a NodeClaim", interval=0.02)
+        first.kill()
+        second = daemons()
+        await second.wait_ready()
+        await e2e.eventually(
+            lambda: all_running(kube, namespace, "crash", 2), 120, "2 pods Running after the restart"
+        )
+        # Give a double launch every chance to show itself: two more batch windows.
+        await anyio.sleep(8)
+        assert len(await claims_of(kube, name)) == 1
+        assert len(await nodes_of(kube, name)) == 1
     finally:
         await e2e.cleanup(kube, namespace=None, nodepools=[name])
