@@ -12,7 +12,7 @@ place and way to buy it (zone × capacity type), with a price and availability.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from datetime import timedelta
 from typing import Final, final
 
@@ -184,11 +184,7 @@ class InterruptionKind(enum.StrEnum):
 @final
 @attrs.frozen(slots=True)
 class InterruptionEvent:
-    """One interruption message from a provider's event source.
-
-    ``ack`` is called once the core has acted on the event (or decided to drop it), so a queue-backed source
-    can delete the message; it must be idempotent.
-    """
+    """One interruption message from a provider's event source."""
 
     provider_id: str
     kind: InterruptionKind
@@ -197,3 +193,5 @@ class InterruptionEvent:
     state: str | None = None
     """For ``STATE_CHANGE``: the new instance state (``stopping``, ``stopped``, ``shutting-down``, ``terminated``)."""
     message_id: str | None = None
+    ack: Callable[[], Awaitable[None]] | None = attrs.field(default=None, eq=False, repr=False)
+    """Called once the event was acted on or dropped (a queue-backed source deletes the message); idempotent."""

@@ -1,14 +1,20 @@
 """The AWS provider's plugin module, registered under the ``nodesmith`` entry-point group as ``aws``.
 
-It declares the ``aws.nodesmith.io/instance-*`` labels every EC2 instance type defines, so pods may
-require them even when a NodePool does not mention them.
+It names the provider (``aws``), builds it (`nodesmith_aws.cloudprovider.AwsCloudProvider`, reading
+EC2NodeClasses from the API server through ``ProviderContext.kube``, or from memory when there is no
+client), hands out the EC2NodeClass CRD, and declares the ``aws.nodesmith.io/instance-*`` labels every
+EC2 instance type defines, so pods may require them even when a NodePool does not mention them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from nodesmith.cloudprovider.hookspecs import hookimpl
+
+if TYPE_CHECKING:
+    from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
 
 LABEL_GROUP = "aws.nodesmith.io"
 INSTANCE_LABELS = tuple(
@@ -41,3 +47,29 @@ INSTANCE_LABELS = tuple(
 def nodesmith_well_known_labels() -> Sequence[str]:
     """EC2 instance types define these labels (empty where an instance type has no such property)."""
     return INSTANCE_LABELS
+
+
+@hookimpl
+def nodesmith_provider_names() -> Sequence[str]:
+    return ["aws"]
+
+
+@hookimpl
+def nodesmith_cloud_provider(name: str, context: ProviderContext) -> CloudProvider | None:
+    """The AWS provider for ``--provider aws``; no I/O until its methods are awaited."""
+    if name != "aws":
+        return None
+    from nodesmith_aws import cloudprovider, settings, store
+
+    parsed = settings.Settings.from_context(context.cluster_name, context.settings)
+    node_classes: store.NodeClassStore = (
+        store.KubeNodeClassStore(context.kube) if context.kube is not None else store.MemoryNodeClassStore()
+    )
+    return cloudprovider.AwsCloudProvider(parsed, node_classes)
+
+
+@hookimpl
+def nodesmith_crds() -> Sequence[Mapping[str, Any]]:
+    from nodesmith_aws import crds
+
+    return [crds.crd()]

@@ -1,0 +1,324 @@
+"""The AWS `CloudProvider`: the object ``nodesmith_cloud_provider("aws", ...)`` returns.
+
+Composition root of the provider: builds the clients, caches and sub-providers once (or takes shared
+ones: several providers of one region may share a `Catalog` and `Pricing`) and implements the core's
+async contract (`nodesmith.cloudprovider.protocol.CloudProvider`) on top of them. Fed by the core's
+reconcilers (NodeClaim lifecycle, termination, GC, drift, provisioning); talks to AWS through the
+sub-providers and reads EC2NodeClasses through a `nodesmith_aws.store.NodeClassStore`.
+
+Long-running work (price, instance-type and NodeClass refreshes, launch-template cleanup) lives in
+:meth:`AwsCloudProvider.run`, for the runtime's task group.
+"""
+
+from __future__ import annotations
+
+import builtins
+import datetime as dt
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any, Final
+
+import anyio
+import attrs
+from anyio.abc import TaskStatus
+
+from nodesmith import errors
+from nodesmith.api import conditions, quantity
+from nodesmith.api import labels as core_labels
+from nodesmith.api.nodeclaim import NodeClaim
+from nodesmith.api.nodepool import NodePool
+from nodesmith.cloudprovider.protocol import NodeClassKind
+from nodesmith.cloudprovider.types import DriftReason, InstanceType, InterruptionEvent, RepairPolicy
+from nodesmith_aws import drift, nodeclass
+from nodesmith_aws.cache import UnavailableOfferings
+from nodesmith_aws.clients import Clients
+from nodesmith_aws.instances import Instance, Instances, parse_provider_id
+from nodesmith_aws.instancetypes import Catalog, InstanceTypes
+from nodesmith_aws.launch import Launcher
+from nodesmith_aws.launchtemplates import LaunchTemplates
+from nodesmith_aws.nodeclass import EC2NodeClass
+from nodesmith_aws.pricing import Pricing
+from nodesmith_aws.resolver import Resolver
+from nodesmith_aws.settings import Settings
+from nodesmith_aws.store import NodeClassStore
+
+__all__ = ["EC2_NODE_CLASS", "TAG_NODECLAIM", "TAG_NODECLASS", "AwsCloudProvider"]
+
+log = logging.getLogger(__name__)
+
+EC2_NODE_CLASS: Final = NodeClassKind(nodeclass.GROUP, nodeclass.KIND)
+TAG_NODECLASS: Final = f"{nodeclass.GROUP}/ec2nodeclass"
+TAG_NODECLAIM: Final = f"{core_labels.GROUP}/nodeclaim"
+TAG_CLUSTER_NAME: Final = "eks:eks-cluster-name"
+NODECLASS_REFRESH: Final = 60.0
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AwsCloudProvider:
+    """Launches EC2 instances for NodeClaims (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: NodeClassStore,
+        *,
+        clients: Clients | None = None,
+        catalog: Catalog | None = None,
+        pricing: Pricing | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        now: Callable[[], dt.datetime] = _now,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clients = clients or Clients(settings)
+        self.catalog = catalog or Catalog(self.clients)
+        self.pricing = pricing or Pricing(settings, self.clients)
+        self.unavailable = UnavailableOfferings(clock)
+        self.instance_types = InstanceTypes(settings, self.catalog, self.pricing, self.unavailable, clock)
+        self.launch_templates = LaunchTemplates(self.clients, self.cluster_tags, clock)
+        self.launcher = Launcher(settings, self.clients, self.launch_templates, self.unavailable)
+        self.instances = Instances(self.clients)
+        self.resolver = Resolver(settings, self.clients)
+        self._now = now
+
+    # -- identity ------------------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return "aws"
+
+    def supported_node_classes(self) -> Sequence[NodeClassKind]:
+        return (EC2_NODE_CLASS,)
+
+    @property
+    def cluster_tags(self) -> dict[str, str]:
+        c = self.settings.cluster_name
+        return {f"kubernetes.io/cluster/{c}": "owned", TAG_CLUSTER_NAME: c}
+
+    def tags(self, nodeclaim: NodeClaim, nc: EC2NodeClass) -> dict[str, str]:
+        """User tags overlaid with the ones that make every instance traceable and garbage-collectable."""
+        return {
+            **nc.tags,
+            **self.cluster_tags,
+            core_labels.LABEL_NODEPOOL: nodeclaim.nodepool_name or "",
+            TAG_NODECLASS: nc.name,
+            TAG_NODECLAIM: nodeclaim.name,
+            "Name": nodeclaim.name,
+        }
+
+    # -- node classes ----------------------------------------------------------------------------------
+
+    async def reconcile_node_class(self, name: str) -> EC2NodeClass | None:
+        """Resolve one EC2NodeClass's selectors and write its status; ``None`` if it does not exist."""
+        nc = await self.store.get(name)
+        if nc is None:
+            return None
+        status = await self.resolver.resolve(nc, self._now())
+        return await self.store.write_status(nc, status)
+
+    async def _ready_node_class(self, name: str) -> EC2NodeClass:
+        nc = await self.store.get(name)
+        if nc is None:
+            raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} not found")
+        ready = nc.ready
+        if ready is None or ready.status is conditions.ConditionStatus.UNKNOWN:
+            raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} has not been resolved yet")
+        if ready.status is not conditions.ConditionStatus.TRUE:
+            raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} is not ready: {ready.message}")
+        if ready.observed_generation != nc.metadata.generation:
+            raise errors.NodeClassNotReadyError(
+                f"EC2NodeClass {name!r} changed and has not been resolved again"
+            )
+        return nc
+
+    # -- the contract --------------------------------------------------------------------------------
+
+    async def get_instance_types(self, nodepool: NodePool) -> Sequence[InstanceType]:
+        """Every instance type the NodePool's EC2NodeClass could launch, unavailable offerings included.
+        Raises `NodeClassNotReadyError` when the NodeClass is missing or not Ready."""
+        nc = await self._ready_node_class(nodepool.spec.template.spec.node_class_ref.name)
+        await self.catalog.ensure()
+        return self.instance_types.list(nc)
+
+    async def create(self, nodeclaim: NodeClaim) -> NodeClaim:
+        """Launch one instance for ``nodeclaim`` and return it hydrated (labels, providerID, imageID,
+        capacity, allocatable, hash annotations).
+
+        Raises `NodeClassNotReadyError` when the EC2NodeClass is missing or not Ready,
+        `InsufficientCapacityError` when no offering could be launched (the failed offerings are
+        remembered for 3 minutes, so the retry tries others), `CreateError` otherwise (``reason`` says
+        why: ``Unauthorized``, ``QuotaExceeded``, ``SpotSLRCreationFailed``, the EC2 error code ...)."""
+        nc = await self._ready_node_class(nodeclaim.spec.node_class_ref.name)
+        await self.catalog.ensure()
+        types = self.instance_types.list(nc)
+        launched = await self.launcher.launch(nodeclaim, nc, types, self.tags(nodeclaim, nc))
+        it = self.instance_types.get(nc, launched.instance_type)
+        labels = {**nodeclaim.metadata.labels, **self._labels(it, launched.zone, launched.capacity_type)}
+        annotations = {
+            **nodeclaim.metadata.annotations,
+            nodeclass.ANNOTATION_HASH: nc.static_hash(),
+            nodeclass.ANNOTATION_HASH_VERSION: nodeclass.HASH_VERSION,
+            nodeclass.ANNOTATION_INSTANCE_PROFILE: nc.status.instance_profile or "",
+        }
+        metadata = attrs.evolve(nodeclaim.metadata, labels=labels, annotations=annotations)
+        status = attrs.evolve(
+            nodeclaim.status,
+            provider_id=f"aws:///{launched.zone}/{launched.instance_id}",
+            image_id=launched.image_id,
+            capacity=dict(it.capacity) if it else {},
+            allocatable=dict(it.allocatable) if it else {},
+        )
+        log.info(
+            "launched %s (%s %s in %s) for %s",
+            launched.instance_id,
+            launched.capacity_type,
+            launched.instance_type,
+            launched.zone,
+            nodeclaim.name,
+        )
+        return attrs.evolve(nodeclaim, metadata=metadata, status=status)
+
+    def _labels(self, it: InstanceType | None, zone: str, capacity_type: str) -> dict[str, str]:
+        out = it.requirements.labels() if it is not None else {}
+        out.update(
+            {
+                core_labels.LABEL_ZONE: zone,
+                core_labels.LABEL_REGION: self.settings.region,
+                core_labels.LABEL_CAPACITY_TYPE: capacity_type,
+            }
+        )
+        return out
+
+    async def delete(self, nodeclaim: NodeClaim) -> None:
+        """Terminate the instance behind ``nodeclaim.status.providerID``.
+
+        Raises `NodeClaimNotFoundError` once the instance is gone (terminated instances count as
+        gone); until then each call returns after asking EC2 to terminate (no call while the instance is
+        already ``shutting-down``). Idempotent."""
+        _, instance_id = parse_provider_id(nodeclaim.status.provider_id or "")
+        instance = await self.instances.get(instance_id)
+        if instance.state != "shutting-down":
+            await self.instances.terminate(instance_id)
+
+    async def get(self, provider_id: str) -> NodeClaim:
+        """The NodeClaim view of one instance. Raises `NodeClaimNotFoundError` if it is gone or the
+        providerID is not an AWS one."""
+        _, instance_id = parse_provider_id(provider_id)
+        return await self._to_nodeclaim(await self.instances.get(instance_id))
+
+    async def list(self) -> Sequence[NodeClaim]:
+        """Every live instance tagged for this cluster, a NodePool and an EC2NodeClass."""
+        found = await self.list_instances()
+        return [await self._to_nodeclaim(i) for i in found]
+
+    async def list_instances(self) -> builtins.list[Instance]:
+        return await self.instances.list(
+            [
+                {"Name": "tag-key", "Values": [core_labels.LABEL_NODEPOOL]},
+                {"Name": "tag-key", "Values": [TAG_NODECLASS]},
+                {"Name": f"tag:{TAG_CLUSTER_NAME}", "Values": [self.settings.cluster_name]},
+            ]
+        )
+
+    async def _to_nodeclaim(self, instance: Instance) -> NodeClaim:
+        nc_name = instance.tags.get(TAG_NODECLASS, "")
+        nc = await self.store.get(nc_name) if nc_name else None
+        it = self.instance_types.get(nc, instance.type) if nc is not None and self.catalog.infos else None
+        labels = self._labels(it, instance.zone, instance.capacity_type)
+        labels[core_labels.LABEL_INSTANCE_TYPE] = instance.type
+        if instance.tags.get(core_labels.LABEL_NODEPOOL):
+            labels[core_labels.LABEL_NODEPOOL] = instance.tags[core_labels.LABEL_NODEPOOL]
+        status: dict[str, Any] = {"providerID": instance.provider_id, "imageID": instance.image_id}
+        if it is not None:
+            status["capacity"] = quantity.format_resources(it.capacity)
+            status["allocatable"] = quantity.format_resources(it.allocatable)
+        return NodeClaim.from_dict(
+            {
+                "metadata": {
+                    "name": instance.tags.get(TAG_NODECLAIM) or instance.id,
+                    "labels": labels,
+                    "creationTimestamp": instance.launch_time.astimezone(dt.UTC).strftime(
+                        "%Y-%m-%dT%H:%M:%SZ"
+                    ),
+                },
+                "spec": {
+                    "requirements": [],
+                    "nodeClassRef": {
+                        "group": nodeclass.GROUP,
+                        "kind": nodeclass.KIND,
+                        "name": nc_name or "unknown",
+                    },
+                },
+                "status": status,
+            }
+        )
+
+    async def is_drifted(self, nodeclaim: NodeClaim) -> DriftReason | None:
+        """``NodeClassDrift``, ``AMIDrift``, ``SecurityGroupDrift`` or ``SubnetDrift`` (first hit wins),
+        or ``None``. ``None`` too when the NodeClass is gone or not resolved; raises
+        `NodeClaimNotFoundError` when the instance is gone."""
+        nc = await self.store.get(nodeclaim.spec.node_class_ref.name)
+        if nc is None or not nc.status.subnets:
+            return None
+        _, instance_id = parse_provider_id(nodeclaim.status.provider_id or "")
+        instance = await self.instances.get(instance_id)
+        it = self.instance_types.get(nc, instance.type) if self.catalog.infos else None
+        return drift.reason(nodeclaim, nc, instance, it)
+
+    def repair_policies(self) -> Sequence[RepairPolicy]:
+        """Node Ready False or Unknown for 30 minutes (Karpenter AWS's policy for the kubelet)."""
+        return (
+            RepairPolicy("Ready", "False", dt.timedelta(minutes=30)),
+            RepairPolicy("Ready", "Unknown", dt.timedelta(minutes=30)),
+        )
+
+    def interruption_events(self) -> AsyncIterator[InterruptionEvent] | None:
+        """``None`` for now: the SQS event source is the interruption issue's (deploy/aws has the queue)."""
+        return None
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Discover instance types and refresh prices (failures of the latter keep the static table)."""
+        await self.catalog.ensure()
+        await self.pricing.refresh()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Background refreshes for the runtime's task group: instance types and prices (12 h), every
+        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s)."""
+        async with anyio.create_task_group() as tg:
+            await tg.start(self.catalog.run)
+            await tg.start(self.pricing.run)
+            tg.start_soon(self._node_classes_loop)
+            tg.start_soon(self._sweep_loop)
+            task_status.started()
+
+    async def _node_classes_loop(self) -> None:
+        while True:
+            try:
+                for nc in await self.store.list():
+                    await self.reconcile_node_class(nc.name)
+            except Exception as err:  # boundary: one bad round must not stop the loop
+                log.warning("EC2NodeClass refresh failed: %s", err)
+            await anyio.sleep(NODECLASS_REFRESH)
+
+    async def _sweep_loop(self) -> None:
+        while True:
+            await anyio.sleep(10)
+            try:
+                await self.launch_templates.sweep()
+            except Exception as err:  # boundary
+                log.warning("launch template cleanup failed: %s", err)
+
+    async def close(self) -> None:
+        await self.clients.close()
+
+    async def __aenter__(self) -> AwsCloudProvider:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()

@@ -1,0 +1,249 @@
+"""Instance types an EC2NodeClass can launch: discovery, capacity, labels, offerings, prices.
+
+Two layers, as in Karpenter's ``instancetype`` provider:
+
+* `Catalog` holds the raw answers of ``DescribeInstanceTypes`` (hvm, x86_64/arm64) and
+  ``DescribeInstanceTypeOfferings`` (type → zones). They are region-wide facts, refreshed every 12 hours
+  (`Catalog.run`), and may be shared by several providers of the same region (tests share one, because
+  moto takes seconds to describe ~1,400 types).
+* `InstanceTypes` turns them into `nodesmith.cloudprovider.types.InstanceType` values for one NodeClass:
+  capacity and overhead (`nodesmith_aws.capacity`), requirements (`nodesmith_aws.labels`), and one
+  offering per (zone of the NodeClass's subnets × capacity type), priced by `nodesmith_aws.pricing` and
+  made unavailable by the ICE cache, a missing price, a zone the type is not offered in, or the lack of
+  an AMI for the type's architecture. Results are cached for 5 minutes and recomputed at once when the
+  ICE cache or the prices change.
+
+Consumed by ``get_instance_types`` (the scheduler's input) and ``create`` (what to launch).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+from anyio.abc import TaskStatus
+
+from nodesmith.api import labels as core_labels
+from nodesmith.api.requirements import Requirement, Requirements
+from nodesmith.cloudprovider.types import InstanceType, Offering
+from nodesmith_aws import capacity, labels
+from nodesmith_aws.cache import INSTANCE_TYPES_TTL, TTLCache, UnavailableOfferings
+from nodesmith_aws.clients import Clients
+from nodesmith_aws.nodeclass import EC2NodeClass
+from nodesmith_aws.pricing import Pricing
+from nodesmith_aws.settings import Settings
+
+__all__ = ["CAPACITY_TYPES", "Catalog", "InstanceTypes"]
+
+log = logging.getLogger(__name__)
+
+CAPACITY_TYPES: Final = ("on-demand", "spot")
+REFRESH_INTERVAL: Final = 12 * 3600.0
+_SUFFIXES: Final = tuple(
+    s.removeprefix(labels.LABEL_PREFIX)
+    for s in [
+        "category",
+        "family",
+        "generation",
+        "size",
+        "cpu",
+        "cpu-manufacturer",
+        "memory",
+        "hypervisor",
+        "encryption-in-transit-supported",
+        "network-bandwidth",
+        "ebs-bandwidth",
+        "local-nvme",
+        "gpu-name",
+        "gpu-manufacturer",
+        "gpu-count",
+        "gpu-memory",
+        "accelerator-name",
+        "accelerator-manufacturer",
+        "accelerator-count",
+    ]
+)
+
+
+class Catalog:
+    """Region-wide instance-type facts from EC2. ``version`` increases whenever they change."""
+
+    def __init__(self, clients: Clients) -> None:
+        self.clients = clients
+        self.infos: dict[str, Mapping[str, Any]] = {}
+        self.zones: dict[str, frozenset[str]] = {}
+        self.version = 0
+
+    @property
+    def all_zones(self) -> frozenset[str]:
+        return frozenset().union(*self.zones.values()) if self.zones else frozenset()
+
+    async def refresh(self) -> None:
+        """Describe every hvm x86_64/arm64 instance type and where each is offered. Raises on failure
+        (the provider cannot start without them; later failures keep the previous answer)."""
+        ec2 = await self.clients.ec2()
+        infos: dict[str, Mapping[str, Any]] = {}
+        paginator = ec2.get_paginator("describe_instance_types")
+        async for page in paginator.paginate(
+            Filters=[
+                {"Name": "supported-virtualization-type", "Values": ["hvm"]},
+                {"Name": "processor-info.supported-architecture", "Values": ["x86_64", "arm64"]},
+            ],
+            MaxResults=100,
+        ):
+            for info in page.get("InstanceTypes") or ():
+                infos[info["InstanceType"]] = info
+        zones: dict[str, set[str]] = {}
+        paginator = ec2.get_paginator("describe_instance_type_offerings")
+        async for page in paginator.paginate(LocationType="availability-zone", MaxResults=1000):
+            for offering in page.get("InstanceTypeOfferings") or ():
+                zones.setdefault(offering["InstanceType"], set()).add(offering["Location"])
+        frozen = {name: frozenset(z) for name, z in zones.items()}
+        if infos.keys() != self.infos.keys() or frozen != self.zones:
+            self.version += 1
+        self.infos, self.zones = infos, frozen
+        log.info("discovered %d instance types in %d zones", len(infos), len(self.all_zones))
+
+    async def ensure(self) -> None:
+        """Refresh once if nothing was discovered yet."""
+        if not self.infos:
+            await self.refresh()
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Refresh every 12 hours (the first refresh is `ensure`'s); failures keep the old answer."""
+        await self.ensure()
+        task_status.started()
+        while True:
+            await anyio.sleep(REFRESH_INTERVAL)
+            try:
+                await self.refresh()
+            except Exception as err:  # boundary: keep serving the last good answer
+                log.warning("instance type refresh failed, keeping the previous answer: %s", err)
+
+
+def ami_matches(ami_requirements: Sequence[Mapping[str, Any]], type_requirements: Requirements) -> bool:
+    """Can an instance type with ``type_requirements`` use an AMI with these (status) requirements?"""
+    return type_requirements.is_compatible(
+        Requirements.from_node_selector(ami_requirements), core_labels.WELL_KNOWN_LABELS
+    )
+
+
+class InstanceTypes:
+    """`InstanceType` values for a NodeClass, from a `Catalog`, prices and the ICE cache."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        catalog: Catalog,
+        pricing: Pricing,
+        unavailable: UnavailableOfferings,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.pricing = pricing
+        self.unavailable = unavailable
+        self._shapes: TTLCache[tuple[Any, ...], dict[str, tuple[Requirements, dict[str, int], Any]]] = (
+            TTLCache(INSTANCE_TYPES_TTL, clock)
+        )
+        self._types: TTLCache[tuple[Any, ...], dict[str, InstanceType]] = TTLCache(INSTANCE_TYPES_TTL, clock)
+
+    def _shape_key(self, nodeclass: EC2NodeClass) -> tuple[Any, ...]:
+        zones = tuple(sorted({s.zone for s in nodeclass.status.subnets}))
+        return (
+            self.catalog.version,
+            nodeclass.ami_family,
+            repr(sorted(nodeclass.kubelet.items())),
+            repr(list(nodeclass.block_device_mappings)),
+            nodeclass.spec.get("instanceStorePolicy"),
+            zones,
+        )
+
+    def _shapes_for(self, nodeclass: EC2NodeClass) -> dict[str, tuple[Requirements, dict[str, int], Any]]:
+        """Per type: requirements (zones = offered ∩ subnet zones), capacity and overhead."""
+        key = self._shape_key(nodeclass)
+        cached = self._shapes.get(key)
+        if cached is not None:
+            return cached
+        subnet_zones = {s.zone for s in nodeclass.status.subnets}
+        family = nodeclass.ami_family
+        shapes = {}
+        for name, info in self.catalog.infos.items():
+            classes = [c for c in info.get("SupportedUsageClasses") or () if c in CAPACITY_TYPES]
+            zones = sorted(self.catalog.zones.get(name, frozenset()) & subnet_zones)
+            reqs = labels.instance_requirements(
+                info,
+                region=self.settings.region,
+                zones=zones,
+                capacity_types=classes,
+                known_suffixes=_SUFFIXES,
+            )
+            cap = capacity.capacity(
+                info,
+                family=family,
+                kubelet=nodeclass.kubelet,
+                block_device_mappings=nodeclass.block_device_mappings,
+                instance_store_policy=nodeclass.spec.get("instanceStorePolicy"),
+                overhead_percent=self.settings.vm_memory_overhead_percent,
+                reserved_enis=self.settings.reserved_enis,
+            )
+            over = capacity.overhead(
+                info, cap, family=family, kubelet=nodeclass.kubelet, reserved_enis=self.settings.reserved_enis
+            )
+            shapes[name] = (reqs, cap, over)
+        self._shapes.set(key, shapes)
+        return shapes
+
+    def list(self, nodeclass: EC2NodeClass) -> list[InstanceType]:
+        """Every discovered type for ``nodeclass``, unavailable offerings included (drift and
+        consolidation need to see them). Call ``await catalog.ensure()`` first."""
+        key = (
+            self._shape_key(nodeclass),
+            self.unavailable.seq,
+            id(self.pricing.on_demand),
+            id(self.pricing.spot),
+            self.pricing.spot_updated,
+            tuple(a.id for a in nodeclass.status.amis),
+        )
+        cached = self._types.get(key)
+        if cached is not None:
+            return list(cached.values())
+        subnet_zones = sorted({s.zone for s in nodeclass.status.subnets})
+        amis = [a.requirements for a in nodeclass.status.amis]
+        out = []
+        for name, (reqs, cap, over) in sorted(self._shapes_for(nodeclass).items()):
+            has_ami = any(ami_matches(r, reqs) for r in amis)
+            offered = self.catalog.zones.get(name, frozenset())
+            capacity_types = reqs.get(core_labels.LABEL_CAPACITY_TYPE).values
+            offerings = []
+            for zone in subnet_zones:
+                for ct in CAPACITY_TYPES:
+                    if ct not in capacity_types:
+                        continue
+                    price = self.pricing.price(name, zone, ct)
+                    available = (
+                        has_ami
+                        and zone in offered
+                        and price is not None
+                        and not self.unavailable.is_unavailable(ct, name, zone)
+                    )
+                    offerings.append(
+                        Offering.of(zone, ct, math.inf if price is None else price, available=available)
+                    )
+            out.append(InstanceType(name, reqs, tuple(offerings), cap, over))
+        self._types.set(key, {it.name: it for it in out})
+        return out
+
+    def get(self, nodeclass: EC2NodeClass, name: str) -> InstanceType | None:
+        for it in self.list(nodeclass):
+            if it.name == name:
+                return it
+        return None
+
+    @staticmethod
+    def zone_requirement(zones: Sequence[str]) -> Requirement:
+        return Requirement.in_(core_labels.LABEL_ZONE, *zones)

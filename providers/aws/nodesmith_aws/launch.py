@@ -1,0 +1,303 @@
+"""The launch path: from a flexible NodeClaim to one EC2 instance through CreateFleet (type ``instant``).
+
+Fed by the provider's ``create`` with the NodeClaim, its Ready EC2NodeClass, the NodeClass's instance
+types and the tags to apply; talks to EC2 through `nodesmith_aws.launchtemplates` and CreateFleet; feeds
+the unavailable-offerings (ICE) cache. Karpenter's rules (shared/spec/karpenter-aws.md §4):
+
+1. keep the instance types compatible with the NodeClaim that have an available compatible offering
+   (none → `InsufficientCapacityError`);
+2. capacity type: spot when allowed and some spot offering is available, else on-demand, which is how
+   spot falls back to on-demand once the ICE cache has every spot offering;
+3. the cheapest 60 types, one subnet per zone (the one with the most free IPs);
+4. one launch template per (AMI, max pods) group, reused across launches;
+5. overrides = every available (type, zone) offering, cheapest first, ``Priority`` = price; allocation
+   ``price-capacity-optimized`` for spot, ``lowest-price`` for on-demand;
+6. the response's ``Errors[]`` (EC2 reports pool failures in a 200 answer) mark each failed
+   (capacity type, type, zone) unavailable for 3 minutes, so the next attempt differs and no hot loop
+   forms; no instance and only capacity errors → `InsufficientCapacityError`, else `CreateError`;
+7. a launch template CreateFleet cannot find is forgotten and the launch retried once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+import attrs
+from botocore.exceptions import ClientError
+
+from nodesmith import errors
+from nodesmith.api import labels as core_labels
+from nodesmith.api.nodeclaim import NodeClaim
+from nodesmith.api.requirements import Requirements
+from nodesmith.cloudprovider.types import InstanceType, Offering
+from nodesmith_aws import amifamily, instancetypes
+from nodesmith_aws.cache import UnavailableOfferings
+from nodesmith_aws.clients import Clients, error_code
+from nodesmith_aws.launchtemplates import LaunchTemplates, Options
+from nodesmith_aws.nodeclass import EC2NodeClass
+from nodesmith_aws.plugin import INSTANCE_LABELS
+from nodesmith_aws.settings import Settings
+
+__all__ = ["ICE_CODES", "MAX_INSTANCE_TYPES", "Launched", "Launcher"]
+
+log = logging.getLogger(__name__)
+
+MAX_INSTANCE_TYPES: Final = 60
+ICE_CODES: Final = frozenset(
+    {
+        "InsufficientInstanceCapacity",
+        "MaxSpotInstanceCountExceeded",
+        "VcpuLimitExceeded",
+        "UnfulfillableCapacity",
+        "Unsupported",
+        "InsufficientFreeAddressesInSubnet",
+        "MaxFleetCountExceeded",
+        "ReservationCapacityExceeded",
+    }
+)
+SPOT_SLR_CODE: Final = "AuthFailure.ServiceLinkedRoleCreationNotPermitted"
+_UNAUTHORIZED: Final = ("UnauthorizedOperation", "AccessDenied", "AuthFailure")
+
+
+@attrs.frozen(slots=True)
+class Launched:
+    instance_id: str
+    instance_type: str
+    zone: str
+    subnet_id: str | None
+    image_id: str
+    capacity_type: str
+
+
+def create_error(err: ClientError) -> errors.ProviderError:
+    """Map a CreateFleet call error to the contract (Karpenter's ``ToReasonMessage``)."""
+    code = error_code(err)
+    message = str(err.response.get("Error", {}).get("Message", err))
+    if code in ICE_CODES:
+        return errors.InsufficientCapacityError(f"{code}: {message}")
+    if code == SPOT_SLR_CODE:
+        return errors.CreateError("SpotSLRCreationFailed", message)
+    if code.startswith(_UNAUTHORIZED):
+        reason = "AMIAuthorizationFailure" if "Not authorized for images" in message else "Unauthorized"
+        return errors.CreateError(reason, message)
+    if code in ("InstanceLimitExceeded", "VcpuLimitExceeded"):
+        return errors.CreateError("QuotaExceeded", f"{code}: {message}")
+    return errors.CreateError(code or "LaunchFailed", message)
+
+
+class Launcher:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: Clients,
+        launch_templates: LaunchTemplates,
+        unavailable: UnavailableOfferings,
+    ) -> None:
+        self.settings = settings
+        self.clients = clients
+        self.launch_templates = launch_templates
+        self.unavailable = unavailable
+        self._allow_undefined = core_labels.WELL_KNOWN_LABELS | frozenset(INSTANCE_LABELS)
+
+    def compatible(self, reqs: Requirements, types: Sequence[InstanceType]) -> list[InstanceType]:
+        allow = core_labels.WELL_KNOWN_LABELS | self._allow_undefined
+        return [
+            it for it in types if reqs.is_compatible(it.requirements, allow) and it.compatible_offerings(reqs)
+        ]
+
+    @staticmethod
+    def capacity_type(reqs: Requirements, types: Sequence[InstanceType]) -> str:
+        """Spot if allowed and available anywhere, else on-demand (Karpenter's spot → OD fallback)."""
+        allowed = reqs.get(core_labels.LABEL_CAPACITY_TYPE)
+        for ct in ("spot", "on-demand"):
+            if allowed.has(ct) and any(
+                o.capacity_type == ct for it in types for o in it.compatible_offerings(reqs)
+            ):
+                return ct
+        raise errors.InsufficientCapacityError("no available offering of an allowed capacity type")
+
+    def _offerings(self, it: InstanceType, reqs: Requirements, ct: str) -> list[Offering]:
+        return sorted(
+            (o for o in it.compatible_offerings(reqs) if o.capacity_type == ct),
+            key=lambda o: (o.price, o.zone),
+        )
+
+    async def launch(
+        self,
+        nodeclaim: NodeClaim,
+        nc: EC2NodeClass,
+        types: Sequence[InstanceType],
+        tags: Mapping[str, str],
+    ) -> Launched:
+        reqs = nodeclaim.requirements
+        candidates = self.compatible(reqs, types)
+        if not candidates:
+            raise errors.InsufficientCapacityError(
+                "all requested instance types were unavailable during launch"
+            )
+        ct = self.capacity_type(reqs, candidates)
+        reqs = reqs.add(*Requirements.from_labels({core_labels.LABEL_CAPACITY_TYPE: ct}).values())
+        priced = [(self._offerings(it, reqs, ct), it) for it in candidates]
+        priced = sorted(((o, it) for o, it in priced if o), key=lambda p: (p[0][0].price, p[1].name))
+        priced = priced[:MAX_INSTANCE_TYPES]
+        for attempt in range(2):
+            request, names = await self._request(nodeclaim, nc, priced, ct, tags)
+            try:
+                ec2 = await self.clients.ec2()
+                answer = await ec2.create_fleet(**request)
+            except ClientError as err:
+                if error_code(err) == "InvalidLaunchTemplateName.NotFoundException" and attempt == 0:
+                    self.launch_templates.invalidate(names)
+                    continue
+                raise create_error(err) from err
+            return self._result(answer, ct, request)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request(
+        self,
+        nodeclaim: NodeClaim,
+        nc: EC2NodeClass,
+        priced: Sequence[tuple[list[Offering], InstanceType]],
+        ct: str,
+        tags: Mapping[str, str],
+    ) -> tuple[dict[str, Any], list[str]]:
+        subnets: dict[str, str] = {}
+        for subnet in nc.status.subnets:  # status is ordered by free IPs: the first per zone wins
+            subnets.setdefault(subnet.zone, subnet.id)
+        groups: dict[tuple[str, int], list[tuple[list[Offering], InstanceType]]] = {}
+        for offerings, it in priced:
+            ami = next(
+                (a for a in nc.status.amis if instancetypes.ami_matches(a.requirements, it.requirements)),
+                None,
+            )
+            if ami is None:
+                continue
+            groups.setdefault((ami.id, it.capacity.get("pods", 0) // 1000), []).append((offerings, it))
+        configs: list[dict[str, Any]] = []
+        names: list[str] = []
+        for (image_id, max_pods), members in groups.items():
+            name = await self.launch_templates.ensure(
+                self._options(nodeclaim, nc, image_id, max_pods, ct, tags)
+            )
+            names.append(name)
+            overrides = [
+                {
+                    "InstanceType": it.name,
+                    "SubnetId": subnets[o.zone],
+                    "ImageId": image_id,
+                    "AvailabilityZone": o.zone,
+                    "Priority": o.price,
+                }
+                for offerings, it in members
+                for o in offerings
+                if o.zone in subnets
+            ]
+            if overrides:
+                overrides.sort(key=lambda x: (x["Priority"], x["InstanceType"], x["AvailabilityZone"]))
+                configs.append(
+                    {
+                        "LaunchTemplateSpecification": {"LaunchTemplateName": name, "Version": "$Latest"},
+                        "Overrides": overrides,
+                    }
+                )
+        if not configs:
+            raise errors.InsufficientCapacityError(
+                "no capacity offerings are currently available given the constraints"
+            )
+        configs.sort(key=lambda c: c["Overrides"][0]["Priority"])
+        tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+        request: dict[str, Any] = {
+            "Type": "instant",
+            "TargetCapacitySpecification": {"DefaultTargetCapacityType": ct, "TotalTargetCapacity": 1},
+            "LaunchTemplateConfigs": configs,
+            "TagSpecifications": [
+                {"ResourceType": r, "Tags": tag_list} for r in ("instance", "volume", "fleet")
+            ],
+        }
+        if ct == "spot":
+            request["SpotOptions"] = {"AllocationStrategy": "price-capacity-optimized"}
+        else:
+            request["OnDemandOptions"] = {"AllocationStrategy": "lowest-price"}
+        if nc.spec.get("context"):
+            request["Context"] = nc.spec["context"]
+        return request, names
+
+    def _options(
+        self,
+        nodeclaim: NodeClaim,
+        nc: EC2NodeClass,
+        image_id: str,
+        max_pods: int,
+        ct: str,
+        tags: Mapping[str, str],
+    ) -> Options:
+        family = nc.ami_family
+        node_labels = {**nodeclaim.metadata.labels, core_labels.LABEL_CAPACITY_TYPE: ct}
+        taints = [t.to_dict() for t in (*nodeclaim.spec.taints, *nodeclaim.spec.startup_taints)]
+        boot = amifamily.Bootstrap(
+            cluster_name=self.settings.cluster_name,
+            cluster_endpoint=self.settings.cluster_endpoint,
+            ca_bundle=self.settings.cluster_ca_bundle,
+            labels=node_labels,
+            taints=taints,
+            max_pods=max_pods,
+            kubelet=nc.kubelet,
+            cluster_dns=[self.settings.cluster_dns] if self.settings.cluster_dns else [],
+        )
+        bdms = nc.block_device_mappings or amifamily.default_block_device_mappings(family)
+        lt_tags = {k: v for k, v in tags.items() if k not in ("Name", "nodesmith.io/nodeclaim")}
+        return Options(
+            image_id=image_id,
+            user_data=amifamily.user_data(family, boot, nc.spec.get("userData")),
+            security_group_ids=tuple(g.id for g in nc.status.security_groups),
+            instance_profile=nc.status.instance_profile or "",
+            block_device_mappings=tuple(bdms),
+            metadata_options=nc.spec.get("metadataOptions") or {},
+            tags=lt_tags,
+            detailed_monitoring=bool(nc.spec.get("detailedMonitoring")),
+            associate_public_ip=nc.spec.get("associatePublicIPAddress"),
+        )
+
+    def _result(self, answer: Mapping[str, Any], ct: str, request: Mapping[str, Any]) -> Launched:
+        problems = []
+        for error in answer.get("Errors") or ():
+            code = error.get("ErrorCode", "")
+            override = (error.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
+            lifecycle = error.get("Lifecycle") or ct
+            if code == SPOT_SLR_CODE:
+                self.unavailable.mark_capacity_type_unavailable("spot", code)
+            elif code in ICE_CODES and override.get("InstanceType") and override.get("AvailabilityZone"):
+                self.unavailable.mark_unavailable(
+                    lifecycle, override["InstanceType"], override["AvailabilityZone"], code
+                )
+            problems.append((code, error.get("ErrorMessage", "")))
+        for fleet_instance in answer.get("Instances") or ():
+            ids = fleet_instance.get("InstanceIds") or ()
+            if not ids:
+                continue
+            override = (fleet_instance.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
+            zone = override.get("AvailabilityZone") or self._zone_of(request, override.get("SubnetId"))
+            return Launched(
+                instance_id=ids[0],
+                instance_type=fleet_instance.get("InstanceType") or override.get("InstanceType", ""),
+                zone=zone,
+                subnet_id=override.get("SubnetId"),
+                image_id=override.get("ImageId", ""),
+                capacity_type=fleet_instance.get("Lifecycle") or ct,
+            )
+        unique = sorted({f"{code}: {message}" for code, message in problems})
+        text = "; ".join(unique) or "CreateFleet returned no instance and no error"
+        if problems and all(code in ICE_CODES or code == SPOT_SLR_CODE for code, _ in problems):
+            raise errors.InsufficientCapacityError(text)
+        codes = {code for code, _ in problems}
+        raise errors.CreateError(codes.pop() if len(codes) == 1 else "LaunchFailed", text)
+
+    @staticmethod
+    def _zone_of(request: Mapping[str, Any], subnet_id: str | None) -> str:
+        for config in request["LaunchTemplateConfigs"]:
+            for override in config["Overrides"]:
+                if override["SubnetId"] == subnet_id:
+                    return str(override["AvailabilityZone"])
+        return ""

@@ -1,0 +1,60 @@
+"""A moto server in server mode on 127.0.0.1 (a free port), and aioboto3 sessions pointed at it.
+
+Fed by tests (usually one server per test session, `MotoServer.reset` between tests); the provider under
+test talks to it over HTTP exactly as it would to AWS, with dummy credentials and ``endpoint_url``.
+Nothing is mocked in-process: the provider's requests are serialized, sent, parsed and retried by
+botocore as in production.
+"""
+
+from __future__ import annotations
+
+import logging
+import urllib.request
+from types import TracebackType
+from typing import Final
+
+import aioboto3
+from moto.server import ThreadedMotoServer
+
+__all__ = ["REGION", "MotoServer"]
+
+REGION: Final = "us-west-2"
+
+
+class MotoServer:
+    """``with MotoServer() as moto: moto.url``; ``moto.session()`` builds a session for it."""
+
+    def __init__(self) -> None:
+        self._server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self.url = ""
+
+    def start(self) -> MotoServer:
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        self._server.start()
+        host, port = self._server.get_host_and_port()
+        self.url = f"http://{host}:{port}"
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def reset(self) -> None:
+        """Forget every resource (moto's ``/moto-api/reset``); the default VPC comes back on next use."""
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+
+    @staticmethod
+    def session(region: str = REGION) -> aioboto3.Session:
+        """A session with dummy credentials; register fault injectors on it before creating clients."""
+        return aioboto3.Session(
+            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+        )
+
+    def __enter__(self) -> MotoServer:
+        return self.start()
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

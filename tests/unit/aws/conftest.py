@@ -1,0 +1,143 @@
+"""Fixtures for the AWS provider tests: one moto server (server mode, loopback) per session, reset
+before every test, and a provider wired to it through a session carrying a `FaultInjector`.
+
+Describing ~1,400 instance types takes moto several seconds, so the session discovers them (and reads
+the spot price history) once, through the provider's own `Catalog` and `Pricing`, and every test's
+provider starts from a copy of those answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import attrs
+import pytest
+
+from nodesmith.api import labels
+from nodesmith_aws import plugin
+from nodesmith_aws.clients import Clients
+from nodesmith_aws.cloudprovider import AwsCloudProvider
+from nodesmith_aws.instancetypes import Catalog
+from nodesmith_aws.pricing import Pricing
+from nodesmith_aws.settings import Settings
+from nodesmith_aws.store import MemoryNodeClassStore
+from nodesmith_aws.testing.faults import FaultInjector
+from nodesmith_aws.testing.moto import REGION, MotoServer
+
+CLUSTER = "test-cluster"
+DISCOVERY_TAG = "nodesmith.io/discovery"
+AL2023_X86 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+AL2023_ARM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+
+labels.register_well_known_labels(*plugin.INSTANCE_LABELS)
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def moto() -> Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+def settings_for(moto: MotoServer, **changes: Any) -> Settings:
+    return Settings(cluster_name=CLUSTER, region=REGION, endpoint_url=moto.url, max_attempts=4, **changes)
+
+
+@attrs.frozen
+class Discovered:
+    infos: dict[str, Any]
+    zones: dict[str, frozenset[str]]
+    on_demand: dict[str, float]
+    spot: dict[str, dict[str, float]]
+
+
+@pytest.fixture(scope="session")
+def discovered(moto: MotoServer) -> Discovered:
+    async def discover() -> Discovered:
+        settings = settings_for(moto)
+        async with Clients(settings, moto.session()) as clients:
+            catalog = Catalog(clients)
+            await catalog.refresh()
+            pricing = Pricing(settings, clients)
+            await pricing.update_spot()
+            return Discovered(dict(catalog.infos), dict(catalog.zones), dict(pricing.on_demand), pricing.spot)
+
+    return asyncio.run(discover())
+
+
+@attrs.frozen
+class Env:
+    provider: AwsCloudProvider
+    store: MemoryNodeClassStore
+    faults: FaultInjector
+    clients: Clients
+    moto: MotoServer
+
+    async def ec2(self) -> Any:
+        return await self.clients.ec2()
+
+
+def nodeclass_manifest(name: str = "default", **spec: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "subnetSelectorTerms": [{"tags": {DISCOVERY_TAG: CLUSTER}}],
+        "securityGroupSelectorTerms": [{"name": "default"}],
+        "amiSelectorTerms": [{"ssmParameter": AL2023_X86}, {"ssmParameter": AL2023_ARM}],
+        "amiFamily": "AL2023",
+        "role": "NodeRole",
+        "tags": {"team": "platform"},
+    }
+    body.update(spec)
+    return {
+        "apiVersion": "aws.nodesmith.io/v1",
+        "kind": "EC2NodeClass",
+        "metadata": {"name": name, "uid": f"uid-{name}"},
+        "spec": body,
+    }
+
+
+async def prepare_account(clients: Clients) -> None:
+    """What an operator sets up once: discovery tags on the subnets and the node role."""
+    ec2 = await clients.ec2()
+    subnets = (await ec2.describe_subnets())["Subnets"]
+    await ec2.create_tags(
+        Resources=[s["SubnetId"] for s in subnets], Tags=[{"Key": DISCOVERY_TAG, "Value": CLUSTER}]
+    )
+    iam = await clients.iam()
+    await iam.create_role(
+        RoleName="NodeRole", AssumeRolePolicyDocument='{"Version":"2012-10-17","Statement":[]}'
+    )
+
+
+@pytest.fixture
+async def env(moto: MotoServer, discovered: Discovered) -> AsyncIterator[Env]:
+    moto.reset()
+    session = moto.session()
+    faults = FaultInjector(session)
+    settings = settings_for(moto)
+    clients = Clients(settings, session)
+    catalog = Catalog(clients)
+    catalog.infos, catalog.zones, catalog.version = dict(discovered.infos), dict(discovered.zones), 1
+    pricing = Pricing(settings, clients)
+    pricing.on_demand, pricing.spot, pricing.spot_updated = (
+        dict(discovered.on_demand),
+        dict(discovered.spot),
+        True,
+    )
+    store = MemoryNodeClassStore()
+    provider = AwsCloudProvider(settings, store, clients=clients, catalog=catalog, pricing=pricing)
+    await prepare_account(clients)
+    yield Env(provider, store, faults, clients, moto)
+    await provider.close()
+
+
+async def ready_nodeclass(env: Env, name: str = "default", **spec: Any) -> Any:
+    env.store.put(nodeclass_manifest(name, **spec))
+    nc = await env.provider.reconcile_node_class(name)
+    assert nc is not None
+    return nc
