@@ -14,10 +14,30 @@ from opentelemetry import metrics
 __all__ = [
     "CLOUDPROVIDER_DURATION",
     "CLOUDPROVIDER_ERRORS",
+    "DISRUPTION_DECISIONS",
+    "DISRUPTION_ELIGIBLE_NODES",
+    "DISRUPTION_EVALUATION_DURATION",
+    "DISRUPTION_QUEUE_FAILURES",
+    "DISRUPTION_REJECTIONS",
+    "DISRUPTION_VALIDATION_FAILURES",
+    "GARBAGE_COLLECTED_INSTANCES",
     "NODECLAIMS_CREATED",
+    "NODECLAIMS_DISRUPTED",
+    "NODECLAIMS_INITIALIZED",
+    "NODECLAIMS_INSTANCE_TERMINATION_DURATION",
+    "NODECLAIMS_LAUNCHED",
+    "NODECLAIMS_REGISTERED",
     "NODECLAIMS_TERMINATED",
+    "NODECLAIMS_TERMINATION_DURATION",
+    "NODEPOOLS_ALLOWED_DISRUPTIONS",
+    "NODEPOOLS_USAGE",
     "NODES_CREATED",
+    "NODES_DRAINED",
+    "NODES_LIFETIME_DURATION",
     "NODES_TERMINATED",
+    "NODES_TERMINATION_DURATION",
+    "PODS_DRAINED",
+    "PODS_EVICTION_REQUESTS",
     "PODS_UNSCHEDULABLE",
     "RECONCILE_ERRORS",
     "SCHEDULER_QUEUE_DEPTH",
@@ -60,4 +80,89 @@ CLOUDPROVIDER_ERRORS: Final = meter.create_counter(
 )
 RECONCILE_ERRORS: Final = meter.create_counter(
     "nodesmith_reconcile_errors", description="Errors caught at a reconciler's loop boundary, by reconciler."
+)
+
+# -- NodeClaim lifecycle, termination, garbage collection (nodesmith.reconcilers.lifecycle & co.) --------
+
+NODECLAIMS_LAUNCHED: Final = meter.create_counter(
+    "nodesmith_nodeclaims_launched", description="NodeClaims launched by the cloud provider, by NodePool."
+)
+NODECLAIMS_REGISTERED: Final = meter.create_counter(
+    "nodesmith_nodeclaims_registered", description="NodeClaims whose Node registered, by NodePool."
+)
+NODECLAIMS_INITIALIZED: Final = meter.create_counter(
+    "nodesmith_nodeclaims_initialized", description="NodeClaims whose Node initialized, by NodePool."
+)
+NODECLAIMS_TERMINATION_DURATION: Final = meter.create_histogram(
+    "nodesmith_nodeclaims_termination_duration_seconds",
+    unit="s",
+    description="From a NodeClaim's deletion to the removal of its finalizer, by NodePool.",
+)
+NODECLAIMS_INSTANCE_TERMINATION_DURATION: Final = meter.create_histogram(
+    "nodesmith_nodeclaims_instance_termination_duration_seconds",
+    unit="s",
+    description="From a NodeClaim's deletion to the provider reporting its instance gone, by NodePool.",
+)
+NODES_DRAINED: Final = meter.create_counter(
+    "nodesmith_nodes_drained", description="Nodes whose drain finished, by NodePool."
+)
+NODES_TERMINATION_DURATION: Final = meter.create_histogram(
+    "nodesmith_nodes_termination_duration_seconds",
+    unit="s",
+    description="From a Node's deletion to the removal of its finalizer, by NodePool.",
+)
+NODES_LIFETIME_DURATION: Final = meter.create_histogram(
+    "nodesmith_nodes_lifetime_duration_seconds",
+    unit="s",
+    description="From a Node's creation to the removal of its finalizer, by NodePool.",
+)
+PODS_EVICTION_REQUESTS: Final = meter.create_counter(
+    "nodesmith_pods_eviction_requests",
+    description="Eviction API requests made while draining, by HTTP code (200, 404, 409, 429, 500...).",
+)
+PODS_DRAINED: Final = meter.create_counter(
+    "nodesmith_pods_drained", description="Pods evicted or deleted while draining, by reason."
+)
+GARBAGE_COLLECTED_INSTANCES: Final = meter.create_counter(
+    "nodesmith_garbage_collected_instances",
+    description="Provider instances deleted because no NodeClaim owns them, by provider.",
+)
+NODEPOOLS_USAGE: Final = meter.create_gauge(
+    "nodesmith_nodepools_usage", description="Resources used by a NodePool's nodes, by NodePool and resource."
+)
+
+# -- disruption -----------------------------------------------------------------------------------------
+
+DISRUPTION_DECISIONS: Final = meter.create_counter(
+    "nodesmith_disruption_decisions",
+    description="Disruption commands started, by decision (delete/replace), reason and NodePool.",
+)
+DISRUPTION_REJECTIONS: Final = meter.create_counter(
+    "nodesmith_disruption_rejections",
+    description="Nodes a disruption method passed over, by method and rejection reason.",
+)
+DISRUPTION_ELIGIBLE_NODES: Final = meter.create_gauge(
+    "nodesmith_disruption_eligible_nodes",
+    description="Disruption candidates in the last evaluation, by method.",
+)
+DISRUPTION_EVALUATION_DURATION: Final = meter.create_histogram(
+    "nodesmith_disruption_decision_evaluation_duration_seconds",
+    unit="s",
+    description="Time one disruption method took to decide, by method.",
+)
+DISRUPTION_VALIDATION_FAILURES: Final = meter.create_counter(
+    "nodesmith_disruption_failed_validations",
+    description="Commands dropped when re-validated after the validation delay, by method.",
+)
+DISRUPTION_QUEUE_FAILURES: Final = meter.create_counter(
+    "nodesmith_disruption_queue_failures",
+    description="Commands the orchestration queue gave up on (replacement failed or timed out), by reason.",
+)
+NODEPOOLS_ALLOWED_DISRUPTIONS: Final = meter.create_gauge(
+    "nodesmith_nodepools_allowed_disruptions",
+    description="Disruptions a NodePool's budgets allow now, by NodePool and reason.",
+)
+NODECLAIMS_DISRUPTED: Final = meter.create_counter(
+    "nodesmith_nodeclaims_disrupted",
+    description="NodeClaims deleted by disruption or expiration, by reason and NodePool.",
 )

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from nodesmith.api.nodepool import NodePool
     from nodesmith.cloudprovider.types import DriftReason, InstanceType, InterruptionEvent, RepairPolicy
 
-__all__ = ["REQUIRED_MEMBERS", "CloudProvider", "NodeClassKind", "ProviderContext"]
+__all__ = ["OPTIONAL_MEMBERS", "REQUIRED_MEMBERS", "CloudProvider", "NodeClassKind", "ProviderContext"]
 
 
 @attrs.frozen(slots=True)
@@ -108,6 +108,11 @@ class CloudProvider(Protocol):
         """An async stream of interruption events, or ``None`` if this provider has no event source."""
         ...
 
+
+OPTIONAL_MEMBERS = ("run",)
+"""``async def run(self, *, task_status)``: background work (catalogue and price refreshes, NodeClass status)
+that the runtime starts in its task group for the life of the process, in leaders and standbys alike; call
+``task_status.started()`` once the provider can answer ``get_instance_types``."""
 
 REQUIRED_MEMBERS = (
     "name",

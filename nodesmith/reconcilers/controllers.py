@@ -15,7 +15,20 @@ from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
-from nodesmith.reconcilers import Reconciler, provisioner
+from nodesmith.reconcilers import (
+    Reconciler,
+    garbagecollection,
+    instrumented,
+    interruption,
+    lifecycle,
+    nodeclaim_marking,
+    nodeclaim_termination,
+    nodepool_status,
+    orchestration,
+    provisioner,
+    termination,
+)
+from nodesmith.reconcilers import disruption as disruption_loop
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["Collaborators", "build"]
@@ -34,21 +47,43 @@ class Collaborators:
     batch_idle: dt.timedelta
     batch_max: dt.timedelta
     cluster_name: str
+    replace_on_rebalance: bool = False
+    disruption: disruption_loop.Options = attrs.field(factory=disruption_loop.Options)
+    """Disruption knobs; the runtime sets ``spot_to_spot`` from the SpotToSpotConsolidation gate."""
 
 
 def build(collaborators: Collaborators) -> list[Reconciler]:
     """Every reconciler, in start order."""
     c = collaborators
+    provider = instrumented.InstrumentedProvider(c.provider)
     reconcilers: list[Reconciler] = [
         provisioner.Provisioner(
             kube=c.kube,
             state=c.state,
-            provider=c.provider,
+            provider=provider,
             plugins=c.plugins,
             events=c.events,
             clock=c.clock,
             batch_idle=c.batch_idle,
             batch_max=c.batch_max,
+        ),
+        lifecycle.LifecycleReconciler(c.kube, c.state, provider, c.events, c.clock),
+        nodeclaim_termination.NodeClaimTerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
+        termination.TerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
+        garbagecollection.GarbageCollector(c.kube, c.state, provider, c.events, c.clock),
+        nodepool_status.NodePoolStatusReconciler(c.kube, c.state, c.clock),
+        interruption.Interruption(
+            c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance
+        ),
+    ]
+    queue = orchestration.Orchestrator(
+        c.kube, c.state, c.events, c.clock, min_timeout=c.disruption.queue_timeout
+    )
+    reconcilers += [
+        nodeclaim_marking.NodeClaimMarking(c.kube, c.state, provider, c.plugins, c.events, c.clock),
+        queue,
+        disruption_loop.Disruption(
+            c.kube, c.state, provider, c.plugins, c.events, c.clock, queue, options=c.disruption
         ),
     ]
     return reconcilers

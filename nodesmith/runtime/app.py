@@ -21,7 +21,7 @@ import attrs
 
 from nodesmith import metrics
 from nodesmith.cloudprovider import manager
-from nodesmith.cloudprovider.protocol import ProviderContext
+from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
@@ -57,6 +57,7 @@ class Daemon:
     informers: Informers
     reconcilers: list[Reconciler]
     elector: leader.LeaderElector | None
+    provider: CloudProvider
     ports: dict[str, int] = attrs.field(factory=dict)
 
     @classmethod
@@ -90,6 +91,7 @@ class Daemon:
                 batch_idle=settings.batch_idle_duration,
                 batch_max=settings.batch_max_duration,
                 cluster_name=settings.cluster_name,
+                replace_on_rebalance=settings.gate("RebalanceReplacement"),
             )
         )
         identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
@@ -104,7 +106,7 @@ class Daemon:
                 settings.retry_period,
                 on_change=lambda leading: LEADER.add(1 if leading else -1),  # type: ignore[attr-defined]
             )
-        return cls(settings, kube, plugins, state, informers, reconcilers, elector)
+        return cls(settings, kube, plugins, state, informers, reconcilers, elector, provider)
 
     # -- endpoints ---------------------------------------------------------------------------------
 
@@ -136,6 +138,9 @@ class Daemon:
             if self.settings.health_port or not self.settings.metrics_port:
                 self.ports["health"] = await group.start(http.serve, self.settings.health_port, routes)
             await group.start(self.informers.run)
+            provider_run = getattr(self.provider, "run", None)
+            if provider_run is not None:
+                await group.start(provider_run)
             task_status.started()
             log.info("nodesmith started", extra={"provider": self.settings.provider, "ports": self.ports})
             if self.elector is None:

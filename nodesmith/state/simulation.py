@@ -15,15 +15,20 @@ from __future__ import annotations
 import typing
 from collections.abc import Iterable, Mapping, Sequence
 
+import attrs
+
 from nodesmith.api import conditions, quantity
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider.types import InstanceType
-from nodesmith.scheduling import inputs
+from nodesmith.disruption import candidates as disruption_candidates
+from nodesmith.disruption import simulate as disruption_simulate
+from nodesmith.scheduling import inputs, scheduler
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
 
 __all__ = [
+    "consolidation_simulator",
     "existing_node",
     "pending_pods",
     "reschedulable_pods",
@@ -190,3 +195,76 @@ def capacity_of(resources: Mapping[str, int]) -> str:
     return ", ".join(
         f"{name}={quantity.format_quantity(amount)}" for name, amount in sorted(resources.items())
     )
+
+
+# -- disruption -----------------------------------------------------------------------------------------
+
+
+def consolidation_simulator(
+    snapshot: Snapshot,
+    instance_types: Mapping[str, Sequence[InstanceType]],
+    *,
+    deadline: typing.Callable[[], bool] | None = None,
+) -> disruption_simulate.Simulate:
+    """The `nodesmith.disruption.simulate.Simulate` function for one snapshot: schedule the candidates'
+    reschedulable pods, the pending pods and the pods of machines already being deleted onto every other
+    active machine plus new NodeClaims (Karpenter's ``SimulateScheduling``).
+
+    What a run reports: only pods running now can fail (pending pods failing is the provisioner's
+    business); a pod placed on a managed machine that is not initialized fails ("would schedule against
+    uninitialized node"), since the decision would rest on a node that may never come up; new NodeClaims
+    holding only pending pods are left out (the provisioner launches those either way). The machines'
+    simulation views are built once per snapshot and shared by every run, so a run costs one solve."""
+    active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
+    leaving = [n for n in snapshot.nodes if n.marked_for_deletion or n.deleting]
+    base = scheduling_input(snapshot, [], instance_types)
+    views = list(zip(active, base.existing_nodes, strict=True))
+    pending = pending_pods(snapshot)
+    pending_uids = {str((p.get("metadata") or {}).get("uid")) for p in pending}
+    deleting_pods = reschedulable_pods(leaving)
+    deleting_uids = {str((p.get("metadata") or {}).get("uid")) for p in deleting_pods}
+    uninitialized = {view.name for node, view in views if node.managed and not node.initialized}
+    pod_keys: dict[str, str] = {}
+
+    def simulate(
+        candidates: Sequence[disruption_candidates.Candidate],
+    ) -> disruption_simulate.SimulationResult:
+        removed = {c.key for c in candidates}
+        moving = [p for c in candidates for p in c.reschedulable_pods]
+        pods = [*pending, *moving, *deleting_pods]
+        for pod in pods:
+            meta = pod.get("metadata") or {}
+            pod_keys.setdefault(
+                str(meta.get("uid")), f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
+            )
+        run_input = attrs.evolve(
+            base,
+            pods=pods,
+            existing_nodes=[view for node, view in views if node.key not in removed],
+        )
+        outcome = scheduler.solve(run_input, deadline=deadline)
+        failures: dict[str, str] = {}
+        for uid, error in outcome.pod_errors.items():
+            if uid not in pending_uids:
+                failures[pod_keys.get(uid, uid)] = error.message()
+        for node_name, refs in outcome.existing_node_assignments.items():
+            if node_name in uninitialized:
+                for ref in refs:
+                    if ref.uid not in pending_uids and ref.uid not in deleting_uids:
+                        failures[pod_keys.get(ref.uid, ref.uid)] = (
+                            f"would schedule against uninitialized node {node_name}"
+                        )
+        claims = tuple(
+            disruption_simulate.SimulatedClaim(
+                nodepool=claim.nodepool,
+                requirements=claim.requirements,
+                instance_types=tuple(claim.instance_types),
+                pods=len(claim.pods),
+                source=claim,
+            )
+            for claim in outcome.new_nodeclaims
+            if any(ref.uid not in pending_uids for ref in claim.pods)
+        )
+        return disruption_simulate.SimulationResult(claims, failures, outcome.timed_out)
+
+    return simulate

@@ -160,10 +160,14 @@ def deployment(
     pool: str,
     cpu: str = "1",
     memory: str | None = None,
-    **pod_spec: Any,
+    pod_spec: dict[str, Any] | None = None,
+    **pod_fields: Any,
 ) -> dict[str, Any]:
-    """A pause-container Deployment pinned to NodePool ``pool`` by its ``e2e/pool`` label."""
+    """A pause-container Deployment pinned to NodePool ``pool`` by its ``e2e/pool`` label; ``pod_spec`` and
+    keyword arguments add fields to the pod spec (a ``nodeSelector`` is merged with the pool's)."""
     requests = {"cpu": cpu} | ({"memory": memory} if memory else {})
+    extra = {**(pod_spec or {}), **pod_fields}
+    selector = {"e2e/pool": pool, **extra.pop("nodeSelector", {})}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -175,9 +179,9 @@ def deployment(
                 "metadata": {"labels": {"app": name}},
                 "spec": {
                     "terminationGracePeriodSeconds": 0,
-                    "nodeSelector": {"e2e/pool": pool, **pod_spec.pop("nodeSelector", {})},
+                    "nodeSelector": selector,
                     "containers": [{"name": "pause", "image": "pause", "resources": {"requests": requests}}],
-                    **pod_spec,
+                    **extra,
                 },
             },
         },

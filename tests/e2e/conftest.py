@@ -64,5 +64,6 @@ def daemons(
         return daemon
 
     yield start
-    for daemon in started:
+    for index, daemon in enumerate(started):
         daemon.stop()
+        print(f"--- nodesmith #{index} log (last lines) ---\n{daemon.tail(60)}")  # shown when the test fails

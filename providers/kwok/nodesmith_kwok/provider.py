@@ -23,6 +23,8 @@ terminates at once, and the Node object then lives on only until the termination
 from __future__ import annotations
 
 import contextlib
+import functools
+import logging
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
@@ -34,7 +36,13 @@ from nodesmith import errors
 from nodesmith.api import labels, nodeclaim, nodepool, quantity
 from nodesmith.api.requirements import Requirements
 from nodesmith.cloudprovider.protocol import NodeClassKind, ProviderContext
-from nodesmith.cloudprovider.types import InstanceType, Offering, RepairPolicy
+from nodesmith.cloudprovider.types import (
+    InstanceType,
+    InterruptionEvent,
+    InterruptionKind,
+    Offering,
+    RepairPolicy,
+)
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith_kwok import catalogue
@@ -45,12 +53,15 @@ if TYPE_CHECKING:
 
 __all__ = ["ICE_TTL", "PROVIDER_ID_PREFIX", "KWOKProvider"]
 
+log = logging.getLogger(__name__)
+
 PROVIDER_ID_PREFIX: Final = "kwok://"
 ICE_TTL: Final = 180.0
 """Seconds an offering that failed with insufficient capacity stays unavailable (AWS's ICE cache TTL)."""
 KWOK_ANNOTATION: Final = "kwok.x-k8s.io/node"
 ANNOTATION_NODECLAIM: Final = f"{GROUP}/nodeclaim"
 ANNOTATION_NODECLASS: Final = f"{GROUP}/nodeclass"
+ANNOTATION_INTERRUPTION: Final = f"{GROUP}/interruption"
 LABEL_PRICE: Final = "eks-node-viewer/instance-price"
 NODE_CLASSES: Final = resources.node_class(GROUP, KIND, plural=PLURAL)
 
@@ -64,6 +75,7 @@ class KWOKProvider:
         instance_types: Sequence[InstanceType] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
+        poll_interval: float = 1.0,
     ) -> None:
         if context.kube is None:
             raise errors.ConfigError("provider", "the kwok provider needs a Kubernetes client")
@@ -72,6 +84,7 @@ class KWOKProvider:
         self._by_name = {it.name: it for it in self._catalogue}
         self._clock = clock
         self._unavailable: dict[tuple[str, str, str], float] = {}
+        self._poll_interval = poll_interval
 
     @property
     def name(self) -> str:
@@ -87,9 +100,47 @@ class KWOKProvider:
             RepairPolicy("Ready", "Unknown", timedelta(minutes=10)),
         )
 
-    def interruption_events(self) -> AsyncIterator[Any] | None:
-        """kwok has no interruption source."""
-        return None
+    def interruption_events(self) -> AsyncIterator[InterruptionEvent] | None:
+        """Events injected by annotating a kwok Node with ``kwok.nodesmith.io/interruption: <kind>`` (one of
+        ``SpotInterruption``, ``RebalanceRecommendation``, ``ScheduledChange``, or ``StateChange:<state>``).
+        Acknowledging an event removes the annotation, as a queue-backed source deletes its message."""
+        return self._interruptions()
+
+    async def _interruptions(self) -> AsyncIterator[InterruptionEvent]:
+        pending: set[tuple[str, str]] = set()
+        while True:
+            for node in (await self._kube.list(resources.NODES)).items:
+                meta = node.get("metadata") or {}
+                value = (meta.get("annotations") or {}).get(ANNOTATION_INTERRUPTION)
+                provider_id = str((node.get("spec") or {}).get("providerID", ""))
+                if not value or not provider_id.startswith(PROVIDER_ID_PREFIX):
+                    continue
+                seen = (str(meta.get("uid")), value)
+                if seen in pending:
+                    continue
+                kind, _, state = value.partition(":")
+                try:
+                    parsed = InterruptionKind(kind)
+                except ValueError:
+                    log.warning("node %s: unknown interruption kind %r", meta.get("name"), value)
+                    continue
+                pending.add(seen)
+                yield InterruptionEvent(
+                    provider_id=provider_id,
+                    kind=parsed,
+                    time=time.time(),
+                    state=state or None,
+                    message_id=f"{meta.get('name')}/{value}",
+                    ack=functools.partial(self._ack, str(meta.get("name")), seen, pending),
+                )
+            await anyio.sleep(self._poll_interval)
+
+    async def _ack(self, node_name: str, seen: tuple[str, str], pending: set[tuple[str, str]]) -> None:
+        with contextlib.suppress(kube_errors.NotFoundError):
+            await self._kube.merge_patch(
+                resources.NODES, node_name, {"metadata": {"annotations": {ANNOTATION_INTERRUPTION: None}}}
+            )
+        pending.discard(seen)
 
     # -- instance types ----------------------------------------------------------------------------
 
@@ -173,7 +224,7 @@ class KWOKProvider:
         wanted = reqs.get(labels.LABEL_INSTANCE_TYPE)
         best: tuple[float, str, str, InstanceType, Offering] | None = None
         for it in self._with_availability():
-            if not wanted.has(it.name) or not it.requirements.is_compatible(reqs, labels.WELL_KNOWN_LABELS):
+            if not wanted.has(it.name) or not it.requirements.intersects(reqs):
                 continue
             for offering in it.offerings:
                 if not offering.available or not offering.is_compatible(reqs):

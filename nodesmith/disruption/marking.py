@@ -1,0 +1,129 @@
+"""Per-NodeClaim verdicts with a clock passed in: is it drifted (and why), is it consolidatable (or when
+will it be), has it expired (spec §3, "Drift detection", "Consolidatable"; §1.3 expiration).
+
+Fed by one NodeClaim, its NodePool, the pool's instance types and the provider's own drift answer;
+consumed by the marking reconciler (`nodesmith.reconcilers.nodeclaim_marking`), which writes the
+``Drifted`` / ``Consolidatable`` conditions and deletes expired NodeClaims, and by ``explain``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from collections.abc import Sequence
+from typing import final
+
+import attrs
+
+from nodesmith.api import conditions, labels
+from nodesmith.api.nodeclaim import NodeClaim
+from nodesmith.api.nodepool import HASH_VERSION, NodePool
+from nodesmith.api.requirements import Requirements
+from nodesmith.cloudprovider.types import InstanceType
+
+__all__ = [
+    "Consolidatable",
+    "DriftReason",
+    "consolidatable",
+    "drift_reason",
+    "expired",
+    "expires_at",
+    "static_drift_reason",
+]
+
+
+class DriftReason(enum.StrEnum):
+    """Core drift reasons (the ``Drifted`` condition's reason); providers add their own strings."""
+
+    NODEPOOL_DRIFTED = "NodePoolDrifted"
+    REQUIREMENTS_DRIFTED = "RequirementsDrifted"
+    INSTANCE_TYPE_NOT_FOUND = "InstanceTypeNotFound"
+
+
+def _offering_matches(offering_ct: str, offering_zone: str, ct: str | None, zone: str | None) -> bool:
+    if zone is not None and offering_zone != zone:
+        return False
+    if ct is None or offering_ct == ct:
+        return True
+    # a reserved instance keeps running as on-demand once its reservation is gone
+    return ct == labels.CapacityType.RESERVED and offering_ct == labels.CapacityType.ON_DEMAND
+
+
+def static_drift_reason(
+    claim: NodeClaim, pool: NodePool, instance_types: Sequence[InstanceType] | None
+) -> DriftReason | None:
+    """The core's drift checks, in Karpenter's order; ``instance_types`` ``None`` (unknown) skips the
+    instance-type check, and so does an empty list (a NodeClass not ready offers none, which is not drift)."""
+    annotations = claim.metadata.annotations
+    claim_hash = annotations.get(labels.ANNOTATION_NODEPOOL_HASH)
+    claim_version = annotations.get(labels.ANNOTATION_NODEPOOL_HASH_VERSION)
+    if claim_hash is not None and claim_version == HASH_VERSION and claim_hash != pool.hash():
+        return DriftReason.NODEPOOL_DRIFTED
+    claim_labels = Requirements.from_labels(claim.metadata.labels)
+    if not claim_labels.is_compatible(pool.spec.template.spec.to_requirements(), labels.WELL_KNOWN_LABELS):
+        return DriftReason.REQUIREMENTS_DRIFTED
+    name = claim.metadata.labels.get(labels.LABEL_INSTANCE_TYPE)
+    if instance_types and name is not None:
+        found = next((it for it in instance_types if it.name == name), None)
+        ct = claim.metadata.labels.get(labels.LABEL_CAPACITY_TYPE)
+        zone = claim.metadata.labels.get(labels.LABEL_ZONE)
+        if found is None or not any(
+            _offering_matches(o.capacity_type, o.zone, ct, zone) for o in found.offerings
+        ):
+            return DriftReason.INSTANCE_TYPE_NOT_FOUND
+    return None
+
+
+def drift_reason(
+    claim: NodeClaim,
+    pool: NodePool,
+    instance_types: Sequence[InstanceType] | None,
+    provider_reason: str | None,
+) -> str | None:
+    """Why the NodeClaim is drifted (core reasons first, then the provider's), or ``None``."""
+    reason = static_drift_reason(claim, pool, instance_types)
+    if reason is not None:
+        return reason.value
+    return provider_reason or None
+
+
+@final
+@attrs.frozen(slots=True)
+class Consolidatable:
+    """The ``Consolidatable`` verdict: set it when ``value``; otherwise clear it, and look again after
+    ``recheck_after`` when that is known."""
+
+    value: bool
+    recheck_after: dt.timedelta | None = None
+    message: str = ""
+
+
+def consolidatable(claim: NodeClaim, pool: NodePool, now: dt.datetime) -> Consolidatable:
+    """True once ``consolidateAfter`` has passed since the last pod event on the node (or since it
+    initialized, if no pod ever came or went); never with ``consolidateAfter: Never``."""
+    after = pool.spec.disruption.consolidate_after.value
+    if after is None:
+        return Consolidatable(False, None, "consolidateAfter is Never")
+    initialized = claim.condition(conditions.ConditionType.INITIALIZED)
+    if initialized is None or not initialized.is_true:
+        return Consolidatable(False, None, "not initialized")
+    since = claim.status.last_pod_event_time or initialized.last_transition_time
+    since = max(since, initialized.last_transition_time)
+    remaining = since + after - now
+    if remaining > dt.timedelta(0):
+        return Consolidatable(False, remaining, f"consolidateAfter has {remaining} to go")
+    return Consolidatable(True)
+
+
+def expires_at(claim: NodeClaim) -> dt.datetime | None:
+    """``creationTimestamp + spec.expireAfter`` (``None`` for Never or an unknown creation time)."""
+    after = claim.spec.expire_after.value
+    created = claim.metadata.creation_timestamp
+    if after is None or created is None:
+        return None
+    return created + after
+
+
+def expired(claim: NodeClaim, now: dt.datetime) -> bool:
+    at = expires_at(claim)
+    return at is not None and now >= at

@@ -1,0 +1,121 @@
+"""What disruption needs to know about one pod: is it active, would it have to move, what does moving it
+cost, and does it carry an active do-not-disrupt annotation.
+
+Fed by pod dicts as the cluster state holds them (`nodesmith.state` snapshots, through
+`nodesmith.disruption.candidates`); consumed by candidates (eligibility and disruption cost), the PDB
+check (`nodesmith.disruption.pdb`) and the simulation adapter (which pods a candidate's removal
+reschedules). Karpenter's ``pkg/utils/pod`` and ``pkg/utils/disruption`` (spec §4.2).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+from collections.abc import Mapping
+from typing import Any, Final, TypeAlias
+
+from nodesmith.api import labels, meta
+
+__all__ = [
+    "eviction_cost",
+    "is_active",
+    "is_daemonset",
+    "is_mirror",
+    "is_reschedulable",
+    "is_terminal",
+    "is_terminating",
+    "key",
+    "started_at",
+    "tolerates_disrupted_taint",
+]
+
+Obj: TypeAlias = Mapping[str, Any]
+
+DELETION_COST_ANNOTATION: Final = "controller.kubernetes.io/pod-deletion-cost"
+MIRROR_ANNOTATION: Final = "kubernetes.io/config.mirror"
+
+
+def _meta(pod: Obj) -> Obj:
+    return pod.get("metadata") or {}
+
+
+def key(pod: Obj) -> str:
+    """``namespace/name``."""
+    m = _meta(pod)
+    return f"{m.get('namespace') or 'default'}/{m.get('name')}"
+
+
+def is_terminal(pod: Obj) -> bool:
+    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
+
+
+def is_terminating(pod: Obj) -> bool:
+    return bool(_meta(pod).get("deletionTimestamp"))
+
+
+def is_active(pod: Obj) -> bool:
+    """Neither terminal nor terminating (what do-not-disrupt and PDBs are checked on)."""
+    return not is_terminal(pod) and not is_terminating(pod)
+
+
+def _controller_kind(pod: Obj) -> str | None:
+    for owner in _meta(pod).get("ownerReferences") or ():
+        if owner.get("controller", True):
+            return str(owner.get("kind"))
+    return None
+
+
+def is_daemonset(pod: Obj) -> bool:
+    return _controller_kind(pod) == "DaemonSet"
+
+
+def is_mirror(pod: Obj) -> bool:
+    """A static pod's mirror (owned by its Node, or annotated as a mirror)."""
+    return _controller_kind(pod) == "Node" or MIRROR_ANNOTATION in (_meta(pod).get("annotations") or {})
+
+
+def tolerates_disrupted_taint(pod: Obj) -> bool:
+    """Tolerates ``nodesmith.io/disrupted:NoSchedule`` (so draining leaves it where it is)."""
+    for toleration in (pod.get("spec") or {}).get("tolerations") or ():
+        operator = toleration.get("operator") or "Equal"
+        tkey = toleration.get("key") or ""
+        effect = toleration.get("effect") or ""
+        if effect not in ("", "NoSchedule"):
+            continue
+        if operator == "Exists" and tkey in ("", labels.TAINT_DISRUPTED):
+            return True
+        if operator == "Equal" and tkey == labels.TAINT_DISRUPTED and not toleration.get("value"):
+            return True
+    return False
+
+
+def is_reschedulable(pod: Obj) -> bool:
+    """Would need a new home if its node went away: active, not a DaemonSet or mirror pod, and not
+    tolerating the disrupted taint (Karpenter's ``IsReschedulable``)."""
+    return (
+        is_active(pod) and not is_daemonset(pod) and not is_mirror(pod) and not tolerates_disrupted_taint(pod)
+    )
+
+
+def started_at(pod: Obj) -> dt.datetime | None:
+    """``status.startTime`` (what a do-not-disrupt duration counts from)."""
+    raw = (pod.get("status") or {}).get("startTime")
+    if not raw:
+        return None
+    try:
+        return meta.parse_time(str(raw), "status.startTime")
+    except ValueError:
+        return None
+
+
+def eviction_cost(pod: Obj) -> float:
+    """``clamp(1 + deletionCost/2^27 + priority/2^25, -10, 10)`` (Karpenter's ``EvictionCost``)."""
+    cost = 1.0
+    raw = (_meta(pod).get("annotations") or {}).get(DELETION_COST_ANNOTATION)
+    if raw is not None:
+        with contextlib.suppress(ValueError):
+            cost += int(raw) / 2.0**27
+    priority = (pod.get("spec") or {}).get("priority")
+    if isinstance(priority, int):
+        cost += priority / 2.0**25
+    return max(-10.0, min(10.0, cost))

@@ -1,0 +1,370 @@
+"""The disruption loop: find one thing worth disrupting, check it again after a pause, hand it to the
+orchestration queue (spec §4.1; Karpenter's ``disruption/controller.go``).
+
+A singleton. Every ``poll_interval`` (10 s), or at once after it started a command:
+
+1. wait for the synced gate (a NodeClaim without a providerID means the state is not complete);
+2. remove the disrupted taint from nodes that carry it but are neither queued nor marked for deletion
+   (a crash between tainting and queueing leaves such nodes behind);
+3. snapshot the state, read each NodePool's instance types from the provider, index the PDBs;
+4. run the methods in order -- emptiness, drift, multi-node consolidation, single-node consolidation --
+   each in a worker thread (pure code from `nodesmith.disruption`, simulations through
+   `nodesmith.state.simulation.consolidation_simulator`); the first that yields a command wins;
+5. except for drift, wait ``validation_delay`` (15 s) and validate the command against a fresh snapshot;
+6. give it to `orchestration.Orchestrator.start`.
+
+Consolidation methods are skipped while nothing they read has changed since they last found nothing
+(the state's consolidation timestamp plus which NodeClaims are consolidatable). Every decision --
+command or not, with every rejection -- is kept (the last 100, for ``explain``), handed to the plugins'
+decision observers, and each rejection worth telling becomes an event on its node (``DisruptionBlocked``,
+``Unconsolidatable``, ``ConsolidationRejected``); a NodePool whose budget allows nothing gets a
+``DisruptionBlocked`` event too.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Final
+
+import anyio
+import attrs
+
+from nodesmith import errors, metrics
+from nodesmith.api import conditions, labels
+from nodesmith.api import nodepool as api_nodepool
+from nodesmith.cloudprovider import manager
+from nodesmith.cloudprovider.protocol import CloudProvider
+from nodesmith.cloudprovider.types import InstanceType
+from nodesmith.disruption import (
+    budgets,
+    candidates,
+    consolidation,
+    drift,
+    emptiness,
+    multinode,
+    pdb,
+    singlenode,
+    validation,
+)
+from nodesmith.disruption.commands import Command, Method, Outcome, Rejection
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.kube.events import EventRecorder
+from nodesmith.reconcilers import orchestration
+from nodesmith.state import simulation
+from nodesmith.state.cluster import ClusterState
+from nodesmith.state.snapshot import Snapshot
+
+__all__ = ["METHODS", "DecisionRecord", "Disruption", "Options"]
+
+log = logging.getLogger(__name__)
+
+METHODS: Final = (Method.EMPTINESS, Method.DRIFT, Method.MULTI_NODE, Method.SINGLE_NODE)
+_CONSOLIDATION: Final = frozenset({Method.MULTI_NODE, Method.SINGLE_NODE})
+
+
+@attrs.frozen(slots=True, kw_only=True)
+class Options:
+    """Disruption's knobs (Karpenter's constants and feature gate)."""
+
+    validation_delay: dt.timedelta = dt.timedelta(seconds=15)
+    poll_interval: dt.timedelta = dt.timedelta(seconds=10)
+    spot_to_spot: bool = False
+    multi_node_timeout: dt.timedelta = dt.timedelta(minutes=1)
+    single_node_timeout: dt.timedelta = dt.timedelta(minutes=3)
+    drift_timeout: dt.timedelta = dt.timedelta(minutes=1)
+    queue_timeout: dt.timedelta = dt.timedelta(minutes=10)
+    kept_decisions: int = 100
+
+
+@attrs.frozen(slots=True)
+class DecisionRecord:
+    """One method run as ``explain`` and decision observers see it."""
+
+    at: dt.datetime
+    outcome: Outcome
+    validated: Command | Rejection | None
+    """The command after validation, the validation failure, or ``None`` when not validated."""
+    started: bool
+    duration: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": "disruption", "at": self.at.isoformat(), **self.outcome.to_dict()}
+        if isinstance(self.validated, Rejection):
+            out["validation"] = self.validated.to_dict()
+        out["started"] = self.started
+        out["duration_seconds"] = round(self.duration, 4)
+        return out
+
+
+@attrs.define
+class Disruption:
+    """The singleton disruption loop; build through ``controllers.build``."""
+
+    kube: KubeClient
+    state: ClusterState
+    provider: CloudProvider
+    plugins: manager.Plugins
+    events: EventRecorder
+    clock: Callable[[], dt.datetime]
+    orchestrator: orchestration.Orchestrator
+    options: Options = Options()
+    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
+    name: str = "disruption"
+    decisions: collections.deque[DecisionRecord] = attrs.field(init=False)
+    _consolidated: dict[Method, object] = attrs.field(init=False, factory=dict)
+
+    def __attrs_post_init__(self) -> None:
+        self.decisions = collections.deque(maxlen=self.options.kept_decisions)
+
+    async def run(self) -> None:
+        """Loop until cancelled; one failed pass is logged and the loop goes on."""
+        while True:
+            try:
+                acted = await self.reconcile()
+            except Exception:
+                log.exception("disruption pass failed")
+                metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
+                acted = False
+            await self.sleep(0 if acted else self.options.poll_interval.total_seconds())
+
+    async def reconcile(self) -> bool:
+        """One pass; True when a command was started."""
+        # 1. Not synced → decide nothing (a launch in flight is not in the snapshot yet).
+        if not self.state.synced():
+            return False
+        # 2. Crash recovery: disrupted taints on nodes nothing is disrupting.
+        snapshot = self.state.snapshot()
+        await self._untaint_strays(snapshot)
+        # 3. Inputs shared by every method.
+        instance_types = await self._instance_types(snapshot)
+        for method in METHODS:
+            started = await self._run_method(method, snapshot, instance_types)
+            if started is not None:
+                return started
+        return False
+
+    # -- one method ----------------------------------------------------------------------------------
+
+    @staticmethod
+    def _context(
+        snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]], queued: frozenset[str]
+    ) -> candidates.Context:
+        return candidates.Context(
+            now=snapshot.taken_at,
+            nodepools=snapshot.nodepools,
+            instance_types={pool: {it.name: it for it in types} for pool, types in instance_types.items()},
+            pdbs=pdb.Limits.of(snapshot.pdbs.values()),
+            queued=queued,
+        )
+
+    def _decide(
+        self,
+        method: Method,
+        snapshot: Snapshot,
+        instance_types: Mapping[str, Sequence[InstanceType]],
+        queued: frozenset[str],
+        history: Sequence[budgets.Started],
+    ) -> tuple[Outcome, list[Rejection]]:
+        """Pure: the method's outcome on this snapshot, plus the eligibility rejections (worker thread)."""
+        ctx = self._context(snapshot, instance_types, queued)
+        klass = (
+            candidates.DisruptionClass.EVENTUAL
+            if method is Method.DRIFT
+            else candidates.DisruptionClass.GRACEFUL
+        )
+        found, rejected = candidates.evaluate_all(snapshot.nodes, ctx, klass)
+        metrics.DISRUPTION_ELIGIBLE_NODES.set(len(found), {"method": method.value})
+        allowance = budgets.mapping(
+            snapshot.nodepools.values(),
+            snapshot.nodes,
+            method.reason,
+            snapshot.taken_at,
+            history,
+        )
+        options = consolidation.Options(spot_to_spot=self.options.spot_to_spot)
+        started = time.monotonic()
+        timeout = {
+            Method.MULTI_NODE: self.options.multi_node_timeout,
+            Method.SINGLE_NODE: self.options.single_node_timeout,
+        }.get(method, self.options.drift_timeout)
+        limit = started + timeout.total_seconds()
+
+        def deadline() -> bool:
+            return time.monotonic() > limit
+
+        simulate = simulation.consolidation_simulator(snapshot, instance_types, deadline=deadline)
+        if method is Method.EMPTINESS:
+            outcome = emptiness.compute(found, allowance)
+        elif method is Method.DRIFT:
+            outcome = drift.compute(found, allowance, simulate, deadline)
+        elif method is Method.MULTI_NODE:
+            outcome = multinode.compute(found, allowance, simulate, options, deadline)
+        else:
+            outcome = singlenode.compute(found, allowance, simulate, options, deadline)
+        metrics.DISRUPTION_EVALUATION_DURATION.record(time.monotonic() - started, {"method": method.value})
+        return outcome, rejected
+
+    def _validate(
+        self,
+        command: Command,
+        snapshot: Snapshot,
+        instance_types: Mapping[str, Sequence[InstanceType]],
+        queued: frozenset[str],
+        history: Sequence[budgets.Started],
+    ) -> Command | Rejection:
+        ctx = self._context(snapshot, instance_types, queued)
+        found, _ = candidates.evaluate_all(snapshot.nodes, ctx, candidates.DisruptionClass.GRACEFUL)
+        allowance = budgets.mapping(
+            snapshot.nodepools.values(),
+            snapshot.nodes,
+            command.reason,
+            snapshot.taken_at,
+            history,
+        )
+        simulate = simulation.consolidation_simulator(snapshot, instance_types)
+        return validation.validate(
+            command, found, allowance, simulate, consolidation.Options(spot_to_spot=self.options.spot_to_spot)
+        )
+
+    def _signature(self, snapshot: Snapshot) -> object:
+        consolidatable = frozenset(
+            n.key
+            for n in snapshot.nodes
+            if n.nodeclaim is not None and n.nodeclaim.is_true(conditions.ConditionType.CONSOLIDATABLE)
+        )
+        return (snapshot.consolidation_state, consolidatable, self.orchestrator.queued_keys())
+
+    async def _run_method(
+        self, method: Method, snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]
+    ) -> bool | None:
+        """Run one method; ``None`` when it found nothing (try the next), else whether it started."""
+        signature = self._signature(snapshot)
+        if method in _CONSOLIDATION and self._consolidated.get(method) == signature:
+            return None
+        began = time.monotonic()
+        queued, history = self.orchestrator.queued_keys(), self.orchestrator.history()
+        outcome, rejected = await anyio.to_thread.run_sync(
+            lambda: self._decide(method, snapshot, instance_types, queued, history)
+        )
+        await self._report_budgets(method, outcome, snapshot)
+        await self._publish(snapshot, [*rejected, *outcome.rejections])
+        command = outcome.command
+        if command is None:
+            if method in _CONSOLIDATION and not outcome.timed_out:
+                self._consolidated[method] = signature
+            self._record(outcome, None, False, began)
+            return None
+        # Validate after the delay (drift acts at once, as Karpenter's drift does).
+        validated: Command | Rejection = command
+        if method is not Method.DRIFT:
+            await self.sleep(self.options.validation_delay.total_seconds())
+            if not self.state.synced():
+                self._record(outcome, None, False, began)
+                return False
+            fresh = self.state.snapshot()
+            queued, history = self.orchestrator.queued_keys(), self.orchestrator.history()
+            validated = await anyio.to_thread.run_sync(
+                lambda: self._validate(command, fresh, instance_types, queued, history)
+            )
+        if isinstance(validated, Rejection):
+            metrics.DISRUPTION_VALIDATION_FAILURES.add(1, {"method": method.value})
+            await self._publish(snapshot, [validated])
+            self._record(outcome, validated, False, began)
+            return False
+        started = await self.orchestrator.start(validated)
+        log.info(
+            "disruption %s: %s", "started" if started else "could not start", validated.describe(),
+            extra={"method": method.value},
+        )  # fmt: skip
+        self._record(outcome, validated, started, began)
+        return started
+
+    # -- inputs, outputs -----------------------------------------------------------------------------
+
+    async def _instance_types(self, snapshot: Snapshot) -> dict[str, Sequence[InstanceType]]:
+        found: dict[str, Sequence[InstanceType]] = {}
+        for pool in simulation.usable_nodepools(snapshot):
+            try:
+                types = await self.provider.get_instance_types(pool)
+            except errors.ProviderError as err:
+                log.info("no instance types for nodepool %s: %s", pool.name, err)
+                continue
+            found[pool.name] = self.plugins.adjust_instance_types(pool.name, types)
+        return found
+
+    async def _untaint_strays(self, snapshot: Snapshot) -> None:
+        queued = self.orchestrator.queued_keys()
+        for node in snapshot.nodes:
+            if node.node is None or node.name is None or node.marked_for_deletion or node.key in queued:
+                continue
+            if not any(t.key == labels.TAINT_DISRUPTED for t in node.taints):
+                continue
+            log.info("removing a stray disrupted taint from %s", node.name)
+            try:
+                await self.kube.mutate(resources.NODES, node.name, orchestration.untaint)
+            except kube_errors.KubeError as err:
+                log.warning("could not untaint %s: %s", node.name, err)
+            if node.nodeclaim is not None and node.nodeclaim.condition(
+                conditions.ConditionType.DISRUPTION_REASON
+            ):
+                await orchestration.clear_disruption_reason(self.kube, node.nodeclaim.name)
+
+    async def _publish(self, snapshot: Snapshot, rejections: Sequence[Rejection]) -> None:
+        by_name = {n.name: n for n in snapshot.nodes if n.name is not None}
+        seen: set[tuple[str, str]] = set()
+        for rejection in rejections:
+            metrics.DISRUPTION_REJECTIONS.add(
+                1,
+                {
+                    "reason": rejection.reason.value,
+                    "method": rejection.method.value if rejection.method else "",
+                },
+            )
+            if rejection.reason.quiet or (rejection.node, rejection.message) in seen:
+                continue
+            seen.add((rejection.node, rejection.message))
+            node = by_name.get(rejection.node)
+            if node is None or node.node is None:
+                continue
+            await self.events.publish(
+                {"kind": "Node", "apiVersion": "v1", **node.node},
+                "Normal",
+                rejection.event_reason,
+                rejection.message,
+            )
+
+    async def _report_budgets(self, method: Method, outcome: Outcome, snapshot: Snapshot) -> None:
+        counts = budgets.count(snapshot.nodes)
+        for pool_name, allowed in outcome.budgets.items():
+            metrics.NODEPOOLS_ALLOWED_DISRUPTIONS.set(
+                min(allowed, 2**31 - 1), {"nodepool": pool_name, "reason": method.reason.value}
+            )
+            pool = snapshot.nodepools.get(pool_name)
+            if allowed == 0 and pool is not None and counts.get(pool_name, budgets.PoolCounts()).total > 0:
+                await self.events.publish(
+                    _nodepool_object(pool),
+                    "Normal",
+                    "DisruptionBlocked",
+                    f"No allowed disruptions for disruption reason {method.reason.value} due to blocking budget",
+                )
+
+    def _record(
+        self, outcome: Outcome, validated: Command | Rejection | None, started: bool, began: float
+    ) -> None:
+        record = DecisionRecord(self.clock(), outcome, validated, started, time.monotonic() - began)
+        self.decisions.append(record)
+        self.plugins.observe_decision(record.to_dict())
+
+
+def _nodepool_object(pool: api_nodepool.NodePool) -> dict[str, Any]:
+    return {
+        "kind": api_nodepool.KIND,
+        "apiVersion": api_nodepool.API_VERSION,
+        "metadata": {"name": pool.name, "uid": pool.metadata.uid},
+    }

@@ -1,0 +1,151 @@
+"""The interruption reconciler: machines the cloud is about to take are deleted (and so replaced and
+drained) before it takes them.
+
+It consumes the provider's event source (``CloudProvider.interruption_events()``; providers without one
+return ``None`` and this reconciler idles), decides per event with `nodesmith.disruption.interruption.decide`,
+and acts: deleting the NodeClaim starts the normal termination path, and marking the machine for deletion
+makes the provisioner place its pods elsewhere at once — usually before the drain finishes. Every event is
+acknowledged once handled (a queue-backed source deletes the message), unknown instances included, so
+nothing is redelivered forever. Events are handled in parallel, a bounded number at a time.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+import attrs
+
+from nodesmith import metrics
+from nodesmith.api import budgets
+from nodesmith.cloudprovider.protocol import CloudProvider
+from nodesmith.cloudprovider.types import InterruptionEvent
+from nodesmith.disruption import interruption
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.kube.events import EventRecorder
+from nodesmith.state.cluster import ClusterState
+from nodesmith.state.statenode import StateNode
+
+__all__ = ["Interruption"]
+
+log = logging.getLogger(__name__)
+
+PARALLEL: Final = 10
+
+RECEIVED: Final = metrics.meter.create_counter(
+    "nodesmith_interruption_received_messages", description="Interruption events received, by kind."
+)
+ACTIONS: Final = metrics.meter.create_counter(
+    "nodesmith_interruption_actions_performed",
+    description="Actions taken on interruption events, by kind and action.",
+)
+LATENCY: Final = metrics.meter.create_histogram(
+    "nodesmith_interruption_message_latency_seconds",
+    unit="s",
+    description="Time from the cloud emitting an interruption event to its NodeClaim being deleted.",
+)
+
+_REASONS: Final = {
+    "SpotInterruption": "SpotInterrupted",
+    "RebalanceRecommendation": "RebalanceRecommendation",
+    "ScheduledChange": "InstanceScheduledChange",
+    "StateChange": "InstanceStateChange",
+}
+
+
+@attrs.define
+class Interruption:
+    """Consumes the provider's interruption events until cancelled."""
+
+    kube: KubeClient
+    state: ClusterState
+    provider: CloudProvider
+    events: EventRecorder
+    clock: Callable[[], dt.datetime]
+    replace_on_rebalance: bool = False
+    name: str = "interruption"
+
+    async def run(self) -> None:
+        stream = self.provider.interruption_events()
+        if stream is None:
+            await anyio.sleep_forever()
+            return
+        slots = anyio.Semaphore(PARALLEL)
+        async with anyio.create_task_group() as group:
+            async for event in stream:
+                await slots.acquire()  # at most PARALLEL events in hand; the stream waits meanwhile
+                group.start_soon(self._handle_then_release, event, slots)
+
+    async def _handle_then_release(self, event: InterruptionEvent, slots: anyio.Semaphore) -> None:
+        try:
+            await self.handle(event)
+        except Exception:
+            log.exception("handling interruption event %s for %s failed", event.kind, event.provider_id)
+            metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
+        finally:
+            slots.release()
+
+    async def handle(self, event: InterruptionEvent) -> interruption.Action:
+        """Act on one event and acknowledge it; returns what was done."""
+        RECEIVED.add(1, {"kind": event.kind.value})
+        node = self.state.state_node(event.provider_id)
+        claim = node.nodeclaim if node is not None else None
+        action = interruption.decide(
+            event,
+            known=claim is not None,
+            deleting=bool(node is not None and (node.deleting or (claim is not None and claim.deleting))),
+            replace_on_rebalance=self.replace_on_rebalance,
+        )
+        if action is interruption.Action.REPLACE_WITHIN_BUDGET and node is not None:
+            action = interruption.Action.DELETE if self._budget_allows(node) else interruption.Action.IGNORE
+        if action is interruption.Action.DROP_UNKNOWN:
+            log.debug("interruption event %s for unknown instance %s dropped", event.kind, event.provider_id)
+        elif node is not None and claim is not None:
+            await self._publish(node, event, action)
+            if action is interruption.Action.DELETE:
+                await self._delete(node, claim.name, event)
+        ACTIONS.add(1, {"kind": event.kind.value, "action": action.value})
+        if event.ack is not None:
+            await event.ack()
+        return action
+
+    def _budget_allows(self, node: StateNode) -> bool:
+        snapshot = self.state.snapshot()
+        pool = snapshot.nodepools.get(node.nodepool or "")
+        if pool is None:
+            return False
+        members = [n for n in snapshot.nodes if n.nodepool == pool.name]
+        disrupting = sum(1 for n in members if n.marked_for_deletion)
+        allowed = pool.allowed_disruptions(budgets.DisruptionReason.DRIFTED, len(members), self.clock())
+        return allowed - disrupting > 0
+
+    async def _delete(self, node: StateNode, claim_name: str, event: InterruptionEvent) -> None:
+        self.state.mark_for_deletion(node.key)
+        try:
+            await self.kube.delete(resources.NODECLAIMS, claim_name)
+        except kube_errors.NotFoundError:
+            return
+        LATENCY.record(max(0.0, time.time() - event.time))
+        metrics.NODECLAIMS_TERMINATED.add(1, {"reason": "interrupted", "nodepool": node.nodepool or ""})
+        log.info(
+            "deleted interrupted NodeClaim",
+            extra={"nodeclaim": claim_name, "kind": event.kind.value, "provider_id": event.provider_id},
+        )
+
+    async def _publish(self, node: StateNode, event: InterruptionEvent, action: interruption.Action) -> None:
+        reason = _REASONS.get(event.kind.value, event.kind.value)
+        state = f" (state {event.state})" if event.state else ""
+        message = f"{event.kind.value}{state} for {event.provider_id}; action: {action.value}"
+        target = node.node or node.nodeclaim_object
+        if target is not None:
+            kind = "Node" if node.node is not None else "NodeClaim"
+            api_version = "v1" if node.node is not None else "nodesmith.io/v1"
+            await self.events.publish(
+                {"kind": kind, "apiVersion": api_version, **target}, "Warning", reason, message
+            )

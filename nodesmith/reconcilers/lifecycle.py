@@ -1,0 +1,315 @@
+"""``nodeclaim.lifecycle``: takes a NodeClaim from creation to an initialized Node -- finalizer, launch,
+registration, initialization -- and deletes it when it does not get there in time (liveness).
+
+Fed by the cluster state: `statepoll` enqueues a NodeClaim whenever it or its Node changes; the NodeClaim
+and its Node (joined by providerID) are read from the state, never from the API. Writes: the provider's
+``create``; NodeClaim metadata and status (`lifecycle_writes`, guarded by resourceVersion); the Node's
+registration (labels, taints, owner reference, finalizer) and initialized label; NodeClaim deletion on
+insufficient capacity or liveness timeout; events and ``nodesmith_nodeclaims_*``/``nodesmith_nodes_created``
+metrics. Decisions (hydration, the registration patch, initialization, liveness) are the pure functions of
+`lifecycle_checks`. A deleting NodeClaim is `nodeclaim_termination`'s business, not this one's.
+
+Karpenter's ``pkg/controllers/nodeclaim/lifecycle`` (spec §3), with one deliberate difference: a NodeClass
+that is not ready sets ``Launched=False`` and retries with backoff (liveness still deletes the NodeClaim
+after `lifecycle_checks.LAUNCH_TIMEOUT`) instead of deleting the NodeClaim at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+import typing
+from collections.abc import Callable
+from typing import Final
+
+import anyio
+import attrs
+
+from nodesmith import errors, metrics
+from nodesmith.api import conditions, labels
+from nodesmith.api import nodeclaim as api_nodeclaim
+from nodesmith.cloudprovider.protocol import CloudProvider
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import events, resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.kube.events import EventRecorder
+from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
+from nodesmith.reconcilers.queues import WorkQueue
+from nodesmith.state.cluster import ClusterState
+
+__all__ = ["LAUNCH_CACHE_TTL", "LifecycleReconciler"]
+
+log = logging.getLogger(__name__)
+
+Condition = conditions.ConditionType
+Status = conditions.ConditionStatus
+
+LAUNCH_CACHE_TTL: Final = dt.timedelta(hours=1)
+"""How long a launch result is remembered by NodeClaim UID (so a failed status write never launches twice)."""
+CONFLICT_REQUEUE: Final = 0.5
+"""Seconds before retrying after a write lost an optimistic-lock race (the informer delivers the winner)."""
+MAX_LAUNCH_BACKOFF: Final = 60.0
+LIVENESS_MESSAGES: Final = {
+    "launch_timeout": f"not launched within {lifecycle_checks.LAUNCH_TIMEOUT}",
+    "registration_timeout": f"no Node registered within {lifecycle_checks.REGISTRATION_TIMEOUT}",
+}
+
+
+@attrs.frozen(slots=True)
+class _Launch:
+    """What the launch step produced: the claim to continue with, or ``None`` when it is done for this
+    pass (deleted, or failed and recorded), with ``requeue``."""
+
+    claim: api_nodeclaim.NodeClaim | None
+    requeue: float | None = None
+
+
+@typing.final
+@attrs.define(eq=False)
+class LifecycleReconciler:
+    """Per NodeClaim; see the module docstring."""
+
+    kube: KubeClient
+    state: ClusterState
+    provider: CloudProvider
+    events: EventRecorder
+    clock: Callable[[], dt.datetime]
+    workers: int = 16
+    poll_interval: float = statepoll.DEFAULT_INTERVAL
+    _launches: dict[str, tuple[api_nodeclaim.NodeClaim, dt.datetime]] = attrs.field(init=False, factory=dict)
+    _launch_failures: dict[str, int] = attrs.field(init=False, factory=dict)
+    queue: WorkQueue[str] = attrs.field(init=False)
+
+    @queue.default
+    def _queue(self) -> WorkQueue[str]:
+        return WorkQueue(self.name, self.reconcile, workers=self.workers)
+
+    @property
+    def name(self) -> str:
+        return "nodeclaim.lifecycle"
+
+    async def run(self) -> None:
+        """Reconcile NodeClaims as they change, until cancelled."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.queue.run)
+            group.start_soon(
+                functools.partial(
+                    statepoll.poll,
+                    self.state,
+                    statepoll.nodeclaim_versions,
+                    self.queue.add,
+                    interval=self.poll_interval,
+                )
+            )
+
+    async def reconcile(self, name: str) -> float | None:
+        """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""
+        try:
+            return await self._reconcile(name)
+        except kube_errors.ConflictError:
+            return CONFLICT_REQUEUE
+        except kube_errors.NotFoundError:
+            return None
+
+    async def _reconcile(self, name: str) -> float | None:
+        claim = self._nodeclaim(name)
+        # 1. gone, or being deleted → nothing to do here (nodeclaim.termination finalizes it)
+        if claim is None or claim.deleting:
+            return None
+        now = self.clock()
+        # 2. no finalizer → add it before anything else: never launch without it
+        if labels.FINALIZER_TERMINATION not in claim.metadata.finalizers:
+            with_finalizer = attrs.evolve(
+                claim,
+                metadata=attrs.evolve(
+                    claim.metadata, finalizers=(*claim.metadata.finalizers, labels.FINALIZER_TERMINATION)
+                ),
+            )
+            claim = await lifecycle_writes.write_nodeclaim(self.kube, claim, with_finalizer)
+        # 3. not launched / not registered in time → delete; the provisioner tries again
+        verdict = lifecycle_checks.liveness(claim, now)
+        if verdict.reason is not None:
+            await self._delete(claim, verdict.reason, LIVENESS_MESSAGES[verdict.reason])
+            return None
+        # 4. not launched → launch (insufficient capacity → delete; other failures → condition + backoff)
+        if not claim.is_true(Condition.LAUNCHED):
+            launch = await self._launch(claim, now)
+            if launch.claim is None:
+                return launch.requeue
+            claim = launch.claim
+        before = claim
+        # 5. launched, not registered → register once the Node with its providerID exists
+        registered_now = False
+        if not claim.is_true(Condition.REGISTERED):
+            claim, registered_now = await self._register(claim, now)
+        # 6. registered, not initialized → initialize once the Node is ready (next pass if it just registered)
+        if (
+            claim.is_true(Condition.REGISTERED)
+            and not claim.is_true(Condition.INITIALIZED)
+            and not registered_now
+        ):
+            claim = await self._initialize(claim, now)
+        # 7. write what changed; requeue for the liveness deadline while not registered (Node and
+        #    NodeClaim changes, such as the writes just made, requeue sooner through the state poll)
+        await lifecycle_writes.write_nodeclaim(self.kube, before, claim)
+        check_at = lifecycle_checks.liveness(claim, now).check_at
+        return None if check_at is None else max(0.0, (check_at - now).total_seconds())
+
+    # -- reads -----------------------------------------------------------------------------------
+
+    def _nodeclaim(self, name: str) -> api_nodeclaim.NodeClaim | None:
+        key = self.state.key_for_nodeclaim(name)
+        state_node = self.state.state_node(key) if key is not None else None
+        return state_node.nodeclaim if state_node is not None else None
+
+    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> typing.Mapping[str, typing.Any] | None:
+        if not claim.status.provider_id:
+            return None
+        state_node = self.state.state_node(claim.status.provider_id)
+        return state_node.node if state_node is not None else None
+
+    # -- steps -----------------------------------------------------------------------------------
+
+    async def _launch(self, claim: api_nodeclaim.NodeClaim, now: dt.datetime) -> _Launch:
+        uid = claim.metadata.uid or claim.name
+        self._launches = {k: v for k, v in self._launches.items() if v[1] > now}
+        cached = self._launches.get(uid)
+        if cached is not None:
+            launched = cached[0]
+        else:
+            try:
+                launched = await self.provider.create(claim)
+            except errors.InsufficientCapacityError as err:
+                await self._publish(
+                    claim, events.WARNING, "InsufficientCapacityError", f"NodeClaim {claim.name} event: {err}"
+                )
+                await self._delete(claim, "insufficient_capacity", str(err))
+                return _Launch(None)
+            except errors.NodeClassNotReadyError as err:
+                return await self._launch_failed(claim, now, Status.FALSE, "NodeClassNotReady", str(err))
+            except errors.CreateError as err:
+                return await self._launch_failed(claim, now, Status.UNKNOWN, err.reason, err.message)
+            except errors.NodesmithError as err:
+                return await self._launch_failed(claim, now, Status.UNKNOWN, "LaunchFailed", str(err))
+            self._launches[uid] = (launched, now + LAUNCH_CACHE_TTL)
+        self._launch_failures.pop(uid, None)
+        hydrated = lifecycle_checks.hydrate(claim, launched).with_condition(Condition.LAUNCHED, True, now=now)
+        written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
+        metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
+        await self._publish(written, events.NORMAL, "Launched", f"Launched {hydrated.status.provider_id}")
+        return _Launch(written)
+
+    async def _launch_failed(
+        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime, status: Status, reason: str, message: str
+    ) -> _Launch:
+        uid = claim.metadata.uid or claim.name
+        failures = self._launch_failures[uid] = self._launch_failures.get(uid, 0) + 1
+        log.info("launching NodeClaim %s failed (%s): %s", claim.name, reason, message)
+        updated = claim.with_condition(
+            Condition.LAUNCHED, status, now=now, reason=reason, message=message[:1024]
+        )
+        await lifecycle_writes.write_nodeclaim(self.kube, claim, updated)
+        await self._publish(claim, events.WARNING, "FailedLaunch", f"{reason}: {message}")
+        return _Launch(None, min(MAX_LAUNCH_BACKOFF, 2.0 ** (failures - 1)))
+
+    async def _register(
+        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime
+    ) -> tuple[api_nodeclaim.NodeClaim, bool]:
+        node = self._node_for(claim)
+        if node is None:
+            waiting = claim.with_condition(
+                Condition.REGISTERED,
+                Status.UNKNOWN,
+                now=now,
+                reason="NodeNotFound",
+                message="Node not registered with cluster",
+            )
+            return waiting, False
+        node_meta = node.get("metadata") or {}
+        node_name = str(node_meta["name"])
+        if (
+            not lifecycle_checks.has_unregistered_taint(node)
+            and (node_meta.get("labels") or {}).get(labels.LABEL_REGISTERED) != "true"
+        ):
+            await self._publish(
+                node,
+                events.WARNING,
+                "UnregisteredTaintMissing",
+                f"Missing {labels.TAINT_UNREGISTERED}:NoExecute taint, which prevents registration related race conditions",
+            )
+        await self.kube.merge_patch(
+            resources.NODES,
+            node_name,
+            lifecycle_checks.registration_patch(node, claim),
+            resource_version=str(node_meta.get("resourceVersion") or "") or None,
+        )
+        registered = attrs.evolve(claim, status=attrs.evolve(claim.status, node_name=node_name))
+        registered = registered.with_condition(Condition.REGISTERED, True, now=now)
+        pool = {"nodepool": claim.nodepool_name or ""}
+        metrics.NODES_CREATED.add(1, pool)
+        metrics.NODECLAIMS_REGISTERED.add(1, pool)
+        await self._publish(
+            claim,
+            events.NORMAL,
+            "Registered",
+            f"Status condition transitioned, Type: Registered, Status: True, Node: {node_name}",
+        )
+        return registered, True
+
+    async def _initialize(self, claim: api_nodeclaim.NodeClaim, now: dt.datetime) -> api_nodeclaim.NodeClaim:
+        node = self._node_for(claim)
+        if node is None:
+            return claim.with_condition(
+                Condition.INITIALIZED,
+                Status.UNKNOWN,
+                now=now,
+                reason="NodeNotFound",
+                message="Node not registered with cluster",
+            )
+        blocker = lifecycle_checks.initialization_blocker(node, claim)
+        if blocker is not None:
+            reason, message = blocker
+            return claim.with_condition(
+                Condition.INITIALIZED, Status.UNKNOWN, now=now, reason=reason, message=message
+            )
+        node_meta = node.get("metadata") or {}
+        if (node_meta.get("labels") or {}).get(labels.LABEL_INITIALIZED) != "true":
+            await self.kube.merge_patch(
+                resources.NODES,
+                str(node_meta["name"]),
+                {"metadata": {"labels": {labels.LABEL_INITIALIZED: "true"}}},
+            )
+        metrics.NODECLAIMS_INITIALIZED.add(1, {"nodepool": claim.nodepool_name or ""})
+        await self._publish(
+            claim,
+            events.NORMAL,
+            "Initialized",
+            "Status condition transitioned, Type: Initialized, Status: True",
+        )
+        return claim.with_condition(Condition.INITIALIZED, True, now=now)
+
+    # -- helpers ---------------------------------------------------------------------------------
+
+    async def _delete(self, claim: api_nodeclaim.NodeClaim, reason: str, message: str) -> None:
+        """Delete the NodeClaim (its finalizer then cleans up); ``reason`` labels the metric."""
+        log.info("deleting NodeClaim %s: %s (%s)", claim.name, reason, message)
+        try:
+            await self.kube.delete(resources.NODECLAIMS, claim.name, uid=claim.metadata.uid)
+        except kube_errors.NotFoundError:
+            return
+        metrics.NODECLAIMS_DISRUPTED.add(1, {"reason": reason, "nodepool": claim.nodepool_name or ""})
+        if reason != "insufficient_capacity":
+            await self._publish(
+                claim, events.WARNING, "Disrupted", f"Deleting NodeClaim: {message} ({reason})"
+            )
+
+    async def _publish(
+        self,
+        obj: api_nodeclaim.NodeClaim | typing.Mapping[str, typing.Any],
+        kind: str,
+        reason: str,
+        message: str,
+    ) -> None:
+        involved = obj.to_dict() if isinstance(obj, api_nodeclaim.NodeClaim) else obj
+        await self.events.publish(involved, kind, reason, message)

@@ -1,0 +1,167 @@
+"""``nodepool.status``: a NodePool's status -- ``ValidationSucceeded`` (what the CRD schema cannot check,
+`nodesmith.api.nodepool.runtime_errors`), ``NodeClassReady`` (its NodeClass exists and is not un-Ready),
+the ``Ready`` they add up to, and the counter (``status.resources``: the capacity of its nodes plus
+``nodes``; ``status.nodes``).
+
+Fed by the cluster state: `statepoll` enqueues a NodePool when it changes, and every pool is recounted
+every `RESYNC` seconds (its nodes change without the pool changing). NodeClasses are read from the state
+too (the provider's NodeClass kinds are informed). Writes the status subresource, guarded by
+resourceVersion, only when something changed; records ``nodesmith_nodepools_usage``. Karpenter's
+``nodepool/{validation,readiness,counter}`` controllers in one (spec §1.3).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import typing
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+import anyio
+import attrs
+
+from nodesmith import metrics
+from nodesmith.api import conditions
+from nodesmith.api import nodepool as api_nodepool
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.reconcilers import statepoll
+from nodesmith.reconcilers.queues import WorkQueue
+from nodesmith.state.cluster import ClusterState
+from nodesmith.state.snapshot import Snapshot
+
+__all__ = ["BASE_RESOURCES", "RESYNC", "NodePoolStatusReconciler", "node_class_readiness"]
+
+Condition = conditions.ConditionType
+Status = conditions.ConditionStatus
+
+RESYNC: Final = 5.0
+"""Seconds between two recounts of a pool (Karpenter's counter: 5s)."""
+CONFLICT_REQUEUE: Final = 0.5
+BASE_RESOURCES: Final = ("cpu", "memory", "pods", "ephemeral-storage", "nodes")
+"""Always present in ``status.resources`` (zero when the pool has no nodes), as Karpenter writes them."""
+
+
+def node_class_readiness(
+    pool: api_nodepool.NodePool, node_class: Mapping[str, Any] | None, watched: bool
+) -> tuple[Status, str, str]:
+    """``NodeClassReady`` as (status, reason, message): False when the NodeClass kind is not one the
+    provider serves, when the object is missing, or when its ``Ready`` condition is False; True otherwise
+    (a NodeClass without conditions, like kwok's, is ready by existing)."""
+    ref = pool.spec.template.spec.node_class_ref
+    if not watched:
+        return (
+            Status.FALSE,
+            "UnsupportedNodeClass",
+            f"{ref.kind}.{ref.group} is not served by the cloud provider",
+        )
+    if node_class is None:
+        return Status.FALSE, "NodeClassNotFound", f"{ref.kind} {ref.name!r} not found"
+    for condition in (node_class.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == Condition.READY and condition.get("status") == "False":
+            return (
+                Status.FALSE,
+                "NodeClassNotReady",
+                str(condition.get("message") or f"{ref.kind} {ref.name!r} is not ready"),
+            )
+    return Status.TRUE, Condition.NODE_CLASS_READY, ""
+
+
+@typing.final
+@attrs.define(eq=False)
+class NodePoolStatusReconciler:
+    """Per NodePool; see the module docstring."""
+
+    kube: KubeClient
+    state: ClusterState
+    clock: Callable[[], dt.datetime]
+    workers: int = 2
+    resync: float = RESYNC
+    poll_interval: float = statepoll.DEFAULT_INTERVAL
+    queue: WorkQueue[str] = attrs.field(init=False)
+
+    @queue.default
+    def _queue(self) -> WorkQueue[str]:
+        return WorkQueue(self.name, self.reconcile, workers=self.workers)
+
+    @property
+    def name(self) -> str:
+        return "nodepool.status"
+
+    async def run(self) -> None:
+        """Keep every NodePool's status current, until cancelled."""
+        async with anyio.create_task_group() as group:
+            group.start_soon(self.queue.run)
+            group.start_soon(
+                functools.partial(
+                    statepoll.poll,
+                    self.state,
+                    statepoll.nodepool_versions,
+                    self.queue.add,
+                    interval=self.poll_interval,
+                )
+            )
+
+    async def reconcile(self, name: str) -> float | None:
+        """One pass over the NodePool ``name``; returns seconds to requeue after, or ``None``."""
+        try:
+            return await self._reconcile(name)
+        except kube_errors.ConflictError:
+            return CONFLICT_REQUEUE
+        except kube_errors.NotFoundError:
+            return None
+
+    async def _reconcile(self, name: str) -> float | None:
+        snapshot = self.state.snapshot()
+        pool = snapshot.nodepools.get(name)
+        # 1. gone → nothing to do
+        if pool is None:
+            return None
+        now = self.clock()
+        updated = pool
+        # 2. validation: what the CRD schema could not catch becomes ValidationSucceeded=False with a message
+        problems = api_nodepool.runtime_errors(pool)
+        if problems:
+            updated = updated.with_condition(
+                Condition.VALIDATION_SUCCEEDED,
+                False,
+                now=now,
+                reason="NodePoolValidationFailed",
+                message="; ".join(problems),
+            )
+        else:
+            updated = updated.with_condition(Condition.VALIDATION_SUCCEEDED, True, now=now)
+        # 3. readiness: the NodeClass exists and is not un-Ready
+        status, reason, message = node_class_readiness(pool, *self._node_class(snapshot, pool))
+        updated = updated.with_condition(
+            Condition.NODE_CLASS_READY, status, now=now, reason=reason, message=message
+        )
+        # 4. counter, once every Node and NodeClaim is known (a partial count would under-report limits)
+        if self.state.synced():
+            used = snapshot.nodepool_resources(name)
+            totals = dict.fromkeys(BASE_RESOURCES, 0) | used
+            updated = attrs.evolve(
+                updated, status=attrs.evolve(updated.status, resources=totals, nodes=totals["nodes"] // 1000)
+            )
+            for resource, value in totals.items():
+                metrics.NODEPOOLS_USAGE.set(value / 1000, {"nodepool": name, "resource_type": resource})
+        # 5. write the status when it changed; recount after RESYNC
+        if updated.status != pool.status:
+            await self.kube.update_status(
+                resources.NODEPOOLS,
+                name,
+                updated.status.to_dict(),
+                resource_version=pool.metadata.resource_version,
+            )
+        return self.resync
+
+    def _node_class(
+        self, snapshot: Snapshot, pool: api_nodepool.NodePool
+    ) -> tuple[Mapping[str, Any] | None, bool]:
+        ref = pool.spec.template.spec.node_class_ref
+        for resource in self.state.node_classes:
+            if resource.group == ref.group and resource.kind == ref.kind:
+                return snapshot.of(resource).get(ref.name), True
+        return None, False

@@ -1,0 +1,90 @@
+"""How per-object reconcilers learn that an object changed: poll the in-memory cluster state and enqueue
+the keys whose version changed.
+
+Why polling: `nodesmith.state.ClusterState` has no change subscription yet (it is fed synchronously by the
+informers and read through snapshots). Polling a snapshot once a second is cheap -- it is memory, not the
+API -- and turns every NodeClaim/Node/NodePool change into a key on a `queues.WorkQueue` within a second.
+A subscription hook in the state would make it immediate and this module a one-liner.
+
+Fed by the cluster state (`ClusterState.snapshot`); consumed by the lifecycle, NodeClaim termination,
+node termination and NodePool status reconcilers, whose ``run`` starts `poll` next to their queue.
+"""
+
+from __future__ import annotations
+
+import typing
+from collections.abc import Callable, Hashable, Mapping
+
+import anyio
+
+from nodesmith.state.cluster import ClusterState
+from nodesmith.state.snapshot import Snapshot
+
+__all__ = ["DEFAULT_INTERVAL", "node_versions", "nodeclaim_versions", "nodepool_versions", "poll"]
+
+K = typing.TypeVar("K", bound=Hashable)
+
+DEFAULT_INTERVAL = 1.0
+"""Seconds between two looks at the state."""
+
+
+def _rv(obj: Mapping[str, typing.Any] | None) -> str:
+    if obj is None:
+        return ""
+    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+
+def nodeclaim_versions(snapshot: Snapshot) -> dict[str, tuple[str, str]]:
+    """NodeClaim name → (its resourceVersion, its Node's resourceVersion or "")."""
+    out: dict[str, tuple[str, str]] = {}
+    for claim in snapshot.unlaunched_nodeclaims:
+        out[claim.name] = (claim.metadata.resource_version or "", "")
+    for state_node in snapshot.nodes:
+        if state_node.nodeclaim is not None:
+            out[state_node.nodeclaim.name] = (
+                state_node.nodeclaim.metadata.resource_version or "",
+                _rv(state_node.node),
+            )
+    return out
+
+
+def node_versions(snapshot: Snapshot, *, deleting_only: bool = True) -> dict[str, tuple[str, str]]:
+    """Node name → (its resourceVersion, its NodeClaim's resourceVersion or ""), for Nodes being deleted
+    (or all Nodes)."""
+    out: dict[str, tuple[str, str]] = {}
+    for state_node in snapshot.nodes:
+        node = state_node.node
+        if node is None:
+            continue
+        if deleting_only and not (node.get("metadata") or {}).get("deletionTimestamp"):
+            continue
+        claim = state_node.nodeclaim
+        out[str(node["metadata"]["name"])] = (
+            _rv(node),
+            (claim.metadata.resource_version or "") if claim is not None else "",
+        )
+    return out
+
+
+def nodepool_versions(snapshot: Snapshot) -> dict[str, str]:
+    """NodePool name → its resourceVersion."""
+    return {name: pool.metadata.resource_version or "" for name, pool in snapshot.nodepools.items()}
+
+
+async def poll(
+    state: ClusterState,
+    versions: Callable[[Snapshot], Mapping[K, Hashable]],
+    enqueue: Callable[[K], None],
+    *,
+    interval: float = DEFAULT_INTERVAL,
+) -> None:
+    """Every ``interval`` seconds, ``enqueue`` each key that is new or whose version changed. Runs until
+    cancelled; the first pass enqueues every key (a fresh leader reconciles everything once)."""
+    seen: dict[K, Hashable] = {}
+    while True:
+        current = dict(versions(state.snapshot()))
+        for key, version in current.items():
+            if seen.get(key) != version:
+                enqueue(key)
+        seen = current
+        await anyio.sleep(interval)

@@ -1,0 +1,218 @@
+"""Consolidation decision time on a synthetic cluster: N nodes, M pods, through the real `ClusterState`,
+the real simulation adapter and the pure disruption methods (no API, no clock).
+
+Not collected by pytest (no ``test_`` prefix). Run:
+
+    uv run python tests/bench/bench_consolidation.py                    # 500 nodes, 5,000 pods
+    uv run python tests/bench/bench_consolidation.py --nodes 50 --pods 500
+
+The cluster: one NodePool over Karpenter's ``fake.InstanceTypes(20)`` catalogue; every node a
+``fake-it-7`` (8 vCPU, 16 GiB) in one of three zones, on-demand, initialized and consolidatable; pods of
+100m-700m CPU and 128-768 MiB (seeded RNG, so runs compare), about half the nodes' CPU used -- plenty
+to consolidate. Printed per stage: snapshot, candidates (+ budgets), one simulation, emptiness,
+multi-node (binary search over the 100 best), single-node to its first command, and a single-node scan
+over every candidate of a cluster where nothing can move (pods sized so each node is ~95% full and no pod fits another node's free room), which
+is Karpenter's worst case (sigs#2972: ~3 vCPU at 500 nodes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import random
+import resource
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from nodesmith.api import labels
+from nodesmith.disruption import budgets, candidates, emptiness, multinode, pdb, singlenode
+from nodesmith.kube import resources
+from nodesmith.state import ClusterState, simulation
+from nodesmith.testing import factories
+
+T = TypeVar("T")
+NOW = dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC)
+STAMP = "2025-01-01T00:00:00Z"
+ZONES = factories.FAKE_ZONES
+TYPE = "fake-it-7"
+
+
+def nodepool() -> dict[str, Any]:
+    return {
+        "apiVersion": "nodesmith.io/v1",
+        "kind": "NodePool",
+        "metadata": {"name": "default", "uid": "uid-default"},
+        "spec": {
+            "template": {
+                "spec": {
+                    "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "d"},
+                    "requirements": [],
+                }
+            },
+            "disruption": {"consolidateAfter": "0s", "budgets": [{"nodes": "100%"}]},
+        },
+    }
+
+
+def machine(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
+    name = f"node-{i:05d}"
+    provider_id = f"fake://{name}"
+    node_labels = {
+        labels.LABEL_HOSTNAME: name,
+        labels.LABEL_NODEPOOL: "default",
+        labels.LABEL_INSTANCE_TYPE: TYPE,
+        labels.LABEL_ZONE: ZONES[i % 3],
+        labels.LABEL_CAPACITY_TYPE: "on-demand",
+        labels.LABEL_ARCH: "amd64",
+        labels.LABEL_OS: "linux",
+        labels.LABEL_REGISTERED: "true",
+        labels.LABEL_INITIALIZED: "true",
+    }
+    allocatable = {"cpu": "7900m", "memory": "16Gi", "pods": "80"}
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "uid": f"uid-{name}", "labels": node_labels},
+        "spec": {"providerID": provider_id},
+        "status": {
+            "allocatable": allocatable,
+            "capacity": allocatable,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+    conditions = [
+        {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": STAMP}
+        for t in ("Launched", "Registered", "Initialized", "Ready", "Consolidatable")
+    ]
+    claim_labels = {
+        k: v
+        for k, v in node_labels.items()
+        if k not in (labels.LABEL_HOSTNAME, labels.LABEL_REGISTERED, labels.LABEL_INITIALIZED)
+    }
+    claim = {
+        "apiVersion": "nodesmith.io/v1",
+        "kind": "NodeClaim",
+        "metadata": {"name": f"claim-{name}", "uid": f"uid-c-{name}", "labels": claim_labels},
+        "spec": {
+            "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "d"},
+            "requirements": [],
+        },
+        "status": {
+            "providerID": provider_id,
+            "nodeName": name,
+            "capacity": allocatable,
+            "allocatable": allocatable,
+            "conditions": conditions,
+        },
+    }
+    return node, claim
+
+
+def pod(i: int, node: str, cpu_m: int, mem_mi: int) -> dict[str, Any]:
+    app = f"app-{i % 50}"
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": f"pod-{i:06d}",
+            "namespace": "default",
+            "uid": f"uid-pod-{i}",
+            "labels": {"app": app},
+            "creationTimestamp": STAMP,
+            "ownerReferences": [{"kind": "ReplicaSet", "name": app, "controller": True}],
+        },
+        "spec": {
+            "nodeName": node,
+            "containers": [
+                {"name": "c", "resources": {"requests": {"cpu": f"{cpu_m}m", "memory": f"{mem_mi}Mi"}}}
+            ],
+        },
+        "status": {
+            "phase": "Running",
+            "startTime": STAMP,
+            "conditions": [{"type": "Ready", "status": "True"}],
+        },
+    }
+
+
+def build(nodes: int, pods: int, *, full: bool, seed: int = 42) -> ClusterState:
+    rng = random.Random(seed)
+    state = ClusterState(clock=lambda: NOW)
+    for r in (resources.NODES, resources.NODECLAIMS, resources.PODS, resources.NODEPOOLS):
+        state.on_synced(r)
+    state.on_upsert(resources.NODEPOOLS, nodepool())
+    for i in range(nodes):
+        node, claim = machine(i)
+        state.on_upsert(resources.NODECLAIMS, claim)
+        state.on_upsert(resources.NODES, node)
+    per_node = max(pods // nodes, 1)
+    for i in range(pods):
+        node = f"node-{(i // per_node) % nodes:05d}"
+        # full: 95% of 7.9 CPU used by pods bigger than any node's free room, so nothing can move
+        cpu = 7500 // per_node if full else rng.choice((100, 200, 300, 400, 500, 600, 700))
+        state.on_upsert(resources.PODS, pod(i, node, cpu, rng.choice((128, 256, 512, 768))))
+    return state
+
+
+def timed(label: str, fn: Callable[[], T]) -> T:
+    started = time.perf_counter()
+    result = fn()
+    print(f"  {label:<46} {time.perf_counter() - started:8.3f} s")
+    return result
+
+
+def run(nodes: int, pods: int, *, full: bool) -> None:
+    state = build(nodes, pods, full=full)
+    types = {"default": factories.fake_instance_types(20)}
+    snapshot = timed("snapshot", state.snapshot)
+    ctx = candidates.Context(
+        now=NOW,
+        nodepools=snapshot.nodepools,
+        instance_types={"default": {it.name: it for it in types["default"]}},
+        pdbs=pdb.Limits.of(snapshot.pdbs.values()),
+    )
+    found, _ = timed("candidates", lambda: candidates.evaluate_all(snapshot.nodes, ctx))
+    allowance = timed(
+        "budgets",
+        lambda: budgets.mapping(snapshot.nodepools.values(), snapshot.nodes, budgets.REASONS[0], NOW),
+    )
+    simulate = timed(
+        "simulation adapter (once per snapshot)", lambda: simulation.consolidation_simulator(snapshot, types)
+    )
+    timed("one simulation (1 candidate)", lambda: simulate(found[:1]))
+    timed("emptiness", lambda: emptiness.compute(found, allowance))
+    if not full:
+        outcome = timed(
+            "multi-node (binary search, <=100)", lambda: multinode.compute(found, allowance, simulate)
+        )
+        command = outcome.command
+        print(f"    -> {command.describe() if command else 'nothing'}")
+        outcome = timed(
+            "single-node (to first command)", lambda: singlenode.compute(found, allowance, simulate)
+        )
+        command = outcome.command
+        print(f"    -> {command.describe() if command else 'nothing'}")
+    else:
+        outcome = timed(
+            f"single-node (scan of all {len(found)}, none movable)",
+            lambda: singlenode.compute(found, allowance, simulate),
+        )
+        print(f"    -> {len(outcome.rejections)} rejections, command: {outcome.command is not None}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--pods", type=int, default=5000)
+    args = parser.parse_args()
+    print(f"consolidation: {args.nodes} nodes, {args.pods} pods, 20 instance types")
+    print("half-used cluster (consolidation possible):")
+    run(args.nodes, args.pods, full=False)
+    print("full cluster (worst case: every candidate simulated, none movable):")
+    run(args.nodes, args.pods, full=True)
+    print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+
+
+if __name__ == "__main__":
+    main()

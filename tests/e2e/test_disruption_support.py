@@ -1,0 +1,171 @@
+"""Support for the disruption scenarios: nodesmith run *in this process* (every reconciler from
+``controllers.build``, the kwok provider, the real informers) with short disruption timings, plus
+probes that read the API.
+
+In-process rather than ``nodesmith run`` so the scenarios can set the validation delay and poll interval
+(seconds instead of 15 s / 10 s) through `nodesmith.reconcilers.disruption.Options` -- the same knob the
+runtime passes -- and look at the disruption loop's decision records. No tests here.
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import contextlib
+import datetime as dt
+import pathlib
+from typing import Any
+
+import anyio
+import attrs
+
+from nodesmith.api import labels
+from nodesmith.cloudprovider import manager
+from nodesmith.cloudprovider.protocol import ProviderContext
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.kube.events import EventRecorder
+from nodesmith.reconcilers import controllers
+from nodesmith.reconcilers import disruption as disruption_loop
+from nodesmith.state import ClusterState, Informers
+from nodesmith.testing import e2e
+
+FAST = disruption_loop.Options(
+    validation_delay=dt.timedelta(seconds=2),
+    poll_interval=dt.timedelta(seconds=1),
+    queue_timeout=dt.timedelta(minutes=3),
+)
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+@attrs.define
+class Nodesmith:
+    kube: KubeClient
+    state: ClusterState
+    loop: disruption_loop.Disruption
+
+
+@contextlib.asynccontextmanager
+async def nodesmith(
+    kubeconfig: pathlib.Path,
+    options: disruption_loop.Options = FAST,
+    *,
+    namespace: str | None = None,
+    nodepools: collections.abc.Sequence[str] = (),
+) -> collections.abc.AsyncIterator[Nodesmith]:
+    """Every reconciler running against the control plane until the block ends; on the way out the
+    test's namespace and NodePools are cleaned up while the reconcilers still run (so nodes drain)."""
+    kube = await KubeClient.connect(kubeconfig)
+    plugins = manager.Plugins.load()
+    provider = plugins.cloud_provider("kwok", ProviderContext("e2e", {}, kube))
+    node_classes = [
+        resources.node_class(kind.group, kind.kind, version=kind.version)
+        for kind in provider.supported_node_classes()
+    ]
+    state = ClusterState(clock=utc_now, node_classes=node_classes)
+    informers = Informers.for_state(kube, state, node_classes=node_classes)
+    reconcilers = controllers.build(
+        controllers.Collaborators(
+            kube=kube,
+            state=state,
+            provider=provider,
+            plugins=plugins,
+            events=EventRecorder(kube, clock=utc_now),
+            clock=utc_now,
+            batch_idle=dt.timedelta(milliseconds=500),
+            batch_max=dt.timedelta(seconds=3),
+            cluster_name="e2e",
+            disruption=options,
+        )
+    )
+    loop = next(r for r in reconcilers if isinstance(r, disruption_loop.Disruption))
+    async with anyio.create_task_group() as group:
+        await group.start(informers.run)
+        provider_run = getattr(provider, "run", None)
+        if provider_run is not None:
+            await group.start(provider_run)
+        await informers.wait_synced()
+        for reconciler in reconcilers:
+            group.start_soon(reconciler.run, name=reconciler.name)
+        try:
+            yield Nodesmith(kube, state, loop)
+        finally:
+            if namespace is not None or nodepools:
+                with anyio.CancelScope(shield=True):
+                    await e2e.cleanup(kube, namespace=namespace, nodepools=list(nodepools))
+            group.cancel_scope.cancel()
+
+
+async def claims_of(kube: KubeClient, pool: str) -> list[dict[str, Any]]:
+    return [
+        c
+        for c in (await kube.list(resources.NODECLAIMS)).items
+        if c["metadata"].get("labels", {}).get(labels.LABEL_NODEPOOL) == pool
+    ]
+
+
+async def nodes_of(kube: KubeClient, pool: str) -> list[dict[str, Any]]:
+    return (await kube.list(resources.NODES, label_selector=f"{labels.LABEL_NODEPOOL}={pool}")).items
+
+
+async def pods_of(kube: KubeClient, namespace: str, app: str) -> list[dict[str, Any]]:
+    return (await kube.list(resources.PODS, namespace, label_selector=f"app={app}")).items
+
+
+def ready(pod: dict[str, Any]) -> bool:
+    if pod["metadata"].get("deletionTimestamp"):
+        return False
+    return any(
+        c.get("type") == "Ready" and c.get("status") == "True"
+        for c in pod.get("status", {}).get("conditions") or ()
+    )
+
+
+async def all_running(kube: KubeClient, namespace: str, app: str, replicas: int) -> bool:
+    pods = await pods_of(kube, namespace, app)
+    return len(pods) == replicas and all(ready(p) for p in pods)
+
+
+async def node_events(kube: KubeClient, node: str, reason: str | None = None) -> list[dict[str, Any]]:
+    """core/v1 Events about Node ``node`` (any namespace), optionally of one reason."""
+    events = (await kube.list(resources.CORE_EVENTS)).items
+    return [
+        e
+        for e in events
+        if e.get("involvedObject", {}).get("kind") == "Node"
+        and e.get("involvedObject", {}).get("name") == node
+        and (reason is None or e.get("reason") == reason)
+    ]
+
+
+def pdb(name: str, namespace: str, app: str, max_unavailable: int) -> dict[str, Any]:
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {"maxUnavailable": max_unavailable, "selector": {"matchLabels": {"app": app}}},
+    }
+
+
+@attrs.define
+class ReadyWatch:
+    """Samples a Deployment's Ready pods from the API while a scenario runs; ``lowest`` is the minimum
+    seen once ``armed`` (what a PDB promises to keep)."""
+
+    kube: KubeClient
+    namespace: str
+    app: str
+    lowest: int | None = None
+    samples: int = 0
+    armed: bool = False
+
+    async def run(self) -> None:
+        while True:
+            pods = await pods_of(self.kube, self.namespace, self.app)
+            count = sum(1 for p in pods if ready(p))
+            if self.armed:
+                self.samples += 1
+                self.lowest = count if self.lowest is None else min(self.lowest, count)
+            await anyio.sleep(0.1)

@@ -1,0 +1,129 @@
+"""NodePool status on the real control plane: validation and NodeClass readiness conditions, the Ready
+they add up to, and the counter of the pool's nodes and resources."""
+
+from __future__ import annotations
+
+import collections.abc
+import pathlib
+import typing
+
+import pytest
+
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.runtime import crds
+from nodesmith_kwok import provider as kwok_provider
+from tests.integration import lifecycle_harness as h
+
+pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture
+async def kube(kubeconfig: pathlib.Path) -> KubeClient:
+    client = await KubeClient.connect(kubeconfig)
+    await crds.install(client, crds.all_crds())
+    return client
+
+
+@pytest.fixture
+async def node_class(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
+    name = await h.make_node_class(kube, h.unique("kwok"))
+    yield name
+    await h.delete_quietly(kube, kwok_provider.NODE_CLASSES, name)
+
+
+def nodepool(name: str, node_class: str, taints: list[dict[str, str]] | None = None) -> dict[str, typing.Any]:
+    spec: dict[str, typing.Any] = {
+        "nodeClassRef": {"group": h.KWOK_GROUP, "kind": h.KWOK_KIND, "name": node_class},
+        "requirements": [],
+    }
+    if taints:
+        spec["taints"] = taints
+    return {"metadata": {"name": name}, "spec": {"template": {"spec": spec}}}
+
+
+async def test_a_valid_pool_with_its_nodeclass_is_ready_and_counts_its_nodes(
+    kube: KubeClient, node_class: str
+) -> None:
+    pool = h.unique("pool")
+    claim = h.unique("nc")
+    await kube.create(resources.NODEPOOLS, nodepool(pool, node_class))
+    try:
+        async with h.running(kube) as harness:
+            harness.start("nodepool_status", "lifecycle", "nodeclaim_termination", "termination")
+            status = await h.eventually(
+                lambda: _status(kube, pool, lambda s: h.is_true({"status": s}, "Ready")), "Ready"
+            )
+            assert h.is_true({"status": status}, "ValidationSucceeded")
+            assert h.is_true({"status": status}, "NodeClassReady")
+            assert status["nodes"] == 0
+            assert status["resources"]["nodes"] == "0"
+
+            await kube.create(resources.NODECLAIMS, h.nodeclaim_manifest(claim, node_class, nodepool=pool))
+            status = await h.eventually(lambda: _status(kube, pool, lambda s: s.get("nodes") == 1), "nodes=1")
+            assert status["resources"]["cpu"] == "1"
+            assert status["resources"]["nodes"] == "1"
+
+            await kube.delete(resources.NODECLAIMS, claim)
+            await h.eventually(
+                lambda: _status(kube, pool, lambda s: s.get("nodes") == 0), "nodes=0", timeout=90
+            )
+    finally:
+        await h.delete_quietly(kube, resources.NODECLAIMS, claim)
+        await h.delete_quietly(kube, resources.NODEPOOLS, pool)
+
+
+async def test_a_pool_without_its_nodeclass_is_not_ready(kube: KubeClient) -> None:
+    pool = h.unique("pool")
+    await kube.create(resources.NODEPOOLS, nodepool(pool, "no-such-nodeclass"))
+    try:
+        async with h.running(kube) as harness:
+            harness.start("nodepool_status")
+            status = await h.eventually(
+                lambda: _status(
+                    kube, pool, lambda s: h.condition({"status": s}, "NodeClassReady") is not None
+                ),
+                "NodeClassReady",
+            )
+            ready = h.condition({"status": status}, "NodeClassReady")
+            assert ready is not None
+            assert (ready["status"], ready["reason"]) == ("False", "NodeClassNotFound")
+            assert (h.condition({"status": status}, "Ready") or {}).get("status") == "False"
+    finally:
+        await h.delete_quietly(kube, resources.NODEPOOLS, pool)
+
+
+async def test_what_the_schema_cannot_catch_fails_validation_with_a_message(
+    kube: KubeClient, node_class: str
+) -> None:
+    pool = h.unique("pool")
+    duplicate = {"key": "example.com/dedicated", "effect": "NoSchedule"}
+    await kube.create(resources.NODEPOOLS, nodepool(pool, node_class, taints=[duplicate, dict(duplicate)]))
+    try:
+        async with h.running(kube) as harness:
+            harness.start("nodepool_status")
+            status = await h.eventually(
+                lambda: _status(
+                    kube, pool, lambda s: h.condition({"status": s}, "ValidationSucceeded") is not None
+                ),
+                "ValidationSucceeded",
+            )
+            validation = h.condition({"status": status}, "ValidationSucceeded")
+            assert validation is not None
+            assert validation["status"] == "False"
+            assert "duplicate taint example.com/dedicated:NoSchedule" in validation["message"]
+            assert (h.condition({"status": status}, "Ready") or {}).get("status") == "False"
+    finally:
+        await h.delete_quietly(kube, resources.NODEPOOLS, pool)
+
+
+async def _status(
+    kube: KubeClient, name: str, predicate: collections.abc.Callable[[dict[str, typing.Any]], bool]
+) -> dict[str, typing.Any] | None:
+    status = (await kube.get(resources.NODEPOOLS, name)).get("status") or {}
+    return status if status and predicate(status) else None

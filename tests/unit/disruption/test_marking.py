@@ -1,0 +1,125 @@
+"""Drifted, Consolidatable and expiration verdicts for one NodeClaim."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+import pytest
+
+from nodesmith.api import labels
+from nodesmith.api.nodeclaim import NodeClaim
+from nodesmith.api.nodepool import HASH_VERSION, NodePool
+from nodesmith.disruption import marking
+
+from .factories import CATALOGUE, T0, nodepool_dict
+
+POOL = NodePool.from_dict(nodepool_dict(requirements=[{"key": "team", "operator": "In", "values": ["a"]}]))
+
+
+def claim(
+    *,
+    hash_: str | None = None,
+    extra_labels: dict[str, str] | None = None,
+    instance_type: str = "medium",
+    capacity_type: str = "on-demand",
+    initialized_at: dt.datetime | None = T0,
+    last_pod_event: dt.datetime | None = None,
+    expire_after: str = "720h",
+) -> NodeClaim:
+    status: dict[str, Any] = {"conditions": []}
+    if initialized_at is not None:
+        status["conditions"].append(
+            {
+                "type": "Initialized",
+                "status": "True",
+                "reason": "Initialized",
+                "message": "",
+                "lastTransitionTime": initialized_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            }
+        )
+    if last_pod_event is not None:
+        status["lastPodEventTime"] = last_pod_event.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return NodeClaim.from_dict(
+        {
+            "apiVersion": "nodesmith.io/v1",
+            "kind": "NodeClaim",
+            "metadata": {
+                "name": "c",
+                "creationTimestamp": "2025-01-01T00:00:00Z",
+                "labels": {
+                    labels.LABEL_NODEPOOL: "default",
+                    labels.LABEL_INSTANCE_TYPE: instance_type,
+                    labels.LABEL_CAPACITY_TYPE: capacity_type,
+                    labels.LABEL_ZONE: "z1",
+                    "team": "a",
+                    **(extra_labels or {}),
+                },
+                "annotations": {
+                    labels.ANNOTATION_NODEPOOL_HASH: hash_ or POOL.hash(),
+                    labels.ANNOTATION_NODEPOOL_HASH_VERSION: HASH_VERSION,
+                },
+            },
+            "spec": {
+                "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "default"},
+                "requirements": [],
+                "expireAfter": expire_after,
+            },
+            "status": status,
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "types", "expected"),
+    [
+        ({}, CATALOGUE, None),
+        ({"hash_": "12345"}, CATALOGUE, marking.DriftReason.NODEPOOL_DRIFTED),
+        ({"extra_labels": {"team": "b"}}, CATALOGUE, marking.DriftReason.REQUIREMENTS_DRIFTED),
+        ({"instance_type": "gone"}, CATALOGUE, marking.DriftReason.INSTANCE_TYPE_NOT_FOUND),
+        ({"capacity_type": "reserved"}, CATALOGUE, None),  # a reservation may run on as on-demand
+        ({"instance_type": "gone"}, (), None),  # no instance types known: not drift
+        ({"instance_type": "gone"}, None, None),
+    ],
+)
+def test_drift_reasons(kwargs: dict[str, Any], types: Any, expected: marking.DriftReason | None) -> None:
+    assert marking.static_drift_reason(claim(**kwargs), POOL, types) == expected
+
+
+def test_provider_reason_comes_after_core_reasons() -> None:
+    assert marking.drift_reason(claim(), POOL, CATALOGUE, "ImageDrift") == "ImageDrift"
+    assert marking.drift_reason(claim(hash_="1"), POOL, CATALOGUE, "ImageDrift") == "NodePoolDrifted"
+    assert marking.drift_reason(claim(), POOL, CATALOGUE, None) is None
+
+
+def pool_after(consolidate_after: str) -> NodePool:
+    return NodePool.from_dict(nodepool_dict(consolidate_after=consolidate_after))
+
+
+@pytest.mark.parametrize(
+    ("consolidate_after", "kwargs", "now_offset", "value", "recheck"),
+    [
+        ("30s", {}, 31, True, None),
+        ("30s", {}, 10, False, 20),
+        ("30s", {"last_pod_event": T0 + dt.timedelta(seconds=20)}, 31, False, 19),
+        ("30s", {"last_pod_event": T0 + dt.timedelta(seconds=20)}, 50, True, None),
+        ("Never", {}, 3600, False, None),
+        ("0s", {"initialized_at": None}, 3600, False, None),
+    ],
+)
+def test_consolidatable(
+    consolidate_after: str, kwargs: dict[str, Any], now_offset: int, value: bool, recheck: int | None
+) -> None:
+    verdict = marking.consolidatable(
+        claim(**kwargs), pool_after(consolidate_after), T0 + dt.timedelta(seconds=now_offset)
+    )
+    assert verdict.value is value
+    assert verdict.recheck_after == (None if recheck is None else dt.timedelta(seconds=recheck))
+
+
+def test_expiration() -> None:
+    c = claim(expire_after="1h")
+    assert marking.expires_at(c) == T0 + dt.timedelta(hours=1)
+    assert not marking.expired(c, T0 + dt.timedelta(minutes=59))
+    assert marking.expired(c, T0 + dt.timedelta(hours=1))
+    assert marking.expires_at(claim(expire_after="Never")) is None
