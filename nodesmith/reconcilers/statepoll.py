@@ -1,10 +1,10 @@
-"""How per-object reconcilers learn that an object changed: poll the in-memory cluster state and enqueue
-the keys whose version changed.
+"""How per-object reconcilers learn that an object changed: diff the versions they care about in the
+in-memory cluster state and enqueue the keys whose version changed.
 
-Why polling: `nodesmith.state.ClusterState` has no change subscription yet (it is fed synchronously by the
-informers and read through snapshots). Polling a snapshot once a second is cheap -- it is memory, not the
-API -- and turns every NodeClaim/Node/NodePool change into a key on a `queues.WorkQueue` within a second.
-A subscription hook in the state would make it immediate and this module a one-liner.
+A look is taken as soon as the state reports a Node, NodeClaim or NodePool event (`ClusterState.subscribe`),
+several events in a row collapsing into one look, and at least every ``interval`` seconds regardless (a
+resync, like an informer's). Diffing versions rather than forwarding events keeps one rule for every
+reconciler: a key is enqueued when what the reconciler reads about it changed, whatever caused it.
 
 Fed by the cluster state (`ClusterState.snapshot`); consumed by the lifecycle, NodeClaim termination,
 node termination and NodePool status reconcilers, whose ``run`` starts `poll` next to their queue.
@@ -17,6 +17,7 @@ from collections.abc import Callable, Hashable, Mapping
 
 import anyio
 
+from nodesmith.kube import resources
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
@@ -24,8 +25,10 @@ __all__ = ["DEFAULT_INTERVAL", "node_versions", "nodeclaim_versions", "nodepool_
 
 K = typing.TypeVar("K", bound=Hashable)
 
-DEFAULT_INTERVAL = 1.0
-"""Seconds between two looks at the state."""
+DEFAULT_INTERVAL = 10.0
+"""Seconds between two looks at the state when nothing was reported (the resync period)."""
+
+_WAKING = (resources.NODES, resources.NODECLAIMS, resources.NODEPOOLS)
 
 
 def _rv(obj: Mapping[str, typing.Any] | None) -> str:
@@ -78,13 +81,23 @@ async def poll(
     *,
     interval: float = DEFAULT_INTERVAL,
 ) -> None:
-    """Every ``interval`` seconds, ``enqueue`` each key that is new or whose version changed. Runs until
-    cancelled; the first pass enqueues every key (a fresh leader reconciles everything once)."""
+    """``enqueue`` each key that is new or whose version changed, looking after every relevant state event
+    and every ``interval`` seconds. Runs until cancelled; the first pass enqueues every key (a fresh leader
+    reconciles everything once)."""
+    changed = [anyio.Event()]
+
+    def wake(resource: resources.Resource, obj: Mapping[str, typing.Any], deleted: bool) -> None:
+        if resource in _WAKING:
+            changed[0].set()
+
+    state.subscribe(wake)
     seen: dict[K, Hashable] = {}
     while True:
+        changed[0] = anyio.Event()
         current = dict(versions(state.snapshot()))
         for key, version in current.items():
             if seen.get(key) != version:
                 enqueue(key)
         seen = current
-        await anyio.sleep(interval)
+        with anyio.move_on_after(interval):
+            await changed[0].wait()

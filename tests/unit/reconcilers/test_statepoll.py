@@ -52,3 +52,20 @@ async def test_new_and_changed_nodeclaims_are_enqueued_once_per_change() -> None
         await until(3)
         assert seen[2] == "b"
         group.cancel_scope.cancel()
+
+
+async def test_a_state_event_is_picked_up_without_waiting_for_the_resync() -> None:
+    state = ClusterState(clock=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    seen: list[str] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(
+            lambda: statepoll.poll(state, statepoll.nodeclaim_versions, seen.append, interval=3600)
+        )
+        await anyio.sleep(0.05)
+        assert seen == []
+        state.on_upsert(resources.NODECLAIMS, nodeclaim("c", "1"))  # the informer path notifies subscribers
+        with anyio.fail_after(5):
+            while not seen:
+                await anyio.sleep(0.01)
+        assert seen == ["c"]
+        group.cancel_scope.cancel()
