@@ -17,13 +17,11 @@ after `lifecycle_checks.LAUNCH_TIMEOUT`) instead of deleting the NodeClaim at on
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import typing
 from collections.abc import Callable
 from typing import Final
 
-import anyio
 import attrs
 
 from nodesmith import errors, metrics
@@ -47,8 +45,6 @@ Status = conditions.ConditionStatus
 
 LAUNCH_CACHE_TTL: Final = dt.timedelta(hours=1)
 """How long a launch result is remembered by NodeClaim UID (so a failed status write never launches twice)."""
-CONFLICT_REQUEUE: Final = 0.5
-"""Seconds before retrying after a write lost an optimistic-lock race (the informer delivers the winner)."""
 MAX_LAUNCH_BACKOFF: Final = 60.0
 LIVENESS_MESSAGES: Final = {
     "launch_timeout": f"not launched within {lifecycle_checks.LAUNCH_TIMEOUT}",
@@ -91,26 +87,13 @@ class LifecycleReconciler:
 
     async def run(self) -> None:
         """Reconcile NodeClaims as they change, until cancelled."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.queue.run)
-            group.start_soon(
-                functools.partial(
-                    statepoll.poll,
-                    self.state,
-                    statepoll.nodeclaim_versions,
-                    self.queue.add,
-                    interval=self.poll_interval,
-                )
-            )
+        await statepoll.drive(
+            self.queue, self.state, statepoll.nodeclaim_versions, interval=self.poll_interval
+        )
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""
-        try:
-            return await self._reconcile(name)
-        except kube_errors.ConflictError:
-            return CONFLICT_REQUEUE
-        except kube_errors.NotFoundError:
-            return None
+        return await statepoll.settle(self._reconcile, name)
 
     async def _reconcile(self, name: str) -> float | None:
         claim = self._nodeclaim(name)

@@ -12,13 +12,11 @@ provider ``delete``, the ``InstanceTerminating`` condition, finalizer removal; m
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import logging
 import typing
 from collections.abc import Callable
 from typing import Final
 
-import anyio
 import attrs
 
 from nodesmith import errors, metrics
@@ -41,7 +39,6 @@ INSTANCE_REQUEUE: Final = 5.0
 """Seconds between two provider ``delete`` calls while the instance is still going (Karpenter: 5s)."""
 NODE_REQUEUE: Final = 5.0
 """Seconds between two looks while the Node drains (a Node change requeues sooner)."""
-CONFLICT_REQUEUE: Final = 0.5
 
 
 @typing.final
@@ -68,26 +65,13 @@ class NodeClaimTerminationReconciler:
 
     async def run(self) -> None:
         """Finalize deleted NodeClaims as they change, until cancelled."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.queue.run)
-            group.start_soon(
-                functools.partial(
-                    statepoll.poll,
-                    self.state,
-                    statepoll.nodeclaim_versions,
-                    self.queue.add,
-                    interval=self.poll_interval,
-                )
-            )
+        await statepoll.drive(
+            self.queue, self.state, statepoll.nodeclaim_versions, interval=self.poll_interval
+        )
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""
-        try:
-            return await self._reconcile(name)
-        except kube_errors.ConflictError:
-            return CONFLICT_REQUEUE
-        except kube_errors.NotFoundError:
-            return None
+        return await statepoll.settle(self._reconcile, name)
 
     async def _reconcile(self, name: str) -> float | None:
         key = self.state.key_for_nodeclaim(name)

@@ -13,18 +13,15 @@ resourceVersion, only when something changed; records ``nodesmith_nodepools_usag
 from __future__ import annotations
 
 import datetime as dt
-import functools
 import typing
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
-import anyio
 import attrs
 
 from nodesmith import metrics
 from nodesmith.api import conditions
 from nodesmith.api import nodepool as api_nodepool
-from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.reconcilers import statepoll
@@ -39,7 +36,6 @@ Status = conditions.ConditionStatus
 
 RESYNC: Final = 5.0
 """Seconds between two recounts of a pool (Karpenter's counter: 5s)."""
-CONFLICT_REQUEUE: Final = 0.5
 BASE_RESOURCES: Final = ("cpu", "memory", "pods", "ephemeral-storage", "nodes")
 """Always present in ``status.resources`` (zero when the pool has no nodes), as Karpenter writes them."""
 
@@ -92,26 +88,13 @@ class NodePoolStatusReconciler:
 
     async def run(self) -> None:
         """Keep every NodePool's status current, until cancelled."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.queue.run)
-            group.start_soon(
-                functools.partial(
-                    statepoll.poll,
-                    self.state,
-                    statepoll.nodepool_versions,
-                    self.queue.add,
-                    interval=self.poll_interval,
-                )
-            )
+        await statepoll.drive(
+            self.queue, self.state, statepoll.nodepool_versions, interval=self.poll_interval
+        )
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodePool ``name``; returns seconds to requeue after, or ``None``."""
-        try:
-            return await self._reconcile(name)
-        except kube_errors.ConflictError:
-            return CONFLICT_REQUEUE
-        except kube_errors.NotFoundError:
-            return None
+        return await statepoll.settle(self._reconcile, name)
 
     async def _reconcile(self, name: str) -> float | None:
         snapshot = self.state.snapshot()

@@ -12,16 +12,28 @@ node termination and NodePool status reconcilers, whose ``run`` starts `poll` ne
 
 from __future__ import annotations
 
+import functools
 import typing
-from collections.abc import Callable, Hashable, Mapping
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 
 import anyio
 
+from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
+from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
-__all__ = ["DEFAULT_INTERVAL", "node_versions", "nodeclaim_versions", "nodepool_versions", "poll"]
+__all__ = [
+    "CONFLICT_REQUEUE",
+    "DEFAULT_INTERVAL",
+    "drive",
+    "node_versions",
+    "nodeclaim_versions",
+    "nodepool_versions",
+    "poll",
+    "settle",
+]
 
 K = typing.TypeVar("K", bound=Hashable)
 
@@ -101,3 +113,31 @@ async def poll(
         seen = current
         with anyio.move_on_after(interval):
             await changed[0].wait()
+
+
+CONFLICT_REQUEUE = 0.5
+"""Seconds before retrying a key whose write lost an optimistic-concurrency race (409)."""
+
+
+async def settle(reconcile: Callable[[K], Awaitable[float | None]], key: K) -> float | None:
+    """Run one reconcile of ``key`` the way every per-object reconciler wants API races handled: a 409 means
+    someone else wrote first (look again shortly), a 404 means the object is gone (nothing left to do)."""
+    try:
+        return await reconcile(key)
+    except kube_errors.ConflictError:
+        return CONFLICT_REQUEUE
+    except kube_errors.NotFoundError:
+        return None
+
+
+async def drive(
+    queue: WorkQueue[K],
+    state: ClusterState,
+    versions: Callable[[Snapshot], Mapping[K, Hashable]],
+    *,
+    interval: float = DEFAULT_INTERVAL,
+) -> None:
+    """Run ``queue``'s workers and feed them the keys `poll` finds changed, until cancelled."""
+    async with anyio.create_task_group() as group:
+        group.start_soon(queue.run)
+        group.start_soon(functools.partial(poll, state, versions, queue.add, interval=interval))

@@ -57,7 +57,6 @@ was seen still arrive)."""
 DRAIN_REQUEUE: Final = 1.0
 VOLUME_REQUEUE: Final = 1.0
 INSTANCE_REQUEUE: Final = 5.0
-CONFLICT_REQUEUE: Final = 0.5
 EVICTION_BACKOFF_MIN: Final = 0.1
 EVICTION_BACKOFF_MAX: Final = 10.0
 EXCLUDE_FROM_LB_LABEL: Final = "node.kubernetes.io/exclude-from-external-load-balancers"
@@ -103,26 +102,11 @@ class TerminationReconciler:
 
     async def run(self) -> None:
         """Terminate deleted Nodes as they change, until cancelled."""
-        async with anyio.create_task_group() as group:
-            group.start_soon(self.queue.run)
-            group.start_soon(
-                functools.partial(
-                    statepoll.poll,
-                    self.state,
-                    statepoll.node_versions,
-                    self.queue.add,
-                    interval=self.poll_interval,
-                )
-            )
+        await statepoll.drive(self.queue, self.state, statepoll.node_versions, interval=self.poll_interval)
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the Node ``name``; returns seconds to requeue after, or ``None``."""
-        try:
-            return await self._reconcile(name)
-        except kube_errors.ConflictError:
-            return CONFLICT_REQUEUE
-        except kube_errors.NotFoundError:
-            return None
+        return await statepoll.settle(self._reconcile, name)
 
     async def _reconcile(self, name: str) -> float | None:
         key = self.state.key_for_node(name)
