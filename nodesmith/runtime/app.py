@@ -27,6 +27,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.kube.leases import LeaseClient
 from nodesmith.reconcilers import Reconciler, controllers
+from nodesmith.reconcilers import disruption as disruption_loop
 from nodesmith.runtime import http, leader, telemetry
 from nodesmith.runtime.settings import Settings
 from nodesmith.state.cluster import ClusterState
@@ -92,6 +93,7 @@ class Daemon:
                 batch_max=settings.batch_max_duration,
                 cluster_name=settings.cluster_name,
                 replace_on_rebalance=settings.gate("RebalanceReplacement"),
+                disruption=disruption_loop.Options(spot_to_spot=settings.gate("SpotToSpotConsolidation")),
             )
         )
         identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"
