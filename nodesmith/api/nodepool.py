@@ -168,6 +168,33 @@ STATUS_SCHEMA: Final = schema.obj(
         "nodes": schema.integer("The number of nodes of this NodePool.", default=0),
         "conditions": conditions.CONDITIONS_SCHEMA,
         "nodeClassObservedGeneration": schema.integer("The generation of the NodeClass last observed."),
+        "disruptionBudgets": schema.array(
+            schema.obj(
+                {
+                    "reason": schema.string("The disruption reason these figures are for.", max_length=64),
+                    "allowed": schema.integer("How many more nodes may be disrupted for this reason now."),
+                    "nodes": schema.integer("The NodePool's nodes counted by its budgets."),
+                    "disrupting": schema.integer("The NodePool's nodes being disrupted now."),
+                    "activeBudgets": schema.array(
+                        schema.string(max_length=256),
+                        "Budgets in force now (nodes[@schedule]).",
+                        max_items=50,
+                    ),
+                    "windowBudgets": schema.array(
+                        schema.obj(
+                            {
+                                "budget": schema.string(max_length=64),
+                                "started": schema.integer("Disruptions started within the window."),
+                            }
+                        ),
+                        "Time-window budgets and their use.",
+                        max_items=50,
+                    ),
+                }
+            ),
+            "Evaluated disruption budgets per reason, as the disruption controller sees them (nodesmith).",
+            max_items=8,
+        ),
     },
     "NodePoolStatus defines the observed state of NodePool.",
 )
@@ -289,6 +316,8 @@ class NodePoolStatus:
     nodes: int = 0
     conditions: tuple[conditions.Condition, ...] = ()
     node_class_observed_generation: int | None = None
+    disruption_budgets: tuple[Mapping[str, Any], ...] = ()
+    """Evaluated budgets per reason (``nodesmith.disruption.budgets.evaluated_budgets``), kept as written."""
 
     @classmethod
     def _build(cls, d: Mapping[str, Any], path: str) -> NodePoolStatus:
@@ -297,6 +326,7 @@ class NodePoolStatus:
             nodes=d.get("nodes", 0),
             conditions=conditions.conditions_from(d.get("conditions"), f"{path}.conditions"),
             node_class_observed_generation=d.get("nodeClassObservedGeneration"),
+            disruption_budgets=tuple(d.get("disruptionBudgets") or ()),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -311,6 +341,8 @@ class NodePoolStatus:
             out["conditions"] = [c.to_dict() for c in self.conditions]
         if self.node_class_observed_generation is not None:
             out["nodeClassObservedGeneration"] = self.node_class_observed_generation
+        if self.disruption_budgets:
+            out["disruptionBudgets"] = [dict(b) for b in self.disruption_budgets]
         return out
 
 

@@ -56,6 +56,9 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
     """Every reconciler, in start order."""
     c = collaborators
     provider = instrumented.InstrumentedProvider(c.provider)
+    queue = orchestration.Orchestrator(
+        c.kube, c.state, c.events, c.clock, min_timeout=c.disruption.queue_timeout
+    )
     reconcilers: list[Reconciler] = [
         provisioner.Provisioner(
             kube=c.kube,
@@ -71,14 +74,11 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
         nodeclaim_termination.NodeClaimTerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
         termination.TerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
         garbagecollection.GarbageCollector(c.kube, c.state, provider, c.events, c.clock),
-        nodepool_status.NodePoolStatusReconciler(c.kube, c.state, c.clock),
+        nodepool_status.NodePoolStatusReconciler(c.kube, c.state, c.clock, budget_history=queue.history),
         interruption.Interruption(
             c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance
         ),
     ]
-    queue = orchestration.Orchestrator(
-        c.kube, c.state, c.events, c.clock, min_timeout=c.disruption.queue_timeout
-    )
     reconcilers += [
         nodeclaim_marking.NodeClaimMarking(c.kube, c.state, provider, c.plugins, c.events, c.clock),
         queue,

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -22,6 +22,7 @@ import attrs
 from nodesmith import metrics
 from nodesmith.api import conditions
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.disruption import budgets
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.reconcilers import statepoll
@@ -76,6 +77,8 @@ class NodePoolStatusReconciler:
     workers: int = 2
     resync: float = RESYNC
     poll_interval: float = statepoll.DEFAULT_INTERVAL
+    budget_history: Callable[[], Sequence[budgets.Started]] = tuple
+    """Disruptions started lately (the orchestrator's), so time-window budgets show their use."""
     queue: WorkQueue[str] = attrs.field(init=False)
 
     @queue.default
@@ -130,6 +133,8 @@ class NodePoolStatusReconciler:
             )
             for resource, value in totals.items():
                 metrics.NODEPOOLS_USAGE.set(value / 1000, {"nodepool": name, "resource_type": resource})
+            evaluated = tuple(budgets.evaluated_budgets(pool, snapshot.nodes, now, self.budget_history()))
+            updated = attrs.evolve(updated, status=attrs.evolve(updated.status, disruption_budgets=evaluated))
         # 5. write the status when it changed; recount after RESYNC
         if updated.status != pool.status:
             await self.kube.update_status(

@@ -68,6 +68,12 @@ async def test_a_valid_pool_with_its_nodeclass_is_ready_and_counts_its_nodes(
             status = await h.eventually(lambda: _status(kube, pool, lambda s: s.get("nodes") == 1), "nodes=1")
             assert status["resources"]["cpu"] == "1"
             assert status["resources"]["nodes"] == "1"
+            # the evaluated budgets: the default budget (10% rounded up) allows one of one node per reason
+            by_reason = {b["reason"]: b for b in status["disruptionBudgets"]}
+            assert set(by_reason) == {"Empty", "Underutilized", "Drifted"}
+            assert by_reason["Empty"]["nodes"] == 1
+            assert by_reason["Empty"]["allowed"] == 1
+            assert by_reason["Empty"]["activeBudgets"] == ["10%"]
 
             await kube.delete(resources.NODECLAIMS, claim)
             await h.eventually(
