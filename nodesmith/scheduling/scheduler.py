@@ -25,8 +25,8 @@ from __future__ import annotations
 
 import bisect
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Final, Literal, final
+from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from typing import Any, Final, Literal, final
 
 from nodesmith.api import labels
 from nodesmith.api.requirements import Requirements
@@ -57,10 +57,15 @@ def solve(
     deadline: Callable[[], bool] | None = None,
     preference_policy: Literal["Respect", "Ignore"] = "Respect",
     min_values_policy: Literal["Strict", "BestEffort"] = "Strict",
+    parsed_pods: MutableMapping[int, pods.SchedulingPod] | None = None,
 ) -> results.Results:
     """Decide where the snapshot's pending pods go. ``deadline()`` returning true stops the run; what was
-    decided so far is returned and every pod not placed carries a reason."""
-    return _Solver(snapshot, preference_policy, min_values_policy).run(deadline)
+    decided so far is returned and every pod not placed carries a reason.
+
+    ``parsed_pods`` is a memo the caller may keep across runs over the *same* pod dicts (a disruption
+    simulation solves one snapshot many times): parsed pods by ``id()`` of their dict, which is sound only
+    while those dicts stay alive and unchanged — the caller's snapshot guarantees both."""
+    return _Solver(snapshot, preference_policy, min_values_policy, parsed_pods).run(deadline)
 
 
 def _pod_order(pod: pods.SchedulingPod) -> tuple[int, int, str, str]:
@@ -126,8 +131,20 @@ class _Solver:
     """
 
     def __init__(
-        self, snapshot: inputs.SchedulingInput, preference_policy: str, min_values_policy: str
+        self,
+        snapshot: inputs.SchedulingInput,
+        preference_policy: str,
+        min_values_policy: str,
+        parsed_pods: MutableMapping[int, pods.SchedulingPod] | None = None,
     ) -> None:
+        memo: MutableMapping[int, pods.SchedulingPod] = {} if parsed_pods is None else parsed_pods
+
+        def parse(pod: Mapping[str, Any]) -> pods.SchedulingPod:
+            hit = memo.get(id(pod))
+            if hit is None:
+                hit = memo[id(pod)] = pods.parse_pod(pod)
+            return hit
+
         self.strict_min_values = min_values_policy == "Strict"
         self.errors: dict[str, results.PodSchedulingError] = {}
         parsed = [p if isinstance(p, pods.SchedulingPod) else pods.parse_pod(p) for p in snapshot.pods]
@@ -166,9 +183,12 @@ class _Solver:
         )
 
         nodes = [*snapshot.existing_nodes, *snapshot.other_nodes]
-        bound_parsed = {n.name: [pods.parse_pod(p) for p in n.pods] for n in nodes}
+        bound_parsed = {n.name: [parse(p) for p in n.pods] for n in nodes}
         bound = [
-            b for n in nodes for p in n.pods if (b := topology.BoundPod.from_dict(p, n.name)) is not None
+            b
+            for n in nodes
+            for p, parsed_pod in zip(n.pods, bound_parsed[n.name], strict=True)
+            if (b := topology.BoundPod.from_dict(p, n.name, parsed_pod)) is not None
         ]
         self.topology = topology.Topology(
             topology.universe_from_templates(

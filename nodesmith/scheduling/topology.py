@@ -38,13 +38,16 @@ class BoundPod:
     anti_affinity: tuple[pods.AffinityTerm, ...] = ()
 
     @classmethod
-    def from_dict(cls, pod: Mapping[str, Any], node: str) -> BoundPod | None:
-        """``None`` for pods that do not count: terminal or terminating ones."""
+    def from_dict(
+        cls, pod: Mapping[str, Any], node: str, parsed: pods.SchedulingPod | None = None
+    ) -> BoundPod | None:
+        """``None`` for pods that do not count: terminal or terminating ones. ``parsed``: the pod already
+        parsed, if the caller has it."""
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
         if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
             return None
-        parsed = pods.parse_pod(pod)
+        parsed = parsed if parsed is not None else pods.parse_pod(pod)
         return cls(parsed.ref.uid, parsed.namespace, parsed.labels, node, parsed.anti_affinity)
 
 

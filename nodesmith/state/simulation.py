@@ -225,6 +225,7 @@ def consolidation_simulator(
     deleting_uids = {str((p.get("metadata") or {}).get("uid")) for p in deleting_pods}
     uninitialized = {view.name for node, view in views if node.managed and not node.initialized}
     pod_keys: dict[str, str] = {}
+    parsed_pods: dict[int, scheduling_pods.SchedulingPod] = {}  # the snapshot keeps every pod dict alive
 
     def simulate(
         candidates: Sequence[disruption_candidates.Candidate],
@@ -242,7 +243,7 @@ def consolidation_simulator(
             pods=pods,
             existing_nodes=[view for node, view in views if node.key not in removed],
         )
-        outcome = scheduler.solve(run_input, deadline=deadline)
+        outcome = scheduler.solve(run_input, deadline=deadline, parsed_pods=parsed_pods)
         failures: dict[str, str] = {}
         for uid, error in outcome.pod_errors.items():
             if uid not in pending_uids:
