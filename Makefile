@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: setup demo test check unit integration bench
+.PHONY: setup demo test check unit integration bench crds
 
 setup:  ## Install uv (from PyPI) and the locked environment with both first-party providers.
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -31,3 +31,9 @@ unit: setup
 
 bench: setup  ## The benchmarks at full size (prints figures; takes minutes).
 	$(UV) run --frozen python tests/bench/bench_scheduling.py
+
+crds: setup  ## Regenerate deploy/crds from the models (core and plugins) and copy them into the Helm chart.
+	$(UV) run --frozen python -m nodesmith.api.crds deploy/crds
+	$(UV) run --frozen python -m nodesmith_kwok.nodeclass deploy/crds
+	$(UV) run --frozen python -m nodesmith_aws.crds deploy/crds
+	cp deploy/crds/*.yaml deploy/charts/nodesmith/crds/

@@ -170,3 +170,41 @@ def demo(replicas: int, keep: bool) -> None:
         ) as plane:
             timings = anyio.run(lambda: demo_module.run_demo(str(plane.kubeconfig), say, replicas=replicas))
     say(f"done: scale-up {timings['scale_up']:.1f}s, scale-down {timings['scale_down']:.1f}s")
+
+
+@main.command()
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, allow_dash=True))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, allow_dash=True), default="-",
+              show_default=True, help="Where to write the nodesmith manifests.")  # fmt: skip
+@click.option("--role", help="Node IAM role for EC2NodeClasses whose source relied on a global setting.")
+@click.option("--instance-profile", help="Instance profile for such EC2NodeClasses (instead of --role).")
+@click.option("--strict", is_flag=True, help="Exit 1 if any field was dropped or the result is invalid.")
+def convert(
+    files: tuple[str, ...], output: str, role: str | None, instance_profile: str | None, strict: bool
+) -> None:
+    """Convert Karpenter manifests (v1alpha5 Provisioner / AWSNodeTemplate, v1beta1 and v1 NodePool /
+    EC2NodeClass) from FILES or stdin into nodesmith manifests; the report of fields that changed,
+    moved or have no equivalent goes to stderr (and as comments at the top of the output)."""
+    import yaml
+
+    from nodesmith import convert as convert_module
+
+    docs: list[object] = []
+    for name in files or ("-",):
+        with click.open_file(name) as stream:
+            try:
+                docs.extend(yaml.safe_load_all(stream))
+            except yaml.YAMLError as err:
+                raise click.ClickException(f"{name}: not valid YAML: {err}") from err
+    bad = [d for d in docs if d is not None and not isinstance(d, dict)]
+    if bad:
+        raise click.ClickException(f"expected Kubernetes objects, got {type(bad[0]).__name__}")
+    options = convert_module.Options(role=role, instance_profile=instance_profile)
+    result = convert_module.convert_all([d for d in docs if isinstance(d, dict)], options)
+    header = "".join(f"# {note}\n" for note in result.notes)
+    with click.open_file(output, "w") as out:
+        out.write(header + yaml.safe_dump_all(result.objects, sort_keys=False))
+    for note in result.notes:
+        click.echo(str(note), err=True)
+    if strict and not result.lossless:
+        raise SystemExit(1)
