@@ -5,6 +5,7 @@ Each command exists only when it works; ``--help`` on every one says what it doe
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
 import json
 import os
@@ -116,7 +117,15 @@ def _provider_settings(provider: str, pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option(
     "--identity", default="", help="Leader election identity (default: hostname and a random suffix)."
 )
-def run(provider: str, provider_setting: tuple[str, ...], log_level: str, **options: object) -> None:
+@click.option(
+    "--traces-exporter",
+    default="none",
+    type=click.Choice(["none", "console"]),
+    help="Where the spans of each reconcile go (none: tracing off).",
+)
+def run(
+    provider: str, provider_setting: tuple[str, ...], log_level: str, traces_exporter: str, **options: object
+) -> None:
     """Run the nodesmith daemon: informers, health/metrics endpoints, leader election and reconcilers."""
     from nodesmith.runtime import app, logs
     from nodesmith.runtime.settings import Settings
@@ -132,7 +141,7 @@ def run(provider: str, provider_setting: tuple[str, ...], log_level: str, **opti
         raise click.BadParameter(err.message, param_hint=f"--{err.setting}") from err
     logs.configure(settings.logging_level)
     try:
-        anyio.run(app.run, settings)
+        anyio.run(functools.partial(app.run, settings, traces=traces_exporter))
     except errors.NodesmithError as err:
         raise click.ClickException(str(err)) from err
 

@@ -32,6 +32,7 @@ from typing import Any, Final
 
 import anyio
 import attrs
+from opentelemetry import trace
 
 from nodesmith import errors, metrics
 from nodesmith.api import conditions, labels
@@ -63,6 +64,7 @@ from nodesmith.state.snapshot import Snapshot
 __all__ = ["METHODS", "DecisionRecord", "Disruption", "Options"]
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("nodesmith")
 
 METHODS: Final = (Method.EMPTINESS, Method.DRIFT, Method.MULTI_NODE, Method.SINGLE_NODE)
 _CONSOLIDATION: Final = frozenset({Method.MULTI_NODE, Method.SINGLE_NODE})
@@ -126,7 +128,8 @@ class Disruption:
         """Loop until cancelled; one failed pass is logged and the loop goes on."""
         while True:
             try:
-                acted = await self.reconcile()
+                with tracer.start_as_current_span("disruption.reconcile"):
+                    acted = await self.reconcile()
             except Exception:
                 log.exception("disruption pass failed")
                 metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})

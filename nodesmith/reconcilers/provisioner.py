@@ -21,6 +21,7 @@ from typing import Any, Final
 
 import anyio
 import attrs
+from opentelemetry import trace
 
 from nodesmith import errors, metrics
 from nodesmith.api import labels, nodeclaim, quantity
@@ -42,6 +43,7 @@ from nodesmith.state.snapshot import Snapshot
 __all__ = ["Decision", "Provisioner"]
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("nodesmith")
 
 SOLVE_TIMEOUT: Final = 60.0
 """Seconds a scheduling run may take before it returns what it decided so far (Karpenter: 1 minute)."""
@@ -118,7 +120,8 @@ class Provisioner:
                 continue
             last_check = time.monotonic()
             try:
-                await self.reconcile()
+                with tracer.start_as_current_span("provisioner.reconcile"):
+                    await self.reconcile()
             except Exception:
                 log.exception("provisioning run failed")
                 metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})

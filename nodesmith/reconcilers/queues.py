@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable, Hashable
 from typing import Generic, TypeVar
 
 import anyio
+from opentelemetry import trace
 
 from nodesmith import metrics
 
 __all__ = ["Batcher", "WorkQueue"]
 
 log = logging.getLogger(__name__)
+tracer = trace.get_tracer("nodesmith")
 
 K = TypeVar("K", bound=Hashable)
 
@@ -158,7 +160,8 @@ class WorkQueue(Generic[K]):
         while True:
             key = await self._next()
             try:
-                delay = await self._handler(key)
+                with tracer.start_as_current_span(f"{self.name}.reconcile", attributes={"key": str(key)}):
+                    delay = await self._handler(key)
             except Exception:
                 failures = self._failures.get(key, 0) + 1
                 self._failures[key] = failures

@@ -160,9 +160,9 @@ class Daemon:
             await anyio.sleep_forever()  # lead until cancelled, even with nothing to run
 
 
-async def run(settings: Settings) -> None:
-    """Run the daemon until SIGTERM/SIGINT."""
-    telemetry.setup()
+async def run(settings: Settings, *, traces: str = "none") -> None:
+    """Run the daemon until SIGTERM/SIGINT; ``traces`` names the span exporter (``none`` or ``console``)."""
+    telemetry.setup(traces=traces)
     daemon = await Daemon.build(settings)
     async with anyio.create_task_group() as group:
 

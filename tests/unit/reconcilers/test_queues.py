@@ -90,3 +90,34 @@ async def test_work_queue_requeues_after_the_returned_delay_and_backs_off_on_err
         group.cancel_scope.cancel()
     assert calls["later"] == 3
     assert 3 <= calls["broken"] <= 8  # retried with backoff (0.05, 0.1, 0.1, ...), not in a hot loop
+
+
+async def test_each_reconcile_is_a_span_named_after_the_queue() -> None:
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from nodesmith.reconcilers import queues
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    original = queues.tracer
+    queues.tracer = provider.get_tracer("test")
+    try:
+
+        async def handle(key: str) -> None:
+            assert trace.get_current_span().is_recording()
+
+        queue: WorkQueue[str] = WorkQueue("nodeclaim.lifecycle", handle)
+        queue.add("claim-a")
+        async with anyio.create_task_group() as group:
+            group.start_soon(queue.run)
+            await anyio.sleep(0.1)
+            group.cancel_scope.cancel()
+    finally:
+        queues.tracer = original
+    (span,) = exporter.get_finished_spans()
+    assert span.name == "nodeclaim.lifecycle.reconcile"
+    assert span.attributes == {"key": "claim-a"}
