@@ -109,10 +109,11 @@ class CloudProvider(Protocol):
         ...
 
 
-OPTIONAL_MEMBERS = ("run",)
+OPTIONAL_MEMBERS = ("run", "close")
 """``async def run(self, *, task_status)``: background work (catalogue and price refreshes, NodeClass status)
 that the runtime starts in its task group for the life of the process, in leaders and standbys alike; call
-``task_status.started()`` once the provider can answer ``get_instance_types``."""
+``task_status.started()`` once the provider can answer ``get_instance_types``. ``async def close(self)``:
+release clients and sessions; the runtime calls it once on the way out."""
 
 REQUIRED_MEMBERS = (
     "name",

@@ -174,5 +174,11 @@ async def run(settings: Settings, *, traces: str = "none") -> None:
                     return
 
         group.start_soon(stop_on_signal)
-        await daemon.serve()
+        try:
+            await daemon.serve()
+        finally:
+            close = getattr(daemon.provider, "close", None)
+            if close is not None:
+                with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                    await close()
         group.cancel_scope.cancel()

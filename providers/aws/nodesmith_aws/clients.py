@@ -84,6 +84,10 @@ class Clients:
     async def iam(self) -> Any:
         return await self._client("iam")
 
+    async def sqs(self) -> Any:
+        """The interruption queue's client."""
+        return await self._client("sqs")
+
     async def pricing(self) -> Any:
         # Pricing refreshes every 12 h and has a static fallback: do not hammer it when it fails.
         return await self._client("pricing", region=pricing_region(self.settings.region), max_attempts=2)

@@ -7,7 +7,8 @@ reconcilers (NodeClaim lifecycle, termination, GC, drift, provisioning); talks t
 sub-providers and reads EC2NodeClasses through a `nodesmith_aws.store.NodeClassStore`.
 
 Long-running work (price, instance-type and NodeClass refreshes, launch-template cleanup) lives in
-:meth:`AwsCloudProvider.run`, for the runtime's task group.
+:meth:`AwsCloudProvider.run`, for the runtime's task group. With an ``interruption-queue`` setting,
+:meth:`AwsCloudProvider.interruption_events` is the SQS source of `nodesmith_aws.interruption`.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from nodesmith.api.nodeclaim import NodeClaim
 from nodesmith.api.nodepool import NodePool
 from nodesmith.cloudprovider.protocol import NodeClassKind
 from nodesmith.cloudprovider.types import DriftReason, InstanceType, InterruptionEvent, RepairPolicy
-from nodesmith_aws import drift, nodeclass
+from nodesmith_aws import drift, interruption, nodeclass
 from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients
 from nodesmith_aws.instances import Instance, Instances, parse_provider_id
@@ -83,6 +84,17 @@ class AwsCloudProvider:
         self.launcher = Launcher(settings, self.clients, self.launch_templates, self.unavailable)
         self.instances = Instances(self.clients)
         self.resolver = Resolver(settings, self.clients)
+        self.zones = interruption.ZoneLocator(self.clients)
+        self.interruption_source = (
+            interruption.SqsSource(
+                self.clients,
+                settings.interruption_queue,
+                self.zones,
+                wait_seconds=settings.interruption_wait_seconds,
+            )
+            if settings.interruption_queue
+            else None
+        )
         self._now = now
 
     # -- identity ------------------------------------------------------------------------------------
@@ -156,6 +168,7 @@ class AwsCloudProvider:
         await self.catalog.ensure()
         types = self.instance_types.list(nc)
         launched = await self.launcher.launch(nodeclaim, nc, types, self.tags(nodeclaim, nc))
+        self.zones.remember(launched.instance_id, launched.zone)
         it = self.instance_types.get(nc, launched.instance_type)
         labels = {**nodeclaim.metadata.labels, **self._labels(it, launched.zone, launched.capacity_type)}
         annotations = {
@@ -277,8 +290,11 @@ class AwsCloudProvider:
         )
 
     def interruption_events(self) -> AsyncIterator[InterruptionEvent] | None:
-        """``None`` for now: the SQS event source is the interruption issue's (deploy/aws has the queue)."""
-        return None
+        """Events from the ``interruption-queue`` SQS queue (each ack deletes its message), or ``None``
+        when no queue is set. Never raises: a failing receive is logged and retried."""
+        if self.interruption_source is None:
+            return None
+        return self.interruption_source.events()
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

@@ -1,9 +1,10 @@
 """The AWS provider's settings, parsed once from ``ProviderContext.settings`` (strings) and validated.
 
 Fed by ``NODESMITH_AWS_*`` environment variables / ``--provider-setting key=value`` flags (the runtime
-collects them into ``ProviderContext.settings``); consumed by every part of the provider. Karpenter's
-equivalent options are named beside each field. A bad value raises `nodesmith.errors.ConfigError`
-naming the setting.
+collects them into ``ProviderContext.settings``; the CLI turns ``NODESMITH_AWS_ENDPOINT_URL`` into
+``endpoint-url``, so keys are accepted with dashes or underscores); consumed by every part of the
+provider. Karpenter's equivalent options are named beside each field. A bad value raises
+`nodesmith.errors.ConfigError` naming the setting.
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ class Settings:
     max_attempts: int = 8
     """Attempts per AWS call (botocore ``standard`` retry mode: throttling backs off exponentially)."""
     interruption_queue: str = ""
-    """``INTERRUPTION_QUEUE``: SQS queue name (consumed by the interruption issue's event source)."""
+    """``INTERRUPTION_QUEUE``: SQS queue name or URL of EventBridge interruption messages; empty = no
+    interruption source (`nodesmith_aws.interruption`)."""
+    interruption_wait_seconds: int = 20
+    """Long-poll time of each ReceiveMessage on the interruption queue (0-20 s; Karpenter uses 20)."""
 
     @classmethod
     def from_context(cls, cluster_name: str, settings: Mapping[str, str]) -> Settings:
@@ -77,6 +81,7 @@ class Settings:
             raise errors.ConfigError(
                 "cluster_name", "the AWS provider needs a cluster name (it tags everything)"
             )
+        settings = {key.replace("-", "_"): value for key, value in settings.items()}
         known = set(attrs.fields_dict(cls)) - {"cluster_name"}
         unknown = sorted(set(settings) - known)
         if unknown:
@@ -98,4 +103,5 @@ class Settings:
             isolated_vpc=_bool(settings, "isolated_vpc", False),
             max_attempts=int(_number(settings, "max_attempts", 8, low=1, high=50)),
             interruption_queue=settings.get("interruption_queue", ""),
+            interruption_wait_seconds=int(_number(settings, "interruption_wait_seconds", 20, low=0, high=20)),
         )
