@@ -30,7 +30,7 @@ from anyio.abc import TaskStatus
 from nodesmith.api import labels as core_labels
 from nodesmith.api.requirements import Requirement, Requirements
 from nodesmith.cloudprovider.types import InstanceType, Offering
-from nodesmith_aws import capacity, labels
+from nodesmith_aws import capacity, labels, plugin
 from nodesmith_aws.cache import INSTANCE_TYPES_TTL, TTLCache, UnavailableOfferings
 from nodesmith_aws.clients import Clients
 from nodesmith_aws.nodeclass import EC2NodeClass
@@ -43,30 +43,8 @@ log = logging.getLogger(__name__)
 
 CAPACITY_TYPES: Final = ("on-demand", "spot")
 REFRESH_INTERVAL: Final = 12 * 3600.0
-_SUFFIXES: Final = tuple(
-    s.removeprefix(labels.LABEL_PREFIX)
-    for s in [
-        "category",
-        "family",
-        "generation",
-        "size",
-        "cpu",
-        "cpu-manufacturer",
-        "memory",
-        "hypervisor",
-        "encryption-in-transit-supported",
-        "network-bandwidth",
-        "ebs-bandwidth",
-        "local-nvme",
-        "gpu-name",
-        "gpu-manufacturer",
-        "gpu-count",
-        "gpu-memory",
-        "accelerator-name",
-        "accelerator-manufacturer",
-        "accelerator-count",
-    ]
-)
+_SUFFIXES: Final = tuple(key.removeprefix(labels.LABEL_PREFIX) for key in plugin.INSTANCE_LABELS)
+"""The ``aws.nodesmith.io/instance-*`` suffixes every instance type defines (the plugin declares the keys)."""
 
 
 class Catalog:
