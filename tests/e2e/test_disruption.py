@@ -64,8 +64,8 @@ async def test_empty_node_is_removed_after_consolidate_after(
 async def _two_half_empty_nodes(
     kube: KubeClient, namespace: str, node_class: str, name: str, *, annotations: dict[str, str] | None = None
 ) -> None:
-    """A NodePool of c-8x on-demand nodes, and a Deployment of 4 × 3.5 CPU (two per node) scaled to 2 --
-    the ReplicaSet removes pods from the fuller node first, leaving one pod on each."""
+    """A NodePool of c-8x on-demand nodes and a Deployment of 4 × 3.5 CPU (two per node); the tests then
+    scale it to 2 with `_scale_to_one_pod_per_node`."""
     await kube.create(
         resources.NODEPOOLS,
         e2e.nodepool(
@@ -79,6 +79,25 @@ async def _two_half_empty_nodes(
     if annotations:
         body["spec"]["template"]["metadata"]["annotations"] = annotations
     await kube.create(e2e.DEPLOYMENTS, body, namespace)
+
+
+async def _scale_to_one_pod_per_node(kube: KubeClient, namespace: str) -> None:
+    """Scale "app" from two pods per node to one per node. A ReplicaSet ranks the pods it removes once per
+    scale-down (all four tie on "pods on the same node"), so it may take both from one node; the
+    ``pod-deletion-cost`` annotation makes it take one from each."""
+    pods = (await kube.list(resources.PODS, namespace, label_selector="app=app")).items
+    kept: set[str] = set()
+    for pod in sorted(pods, key=lambda p: p["metadata"]["name"]):
+        node = pod["spec"].get("nodeName", "")
+        cost = "-100" if node in kept else "100"
+        kept.add(node)
+        await kube.merge_patch(
+            resources.PODS,
+            pod["metadata"]["name"],
+            {"metadata": {"annotations": {"controller.kubernetes.io/pod-deletion-cost": cost}}},
+            namespace,
+        )
+    await kube.merge_patch(e2e.DEPLOYMENTS, "app", {"spec": {"replicas": 2}}, namespace)
 
 
 async def test_two_half_empty_nodes_consolidate_into_one_within_the_pdb(
@@ -97,7 +116,7 @@ async def test_two_half_empty_nodes_consolidate_into_one_within_the_pdb(
                 lambda: support.all_running(kube, namespace, "app", 4), 120, "4 pods running"
             )
             assert len(await support.claims_of(kube, name)) == 2
-            await kube.merge_patch(e2e.DEPLOYMENTS, "app", {"spec": {"replicas": 2}}, namespace)
+            await _scale_to_one_pod_per_node(kube, namespace)
             await e2e.eventually(lambda: support.all_running(kube, namespace, "app", 2), 60, "2 pods running")
             watch.armed = True
 
@@ -130,7 +149,7 @@ async def test_do_not_disrupt_pods_block_consolidation_and_the_event_says_so(
             await e2e.eventually(
                 lambda: support.all_running(kube, namespace, "app", 4), 120, "4 pods running"
             )
-            await kube.merge_patch(e2e.DEPLOYMENTS, "app", {"spec": {"replicas": 2}}, namespace)
+            await _scale_to_one_pod_per_node(kube, namespace)
             await e2e.eventually(lambda: support.all_running(kube, namespace, "app", 2), 60, "2 pods running")
             nodes = [n["metadata"]["name"] for n in await support.nodes_of(kube, name)]
             assert len(nodes) == 2
