@@ -69,6 +69,12 @@ def _body(response: httpx.Response) -> Mapping[str, typing.Any] | str:
     return body if isinstance(body, Mapping) else str(body)
 
 
+def _raise_for_status(response: httpx.Response) -> None:
+    """Raise the typed error for an error response (kr8s is asked not to raise, see `KubeClient.request`)."""
+    if response.is_error:
+        raise errors.from_status(response.status_code, _body(response), retry_after=_retry_after(response))
+
+
 @contextlib.contextmanager
 def _translated(what: str) -> Iterator[None]:
     """Turn kr8s/httpx failures of the request described by ``what`` into `nodesmith.kube.errors`."""
@@ -159,12 +165,27 @@ class KubeClient:
         if body is not None:
             kwargs["content"] = json.dumps(body)
             kwargs["headers"] = {"Content-Type": content_type}
-        with _translated(f"{method} {path}"):
-            async with self._api.call_api(method, version="", base=base, url=url, **kwargs) as response:
-                if not response.content:
-                    return {}
-                data = response.json()
-        return data if isinstance(data, dict) else {"items": data}
+        for attempt in (1, 2):
+            with _translated(f"{method} {path}"):
+                async with self._api.call_api(
+                    method, version="", base=base, url=url, raise_for_status=False, **kwargs
+                ) as response:
+                    if response.status_code == 401 and attempt == 1:
+                        await self._reauthenticate()
+                        continue
+                    _raise_for_status(response)
+                    if not response.content:
+                        return {}
+                    data = response.json()
+            return data if isinstance(data, dict) else {"items": data}
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _reauthenticate(self) -> None:
+        """Reload credentials after a 401 (an expired or rotated token). kr8s would also do this on a 403 and
+        recreate its HTTP session, dropping every open watch; a 403 is an authorization answer (say, "namespace
+        is being terminated"), so nodesmith asks kr8s not to raise and decides here."""
+        log.info("API server answered 401; reloading credentials")
+        await self._api.reauthenticate()
 
     async def _call(self, policy: retry.Policy, fn: Callable[[], Awaitable[Obj]]) -> Obj:
         return await retry.call(policy, fn)
@@ -469,8 +490,20 @@ class KubeClient:
         timeout = httpx.Timeout(self.timeout, read=timeout_seconds + self.timeout)
         with _translated(what):
             async with self._api.call_api(
-                "GET", version="", base=base, url=url, stream=True, params=params, timeout=timeout
+                "GET",
+                version="",
+                base=base,
+                url=url,
+                stream=True,
+                params=params,
+                timeout=timeout,
+                raise_for_status=False,
             ) as response:
+                if response.is_error:
+                    await response.aread()
+                    if response.status_code == 401:
+                        await self._reauthenticate()
+                    _raise_for_status(response)
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue

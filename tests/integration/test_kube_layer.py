@@ -338,3 +338,38 @@ async def test_lease_acquire_renew_conflict_and_release(kube: KubeClient, namesp
     assert again is not None
     assert again.holder == "alice"
     assert again.transitions == 2
+
+
+async def test_a_forbidden_answer_leaves_open_watches_alone(kube: KubeClient) -> None:
+    """Writing into a namespace that is being deleted is refused with 403. kr8s, left to itself, takes any 403
+    for expired credentials and recreates its HTTP session, which cut every open watch (seen in CI: every
+    informer relisted at once and a provisioning run launched a node twice). The watch must survive."""
+    name = f"kl-held-{uuid.uuid4().hex[:8]}"
+    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    held = {"metadata": {"name": "held", "finalizers": ["nodesmith.io/test-hold"]}}
+    await kube.create(CONFIGMAPS, held, name)  # keeps the namespace Terminating until released
+    start = await kube.list(resources.NAMESPACES)
+    seen: list[tuple[str, bool]] = []
+
+    async def watch_namespaces() -> None:
+        stream = kube.watch(resources.NAMESPACES, resource_version=start.resource_version, timeout_seconds=60)
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                if event.type != "BOOKMARK" and event.object["metadata"]["name"] == name:
+                    seen.append((event.type, bool(event.object["metadata"].get("deletionTimestamp"))))
+                    if event.type == "DELETED":
+                        return
+
+    with anyio.fail_after(TIMEOUT):
+        async with anyio.create_task_group() as group:
+            group.start_soon(watch_namespaces)
+            await kube.delete(resources.NAMESPACES, name)
+            await eventually(lambda: _terminating(seen), "the watch to see the namespace terminating")
+            with pytest.raises(errors.ForbiddenError, match="being terminated"):
+                await kube.create(CONFIGMAPS, configmap("refused"), name)
+            await kube.merge_patch(CONFIGMAPS, "held", {"metadata": {"finalizers": None}}, name)
+    assert seen[-1][0] == "DELETED"  # the same stream delivered the deletion after the 403
+
+
+async def _terminating(seen: list[tuple[str, bool]]) -> bool:
+    return any(terminating for _, terminating in seen)
