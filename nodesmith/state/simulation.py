@@ -114,8 +114,13 @@ def existing_node(node: StateNode, snapshot: Snapshot) -> inputs.ExistingNode:
 
 
 def pending_pods(snapshot: Snapshot) -> list[Obj]:
-    """Unbound pods kube-scheduler marked Unschedulable (Karpenter's ``IsProvisionable``)."""
-    return [pod for pod in snapshot.unbound_pods if scheduling_pods.is_provisionable(pod)]
+    """Unbound pods kube-scheduler marked Unschedulable (Karpenter's ``IsProvisionable``), except pods already
+    being deleted (say, in a namespace being torn down): a node launched for them would come up empty."""
+    return [
+        pod
+        for pod in snapshot.unbound_pods
+        if scheduling_pods.is_provisionable(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp")
+    ]
 
 
 def reschedulable_pods(nodes: Iterable[StateNode]) -> list[Obj]:
