@@ -186,11 +186,6 @@ def test_helm_template_requires_a_known_provider_and_a_cluster_name(helm_bin: pa
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def admin(kubeconfig: pathlib.Path) -> KubeClient:
     client = await KubeClient.connect(kubeconfig)
     await crds.install(client, crds.all_crds())

@@ -41,11 +41,6 @@ Obj = dict[str, typing.Any]
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def kube(kubeconfig: pathlib.Path) -> KubeClient:
     return await KubeClient.connect(kubeconfig)
 

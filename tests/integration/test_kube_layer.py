@@ -30,11 +30,6 @@ T = typing.TypeVar("T")
 
 
 @pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
 async def kube(kubeconfig: pathlib.Path) -> KubeClient:
     return await KubeClient.connect(kubeconfig)
 

@@ -22,11 +22,6 @@ from nodesmith_kwok import provider as kwok_provider
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class TestKWOKConformance(conformance.ProviderConformance):
     @pytest.fixture
     async def conformance_harness(

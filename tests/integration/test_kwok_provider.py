@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import collections.abc
 import contextlib
-import pathlib
 import typing
 import uuid
 
@@ -20,22 +19,9 @@ from nodesmith.cloudprovider.protocol import ProviderContext
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
-from nodesmith.runtime import crds
 from nodesmith_kwok import provider as kwok_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def kube(kubeconfig: pathlib.Path) -> KubeClient:
-    client = await KubeClient.connect(kubeconfig)
-    await crds.install(client, crds.all_crds())
-    return client
 
 
 @pytest.fixture

@@ -6,14 +6,12 @@ insufficient capacity deletes the NodeClaim; a NodeClaim that cannot launch is d
 from __future__ import annotations
 
 import datetime as dt
-import pathlib
 
 import pytest
 
 from nodesmith.api import labels
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
-from nodesmith.runtime import crds
 from nodesmith_kwok import provider as kwok_provider
 from tests.integration import lifecycle_harness as h
 
@@ -21,18 +19,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
 TEAM_TAINT = {"key": "example.com/team", "value": "blue", "effect": "NoSchedule"}
 STARTUP_TAINT = {"key": "example.com/agent-not-ready", "effect": "NoSchedule"}
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def kube(kubeconfig: pathlib.Path) -> KubeClient:
-    client = await KubeClient.connect(kubeconfig)
-    await crds.install(client, crds.all_crds())
-    return client
 
 
 async def test_nodeclaim_is_launched_registered_and_initialized(kube: KubeClient) -> None:

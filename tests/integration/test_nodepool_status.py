@@ -4,30 +4,16 @@ they add up to, and the counter of the pool's nodes and resources."""
 from __future__ import annotations
 
 import collections.abc
-import pathlib
 import typing
 
 import pytest
 
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
-from nodesmith.runtime import crds
 from nodesmith_kwok import provider as kwok_provider
 from tests.integration import lifecycle_harness as h
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def kube(kubeconfig: pathlib.Path) -> KubeClient:
-    client = await KubeClient.connect(kubeconfig)
-    await crds.install(client, crds.all_crds())
-    return client
 
 
 @pytest.fixture

@@ -29,11 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 NAMESPACE = "kube-system"
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import collections.abc
 import datetime as dt
-import pathlib
 import typing
 
 import pytest
@@ -15,23 +14,10 @@ import pytest
 from nodesmith.api import labels
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
-from nodesmith.runtime import crds
 from nodesmith_kwok import provider as kwok_provider
 from tests.integration import lifecycle_harness as h
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def kube(kubeconfig: pathlib.Path) -> KubeClient:
-    client = await KubeClient.connect(kubeconfig)
-    await crds.install(client, crds.all_crds())
-    return client
 
 
 @pytest.fixture
