@@ -75,6 +75,9 @@ class LifecycleReconciler:
     poll_interval: float = statepoll.DEFAULT_INTERVAL
     _launches: dict[str, tuple[api_nodeclaim.NodeClaim, dt.datetime]] = attrs.field(init=False, factory=dict)
     _launch_failures: dict[str, int] = attrs.field(init=False, factory=dict)
+    _deleted: dict[str, dt.datetime] = attrs.field(init=False, factory=dict)
+    """NodeClaim UID → until when to ignore it: deleted by this reconciler, though the state may not show it
+    yet. Without this, a pass queued before the deletion reached the state would launch the claim again."""
     queue: WorkQueue[str] = attrs.field(init=False)
 
     @queue.default
@@ -97,10 +100,11 @@ class LifecycleReconciler:
 
     async def _reconcile(self, name: str) -> float | None:
         claim = self._nodeclaim(name)
-        # 1. gone, or being deleted → nothing to do here (nodeclaim.termination finalizes it)
-        if claim is None or claim.deleting:
-            return None
         now = self.clock()
+        self._deleted = {uid: until for uid, until in self._deleted.items() if until > now}
+        # 1. gone, or being deleted → nothing to do here (nodeclaim.termination finalizes it)
+        if claim is None or claim.deleting or (claim.metadata.uid or claim.name) in self._deleted:
+            return None
         # 2. no finalizer → add it before anything else: never launch without it
         if labels.FINALIZER_TERMINATION not in claim.metadata.finalizers:
             with_finalizer = attrs.evolve(
@@ -281,6 +285,7 @@ class LifecycleReconciler:
             await self.kube.delete(resources.NODECLAIMS, claim.name, uid=claim.metadata.uid)
         except kube_errors.NotFoundError:
             return
+        self._deleted[claim.metadata.uid or claim.name] = self.clock() + LAUNCH_CACHE_TTL
         metrics.NODECLAIMS_DISRUPTED.add(1, {"reason": reason, "nodepool": claim.nodepool_name or ""})
         if reason != "insufficient_capacity":
             await self._publish(

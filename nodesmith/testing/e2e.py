@@ -204,11 +204,13 @@ async def cleanup(
             if c["metadata"].get("labels", {}).get(labels.LABEL_NODEPOOL) in nodepools
         ]
 
-    for claim in await mine():
-        with contextlib.suppress(kube_errors.NotFoundError):
-            await kube.delete(resources.NODECLAIMS, claim["metadata"]["name"])
     deadline = time.monotonic() + timeout
-    while await mine() and time.monotonic() < deadline:
+    # Delete on every pass: the daemon may launch a replacement for pods evicted by the first deletions.
+    while (claims := await mine()) and time.monotonic() < deadline:
+        for claim in claims:
+            if not claim["metadata"].get("deletionTimestamp"):
+                with contextlib.suppress(kube_errors.NotFoundError):
+                    await kube.delete(resources.NODECLAIMS, claim["metadata"]["name"])
         await anyio.sleep(0.5)
     for claim in await mine():  # the daemon did not finish: remove finalizers so nothing leaks
         with contextlib.suppress(kube_errors.NotFoundError):

@@ -136,6 +136,27 @@ async def eventually(
         raise AssertionError(f"timed out waiting for {what}; last saw {last!r}") from None
 
 
+async def patch_latest(
+    kube: KubeClient,
+    resource: resources.Resource,
+    name: str,
+    patch: collections.abc.Callable[[Obj], Obj],
+) -> Obj:
+    """Merge-patch the latest version of ``name`` with ``patch(object)``, guarded by its resourceVersion and
+    retried on a conflict: reconcilers and the kwok controller keep writing to the objects under test."""
+
+    async def attempt() -> Obj | None:
+        latest = await kube.get(resource, name)
+        try:
+            return await kube.merge_patch(
+                resource, name, patch(latest), resource_version=latest["metadata"]["resourceVersion"]
+            )
+        except kube_errors.ConflictError:
+            return None
+
+    return await eventually(attempt, f"a conflict-free patch of {name}")
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:6]}"
 

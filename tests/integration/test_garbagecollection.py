@@ -62,21 +62,15 @@ async def test_a_nodeclaim_whose_instance_vanished_is_deleted(kube: KubeClient, 
         harness.start("lifecycle", "nodeclaim_termination")
         name = h.unique("nc")
         await kube.create(resources.NODECLAIMS, h.nodeclaim_manifest(name, node_class))
+        # Initialized, not just Registered: the lifecycle stops writing to the Node once it is initialized
         await h.eventually(
-            lambda: _when(harness.nodeclaim(name), lambda c: h.is_true(c, "Registered")), "Registered=True"
+            lambda: _when(harness.nodeclaim(name), lambda c: h.is_true(c, "Initialized")), "Initialized=True"
         )
         await harness.gc.reconcile()
         assert await harness.nodeclaim(name) is not None  # healthy: kept
 
         # the instance vanishes behind nodesmith's back (finalizer stripped, Node deleted)
-        node = await harness.node(name)
-        assert node is not None
-        await kube.merge_patch(
-            resources.NODES,
-            name,
-            {"metadata": {"finalizers": None}},
-            resource_version=node["metadata"]["resourceVersion"],
-        )
+        await h.patch_latest(kube, resources.NODES, name, lambda _: {"metadata": {"finalizers": None}})
         await kube.delete(resources.NODES, name)
         await h.eventually(lambda: _no_node_in_state(harness, name), "the Node gone from the state")
 

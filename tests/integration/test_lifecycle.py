@@ -1,7 +1,8 @@
 """The NodeClaim lifecycle on the real control plane with the kwok provider: a NodeClaim created by hand
 is launched, its Node registered (labels, taints, startup taints, owner reference, finalizer synced; the
 unregistered taint removed) and initialized once kwok makes it Ready and its startup taint is gone;
-insufficient capacity deletes the NodeClaim; a NodeClaim that cannot launch is deleted by liveness."""
+insufficient capacity deletes the NodeClaim, and a pass on a state that has not seen the deletion yet does not
+launch it again; a NodeClaim that cannot launch is deleted by liveness."""
 
 from __future__ import annotations
 
@@ -69,14 +70,15 @@ async def test_nodeclaim_is_launched_registered_and_initialized(kube: KubeClient
                 "Initialized=Unknown(StartupTaintsExist)",
             )
             # a daemon removes its startup taint → initialized
-            node = await harness.node(name)
-            assert node is not None
-            remaining = [t for t in node["spec"]["taints"] if t["key"] != STARTUP_TAINT["key"]]
-            await kube.merge_patch(
+            await h.patch_latest(
+                kube,
                 resources.NODES,
                 name,
-                {"spec": {"taints": remaining}},
-                resource_version=node["metadata"]["resourceVersion"],
+                lambda node: {
+                    "spec": {
+                        "taints": [t for t in node["spec"]["taints"] if t["key"] != STARTUP_TAINT["key"]]
+                    }
+                },
             )
             claim = await h.eventually(
                 lambda: _when(harness.nodeclaim(name), lambda c: h.is_true(c, "Initialized")),
@@ -104,6 +106,39 @@ async def test_insufficient_capacity_deletes_the_nodeclaim(kube: KubeClient) -> 
             await kube.create(resources.NODECLAIMS, h.nodeclaim_manifest(name, node_class))
             await h.eventually(lambda: _gone(harness.nodeclaim(name)), "the NodeClaim to be deleted")
             assert await harness.node(name) is None
+    finally:
+        await h.delete_quietly(kube, kwok_provider.NODE_CLASSES, node_class)
+
+
+async def test_a_pass_on_a_stale_state_does_not_launch_a_nodeclaim_deleted_for_insufficient_capacity(
+    kube: KubeClient,
+) -> None:
+    # only the cheapest offering fails: a second launch of the same NodeClaim would succeed on another one
+    # and leave a Node that no NodeClaim owns once the deleted NodeClaim is finalized
+    cheapest = {"instanceType": "c-1x-amd64-linux", "zone": "test-zone-a", "capacityType": "on-demand"}
+    node_class = await h.make_node_class(kube, h.unique("kwok"), {"insufficientCapacity": [cheapest]})
+    name = h.unique("nc")
+    try:
+        async with h.running(kube) as harness:
+            await kube.create(resources.NODECLAIMS, h.nodeclaim_manifest(name, node_class))
+            await h.eventually(lambda: _in_state(harness, name), "the NodeClaim in the state")
+            assert await harness.lifecycle.reconcile(name) is None
+            deleted = await harness.nodeclaim(name)
+            assert deleted is not None
+            assert deleted["metadata"].get("deletionTimestamp")
+
+            # a lagging informer: the state still shows the NodeClaim as it was before the deletion
+            stale = {**deleted, "metadata": {**deleted["metadata"]}}
+            del stale["metadata"]["deletionTimestamp"]
+            harness.state.update_nodeclaim(stale)
+            await harness.lifecycle.reconcile(name)
+            assert await harness.node(name) is None
+
+            latest = await harness.nodeclaim(name)
+            assert latest is not None
+            harness.state.update_nodeclaim(latest)  # the informer catches up
+            harness.start("nodeclaim_termination")
+            await h.eventually(lambda: _gone(harness.nodeclaim(name)), "the NodeClaim to be finalized")
     finally:
         await h.delete_quietly(kube, kwok_provider.NODE_CLASSES, node_class)
 
