@@ -64,6 +64,8 @@ class Decision:
     skipped_nodepools: Mapping[str, str]
     """NodePool → why it took no part (NodeClass not ready, limits exceeded, ...)."""
     duration: float
+    pod_names: Mapping[str, str] = attrs.field(factory=dict)
+    """Pod UID → ``namespace/name``, so a record names the pods it could not place."""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,7 +81,10 @@ class Decision:
                 }
                 for name, claim in zip(self.created, self.results.new_nodeclaims, strict=False)
             ],
-            "unschedulable": {uid: error.message() for uid, error in self.results.pod_errors.items()},
+            "unschedulable": {
+                self.pod_names.get(uid, uid): error.message()
+                for uid, error in self.results.pod_errors.items()
+            },
             "skipped_nodepools": dict(self.skipped_nodepools),
             "duration_seconds": round(self.duration, 4),
         }
@@ -158,7 +163,17 @@ class Provisioner:
         self._nominate_existing(outcome, snapshot)
         await self._publish_events(outcome, created, pods)
         decision = Decision(
-            self.clock(), len(pods), outcome, tuple(created), skipped, time.monotonic() - started
+            self.clock(),
+            len(pods),
+            outcome,
+            tuple(created),
+            skipped,
+            time.monotonic() - started,
+            {
+                str(meta.get("uid")): f"{meta.get('namespace')}/{meta.get('name')}"
+                for meta in (pod.get("metadata") or {} for pod in pods)
+                if meta.get("uid") in outcome.pod_errors
+            },
         )
         self.last_decision = decision
         self.plugins.observe_decision(decision.to_dict())

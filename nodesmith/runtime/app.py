@@ -3,7 +3,8 @@ election and — while this process leads — the reconcilers.
 
 ``nodesmith run`` calls :func:`run` with validated settings. Start-up order: telemetry → Kubernetes client →
 plugins and provider (checked loudly) → cluster state and informers → ``/healthz``, ``/readyz``, ``/metrics``
-→ leader election → reconcilers. Informers run in standbys too, so a takeover starts with a warm cache.
+and ``/decisions`` (the recent decisions, `decisions.DecisionLog`) → leader election → reconcilers.
+Informers run in standbys too, so a takeover starts with a warm cache.
 SIGTERM/SIGINT cancel the group; the elector releases the lease on the way out.
 """
 
@@ -29,6 +30,7 @@ from nodesmith.kube.leases import LeaseClient
 from nodesmith.reconcilers import Reconciler, controllers
 from nodesmith.reconcilers import disruption as disruption_loop
 from nodesmith.runtime import http, leader, telemetry
+from nodesmith.runtime.decisions import DecisionLog
 from nodesmith.runtime.settings import Settings
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.informer import Informers
@@ -59,6 +61,7 @@ class Daemon:
     reconcilers: list[Reconciler]
     elector: leader.LeaderElector | None
     provider: CloudProvider
+    decisions: DecisionLog = attrs.field(factory=DecisionLog)
     ports: dict[str, int] = attrs.field(factory=dict)
 
     @classmethod
@@ -108,7 +111,9 @@ class Daemon:
                 settings.retry_period,
                 on_change=lambda leading: LEADER.add(1 if leading else -1),  # type: ignore[attr-defined]
             )
-        return cls(settings, kube, plugins, state, informers, reconcilers, elector, provider)
+        decisions = DecisionLog()
+        plugins.register(decisions, "nodesmith.decisions")
+        return cls(settings, kube, plugins, state, informers, reconcilers, elector, provider, decisions)
 
     # -- endpoints ---------------------------------------------------------------------------------
 
@@ -130,7 +135,11 @@ class Daemon:
     async def serve(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Run until cancelled (or until leadership is lost, which raises ``LeadershipLost``)."""
         async with anyio.create_task_group() as group:
-            routes: dict[str, http.Handler] = {"/healthz": self.healthz, "/readyz": self.readyz}
+            routes: dict[str, http.Handler] = {
+                "/healthz": self.healthz,
+                "/readyz": self.readyz,
+                "/decisions": self.decisions.serve,
+            }
             if self.settings.metrics_port and self.settings.metrics_port != self.settings.health_port:
                 self.ports["metrics"] = await group.start(
                     http.serve, self.settings.metrics_port, {"/metrics": self.metrics}

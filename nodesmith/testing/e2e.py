@@ -88,6 +88,13 @@ class DaemonProcess:
 
         await eventually(ready, timeout, "nodesmith to be ready")
 
+    async def decisions(self) -> list[dict[str, Any]]:
+        """The daemon's recent decisions (``GET /decisions`` on the health port), oldest first."""
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{self.health}/decisions", timeout=5)
+        response.raise_for_status()
+        return list(response.json()["decisions"])
+
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"nodesmith exited with {self.process.returncode}; log:\n{self.tail()}")

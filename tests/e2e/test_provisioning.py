@@ -146,6 +146,15 @@ async def test_pod_no_nodepool_can_satisfy_stays_pending_with_an_event_that_says
         assert await claims_of(kube, name) == []
         (pod,) = await pods_of(kube, namespace, "gpu")
         assert not pod["spec"].get("nodeName")
+        # the same answer, recorded: the provisioning decision names the pod and the failing key
+        pod_name = f"{namespace}/{pod['metadata']['name']}"
+        recorded = [
+            d["unschedulable"][pod_name]
+            for d in await daemon.decisions()
+            if d["kind"] == "provisioning" and pod_name in d["unschedulable"]
+        ]
+        assert recorded
+        assert "example.com/accelerator" in recorded[-1]
     finally:
         await e2e.cleanup(kube, namespace=None, nodepools=[name])
 
