@@ -7,7 +7,7 @@ export UV_PYTHON := $(PYTHON)
 
 .PHONY: setup demo test check unit integration bench crds
 
-setup:  ## Install uv (from PyPI) and the locked environment with both first-party providers.
+setup:  ## Install uv (from PyPI) and the locked environment: nodesmith, both first-party providers, the price-overlay plugin.
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
 	@$(UV) sync --frozen --quiet
 	@echo "environment ready: $$($(UV) run --frozen nodesmith --version)"

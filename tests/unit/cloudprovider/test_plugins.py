@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from nodesmith.api import labels
 from nodesmith.api.requirements import Requirements
 from nodesmith.cloudprovider import manager, protocol
 from nodesmith.cloudprovider.types import InstanceType, Offering
+from nodesmith.testing import conformance
 
 
 def test_first_party_providers_are_discovered_through_entry_points() -> None:
@@ -106,9 +107,35 @@ def test_a_failing_decision_observer_does_not_stop_the_others(caplog: pytest.Log
     assert "boom failed in nodesmith_observe_decision" in caplog.text
 
 
-def test_a_third_party_distribution_installed_with_pip_is_discovered(tmp_path: Path) -> None:
+REPO = Path(__file__).resolve().parents[3]
+TEMPLATE = REPO / "plugins" / "provider-template"
+
+Install = Callable[[Path], dict[str, str]]
+
+
+@pytest.fixture
+def pip_install(tmp_path: Path) -> Install:
+    """``install(source)`` puts a distribution into a throwaway ``--target`` directory with ``uv pip`` (no
+    dependencies: nodesmith itself comes from this environment) and returns an environment for a Python
+    subprocess that sees it, as if it had been ``pip install``-ed."""
     uv = shutil.which("uv")
-    assert uv, "uv is needed to install the third-party test distribution (the set-up installs it)"
+    assert uv, "uv is needed to install third-party test distributions (the set-up installs it)"
+    target = tmp_path / "site"
+
+    def install(source: Path) -> dict[str, str]:
+        subprocess.run(
+            [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
+            check=True,
+            capture_output=True,
+        )
+        return {**os.environ, "PYTHONPATH": str(target)}
+
+    return install
+
+
+def test_a_third_party_distribution_installed_with_pip_is_discovered(
+    tmp_path: Path, pip_install: Install
+) -> None:
     source = tmp_path / "nodesmith-fakecloud"
     (source / "nodesmith_fakecloud").mkdir(parents=True)
     (source / "pyproject.toml").write_text(
@@ -136,13 +163,7 @@ def test_a_third_party_distribution_installed_with_pip_is_discovered(tmp_path: P
             """
         )
     )
-    target = tmp_path / "site"
-    subprocess.run(
-        [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
-        check=True,
-        capture_output=True,
-    )
-    env = {**os.environ, "PYTHONPATH": str(target)}
+    env = pip_install(source)
     out = subprocess.run(
         [sys.executable, "-m", "nodesmith", "plugins", "--json"],
         check=True,
@@ -153,6 +174,58 @@ def test_a_third_party_distribution_installed_with_pip_is_discovered(tmp_path: P
     info = json.loads(out.stdout)
     assert {"name": "fakecloud", "distribution": "nodesmith-fakecloud", "version": "1.2.3"} in info["plugins"]
     assert "fakecloud" in info["providers"]
+
+
+_DISCOVER = """
+import json
+from nodesmith.cloudprovider import manager, protocol
+
+plugins = manager.Plugins.load()
+provider = plugins.cloud_provider("template", protocol.ProviderContext(cluster_name="c"))
+print(json.dumps({"distributions": plugins.distributions(), "providers": plugins.provider_names(),
+                  "name": provider.name}))
+"""
+
+
+def test_the_provider_template_is_not_installed_in_the_workspace() -> None:
+    plugins = manager.Plugins.load()
+    assert "template" not in plugins.provider_names()
+    assert "nodesmith-provider-template" not in {dist for _, dist, _ in plugins.distributions()}
+
+
+def test_the_provider_template_installs_with_pip_and_plugins_load_builds_it(pip_install: Install) -> None:
+    env = pip_install(TEMPLATE)
+    out = subprocess.run(
+        [sys.executable, "-c", _DISCOVER], check=True, capture_output=True, text=True, env=env
+    )
+    info = json.loads(out.stdout)
+    assert ["template", "nodesmith-provider-template", "0.1.0"] in info["distributions"]
+    assert "template" in info["providers"]
+    assert info["name"] == "template"
+
+
+def test_the_installed_provider_template_passes_its_own_conformance_tests(pip_install: Install) -> None:
+    env = pip_install(TEMPLATE)
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", str(TEMPLATE / "tests"), "-q", "-rA", "-p", "no:cacheprovider"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-2000:]
+    passed = {
+        line.split("::", 1)[1]
+        for line in run.stdout.splitlines()
+        if line.startswith("PASSED ") and "::" in line
+    }
+    conformance_tests = {
+        f"TestTemplateConformance::{name}"
+        for name in dir(conformance.ProviderConformance)
+        if name.startswith("test_")
+    }
+    assert conformance_tests, "the conformance suite has tests"
+    assert conformance_tests <= passed, run.stdout[-3000:]
 
 
 def _provider_plugin(name: str, provider: object) -> Any:
