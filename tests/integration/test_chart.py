@@ -27,6 +27,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
 from nodesmith.state import informer
 from nodesmith.testing import e2e
+from nodesmith_price_overlay import source
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "charts" / "nodesmith"
@@ -151,6 +152,45 @@ def test_helm_template_aws(helm_bin: pathlib.Path) -> None:
         "ec2nodeclasses.aws.nodesmith.io",
         "kwoknodeclasses.kwok.nodesmith.io",
     }
+
+
+@pytest.mark.integration
+def test_price_overlays_render_into_a_mounted_configmap_the_plugin_can_read(
+    helm_bin: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    overlay = {
+        "apiVersion": "karpenter.sh/v1alpha1",
+        "kind": "NodeOverlay",
+        "metadata": {"name": "savings-plan"},
+        "spec": {
+            "weight": 10,
+            "requirements": [{"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["on-demand"]}],
+            "priceAdjustment": "-30%",
+        },
+    }
+    values = tmp_path / "overlays.yaml"
+    values.write_text(yaml.safe_dump({"priceOverlays": [overlay]}))
+    objects = render(helm_bin, "nodesmith", "nodesmith", *AWS_VALUES, "-f", str(values))
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    configmap = by_kind[("ConfigMap", "nodesmith-price-overlays")]
+    (parsed,) = source.parse_documents(
+        list(yaml.safe_load_all(configmap["data"]["overlays.yaml"])), "configmap"
+    )
+    assert (parsed.name, parsed.weight, parsed.price is not None) == ("savings-plan", 10, True)
+    spec = by_kind[("Deployment", "nodesmith")]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    assert env["NODESMITH_PRICE_OVERLAYS"] == mounts["price-overlays"] + "/overlays.yaml"
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["price-overlays"]["configMap"]["name"] == "nodesmith-price-overlays"
+
+    plain = render(helm_bin, "nodesmith", "nodesmith", *AWS_VALUES)
+    assert not [o for o in plain if o["kind"] == "ConfigMap"]
+    (plain_container,) = next(o for o in plain if o["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "NODESMITH_PRICE_OVERLAYS" not in {e["name"] for e in plain_container["env"]}
 
 
 @pytest.mark.integration
