@@ -10,6 +10,8 @@ import importlib.metadata
 import json
 import os
 import platform
+import time
+import typing
 
 import anyio
 import click
@@ -217,3 +219,229 @@ def convert(
         click.echo(str(note), err=True)
     if strict and not result.lossless:
         raise SystemExit(1)
+
+
+# -- what if? simulate and explain ------------------------------------------------------------------------
+
+SOLVE_SECONDS = 60.0
+"""How long one replayed scheduling run may take (the provisioner's deadline)."""
+
+
+def _snapshot_options(function: typing.Callable[..., None]) -> typing.Callable[..., None]:
+    """``--snapshot FILE``, or the flags that take a snapshot from the live cluster."""
+    options = [
+        click.option(
+            "--snapshot",
+            "snapshot_path",
+            type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+            help="A snapshot file (YAML or JSON, from `nodesmith simulate --dump`); offline. "
+            "Without it the snapshot is taken from the cluster in --kubeconfig.",
+        ),
+        click.option("--provider", help="Live snapshot: the provider plugin that lists instance types."),
+        click.option(
+            "--provider-setting",
+            "provider_setting",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Live snapshot: a provider option; repeatable.",
+        ),
+        click.option(
+            "--cluster-name", default="nodesmith", show_default=True, help="Live snapshot: cluster name."
+        ),
+        click.option(
+            "--kubeconfig", default=None, help="Live snapshot: kubeconfig path (default as kubectl)."
+        ),
+        click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _deadline() -> typing.Callable[[], bool]:
+    limit = time.monotonic() + SOLVE_SECONDS
+    return lambda: time.monotonic() > limit
+
+
+def _load_snapshot(
+    snapshot_path: str | None,
+    provider: str | None,
+    provider_setting: tuple[str, ...],
+    cluster_name: str,
+    kubeconfig: str | None,
+    extra_nodepools: typing.Sequence[typing.Mapping[str, typing.Any]] = (),
+) -> typing.Any:
+    from nodesmith.whatif import live, snapshotfile
+
+    if snapshot_path is not None:
+        if provider is not None:
+            raise click.UsageError("give either --snapshot or --provider (a live snapshot), not both")
+        with click.open_file(snapshot_path) as stream:
+            text = stream.read()
+        try:
+            return snapshotfile.loads(text, source=snapshot_path)
+        except errors.NodesmithError as err:
+            raise click.ClickException(str(err)) from err
+    if provider is None:
+        raise click.UsageError("give --snapshot FILE, or --provider NAME to take a snapshot from the cluster")
+    source = live.Source(provider, _provider_settings(provider, provider_setting), cluster_name, kubeconfig)
+    try:
+        return anyio.run(lambda: live.take_snapshot(source, extra_nodepools=extra_nodepools))
+    except errors.NodesmithError as err:
+        raise click.ClickException(f"taking a snapshot from the cluster failed: {err}") from err
+
+
+def _echo(record: typing.Any, lines: typing.Callable[[typing.Any], list[str]], as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(record.to_dict(), indent=2))
+    else:
+        click.echo("\n".join(lines(record)))
+
+
+@main.command()
+@_snapshot_options
+@click.option(
+    "--nodepool", "nodepool_files", multiple=True,
+    type=click.Path(exists=True, dir_okay=False, allow_dash=True),
+    help="A file of NodePool manifests that replace (or add) NodePools of the same name; repeatable.",
+)  # fmt: skip
+@click.option(
+    "--delete-nodepool", "deleted", multiple=True, metavar="NAME", help="Delete a NodePool; repeatable."
+)
+@click.option(
+    "--dump", type=click.Path(dir_okay=False, allow_dash=True),
+    help="Write the live snapshot to this file (JSON if it ends in .json, else YAML); "
+    "without NodePool changes, only that.",
+)  # fmt: skip
+def simulate(
+    snapshot_path: str | None,
+    provider: str | None,
+    provider_setting: tuple[str, ...],
+    cluster_name: str,
+    kubeconfig: str | None,
+    as_json: bool,
+    nodepool_files: tuple[str, ...],
+    deleted: tuple[str, ...],
+    dump: str | None,
+) -> None:
+    """Apply NodePool changes to a snapshot of the cluster and show BEFORE vs AFTER: NodeClaims launched
+    and pods left pending, nodes the change drifts (and what the budgets allow at once), hourly cost.
+    Offline with --snapshot; nothing is ever written to the cluster."""
+    import yaml
+
+    from nodesmith.whatif import render, snapshotfile
+    from nodesmith.whatif import simulate as whatif_simulate
+
+    if dump is not None and snapshot_path is not None:
+        raise click.UsageError("--dump takes a live snapshot; it does not go with --snapshot")
+    manifests: list[typing.Mapping[str, typing.Any]] = []
+    for name in nodepool_files:
+        with click.open_file(name) as stream:
+            try:
+                manifests.extend(d for d in yaml.safe_load_all(stream) if d is not None)
+            except yaml.YAMLError as err:
+                raise click.ClickException(f"{name}: not valid YAML: {err}") from err
+    snap = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig, manifests)
+    if dump is not None:
+        with click.open_file(dump, "w") as out:
+            out.write(snapshotfile.dumps(snap, as_json=dump.endswith(".json")))
+        if not manifests and not deleted:
+            click.echo(f"snapshot written to {dump}", err=True)
+            return
+    change = whatif_simulate.Change(tuple(manifests), tuple(deleted))
+    try:
+        report = whatif_simulate.run(snap, change, deadline=_deadline())
+    except errors.ValidationError as err:
+        raise click.ClickException(f"invalid change: {err.message}") from err
+    _echo(report, render.report, as_json)
+
+
+@main.group()
+def explain() -> None:
+    """Say why a pod is pending, or what disruption makes of a node (on a snapshot, offline or live)."""
+
+
+@explain.command("pod")
+@click.argument("pod")
+@_snapshot_options
+def explain_pod(
+    pod: str,
+    snapshot_path: str | None,
+    provider: str | None,
+    provider_setting: tuple[str, ...],
+    cluster_name: str,
+    kubeconfig: str | None,
+    as_json: bool,
+) -> None:
+    """Why POD (NAMESPACE/NAME) is pending: a provisioning run over every pending pod says whether it
+    would go to an existing node or a new NodeClaim (pool, instance type, price), or which constraint of
+    each NodePool refused it."""
+    from nodesmith.whatif import explain as whatif_explain
+    from nodesmith.whatif import render
+
+    snap = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
+    try:
+        result = whatif_explain.explain_pod(snap, pod, deadline=_deadline())
+    except LookupError as err:
+        raise click.ClickException(str(err.args[0])) from err
+    _echo(result, render.pod_explanation, as_json)
+
+
+@explain.command("node")
+@click.argument("node")
+@_snapshot_options
+@click.option("--spot-to-spot", is_flag=True, help="As with the SpotToSpotConsolidation feature gate on.")
+def explain_node(
+    node: str,
+    snapshot_path: str | None,
+    provider: str | None,
+    provider_setting: tuple[str, ...],
+    cluster_name: str,
+    kubeconfig: str | None,
+    as_json: bool,
+    spot_to_spot: bool,
+) -> None:
+    """The removal simulation for NODE (a Node or NodeClaim name): every reason it is not a disruption
+    candidate, or whether its pods fit elsewhere (delete), need a cheaper replacement (replace, with
+    prices and savings), or neither and why; and what the disruption loop would do first."""
+    from nodesmith.disruption import consolidation
+    from nodesmith.whatif import explain as whatif_explain
+    from nodesmith.whatif import render
+
+    snap = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
+    try:
+        result = whatif_explain.explain_node(
+            snap, node, options=consolidation.Options(spot_to_spot=spot_to_spot), deadline=_deadline()
+        )
+    except LookupError as err:
+        raise click.ClickException(str(err.args[0])) from err
+    _echo(result, render.node_explanation, as_json)
+
+
+@explain.command("decisions")
+@click.option(
+    "--url", default="http://127.0.0.1:8081", show_default=True,
+    help="The running daemon's health endpoint (its --health-port), e.g. through kubectl port-forward.",
+)  # fmt: skip
+@click.option("--pod", metavar="NAMESPACE/NAME", help="Only decisions that left this pod pending.")
+@click.option("--node", metavar="NAME", help="Only disruption decisions about this Node or NodeClaim.")
+@click.option("--json", "as_json", is_flag=True, help="Print the records as JSON.")
+def explain_decisions(url: str, pod: str | None, node: str | None, as_json: bool) -> None:
+    """What the running daemon actually decided, newest last: its recent provisioning runs (NodeClaims
+    created, pods left pending and why) and disruption runs (the command, or every rejection: budget,
+    PDB, do-not-disrupt, not cheaper ...). The leader keeps its last 200 decisions in memory."""
+    import httpx
+
+    from nodesmith.whatif import recorded
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/decisions", timeout=10)
+        response.raise_for_status()
+        records = response.json()["decisions"]
+    except (httpx.HTTPError, ValueError, KeyError) as err:
+        raise click.ClickException(f"cannot read decisions from {url}: {err}") from err
+    chosen = recorded.select(records, pod=pod, node=node)
+    if as_json:
+        click.echo(json.dumps(chosen, indent=2))
+    else:
+        click.echo("\n".join(recorded.lines(chosen, pod=pod, node=node)))

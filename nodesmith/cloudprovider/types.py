@@ -7,19 +7,25 @@ simulation prices them. Pure values: no I/O.
 An ``InstanceType`` must define every well-known label in its requirements (an empty ``DoesNotExist`` is
 fine), so a pod that requires one can be matched or refused without guessing. Each ``Offering`` is one
 place and way to buy it (zone × capacity type), with a price and availability.
+
+``to_dict`` / ``from_dict`` give these values a JSON-shaped form that round-trips exactly (quantities as
+Kubernetes strings, requirements as node selector requirements), so ``nodesmith simulate`` can keep what a
+provider offered in a snapshot file and replay it offline.
 """
 
 from __future__ import annotations
 
+import contextlib
 import enum
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
-from typing import Final, final
+from typing import Any, Final, final
 
 import attrs
 
+from nodesmith import errors
 from nodesmith.api import labels, quantity
-from nodesmith.api.requirements import Requirement, Requirements
+from nodesmith.api.requirements import Requirement, RequirementError, Requirements
 
 __all__ = [
     "DriftReason",
@@ -78,6 +84,40 @@ class Offering:
         """Can this offering satisfy ``requirements`` (undefined well-known keys on either side are fine)?"""
         return requirements.is_compatible(self.requirements, labels.WELL_KNOWN_LABELS)
 
+    def to_dict(self) -> dict[str, Any]:
+        """``{zone, capacityType, price, available, requirements[, reservationCapacity]}``."""
+        out: dict[str, Any] = {
+            "zone": self.zone,
+            "capacityType": self.capacity_type,
+            "price": self.price,
+            "available": self.available,
+            "requirements": self.requirements.to_node_selector(),
+        }
+        if self.reservation_capacity:
+            out["reservationCapacity"] = self.reservation_capacity
+        return out
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "offering") -> Offering:
+        """The inverse of `to_dict`; without ``requirements``, the zone and capacity type make them.
+        Raises `errors.ValidationError` naming the bad field."""
+        with _field(path):
+            if "requirements" in d:
+                reqs = Requirements.from_node_selector(d["requirements"])
+            else:
+                reqs = Requirements(
+                    [
+                        Requirement.in_(labels.LABEL_ZONE, str(d["zone"])),
+                        Requirement.in_(labels.LABEL_CAPACITY_TYPE, str(d["capacityType"])),
+                    ]
+                )
+            return cls(
+                reqs,
+                _number(d["price"]),
+                bool(d.get("available", True)),
+                int(d.get("reservationCapacity", 0)),
+            )
+
 
 @final
 @attrs.frozen(slots=True)
@@ -90,6 +130,25 @@ class Overhead:
 
     def total(self) -> dict[str, int]:
         return quantity.add(self.kube_reserved, self.system_reserved, self.eviction_threshold)
+
+    def to_dict(self) -> dict[str, dict[str, str]]:
+        """The non-empty parts as Kubernetes quantities (``{"kubeReserved": {"cpu": "100m"}}``)."""
+        parts = {
+            "kubeReserved": self.kube_reserved,
+            "systemReserved": self.system_reserved,
+            "evictionThreshold": self.eviction_threshold,
+        }
+        return {name: quantity.format_resources(values) for name, values in parts.items() if values}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any] | None, path: str = "overhead") -> Overhead:
+        with _field(path):
+            d = d or {}
+            return cls(
+                quantity.parse_resources(d.get("kubeReserved")),
+                quantity.parse_resources(d.get("systemReserved")),
+                quantity.parse_resources(d.get("evictionThreshold")),
+            )
 
 
 @final
@@ -131,6 +190,63 @@ class InstanceType:
         """Price of the cheapest available offering compatible with ``requirements``; ``None`` if there is none."""
         best = cheapest_offering(self.offerings, requirements)
         return None if best is None else best.price
+
+    def offering(self, zone: str | None, capacity_type: str | None) -> Offering | None:
+        """The offering in ``zone`` for ``capacity_type`` (available or not), if there is one: how a running
+        machine, which knows its zone and capacity type, finds what it costs."""
+        if zone is None or capacity_type is None:
+            return None
+        for offering in self.offerings:
+            if offering.zone == zone and offering.capacity_type == capacity_type:
+                return offering
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{name, requirements, offerings, capacity, overhead}``; `from_dict` reads it back unchanged."""
+        return {
+            "name": self.name,
+            "requirements": self.requirements.to_node_selector(),
+            "offerings": [o.to_dict() for o in self.offerings],
+            "capacity": quantity.format_resources(self.capacity),
+            "overhead": self.overhead.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any], path: str = "instanceType") -> InstanceType:
+        """The inverse of `to_dict`. Raises `errors.ValidationError` naming the bad field."""
+        with _field(path):
+            if not isinstance(d, Mapping):
+                raise TypeError(f"expected an object, got {type(d).__name__}")
+            name = str(d["name"])
+            offerings = d.get("offerings") or ()
+            if not isinstance(offerings, Sequence) or isinstance(offerings, str):
+                raise TypeError("offerings must be a list")
+            return cls(
+                name,
+                Requirements.from_node_selector(d.get("requirements") or ()),
+                tuple(Offering.from_dict(o, f"{path}.offerings[{i}]") for i, o in enumerate(offerings)),
+                quantity.parse_resources(d.get("capacity")),
+                Overhead.from_dict(d.get("overhead"), f"{path}.overhead"),
+            )
+
+
+@contextlib.contextmanager
+def _field(path: str) -> Iterator[None]:
+    """Turn what a malformed document raises into one `errors.ValidationError` naming ``path``."""
+    try:
+        yield
+    except errors.ValidationError:
+        raise
+    except KeyError as err:
+        raise errors.ValidationError(path, f"missing field {err.args[0]!r}") from err
+    except (TypeError, ValueError, AttributeError, RequirementError) as err:
+        raise errors.ValidationError(path, str(err)) from err
+
+
+def _number(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise TypeError(f"price must be a number, got {value!r}")
+    return float(value)
 
 
 def cheapest_offering(offerings: Iterable[Offering], requirements: Requirements) -> Offering | None:

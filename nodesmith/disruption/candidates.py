@@ -3,7 +3,8 @@
 Fed by the cluster state's nodes (anything shaped like `NodeView`; `nodesmith.state.StateNode` is one),
 the NodePools, their instance types, the PDBs and the orchestration queue's keys, all in a `Context`;
 consumed by every method (`emptiness`, `drift`, `consolidation`) and by validation, which re-evaluates
-the same way 15 s later. Every node that is not a `Candidate` comes back as a structured `Rejection`.
+the same way 15 s later. Every node that is not a `Candidate` comes back as a structured `Rejection`
+(the first reason; `reasons` lists them all, for ``nodesmith explain``).
 
 Eligibility, in Karpenter's order: not already queued; managed (a Node and its NodeClaim); initialized;
 not marked for deletion; not nominated for a pending pod; no ``do-not-disrupt: "true"`` on the Node (or
@@ -17,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeAlias, final
 
 import attrs
@@ -30,7 +31,7 @@ from nodesmith.disruption import pdb
 from nodesmith.disruption import pods as pod_utils
 from nodesmith.disruption.commands import Rejection, RejectionReason
 
-__all__ = ["Candidate", "Context", "DisruptionClass", "NodeView", "evaluate", "evaluate_all"]
+__all__ = ["Candidate", "Context", "DisruptionClass", "NodeView", "evaluate", "evaluate_all", "reasons"]
 
 Obj: TypeAlias = Mapping[str, Any]
 
@@ -124,14 +125,15 @@ def _reject(node: NodeView, reason: RejectionReason, message: str) -> Rejection:
     return Rejection(node.name or node.key, reason, message, None if claim is None else claim.name)
 
 
-def _blocking_pod(node: NodeView, ctx: Context) -> Rejection | None:
+def _blocking_pods(node: NodeView, ctx: Context) -> Iterator[Rejection]:
+    """Every pod that may not be evicted now: do-not-disrupt ones first, then PDB-protected ones."""
     for pod in node.pods:
         if not pod_utils.is_active(pod):
             continue
         annotations = (pod.get("metadata") or {}).get("annotations") or {}
         if meta.do_not_disrupt_active(annotations, pod_utils.started_at(pod), ctx.now):
             name = next(a for a in labels.DO_NOT_DISRUPT_ANNOTATIONS if a in annotations)
-            return _reject(
+            yield _reject(
                 node,
                 RejectionReason.DO_NOT_DISRUPT,
                 f'pod {pod_utils.key(pod)} has "{name}: {annotations[name]}"',
@@ -141,53 +143,67 @@ def _blocking_pod(node: NodeView, ctx: Context) -> Rejection | None:
             continue
         why = ctx.pdbs.blocking(pod)
         if why is not None:
-            return _reject(node, RejectionReason.PDB, why)
-    return None
+            yield _reject(node, RejectionReason.PDB, why)
 
 
 def _offering_price(it: InstanceType | None, zone: str | None, capacity_type: str | None) -> float | None:
-    if it is None or zone is None or capacity_type is None:
-        return None
-    for offering in it.offerings:
-        if offering.zone == zone and offering.capacity_type == capacity_type:
-            return offering.price
-    return None
+    offering = None if it is None else it.offering(zone, capacity_type)
+    return None if offering is None else offering.price
+
+
+def _reasons(node: NodeView, ctx: Context, disruption_class: DisruptionClass) -> Iterator[Rejection]:
+    """Why the node is not a candidate, in Karpenter's order; lazily, so `evaluate` stops at the first."""
+    claim = node.nodeclaim
+    # 1. Already being disrupted by a queued command.
+    if node.key in ctx.queued:
+        yield _reject(node, RejectionReason.IN_QUEUE, "already being disrupted")
+    # 2. Not ours, or not a whole machine yet.
+    if claim is None or node.node is None or node.name is None:
+        yield _reject(node, RejectionReason.NOT_MANAGED, "not a managed, registered node")
+        return
+    if not node.initialized:
+        yield _reject(node, RejectionReason.NOT_INITIALIZED, "not initialized")
+    if node.marked_for_deletion:
+        yield _reject(node, RejectionReason.MARKED_FOR_DELETION, "marked for deletion")
+    if node.nominated(ctx.now):
+        yield _reject(node, RejectionReason.NOMINATED, "nominated for a pending pod")
+    # 3. The node itself opted out.
+    node_annotations = (node.node.get("metadata") or {}).get("annotations") or {}
+    if meta.do_not_disrupt(node_annotations) is True:
+        yield _reject(node, RejectionReason.DO_NOT_DISRUPT, "node has do-not-disrupt annotation")
+    # 4. Its NodePool.
+    pool_name = node.nodepool
+    if (ctx.nodepools.get(pool_name) if pool_name else None) is None:
+        yield _reject(node, RejectionReason.NODEPOOL_NOT_FOUND, f"NodePool {pool_name!r} not found")
+    # 5. Pods that may not be evicted now (waived for eventual disruption with a grace period).
+    eventual = (
+        disruption_class is DisruptionClass.EVENTUAL and claim.spec.termination_grace_period is not None
+    )
+    if not eventual:
+        yield from _blocking_pods(node, ctx)
+
+
+def reasons(
+    node: NodeView, ctx: Context, disruption_class: DisruptionClass = DisruptionClass.GRACEFUL
+) -> list[Rejection]:
+    """*Every* reason the node is not a candidate (empty when it is one), for ``nodesmith explain``;
+    `evaluate` reports only the first of these."""
+    return list(_reasons(node, ctx, disruption_class))
 
 
 def evaluate(
     node: NodeView, ctx: Context, disruption_class: DisruptionClass = DisruptionClass.GRACEFUL
 ) -> Candidate | Rejection:
     """The node as a candidate, or the first reason it is not one."""
-    claim = node.nodeclaim
-    # 1. Already being disrupted by a queued command.
-    if node.key in ctx.queued:
-        return _reject(node, RejectionReason.IN_QUEUE, "already being disrupted")
-    # 2. Not ours, or not a whole machine yet.
-    if claim is None or node.node is None or node.name is None:
-        return _reject(node, RejectionReason.NOT_MANAGED, "not a managed, registered node")
-    if not node.initialized:
-        return _reject(node, RejectionReason.NOT_INITIALIZED, "not initialized")
-    if node.marked_for_deletion:
-        return _reject(node, RejectionReason.MARKED_FOR_DELETION, "marked for deletion")
-    if node.nominated(ctx.now):
-        return _reject(node, RejectionReason.NOMINATED, "nominated for a pending pod")
-    # 3. The node itself opted out.
-    node_annotations = (node.node.get("metadata") or {}).get("annotations") or {}
-    if meta.do_not_disrupt(node_annotations) is True:
-        return _reject(node, RejectionReason.DO_NOT_DISRUPT, "node has do-not-disrupt annotation")
-    # 4. Its NodePool.
-    pool_name = node.nodepool
+    first = next(_reasons(node, ctx, disruption_class), None)
+    if first is not None:
+        return first
+    claim, pool_name = node.nodeclaim, node.nodepool
     pool = ctx.nodepools.get(pool_name) if pool_name else None
-    if pool is None:
-        return _reject(node, RejectionReason.NODEPOOL_NOT_FOUND, f"NodePool {pool_name!r} not found")
-    # 5. Pods that may not be evicted now (waived for eventual disruption with a grace period).
-    eventual = (
-        disruption_class is DisruptionClass.EVENTUAL and claim.spec.termination_grace_period is not None
-    )
-    if not eventual:
-        blocked = _blocking_pod(node, ctx)
-        if blocked is not None:
-            return blocked
+    # _reasons checked all three
+    assert claim is not None
+    assert node.name is not None
+    assert pool is not None
     # 6. Price and disruption cost.
     node_labels = node.labels
     it = ctx.instance_types.get(pool.name, {}).get(node_labels.get(labels.LABEL_INSTANCE_TYPE, ""))

@@ -44,11 +44,6 @@ from nodesmith.disruption import (
     budgets,
     candidates,
     consolidation,
-    drift,
-    emptiness,
-    multinode,
-    pdb,
-    singlenode,
     validation,
 )
 from nodesmith.disruption.commands import Command, Method, Outcome, Rejection
@@ -94,9 +89,12 @@ class DecisionRecord:
     """The command after validation, the validation failure, or ``None`` when not validated."""
     started: bool
     duration: float
+    ineligible: tuple[Rejection, ...] = ()
+    """Why the other nodes were not candidates at all (do-not-disrupt, PDB, not initialized, ...)."""
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "disruption", "at": self.at.isoformat(), **self.outcome.to_dict()}
+        out["ineligible"] = [r.to_dict() for r in self.ineligible]
         if isinstance(self.validated, Rejection):
             out["validation"] = self.validated.to_dict()
         out["started"] = self.started
@@ -154,18 +152,6 @@ class Disruption:
 
     # -- one method ----------------------------------------------------------------------------------
 
-    @staticmethod
-    def _context(
-        snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]], queued: frozenset[str]
-    ) -> candidates.Context:
-        return candidates.Context(
-            now=snapshot.taken_at,
-            nodepools=snapshot.nodepools,
-            instance_types={pool: {it.name: it for it in types} for pool, types in instance_types.items()},
-            pdbs=pdb.Limits.of(snapshot.pdbs.values()),
-            queued=queued,
-        )
-
     def _decide(
         self,
         method: Method,
@@ -175,22 +161,6 @@ class Disruption:
         history: Sequence[budgets.Started],
     ) -> tuple[Outcome, list[Rejection]]:
         """Pure: the method's outcome on this snapshot, plus the eligibility rejections (worker thread)."""
-        ctx = self._context(snapshot, instance_types, queued)
-        klass = (
-            candidates.DisruptionClass.EVENTUAL
-            if method is Method.DRIFT
-            else candidates.DisruptionClass.GRACEFUL
-        )
-        found, rejected = candidates.evaluate_all(snapshot.nodes, ctx, klass)
-        metrics.DISRUPTION_ELIGIBLE_NODES.set(len(found), {"method": method.value})
-        allowance = budgets.mapping(
-            snapshot.nodepools.values(),
-            snapshot.nodes,
-            method.reason,
-            snapshot.taken_at,
-            history,
-        )
-        options = consolidation.Options(spot_to_spot=self.options.spot_to_spot)
         started = time.monotonic()
         timeout = {
             Method.MULTI_NODE: self.options.multi_node_timeout,
@@ -201,15 +171,16 @@ class Disruption:
         def deadline() -> bool:
             return time.monotonic() > limit
 
-        simulate = simulation.consolidation_simulator(snapshot, instance_types, deadline=deadline)
-        if method is Method.EMPTINESS:
-            outcome = emptiness.compute(found, allowance)
-        elif method is Method.DRIFT:
-            outcome = drift.compute(found, allowance, simulate, deadline)
-        elif method is Method.MULTI_NODE:
-            outcome = multinode.compute(found, allowance, simulate, options, deadline)
-        else:
-            outcome = singlenode.compute(found, allowance, simulate, options, deadline)
+        outcome, found, rejected = simulation.disruption_outcome(
+            method,
+            snapshot,
+            instance_types,
+            queued=queued,
+            history=history,
+            options=consolidation.Options(spot_to_spot=self.options.spot_to_spot),
+            deadline=deadline,
+        )
+        metrics.DISRUPTION_ELIGIBLE_NODES.set(len(found), {"method": method.value})
         metrics.DISRUPTION_EVALUATION_DURATION.record(time.monotonic() - started, {"method": method.value})
         return outcome, rejected
 
@@ -221,7 +192,7 @@ class Disruption:
         queued: frozenset[str],
         history: Sequence[budgets.Started],
     ) -> Command | Rejection:
-        ctx = self._context(snapshot, instance_types, queued)
+        ctx = simulation.disruption_context(snapshot, instance_types, queued)
         found, _ = candidates.evaluate_all(snapshot.nodes, ctx, candidates.DisruptionClass.GRACEFUL)
         allowance = budgets.mapping(
             snapshot.nodepools.values(),
@@ -261,14 +232,14 @@ class Disruption:
         if command is None:
             if method in _CONSOLIDATION and not outcome.timed_out:
                 self._consolidated[method] = signature
-            self._record(outcome, None, False, began)
+            self._record(outcome, None, False, began, rejected)
             return None
         # Validate after the delay (drift acts at once, as Karpenter's drift does).
         validated: Command | Rejection = command
         if method is not Method.DRIFT:
             await self.sleep(self.options.validation_delay.total_seconds())
             if not self.state.synced():
-                self._record(outcome, None, False, began)
+                self._record(outcome, None, False, began, rejected)
                 return False
             fresh = self.state.snapshot()
             queued, history = self.orchestrator.queued_keys(), self.orchestrator.history()
@@ -278,14 +249,14 @@ class Disruption:
         if isinstance(validated, Rejection):
             metrics.DISRUPTION_VALIDATION_FAILURES.add(1, {"method": method.value})
             await self._publish(snapshot, [validated])
-            self._record(outcome, validated, False, began)
+            self._record(outcome, validated, False, began, rejected)
             return False
         started = await self.orchestrator.start(validated)
         log.info(
             "disruption %s: %s", "started" if started else "could not start", validated.describe(),
             extra={"method": method.value},
         )  # fmt: skip
-        self._record(outcome, validated, started, began)
+        self._record(outcome, validated, started, began, rejected)
         return started
 
     # -- inputs, outputs -----------------------------------------------------------------------------
@@ -358,9 +329,16 @@ class Disruption:
                 )
 
     def _record(
-        self, outcome: Outcome, validated: Command | Rejection | None, started: bool, began: float
+        self,
+        outcome: Outcome,
+        validated: Command | Rejection | None,
+        started: bool,
+        began: float,
+        ineligible: Sequence[Rejection],
     ) -> None:
-        record = DecisionRecord(self.clock(), outcome, validated, started, time.monotonic() - began)
+        record = DecisionRecord(
+            self.clock(), outcome, validated, started, time.monotonic() - began, tuple(ineligible)
+        )
         self.decisions.append(record)
         self.plugins.observe_decision(record.to_dict())
 

@@ -143,8 +143,7 @@ class Provisioner:
             return None
         # 2. Snapshot the nodes before the pods, so a pod bound meanwhile is seen bound (under-provision).
         snapshot = self.state.snapshot()
-        deleting = [n for n in snapshot.nodes if n.marked_for_deletion]
-        pods = simulation.pending_pods(snapshot) + simulation.reschedulable_pods(deleting)
+        pods = simulation.provisioning_pods(snapshot)
         metrics.SCHEDULER_QUEUE_DEPTH.add(0)
         if not pods:
             return None

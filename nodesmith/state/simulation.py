@@ -20,8 +20,11 @@ import attrs
 from nodesmith.api import conditions, quantity
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider.types import InstanceType
+from nodesmith.disruption import budgets as disruption_budgets
 from nodesmith.disruption import candidates as disruption_candidates
+from nodesmith.disruption import consolidation, drift, emptiness, multinode, pdb, singlenode
 from nodesmith.disruption import simulate as disruption_simulate
+from nodesmith.disruption.commands import Method, Outcome, Rejection
 from nodesmith.scheduling import inputs, scheduler
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state.snapshot import Snapshot
@@ -29,8 +32,11 @@ from nodesmith.state.statenode import StateNode
 
 __all__ = [
     "consolidation_simulator",
+    "disruption_context",
+    "disruption_outcome",
     "existing_node",
     "pending_pods",
+    "provisioning_pods",
     "reschedulable_pods",
     "scheduling_input",
     "templates",
@@ -121,6 +127,13 @@ def pending_pods(snapshot: Snapshot) -> list[Obj]:
         for pod in snapshot.unbound_pods
         if scheduling_pods.is_provisionable(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp")
     ]
+
+
+def provisioning_pods(snapshot: Snapshot) -> list[Obj]:
+    """What one provisioning run places: the pending pods, then the pods of machines marked for deletion
+    (their replacements are launched before they go)."""
+    deleting = [n for n in snapshot.nodes if n.marked_for_deletion]
+    return pending_pods(snapshot) + reschedulable_pods(deleting)
 
 
 def reschedulable_pods(nodes: Iterable[StateNode]) -> list[Obj]:
@@ -274,3 +287,55 @@ def consolidation_simulator(
         return disruption_simulate.SimulationResult(claims, failures, outcome.timed_out)
 
     return simulate
+
+
+def disruption_context(
+    snapshot: Snapshot,
+    instance_types: Mapping[str, Sequence[InstanceType]],
+    queued: frozenset[str] = frozenset(),
+) -> disruption_candidates.Context:
+    """What candidate eligibility reads besides each node: the time, NodePools, their instance types by
+    name, the PDBs and the keys already queued for disruption."""
+    return disruption_candidates.Context(
+        now=snapshot.taken_at,
+        nodepools=snapshot.nodepools,
+        instance_types={pool: {it.name: it for it in types} for pool, types in instance_types.items()},
+        pdbs=pdb.Limits.of(snapshot.pdbs.values()),
+        queued=queued,
+    )
+
+
+def disruption_outcome(
+    method: Method,
+    snapshot: Snapshot,
+    instance_types: Mapping[str, Sequence[InstanceType]],
+    *,
+    queued: frozenset[str] = frozenset(),
+    history: Sequence[disruption_budgets.Started] = (),
+    options: consolidation.Options = consolidation.DEFAULT_OPTIONS,
+    deadline: typing.Callable[[], bool] | None = None,
+) -> tuple[Outcome, list[disruption_candidates.Candidate], list[Rejection]]:
+    """One disruption method on one snapshot, as the disruption loop runs it: candidates (the eventual
+    class for drift), the NodePools' allowance for the method's reason, then the method itself with
+    simulations through `consolidation_simulator`. Returns the outcome, the candidates and the
+    eligibility rejections."""
+    ctx = disruption_context(snapshot, instance_types, queued)
+    klass = (
+        disruption_candidates.DisruptionClass.EVENTUAL
+        if method is Method.DRIFT
+        else disruption_candidates.DisruptionClass.GRACEFUL
+    )
+    found, rejected = disruption_candidates.evaluate_all(snapshot.nodes, ctx, klass)
+    allowance = disruption_budgets.mapping(
+        snapshot.nodepools.values(), snapshot.nodes, method.reason, snapshot.taken_at, history
+    )
+    simulate = consolidation_simulator(snapshot, instance_types, deadline=deadline)
+    if method is Method.EMPTINESS:
+        outcome = emptiness.compute(found, allowance)
+    elif method is Method.DRIFT:
+        outcome = drift.compute(found, allowance, simulate, deadline)
+    elif method is Method.MULTI_NODE:
+        outcome = multinode.compute(found, allowance, simulate, options, deadline)
+    else:
+        outcome = singlenode.compute(found, allowance, simulate, options, deadline)
+    return outcome, found, rejected

@@ -145,7 +145,7 @@ async def test_do_not_disrupt_pods_block_consolidation_and_the_event_says_so(
         kube, namespace, node_class, name, annotations={"karpenter.sh/do-not-disrupt": "true"}
     )
     try:
-        async with support.nodesmith(kubeconfig, namespace=namespace, nodepools=[name]):
+        async with support.nodesmith(kubeconfig, namespace=namespace, nodepools=[name]) as ns:
             await e2e.eventually(
                 lambda: support.all_running(kube, namespace, "app", 4), 120, "4 pods running"
             )
@@ -170,6 +170,14 @@ async def test_do_not_disrupt_pods_block_consolidation_and_the_event_says_so(
             assert all(f"pod {namespace}/app-" in e["message"] for e in events)
             assert all("karpenter.sh/do-not-disrupt: true" in e["message"] for e in events)
             assert len(await support.claims_of(kube, name)) == 2
+            # the decision records (what `nodesmith explain decisions --node` prints) say the same
+            recorded = {
+                r["node"]
+                for d in ns.loop.decisions
+                for r in d.to_dict()["ineligible"]
+                if r["reason"] == "do-not-disrupt" and "karpenter.sh/do-not-disrupt" in r["message"]
+            }
+            assert set(nodes) <= recorded
     finally:
         await e2e.cleanup(kube, namespace=namespace, nodepools=[name])
 

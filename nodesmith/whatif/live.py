@@ -1,0 +1,121 @@
+"""Take a `snapshotfile.SnapshotFile` from a live cluster: read-only LISTs of every kind the daemon's
+informers watch (and the provider's NodeClasses), trimmed as the informers trim them, plus each usable
+NodePool's instance types from the provider plugin, passed through the plugins' adjusters exactly as the
+provisioner does -- Cluster Autoscaler's "debugging snapshotter", for nodesmith.
+
+Fed by a kubeconfig and the provider's name and settings (the CLI's flags); consumed by
+``nodesmith simulate`` (``--dump``, or a live simulation) and ``nodesmith explain`` without
+``--snapshot``. Nothing here writes to the cluster or launches anything.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import anyio
+import attrs
+
+from nodesmith import errors
+from nodesmith.api import nodepool as api_nodepool
+from nodesmith.cloudprovider import manager
+from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
+from nodesmith.cloudprovider.types import InstanceType
+from nodesmith.kube import errors as kube_errors
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.state import informer, simulation
+from nodesmith.whatif.snapshotfile import SnapshotFile
+
+__all__ = ["Source", "instance_types_for", "take_snapshot"]
+
+Obj: typing.TypeAlias = Mapping[str, Any]
+
+
+@typing.final
+@attrs.frozen(slots=True)
+class Source:
+    """Where a live snapshot comes from."""
+
+    provider: str
+    provider_settings: Mapping[str, str] = attrs.field(factory=dict)
+    cluster_name: str = "nodesmith"
+    kubeconfig: str | None = None
+
+
+async def _list_objects(kube: KubeClient, provider: CloudProvider) -> list[Obj]:
+    kinds = [
+        *informer.DEFAULT_RESOURCES,
+        *(
+            resources.node_class(k.group, k.kind, version=k.version)
+            for k in provider.supported_node_classes()
+        ),
+    ]
+    objects: list[Obj] = []
+    for resource in kinds:
+        try:
+            listed = await kube.list(resource)
+        except kube_errors.NotFoundError:  # a kind the API server does not serve (CRD not installed)
+            continue
+        transform = informer.TRANSFORMS.get(resource, informer.strip_object)
+        objects.extend(transform(obj) for obj in listed.items)
+    return objects
+
+
+async def instance_types_for(
+    provider: CloudProvider, plugins: manager.Plugins, pools: Sequence[api_nodepool.NodePool]
+) -> tuple[dict[str, tuple[InstanceType, ...]], dict[str, str]]:
+    """Each pool's instance types as the provisioner reads them; a pool the provider refuses (NodeClass
+    not ready) is skipped with the provider's reason."""
+    found: dict[str, tuple[InstanceType, ...]] = {}
+    skipped: dict[str, str] = {}
+    for pool in pools:
+        try:
+            types = await provider.get_instance_types(pool)
+        except errors.ProviderError as err:
+            skipped[pool.name] = str(err)
+            continue
+        found[pool.name] = tuple(plugins.adjust_instance_types(pool.name, types))
+    return found, skipped
+
+
+async def take_snapshot(
+    source: Source,
+    *,
+    extra_nodepools: Sequence[Obj] = (),
+    now: dt.datetime | None = None,
+    plugins: manager.Plugins | None = None,
+) -> SnapshotFile:
+    """The cluster now, with instance types for every usable NodePool and for ``extra_nodepools``
+    (changed NodePools a simulation will apply, so their NodeClass is asked too)."""
+    plugins = plugins or manager.Plugins.load()
+    kube = await KubeClient.connect(source.kubeconfig)
+    provider = plugins.cloud_provider(
+        source.provider, ProviderContext(source.cluster_name, source.provider_settings, kube)
+    )
+    try:
+        async with anyio.create_task_group() as group:
+            provider_run = getattr(provider, "run", None)
+            if provider_run is not None:  # catalogue and price refreshes (AWS) before the first answer
+                await group.start(provider_run)
+            objects = await _list_objects(kube, provider)
+            taken_at = now or dt.datetime.now(dt.UTC)
+            bare = SnapshotFile(taken_at, tuple(objects))
+            state, _ = bare.state()
+            pools = list(simulation.usable_nodepools(state.snapshot()))
+            for obj in extra_nodepools:
+                try:
+                    pools.append(api_nodepool.NodePool.from_dict(obj))
+                except errors.ValidationError:
+                    continue  # the simulation reports it
+            unique = {pool.name: pool for pool in pools}
+            types, skipped = await instance_types_for(provider, plugins, list(unique.values()))
+            group.cancel_scope.cancel()
+    finally:
+        close = getattr(provider, "close", None)
+        if close is not None:
+            with anyio.CancelScope(shield=True), anyio.move_on_after(5):
+                await close()
+    return attrs.evolve(bare, instance_types=types, skipped_nodepools=skipped)

@@ -1,0 +1,142 @@
+"""`nodesmith simulate`'s pure core: NodePool changes on a snapshot, BEFORE vs AFTER."""
+
+from __future__ import annotations
+
+import pytest
+
+from nodesmith import errors
+from nodesmith.whatif import render, simulate
+from tests.unit.whatif import factories as f
+
+TAINT = {"key": "dedicated", "value": "x", "effect": "NoSchedule"}
+
+
+def c_cluster() -> f.Builder:
+    """Pool ``default`` (family c) with two c-4 machines; pool ``other`` (tainted) with one."""
+    b = f.Builder()
+    b.pool("default", families=["c"])
+    b.pool("other", taints=[TAINT])
+    b.machine("c1", "c-4")
+    b.machine("c2", "c-4")
+    b.machine("o1", "c-4", pool="other")
+    b.pod("c1", "3")
+    b.pod("c2", "3")
+    return b
+
+
+def test_moving_a_pool_from_family_c_to_m_drifts_exactly_its_c_nodes_and_relaunches_on_m() -> None:
+    report = simulate.run(c_cluster().file(), simulate.Change((f.nodepool("default", families=["m"]),)))
+
+    assert {(d.node, d.reason, d.new) for d in report.drifted} == {
+        ("c1", "RequirementsDrifted", True),
+        ("c2", "RequirementsDrifted", True),
+    }
+    assert report.after.launches
+    assert all(launch.nodepool == "default" for launch in report.after.launches)
+    assert all(
+        launch.instance_type and launch.instance_type.startswith("m-") for launch in report.after.launches
+    )
+    assert report.after.pending == ()
+    assert report.drift_budgets == {"default": 1}  # the default budget, 10% of 2 nodes, rounded up
+
+
+def test_cost_before_and_after_use_the_snapshot_offerings() -> None:
+    report = simulate.run(c_cluster().file(), simulate.Change((f.nodepool("default", families=["m"]),)))
+
+    assert report.cost.current == pytest.approx(3 * 0.16)
+    assert report.cost.before == pytest.approx(report.cost.current)  # nothing pending before
+    after_launches = sum(launch.price or 0 for launch in report.after.launches)
+    assert report.cost.after == pytest.approx(0.16 + after_launches)
+    assert report.cost.delta == pytest.approx(report.cost.after - report.cost.before)
+
+
+def test_a_template_taint_drifts_by_hash_and_an_unchanged_pool_drifts_nothing() -> None:
+    file = c_cluster().file()
+    tainted = simulate.run(file, simulate.Change((f.nodepool("default", families=["c"], taints=[TAINT]),)))
+    same = simulate.run(file, simulate.Change((f.nodepool("default", families=["c"]),)))
+
+    assert {d.reason for d in tainted.drifted} == {"NodePoolDrifted"}
+    assert same.drifted == ()
+    assert same.cost.after == pytest.approx(same.cost.before)
+
+
+def test_a_do_not_disrupt_pod_is_reported_as_blocking_its_drifted_node() -> None:
+    b = c_cluster()
+    b.pod("c1", "100m", name="precious", annotations={"nodesmith.io/do-not-disrupt": "true"})
+    report = simulate.run(b.file(), simulate.Change((f.nodepool("default", families=["m"]),)))
+
+    blocked = {d.node: d.blocked_by for d in report.drifted}
+    assert blocked["c2"] == ()
+    assert any("default/precious" in why for why in blocked["c1"])
+
+
+def test_pending_pods_before_and_after_carry_the_engines_reasons() -> None:
+    b = c_cluster()
+    b.pod(None, "1", name="wants-m", node_selector={f.FAMILY: "m"})
+    report = simulate.run(b.file(), simulate.Change((f.nodepool("default", families=["c", "m"]),)))
+
+    (before,) = report.before.pending
+    assert before.pod == "default/wants-m"
+    assert {r["nodepool"] for r in before.reasons} == {"default", "other"}
+    assert any(f.FAMILY in r["keys"] for r in before.reasons if r["nodepool"] == "default")
+    assert report.after.pending == ()
+    assert any("default/wants-m" in launch.pods for launch in report.after.launches)
+    assert report.drifted == ()  # widening the requirement drifts nothing
+
+
+def test_deleting_a_pool_replaces_its_nodes_elsewhere() -> None:
+    b = c_cluster()
+    b.pod("o1", "1", name="tolerant")
+    report = simulate.run(b.file(), simulate.Change(deleted=("other",)))
+
+    assert [(d.node, d.reason) for d in report.drifted] == [("o1", simulate.DELETED_REASON)]
+    # default has no taint, so the pod of the deleted pool's node finds a place there
+    assert report.after.pending == ()
+    assert report.cost.after < report.cost.before
+
+
+@pytest.mark.parametrize(
+    ("manifest", "expected"),
+    [
+        ({**f.nodepool("default"), "spec": {"template": {"spec": {}}}}, "nodeClassRef"),
+        (f.nodepool("default", policy="WhenBored"), "consolidationPolicy"),
+        (
+            f.nodepool(
+                "default", requirements=[{"key": "nodesmith.io/nodepool", "operator": "In", "values": ["x"]}]
+            ),
+            "restricted",
+        ),
+        ({**f.nodepool("default"), "apiVersion": "karpenter.sh/v1"}, "nodesmith convert"),
+    ],
+)
+def test_an_invalid_nodepool_is_refused_with_the_reason(manifest: dict[str, object], expected: str) -> None:
+    file = c_cluster().file()
+    with pytest.raises(errors.ValidationError) as caught:
+        simulate.run(file, simulate.Change((manifest,)))
+    assert expected in str(caught.value)
+
+
+def test_deleting_an_unknown_pool_is_refused() -> None:
+    assert simulate.validate(c_cluster().file(), simulate.Change(deleted=("ghost",))) == [
+        "NodePool 'ghost' to delete is not in the snapshot"
+    ]
+
+
+def test_an_added_pool_borrows_instance_types_of_its_nodeclass_and_says_so() -> None:
+    b = f.Builder()
+    b.pool("default", families=["c"])
+    b.pod(None, "1", name="wants-m", node_selector={f.FAMILY: "m"})
+    report = simulate.run(b.file(), simulate.Change((f.nodepool("memory", families=["m"]),)))
+
+    assert report.added == ("memory",)
+    assert [launch.nodepool for launch in report.after.launches] == ["memory"]
+    assert any("uses the instance types the snapshot has for default" in n for n in report.notes)
+
+
+def test_the_text_report_names_drifted_nodes_and_the_cost_delta() -> None:
+    report = simulate.run(c_cluster().file(), simulate.Change((f.nodepool("default", families=["m"]),)))
+    text = "\n".join(render.report(report))
+
+    assert "changed default" in text
+    assert "Drift: 2 node(s) the change replaces" in text
+    assert "Cost: now $0.4800/h" in text
