@@ -30,8 +30,10 @@ from nodesmith.kube.client import KubeClient
 __all__ = [
     "DEPLOYMENTS",
     "KWOK_NODE_CLASSES",
+    "SERVICE_ACCOUNTS",
     "DaemonProcess",
     "cleanup",
+    "create_namespace",
     "deployment",
     "eventually",
     "nodepool",
@@ -39,6 +41,7 @@ __all__ = [
 
 DEPLOYMENTS: Final = resources.Resource("apps", "v1", "deployments", "Deployment", namespaced=True)
 KWOK_NODE_CLASSES: Final = resources.node_class("kwok.nodesmith.io", "KWOKNodeClass")
+SERVICE_ACCOUNTS: Final = resources.Resource("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True)
 T = TypeVar("T")
 
 
@@ -136,6 +139,21 @@ async def eventually(
                 return result
             await anyio.sleep(interval)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def create_namespace(kube: KubeClient, name: str, timeout: float = 60) -> None:
+    """Create namespace ``name`` and wait for its ``default`` ServiceAccount: until kube-controller-manager
+    has made it, the API server refuses pods created there (403 "serviceaccount default not found")."""
+    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+
+    async def default_service_account() -> bool:
+        try:
+            await kube.get(SERVICE_ACCOUNTS, "default", name)
+        except kube_errors.NotFoundError:
+            return False
+        return True
+
+    await eventually(default_service_account, timeout, f"the default ServiceAccount in {name}", interval=0.1)
 
 
 def nodepool(

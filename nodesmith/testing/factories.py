@@ -1,4 +1,6 @@
-"""Object factories for tests and benchmarks: pod dicts, instance types, NodeClaim templates, nodes.
+"""Object factories for tests and benchmarks: the scheduling engine's inputs -- pod dicts, instance types,
+NodeClaim templates, existing nodes. The API objects the cluster state reads (NodePools, a managed Node
+with its NodeClaim, controller-owned pods, PDBs) are in `nodesmith.testing.manifests`.
 
 Tests across the project build their inputs here instead of hand-writing dicts, so a change in what the
 engine reads is one edit. :func:`fake_instance_types` is Karpenter's ``fake.InstanceTypes(n)`` shape, which
@@ -309,3 +311,6 @@ def existing_node(
         pods=list(bound_pods),
         **kwargs,
     )
+
+
+# -- API objects as the cluster state reads them ------------------------------------------------------

@@ -25,115 +25,46 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from nodesmith.api import labels
 from nodesmith.disruption import budgets, candidates, emptiness, multinode, pdb, singlenode
 from nodesmith.kube import resources
 from nodesmith.state import ClusterState, simulation
-from nodesmith.testing import factories
+from nodesmith.testing import factories, manifests
 
 T = TypeVar("T")
 NOW = dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC)
-STAMP = "2025-01-01T00:00:00Z"
 ZONES = factories.FAKE_ZONES
 TYPE = "fake-it-7"
 
 
 def nodepool() -> dict[str, Any]:
-    return {
-        "apiVersion": "nodesmith.io/v1",
-        "kind": "NodePool",
-        "metadata": {"name": "default", "uid": "uid-default"},
-        "spec": {
-            "template": {
-                "spec": {
-                    "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "d"},
-                    "requirements": [],
-                }
-            },
-            "disruption": {"consolidateAfter": "0s", "budgets": [{"nodes": "100%"}]},
-        },
-    }
+    return manifests.nodepool_manifest(
+        node_class="d",
+        disruption=manifests.nodepool_disruption(policy=None, budgets=[{"nodes": "100%"}]),
+    )
 
 
 def machine(i: int) -> tuple[dict[str, Any], dict[str, Any]]:
     name = f"node-{i:05d}"
-    provider_id = f"fake://{name}"
-    node_labels = {
-        labels.LABEL_HOSTNAME: name,
-        labels.LABEL_NODEPOOL: "default",
-        labels.LABEL_INSTANCE_TYPE: TYPE,
-        labels.LABEL_ZONE: ZONES[i % 3],
-        labels.LABEL_CAPACITY_TYPE: "on-demand",
-        labels.LABEL_ARCH: "amd64",
-        labels.LABEL_OS: "linux",
-        labels.LABEL_REGISTERED: "true",
-        labels.LABEL_INITIALIZED: "true",
-    }
-    allocatable = {"cpu": "7900m", "memory": "16Gi", "pods": "80"}
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": name, "uid": f"uid-{name}", "labels": node_labels},
-        "spec": {"providerID": provider_id},
-        "status": {
-            "allocatable": allocatable,
-            "capacity": allocatable,
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }
-    conditions = [
-        {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": STAMP}
-        for t in ("Launched", "Registered", "Initialized", "Ready", "Consolidatable")
-    ]
-    claim_labels = {
-        k: v
-        for k, v in node_labels.items()
-        if k not in (labels.LABEL_HOSTNAME, labels.LABEL_REGISTERED, labels.LABEL_INITIALIZED)
-    }
-    claim = {
-        "apiVersion": "nodesmith.io/v1",
-        "kind": "NodeClaim",
-        "metadata": {"name": f"claim-{name}", "uid": f"uid-c-{name}", "labels": claim_labels},
-        "spec": {
-            "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "d"},
-            "requirements": [],
-        },
-        "status": {
-            "providerID": provider_id,
-            "nodeName": name,
-            "capacity": allocatable,
-            "allocatable": allocatable,
-            "conditions": conditions,
-        },
-    }
-    return node, claim
+    return manifests.machine(
+        name,
+        node_labels=manifests.machine_labels(name, instance_type=TYPE, zone=ZONES[i % 3]),
+        allocatable={"cpu": "7900m", "memory": "16Gi", "pods": "80"},
+        provider_id=f"fake://{name}",
+        claim_uid=f"uid-c-{name}",
+        created=None,
+        node_class="d",
+    )
 
 
 def pod(i: int, node: str, cpu_m: int, mem_mi: int) -> dict[str, Any]:
-    app = f"app-{i % 50}"
-    return {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": f"pod-{i:06d}",
-            "namespace": "default",
-            "uid": f"uid-pod-{i}",
-            "labels": {"app": app},
-            "creationTimestamp": STAMP,
-            "ownerReferences": [{"kind": "ReplicaSet", "name": app, "controller": True}],
-        },
-        "spec": {
-            "nodeName": node,
-            "containers": [
-                {"name": "c", "resources": {"requests": {"cpu": f"{cpu_m}m", "memory": f"{mem_mi}Mi"}}}
-            ],
-        },
-        "status": {
-            "phase": "Running",
-            "startTime": STAMP,
-            "conditions": [{"type": "Ready", "status": "True"}],
-        },
-    }
+    return manifests.app_pod(
+        f"pod-{i:06d}",
+        node_name=node,
+        cpu=f"{cpu_m}m",
+        memory=f"{mem_mi}Mi",
+        app=f"app-{i % 50}",
+        uid=f"uid-pod-{i}",
+    )
 
 
 def build(nodes: int, pods: int, *, full: bool, seed: int = 42) -> ClusterState:

@@ -32,7 +32,7 @@ NAMESPACE = "bench"
 async def run(kubeconfig: pathlib.Path, pods: int, log: pathlib.Path) -> None:
     kube = await KubeClient.connect(kubeconfig)
     await crds.install(kube, crds.all_crds())
-    await kube.create(resources.NAMESPACES, {"metadata": {"name": NAMESPACE}})
+    await e2e.create_namespace(kube, NAMESPACE)
     await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": POOL}, "spec": {}})
     await kube.create(resources.NODEPOOLS, e2e.nodepool(POOL, POOL))
     daemon = e2e.DaemonProcess(kubeconfig, log).start()

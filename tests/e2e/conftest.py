@@ -37,7 +37,7 @@ def name() -> str:
 
 @pytest.fixture
 async def namespace(kube: KubeClient, name: str) -> collections.abc.AsyncIterator[str]:
-    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    await e2e.create_namespace(kube, name)
     yield name
     with contextlib.suppress(kube_errors.NotFoundError):
         await kube.delete(resources.NAMESPACES, name)

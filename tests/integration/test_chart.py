@@ -33,7 +33,6 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 CHART = ROOT / "deploy" / "charts" / "nodesmith"
 KUBE_VERSION = "1.34.2"
 
-SERVICE_ACCOUNTS = resources.Resource("", "v1", "serviceaccounts", "ServiceAccount", namespaced=True)
 SERVICES = resources.Resource("", "v1", "services", "Service", namespaced=True)
 CLUSTER_ROLES = resources.Resource(
     "rbac.authorization.k8s.io", "v1", "clusterroles", "ClusterRole", namespaced=False
@@ -48,7 +47,7 @@ ROLE_BINDINGS = resources.Resource(
 KINDS = {
     r.kind: r
     for r in (
-        SERVICE_ACCOUNTS,
+        e2e.SERVICE_ACCOUNTS,
         SERVICES,
         CLUSTER_ROLES,
         CLUSTER_ROLE_BINDINGS,
@@ -236,7 +235,7 @@ async def admin(kubeconfig: pathlib.Path) -> KubeClient:
 async def release(admin: KubeClient) -> collections.abc.AsyncIterator[str]:
     """A unique release name, also used as its namespace (created for real, deleted afterwards)."""
     name = f"chart-{uuid.uuid4().hex[:6]}"
-    await admin.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    await e2e.create_namespace(admin, name)
     yield name
     for kind, obj_name in ((CLUSTER_ROLES, name), (CLUSTER_ROLE_BINDINGS, name)):
         with contextlib.suppress(kube_errors.NotFoundError):
@@ -334,7 +333,7 @@ async def test_chart_rbac_is_enough_to_provision_and_remove_inflate(
     sa_config = token_kubeconfig(kubeconfig, token, tmp_path / "sa.kubeconfig")
     sa = await KubeClient.connect(sa_config)
     with pytest.raises(kube_errors.KubeError):  # the token really is restricted
-        await sa.list(SERVICE_ACCOUNTS, "kube-system")
+        await sa.list(e2e.SERVICE_ACCOUNTS, "kube-system")
 
     log = tmp_path / "nodesmith.log"
     daemon = e2e.DaemonProcess(

@@ -30,6 +30,7 @@ from nodesmith.kube import KubeClient, errors, resources
 from nodesmith.kube.resources import Resource
 from nodesmith.state import DEFAULT_RESOURCES, ClusterState, Informers
 from nodesmith.testing import cluster as testing_cluster
+from nodesmith.testing import e2e
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -65,7 +66,7 @@ async def crds(kube: KubeClient) -> None:
 @pytest.fixture
 async def namespace(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
     name = f"inf-{uuid.uuid4().hex[:8]}"
-    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    await e2e.create_namespace(kube, name)
     yield name
     with contextlib.suppress(errors.NotFoundError):
         await kube.delete(resources.NAMESPACES, name)

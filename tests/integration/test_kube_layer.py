@@ -19,6 +19,7 @@ import pytest
 
 from nodesmith.kube import EventRecorder, KubeClient, LeaseClient, errors, resources
 from nodesmith.kube.resources import Resource
+from nodesmith.testing import e2e
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -37,7 +38,7 @@ async def kube(kubeconfig: pathlib.Path) -> KubeClient:
 @pytest.fixture
 async def namespace(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
     name = f"kl-{uuid.uuid4().hex[:8]}"
-    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    await e2e.create_namespace(kube, name)
     yield name
     with contextlib.suppress(errors.NotFoundError):
         await kube.delete(resources.NAMESPACES, name)

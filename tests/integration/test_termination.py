@@ -14,6 +14,7 @@ import pytest
 from nodesmith.api import labels
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
+from nodesmith.testing import e2e
 from nodesmith_kwok import provider as kwok_provider
 from tests.integration import lifecycle_harness as h
 
@@ -23,7 +24,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 @pytest.fixture
 async def namespace(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
     name = h.unique("term")
-    await kube.create(resources.NAMESPACES, {"metadata": {"name": name}})
+    await e2e.create_namespace(kube, name)
     yield name
     await h.delete_quietly(kube, resources.NAMESPACES, name)
 

@@ -10,13 +10,12 @@ import datetime as dt
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from nodesmith.api import labels
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.disruption import candidates, pdb
 from nodesmith.kube import resources
 from nodesmith.state import ClusterState, Snapshot, simulation
-from nodesmith.testing import factories
+from nodesmith.testing import factories, manifests
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 ZONE = "z1"
@@ -27,7 +26,7 @@ CATALOGUE: tuple[InstanceType, ...] = (
     factories.instance_type("large", cpu=8, memory="16Gi", zones=(ZONE,), price=0.4),
 )
 _BY_NAME = {it.name: it for it in CATALOGUE}
-_STAMP = "2025-01-01T00:00:00Z"
+_STAMP = manifests.STAMP
 
 
 class Clock:
@@ -48,23 +47,15 @@ def nodepool_dict(
     template_labels: Mapping[str, str] | None = None,
     requirements: Sequence[Mapping[str, Any]] = (),
 ) -> dict[str, Any]:
-    disruption: dict[str, Any] = {"consolidationPolicy": policy, "consolidateAfter": consolidate_after}
-    if budgets is not None:
-        disruption["budgets"] = list(budgets)
-    template: dict[str, Any] = {
-        "spec": {
-            "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "default"},
-            "requirements": list(requirements),
-        }
-    }
-    if template_labels:
-        template["metadata"] = {"labels": dict(template_labels)}
-    return {
-        "apiVersion": "nodesmith.io/v1",
-        "kind": "NodePool",
-        "metadata": {"name": name, "uid": f"uid-{name}", "annotations": dict(annotations or {})},
-        "spec": {"template": template, "disruption": disruption},
-    }
+    return manifests.nodepool_manifest(
+        name,
+        annotations=annotations or {},
+        requirements=requirements,
+        template_labels=template_labels,
+        disruption=manifests.nodepool_disruption(
+            policy=policy, consolidate_after=consolidate_after, budgets=budgets
+        ),
+    )
 
 
 class Cluster:
@@ -101,93 +92,30 @@ class Cluster:
     ) -> str:
         it = _BY_NAME[instance_type]
         provider_id = f"test://{name}"
-        node_labels = {
-            labels.LABEL_HOSTNAME: name,
-            labels.LABEL_NODEPOOL: pool,
-            labels.LABEL_INSTANCE_TYPE: it.name,
-            labels.LABEL_ZONE: ZONE,
-            labels.LABEL_CAPACITY_TYPE: capacity_type,
-            labels.LABEL_ARCH: "amd64",
-            labels.LABEL_OS: "linux",
-            labels.LABEL_REGISTERED: "true",
-        }
-        if initialized:
-            node_labels[labels.LABEL_INITIALIZED] = "true"
         allocatable = {
             "cpu": f"{it.allocatable['cpu']}m",
             "memory": str(it.allocatable["memory"] // 1000),
             "pods": "110",
         }
-        node = {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {
-                "name": name,
-                "uid": f"uid-{name}",
-                "labels": node_labels,
-                "annotations": dict(node_annotations or {}),
-            },
-            "spec": {"providerID": provider_id},
-            "status": {
-                "allocatable": allocatable,
-                "capacity": allocatable,
-                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            },
-        }
-        conditions = [
-            {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": _STAMP}
-            for t in ("Launched", "Registered", "Initialized", "Ready")
-        ]
-        if consolidatable:
-            conditions.append(
-                {
-                    "type": "Consolidatable",
-                    "status": "True",
-                    "reason": "Consolidatable",
-                    "message": "",
-                    "lastTransitionTime": _STAMP,
-                }
-            )
-        if drifted:
-            conditions.append(
-                {
-                    "type": "Drifted",
-                    "status": "True",
-                    "reason": drifted,
-                    "message": "",
-                    "lastTransitionTime": _STAMP,
-                }
-            )
-        claim_labels = {
-            k: v
-            for k, v in node_labels.items()
-            if k not in (labels.LABEL_HOSTNAME, labels.LABEL_REGISTERED, labels.LABEL_INITIALIZED)
-        }
-        spec: dict[str, Any] = {
-            "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "default"},
-            "requirements": [],
-        }
-        if termination_grace_period:
-            spec["terminationGracePeriod"] = termination_grace_period
-        claim = {
-            "apiVersion": "nodesmith.io/v1",
-            "kind": "NodeClaim",
-            "metadata": {
-                "name": f"claim-{name}",
-                "uid": f"uid-claim-{name}",
-                "labels": claim_labels,
-                "annotations": dict(claim_annotations or {}),
-                "creationTimestamp": _STAMP,
-            },
-            "spec": spec,
-            "status": {
-                "providerID": provider_id,
-                "nodeName": name,
-                "capacity": allocatable,
-                "allocatable": allocatable,
-                "conditions": conditions,
-            },
-        }
+        node, claim = manifests.machine(
+            name,
+            node_labels=manifests.machine_labels(
+                name,
+                instance_type=it.name,
+                zone=ZONE,
+                nodepool=pool,
+                capacity_type=capacity_type,
+                initialized=initialized,
+            ),
+            allocatable=allocatable,
+            provider_id=provider_id,
+            ready=ready,
+            consolidatable=consolidatable,
+            drifted=drifted,
+            node_annotations=node_annotations or {},
+            claim_annotations=claim_annotations or {},
+            termination_grace_period=termination_grace_period,
+        )
         self.state.on_upsert(resources.NODECLAIMS, claim)
         self.state.on_upsert(resources.NODES, node)
         return provider_id
@@ -206,49 +134,24 @@ class Cluster:
     ) -> dict[str, Any]:
         self._pods += 1
         name = f"{app}-{self._pods}"
-        spec: dict[str, Any] = {
-            "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": "100Mi"}}}]
-        }
-        status: dict[str, Any] = {
-            "phase": "Running",
-            "startTime": started,
-            "conditions": [{"type": "Ready", "status": "True"}],
-        }
-        if node is not None:
-            spec["nodeName"] = node
-        if pending:
-            status = {
-                "phase": "Pending",
-                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
-            }
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {
-                "name": name,
-                "namespace": namespace,
-                "uid": f"uid-{name}",
-                "labels": {"app": app},
-                "annotations": dict(annotations or {}),
-                "creationTimestamp": _STAMP,
-                "ownerReferences": [{"kind": owner, "name": f"{app}-owner", "controller": True}],
-            },
-            "spec": spec,
-            "status": status,
-        }
+        pod = manifests.app_pod(
+            name,
+            node_name=node,
+            pending=pending,
+            cpu=cpu,
+            app=app,
+            namespace=namespace,
+            annotations=annotations or {},
+            owner_kind=owner,
+            owner_name=f"{app}-owner",
+            started=started,
+        )
         self.state.on_upsert(resources.PODS, pod)
         return pod
 
     def pdb(self, name: str, app: str, allowed: int, *, namespace: str = "default") -> None:
         self.state.on_upsert(
-            resources.PDBS,
-            {
-                "apiVersion": "policy/v1",
-                "kind": "PodDisruptionBudget",
-                "metadata": {"name": name, "namespace": namespace},
-                "spec": {"selector": {"matchLabels": {"app": app}}},
-                "status": {"disruptionsAllowed": allowed},
-            },
+            resources.PDBS, manifests.pdb_manifest(name, app=app, allowed=allowed, namespace=namespace)
         )
 
     # -- what the tests feed the pure code ---------------------------------------------------------------

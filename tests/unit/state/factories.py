@@ -7,6 +7,7 @@ import itertools
 import typing
 
 from nodesmith.api import labels
+from nodesmith.testing import manifests
 
 Obj = dict[str, typing.Any]
 
@@ -99,7 +100,7 @@ def nodeclaim(
         "kind": "NodeClaim",
         "metadata": meta,
         "spec": {
-            "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "default"},
+            "nodeClassRef": manifests.nodeclass_ref(),
             "requirements": [{"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["on-demand"]}],
             "taints": [{"key": "dedicated", "value": "x", "effect": "NoSchedule"}],
         },
@@ -146,20 +147,4 @@ def pod(
 
 
 def nodepool(name: str = "default") -> Obj:
-    return {
-        "apiVersion": "nodesmith.io/v1",
-        "kind": "NodePool",
-        "metadata": {"name": name, "resourceVersion": rv(), "uid": f"uid-np-{name}"},
-        "spec": {
-            "template": {
-                "spec": {
-                    "nodeClassRef": {
-                        "group": "kwok.nodesmith.io",
-                        "kind": "KWOKNodeClass",
-                        "name": "default",
-                    },
-                    "requirements": [],
-                }
-            }
-        },
-    }
+    return manifests.nodepool_manifest(name, uid=f"uid-np-{name}", resource_version=rv())

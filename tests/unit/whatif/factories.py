@@ -13,13 +13,12 @@ from typing import Any
 from nodesmith.api import labels, quantity
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider.types import InstanceType
-from nodesmith.testing import factories
+from nodesmith.testing import factories, manifests
 from nodesmith.whatif import snapshotfile
 
 ZONE = "z1"
 FAMILY = "example.com/family"
 TAKEN_AT = "2025-01-01T01:00:00Z"
-_STAMP = "2025-01-01T00:00:00Z"
 
 
 def _type(name: str, family: str, cpu: int, memory: str, price: float) -> InstanceType:
@@ -50,21 +49,14 @@ def nodepool(
     reqs = list(requirements)
     if families is not None:
         reqs.append({"key": FAMILY, "operator": "In", "values": list(families)})
-    disruption: dict[str, Any] = {"consolidationPolicy": policy, "consolidateAfter": consolidate_after}
-    if budgets is not None:
-        disruption["budgets"] = list(budgets)
-    spec: dict[str, Any] = {
-        "nodeClassRef": {"group": "kwok.nodesmith.io", "kind": "KWOKNodeClass", "name": "default"},
-        "requirements": reqs,
-    }
-    if taints:
-        spec["taints"] = list(taints)
-    return {
-        "apiVersion": "nodesmith.io/v1",
-        "kind": "NodePool",
-        "metadata": {"name": name, "uid": f"uid-{name}"},
-        "spec": {"template": {"spec": spec}, "disruption": disruption},
-    }
+    return manifests.nodepool_manifest(
+        name,
+        requirements=reqs,
+        taints=taints,
+        disruption=manifests.nodepool_disruption(
+            policy=policy, consolidate_after=consolidate_after, budgets=budgets
+        ),
+    )
 
 
 class Builder:
@@ -92,81 +84,26 @@ class Builder:
         node_annotations: Mapping[str, str] | None = None,
     ) -> None:
         it = BY_NAME[instance_type]
-        provider_id = f"test://{name}"
-        family = instance_type.partition("-")[0]
-        node_labels = {
-            labels.LABEL_HOSTNAME: name,
-            labels.LABEL_NODEPOOL: pool,
-            labels.LABEL_INSTANCE_TYPE: it.name,
-            labels.LABEL_ZONE: ZONE,
-            labels.LABEL_CAPACITY_TYPE: capacity_type,
-            labels.LABEL_ARCH: "amd64",
-            labels.LABEL_OS: "linux",
-            labels.LABEL_REGISTERED: "true",
-            labels.LABEL_INITIALIZED: "true",
-            FAMILY: family,
-        }
-        allocatable = quantity.format_resources({**it.allocatable, "pods": 110_000})
-        conditions = [
-            {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": _STAMP}
-            for t in ("Launched", "Registered", "Initialized", "Ready")
-            + (("Consolidatable",) if consolidatable else ())
-        ]
         pool_hash = api_nodepool.NodePool.from_dict(self.pools[pool]).hash()
-        claim_labels = {
-            k: v
-            for k, v in node_labels.items()
-            if k not in (labels.LABEL_HOSTNAME, labels.LABEL_REGISTERED, labels.LABEL_INITIALIZED)
-        }
-        self.objects.append(
-            {
-                "apiVersion": "nodesmith.io/v1",
-                "kind": "NodeClaim",
-                "metadata": {
-                    "name": f"claim-{name}",
-                    "uid": f"uid-claim-{name}",
-                    "labels": claim_labels,
-                    "annotations": {
-                        labels.ANNOTATION_NODEPOOL_HASH: pool_hash,
-                        labels.ANNOTATION_NODEPOOL_HASH_VERSION: api_nodepool.HASH_VERSION,
-                    },
-                    "creationTimestamp": _STAMP,
-                },
-                "spec": {
-                    "nodeClassRef": {
-                        "group": "kwok.nodesmith.io",
-                        "kind": "KWOKNodeClass",
-                        "name": "default",
-                    },
-                    "requirements": [],
-                },
-                "status": {
-                    "providerID": provider_id,
-                    "nodeName": name,
-                    "capacity": allocatable,
-                    "allocatable": allocatable,
-                    "conditions": conditions,
-                },
-            }
+        node, claim = manifests.machine(
+            name,
+            node_labels=manifests.machine_labels(
+                name,
+                instance_type=it.name,
+                zone=ZONE,
+                nodepool=pool,
+                capacity_type=capacity_type,
+                extra={FAMILY: instance_type.partition("-")[0]},
+            ),
+            allocatable=quantity.format_resources({**it.allocatable, "pods": 110_000}),
+            consolidatable=consolidatable,
+            node_annotations=node_annotations or {},
+            claim_annotations={
+                labels.ANNOTATION_NODEPOOL_HASH: pool_hash,
+                labels.ANNOTATION_NODEPOOL_HASH_VERSION: api_nodepool.HASH_VERSION,
+            },
         )
-        self.objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Node",
-                "metadata": {
-                    "name": name,
-                    "uid": f"uid-{name}",
-                    "labels": node_labels,
-                    "annotations": dict(node_annotations or {}),
-                },
-                "spec": {"providerID": provider_id},
-                "status": {
-                    "allocatable": allocatable,
-                    "capacity": allocatable,
-                    "conditions": [{"type": "Ready", "status": "True"}],
-                },
-            }
-        )
+        self.objects += [claim, node]
 
     def pod(
         self,
@@ -181,52 +118,23 @@ class Builder:
     ) -> str:
         self._pods += 1
         name = name or f"{app}-{self._pods}"
-        spec: dict[str, Any] = {
-            "containers": [{"name": "c", "resources": {"requests": {"cpu": cpu, "memory": memory}}}]
-        }
-        if node_selector:
-            spec["nodeSelector"] = dict(node_selector)
-        if node is not None:
-            spec["nodeName"] = node
-            status: dict[str, Any] = {
-                "phase": "Running",
-                "startTime": _STAMP,
-                "conditions": [{"type": "Ready", "status": "True"}],
-            }
-        else:
-            status = {
-                "phase": "Pending",
-                "conditions": [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}],
-            }
         self.objects.append(
-            {
-                "apiVersion": "v1",
-                "kind": "Pod",
-                "metadata": {
-                    "name": name,
-                    "namespace": "default",
-                    "uid": f"uid-{name}",
-                    "labels": {"app": app},
-                    "annotations": dict(annotations or {}),
-                    "creationTimestamp": _STAMP,
-                    "ownerReferences": [{"kind": "ReplicaSet", "name": f"{app}-rs", "controller": True}],
-                },
-                "spec": spec,
-                "status": status,
-            }
+            manifests.app_pod(
+                name,
+                node_name=node,
+                pending=node is None,
+                cpu=cpu,
+                memory=memory,
+                app=app,
+                annotations=annotations or {},
+                node_selector=node_selector,
+                owner_name=f"{app}-rs",
+            )
         )
         return f"default/{name}"
 
     def pdb(self, name: str, app: str, allowed: int) -> None:
-        self.objects.append(
-            {
-                "apiVersion": "policy/v1",
-                "kind": "PodDisruptionBudget",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": {"selector": {"matchLabels": {"app": app}}},
-                "status": {"disruptionsAllowed": allowed},
-            }
-        )
+        self.objects.append(manifests.pdb_manifest(name, app=app, allowed=allowed))
 
     def document(self) -> dict[str, Any]:
         return {
