@@ -183,6 +183,10 @@ class SnapshotFile:
         return state, notes
 
 
+_LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
 def _class_ref(obj: Obj) -> Any:
     return ((((obj.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeClassRef")) or {}
 
@@ -190,8 +194,10 @@ def _class_ref(obj: Obj) -> Any:
 def loads(text: str, *, source: str = "snapshot", now: dt.datetime | None = None) -> SnapshotFile:
     """Parse a snapshot file (YAML or JSON). Raises `errors.ValidationError` (``source`` names the file)."""
     try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as err:
+        # JSON is YAML, but json parses it ~50x faster than PyYAML; libyaml's loader is ~10x faster than
+        # the pure-Python one on a snapshot of a few thousand pods.
+        document = json.loads(text) if text.lstrip().startswith("{") else yaml.load(text, Loader=_LOADER)
+    except (yaml.YAMLError, ValueError) as err:
         raise errors.ValidationError(source, f"not valid YAML or JSON: {err}") from err
     try:
         return SnapshotFile.from_dict(document, now=now)
@@ -204,4 +210,4 @@ def dumps(snapshot: SnapshotFile, *, as_json: bool = False) -> str:
     document = snapshot.to_dict()
     if as_json:
         return json.dumps(document, indent=1, sort_keys=False) + "\n"
-    return str(yaml.safe_dump(document, sort_keys=False))
+    return str(yaml.dump(document, Dumper=_DUMPER, sort_keys=False))

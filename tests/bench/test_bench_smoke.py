@@ -53,3 +53,26 @@ def test_benchmark_is_deterministic() -> None:
     assert [c.requirements for c in a.new_nodeclaims] == [c.requirements for c in b.new_nodeclaims]
     assert [c.instance_types for c in a.new_nodeclaims] == [c.instance_types for c in b.new_nodeclaims]
     assert a.total_price() == b.total_price()
+
+
+def _whatif_bench() -> ModuleType:
+    path = Path(__file__).with_name("bench_whatif.py")
+    spec = importlib.util.spec_from_file_location("bench_whatif", path)
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("bench_whatif", module)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.bench
+def test_whatif_bench_drifts_every_node_and_repacks_cheaper() -> None:
+    report, pod = _whatif_bench().run(20, 200, 10)
+    summary = report.to_dict()
+    assert len(summary["drifted"]) == 20, "every node is fake-it-7, which the change no longer allows"
+    assert summary["cost"]["afterPerHour"] < summary["cost"]["currentPerHour"]
+    launched = {launch["cheapest"]["instanceType"] for launch in summary["after"]["launches"]}
+    assert launched
+    assert "fake-it-7" not in launched
+    assert pod.verdict in ("existing-node", "new-nodeclaim")
