@@ -47,6 +47,10 @@ async def test_spot_interruption_replaces_and_drains_the_node(
     try:
         await daemon.wait_ready()
         (first,) = await e2e.eventually(lambda: running_on(None), 120, "2 pods Running")
+        offering_keys = (labels.LABEL_INSTANCE_TYPE, labels.LABEL_ZONE, labels.LABEL_CAPACITY_TYPE)
+        interrupted = await kube.get(resources.NODES, first)
+        reclaimed = tuple(interrupted["metadata"]["labels"][k] for k in offering_keys)
+        assert reclaimed[2] == "spot"
         sent = time.monotonic()
         await kube.merge_patch(
             resources.NODES,
@@ -71,6 +75,9 @@ async def test_spot_interruption_replaces_and_drains_the_node(
             return all(n["metadata"]["name"] != first for n in await nodes())
 
         await e2e.eventually(first_gone, 120, "the interrupted node to be drained and deleted")
+        # the reclaimed spot offering was marked unavailable, so the replacement went elsewhere
+        (replacement,) = await nodes()
+        assert tuple(replacement["metadata"]["labels"][k] for k in offering_keys) != reclaimed
         events = (await kube.list(resources.CORE_EVENTS)).items
         assert any(
             e.get("reason") == "SpotInterrupted" and first in e["involvedObject"].get("name", "")

@@ -30,7 +30,13 @@ from nodesmith.api import labels as core_labels
 from nodesmith.api.nodeclaim import NodeClaim
 from nodesmith.api.nodepool import NodePool
 from nodesmith.cloudprovider.protocol import NodeClassKind
-from nodesmith.cloudprovider.types import DriftReason, InstanceType, InterruptionEvent, RepairPolicy
+from nodesmith.cloudprovider.types import (
+    DriftReason,
+    InstanceType,
+    InterruptionEvent,
+    InterruptionKind,
+    RepairPolicy,
+)
 from nodesmith_aws import drift, interruption, nodeclass
 from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients
@@ -294,7 +300,33 @@ class AwsCloudProvider:
         when no queue is set. Never raises: a failing receive is logged and retried."""
         if self.interruption_source is None:
             return None
-        return self.interruption_source.events()
+        return self._marking_reclaimed_spot(self.interruption_source.events())
+
+    async def _marking_reclaimed_spot(
+        self, events: AsyncIterator[InterruptionEvent]
+    ) -> AsyncIterator[InterruptionEvent]:
+        """Pass ``events`` on; before a spot interruption warning, mark its (spot, type, zone) offering
+        unavailable as Karpenter does, so the replacement is not launched into capacity being reclaimed."""
+        async for event in events:
+            if event.kind is InterruptionKind.SPOT_INTERRUPTION:
+                await self._mark_reclaimed(event.provider_id)
+            yield event
+
+    async def _mark_reclaimed(self, provider_id: str) -> None:
+        try:
+            _, instance_id = parse_provider_id(provider_id)
+            instance = await self.instances.get(instance_id)
+        except errors.NodeClaimNotFoundError as err:  # gone already, or not ours: nothing to learn from it
+            log.debug("spot interruption for %s: offering not marked: %s", provider_id, err)
+            return
+        except Exception as err:  # never let a lookup failure stop the event stream
+            log.warning("spot interruption for %s: offering not marked: %s", provider_id, err)
+            return
+        self.unavailable.mark_unavailable("spot", instance.type, instance.zone, "SpotInterruption")
+        log.info(
+            "spot offering %s in %s marked unavailable: instance %s is being reclaimed",
+            instance.type, instance.zone, instance.id,
+        )  # fmt: skip
 
     # -- lifecycle -----------------------------------------------------------------------------------
 

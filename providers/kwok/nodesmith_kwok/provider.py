@@ -13,7 +13,8 @@ allocatable, and providerID ``kwok://<node name>``.
 
 Insufficient capacity is injected through the KWOKNodeClass (``spec.insufficientCapacity``): launching such
 an offering fails with ``InsufficientCapacityError`` and the offering is reported unavailable for
-``ICE_TTL``, so the next simulation picks another one — the same path a cloud's capacity errors take.
+``ICE_TTL``, so the next simulation picks another one — the same path a cloud's capacity errors take. A
+spot interruption warning marks the interrupted node's spot offering unavailable the same way.
 
 Unlike Karpenter's kwok provider (whose ``Delete`` deletes the NodeClaim object), ``delete`` deletes the
 instance — the Node — and reports ``NodeClaimNotFoundError`` once that delete was issued: a fake instance
@@ -26,7 +27,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
@@ -125,6 +126,8 @@ class KWOKProvider:
                     log.warning("node %s: unknown interruption kind %r", meta.get("name"), value)
                     continue
                 pending.add(seen)
+                if parsed is InterruptionKind.SPOT_INTERRUPTION:
+                    self._mark_reclaimed(meta.get("labels") or {})
                 yield InterruptionEvent(
                     provider_id=provider_id,
                     kind=parsed,
@@ -134,6 +137,17 @@ class KWOKProvider:
                     ack=functools.partial(self._ack, str(meta.get("name")), seen, pending),
                 )
             await anyio.sleep(self._poll_interval)
+
+    def _mark_reclaimed(self, node_labels: Mapping[str, str]) -> None:
+        """A spot warning marks the node's spot offering unavailable, as AWS's provider does, so its
+        replacement goes elsewhere."""
+        offering = (
+            node_labels.get(labels.LABEL_INSTANCE_TYPE),
+            node_labels.get(labels.LABEL_ZONE),
+            node_labels.get(labels.LABEL_CAPACITY_TYPE),
+        )
+        if offering[2] == "spot" and offering[0] and offering[1]:
+            self._unavailable[(str(offering[0]), str(offering[1]), "spot")] = self._clock() + ICE_TTL
 
     async def _ack(self, node_name: str, seen: tuple[str, str], pending: set[tuple[str, str]]) -> None:
         with contextlib.suppress(kube_errors.NotFoundError):

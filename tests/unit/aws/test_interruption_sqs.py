@@ -353,6 +353,30 @@ async def test_the_provider_offers_the_source_only_with_a_queue(env: Env, queue:
     await stream.aclose()  # type: ignore[attr-defined]
 
 
+async def test_a_spot_warning_marks_the_reclaimed_offering_unavailable(env: Env, queue: Queue) -> None:
+    await ready_nodeclass(env)
+    settings = attrs.evolve(env.provider.settings, interruption_queue=queue.url, interruption_wait_seconds=1)
+    provider = AwsCloudProvider(settings, env.store, clients=env.clients, catalog=env.provider.catalog)
+    reclaimed, recommended = await run_instance(env, "us-west-2b"), await run_instance(env, "us-west-2c")
+    await queue.send(rebalance(recommended))
+    await queue.send(spot(reclaimed))
+    stream = provider.interruption_events()
+    assert stream is not None
+    kinds = {(await stream.__anext__()).kind for _ in range(2)}
+    await stream.aclose()  # type: ignore[attr-defined]
+    assert kinds == {InterruptionKind.SPOT_INTERRUPTION, InterruptionKind.REBALANCE_RECOMMENDATION}
+
+    (m5,) = [
+        it
+        for it in await provider.get_instance_types(conformance.nodepool("p", REF))
+        if it.name == "m5.large"
+    ]
+    unavailable = {(o.capacity_type, o.zone) for o in m5.offerings if not o.available}
+    assert ("spot", "us-west-2b") in unavailable  # the reclaimed capacity
+    assert ("spot", "us-west-2c") not in unavailable  # a rebalance recommendation marks nothing
+    assert ("on-demand", "us-west-2b") not in unavailable
+
+
 # -- with the core reconciler, on a real API server --------------------------------------------------
 
 
