@@ -3,10 +3,18 @@
 Reconcilers, the state cache and the provider wrapper record here; the runtime installs the SDK with a
 Prometheus reader (``nodesmith.runtime.telemetry``), so until then every instrument is a cheap no-op.
 Names follow Karpenter's with a ``nodesmith_`` prefix; units are seconds.
+
+Gauges whose series must disappear (a NodePool deleted, an offering gone) are observable gauges fed by
+`Readings`: the SDK's synchronous gauge (``create_gauge``) keeps reporting every attribute set it was
+ever given (opentelemetry-sdk 1.45's last-value aggregation never forgets one under cumulative
+temporality, and the API has no way to remove one), whereas an observable gauge reports at each
+collection exactly what its callback observes then.
 """
 
 from __future__ import annotations
 
+import typing
+from collections.abc import Iterable, Mapping
 from typing import Final
 
 from opentelemetry import metrics
@@ -30,22 +38,50 @@ __all__ = [
     "NODECLAIMS_TERMINATED",
     "NODECLAIMS_TERMINATION_DURATION",
     "NODEPOOLS_ALLOWED_DISRUPTIONS",
+    "NODEPOOLS_COST_PER_HOUR",
+    "NODEPOOLS_UNPRICED_NODES",
     "NODEPOOLS_USAGE",
     "NODES_CREATED",
     "NODES_DRAINED",
     "NODES_LIFETIME_DURATION",
     "NODES_TERMINATED",
     "NODES_TERMINATION_DURATION",
+    "OFFERING_PRICE_ESTIMATE",
     "PODS_DRAINED",
     "PODS_EVICTION_REQUESTS",
     "PODS_UNSCHEDULABLE",
     "RECONCILE_ERRORS",
     "SCHEDULER_QUEUE_DEPTH",
     "SCHEDULING_DURATION",
+    "Readings",
     "meter",
 ]
 
 meter: Final = metrics.get_meter("nodesmith")
+
+
+@typing.final
+class Readings:
+    """The current series of one observable gauge, replaced as a whole by the one task that computes them.
+
+    ``publish`` swaps in a new set of ``(value, attributes)``; the gauge's callback, `observe`, reports
+    that set at every collection, so a series left out of the last ``publish`` is no longer exported.
+    ``clear`` stops exporting any (the writer stopped: its last figures would go stale). Swapping one
+    tuple is atomic, so a collection in another thread sees either the old set or the new one."""
+
+    def __init__(self) -> None:
+        self._series: tuple[metrics.Observation, ...] = ()
+
+    def publish(self, series: Iterable[tuple[float, Mapping[str, str]]]) -> None:
+        self._series = tuple(metrics.Observation(value, dict(attributes)) for value, attributes in series)
+
+    def clear(self) -> None:
+        self._series = ()
+
+    def observe(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+        """The gauge's callback."""
+        return self._series
+
 
 NODECLAIMS_CREATED: Final = meter.create_counter(
     "nodesmith_nodeclaims_created", description="NodeClaims created, by reason and NodePool."
@@ -165,4 +201,26 @@ NODEPOOLS_ALLOWED_DISRUPTIONS: Final = meter.create_gauge(
 NODECLAIMS_DISRUPTED: Final = meter.create_counter(
     "nodesmith_nodeclaims_disrupted",
     description="NodeClaims deleted by disruption or expiration, by reason and NodePool.",
+)
+
+# -- cost (nodesmith.reconcilers.cost) ------------------------------------------------------------------
+
+OFFERING_PRICE_ESTIMATE: Final = Readings()
+meter.create_observable_gauge(
+    "nodesmith_cloudprovider_instance_type_offering_price_estimate",
+    callbacks=[OFFERING_PRICE_ESTIMATE.observe],
+    description="Hourly price of every offering the NodePools can use, by instance_type, capacity_type "
+    "and zone (the provider's currency; the lowest when NodePools' price overlays disagree).",
+)
+NODEPOOLS_COST_PER_HOUR: Final = Readings()
+meter.create_observable_gauge(
+    "nodesmith_nodepools_cost_per_hour",
+    callbacks=[NODEPOOLS_COST_PER_HOUR.observe],
+    description="Summed hourly price of a NodePool's running nodes (those with a price), by NodePool.",
+)
+NODEPOOLS_UNPRICED_NODES: Final = Readings()
+meter.create_observable_gauge(
+    "nodesmith_nodepools_unpriced_nodes",
+    callbacks=[NODEPOOLS_UNPRICED_NODES.observe],
+    description="Running nodes of a NodePool whose offering has no price (not in its cost), by NodePool.",
 )

@@ -17,6 +17,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import (
     Reconciler,
+    cost,
     garbagecollection,
     instrumented,
     interruption,
@@ -75,6 +76,7 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
         termination.TerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
         garbagecollection.GarbageCollector(c.kube, c.state, provider, c.events, c.clock),
         nodepool_status.NodePoolStatusReconciler(c.kube, c.state, c.clock, budget_history=queue.history),
+        cost.CostReconciler(c.state, provider, c.plugins),
         interruption.Interruption(
             c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance
         ),

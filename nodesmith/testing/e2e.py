@@ -98,6 +98,13 @@ class DaemonProcess:
         response.raise_for_status()
         return list(response.json()["decisions"])
 
+    async def metrics_text(self) -> str:
+        """The daemon's ``/metrics`` exposition (Prometheus text, on the metrics port)."""
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5)
+        response.raise_for_status()
+        return response.text
+
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
             raise AssertionError(f"nodesmith exited with {self.process.returncode}; log:\n{self.tail()}")

@@ -29,7 +29,7 @@ from nodesmith.disruption import balanced, budgets, candidates, consolidation, e
 from nodesmith.disruption import pods as disruption_pods
 from nodesmith.disruption.commands import Command, Method, Rejection
 from nodesmith.scheduling import pods as scheduling_pods
-from nodesmith.state import simulation
+from nodesmith.state import pricing, simulation
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
 from nodesmith.whatif import replay
@@ -344,7 +344,7 @@ def explain_node(
         instance_type=it_name,
         zone=node.labels.get(labels.LABEL_ZONE),
         capacity_type=node.labels.get(labels.LABEL_CAPACITY_TYPE),
-        price=replay.node_price(node, types),
+        price=pricing.node_price(node, types),
         pods=sum(1 for p in node.pods if disruption_pods.is_reschedulable(p)),
         verdict=verdict,
         message=message.strip().rstrip(";"),

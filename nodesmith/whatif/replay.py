@@ -4,8 +4,8 @@
 the pods it would place (`simulation.provisioning_pods`), the engine's input
 (`simulation.scheduling_input`) and `scheduler.solve`; it then turns the engine's `results.Results`
 into `Provisioning`: NodeClaims to launch with their cheapest offering, nominations to existing nodes,
-and the pods left pending with the engine's structured reasons. `node_price` prices a running machine
-the way disruption does (its instance type's offering in its zone for its capacity type).
+and the pods left pending with the engine's structured reasons. Running machines are priced by
+`nodesmith.state.pricing.node_price`, as the cost reconciler prices them.
 
 Pure: values in, values out.
 """
@@ -18,14 +18,12 @@ from typing import Any, Final
 
 import attrs
 
-from nodesmith.api import labels
 from nodesmith.cloudprovider.types import InstanceType, cheapest_offering
 from nodesmith.scheduling import results, scheduler
 from nodesmith.state import simulation
 from nodesmith.state.snapshot import Snapshot
-from nodesmith.state.statenode import StateNode
 
-__all__ = ["Launch", "Pending", "Provisioning", "node_price", "pod_key", "provision"]
+__all__ = ["Launch", "Pending", "Provisioning", "pod_key", "provision"]
 
 Obj: typing.TypeAlias = Mapping[str, Any]
 SHOWN_TYPES: Final = 5
@@ -187,21 +185,3 @@ def provision(
         timed_out=outcome.timed_out,
     )
     return record, outcome
-
-
-def node_price(node: StateNode, instance_types: Mapping[str, Sequence[InstanceType]]) -> float | None:
-    """Hourly price of a running machine: its instance type's offering in its zone for its capacity type
-    (the pool's instance types first, then any pool's type of that name); ``None`` if unknown."""
-    name = node.labels.get(labels.LABEL_INSTANCE_TYPE)
-    if name is None:
-        return None
-    pools = [node.nodepool, *sorted(instance_types)] if node.nodepool else sorted(instance_types)
-    for pool in pools:
-        for it in instance_types.get(pool or "", ()):
-            if it.name == name:
-                offering = it.offering(
-                    node.labels.get(labels.LABEL_ZONE), node.labels.get(labels.LABEL_CAPACITY_TYPE)
-                )
-                if offering is not None:
-                    return offering.price
-    return None

@@ -17,7 +17,7 @@ How each part is decided, with the daemon's own code:
 * **AFTER**: the changed snapshot with the newly drifted machines (and those of deleted NodePools)
   marked for deletion, then `replay.provision` again: their reschedulable pods are re-packed from
   scratch, with the pending pods, onto the rest of the cluster and what the NodePools would launch.
-* **Cost**: every machine priced by `replay.node_price`; BEFORE = now + BEFORE's launches; AFTER = now
+* **Cost**: every machine priced by `pricing.node_price`; BEFORE = now + BEFORE's launches; AFTER = now
   − the replaced machines + AFTER's launches.
 """
 
@@ -37,7 +37,7 @@ from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.disruption import budgets, candidates, marking
 from nodesmith.disruption import pods as disruption_pods
 from nodesmith.disruption.commands import RejectionReason
-from nodesmith.state import simulation
+from nodesmith.state import pricing, simulation
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
 from nodesmith.whatif import replay
@@ -231,7 +231,7 @@ def _cost_now(snap: Snapshot, types: Mapping[str, Sequence[InstanceType]]) -> tu
     for node in snap.nodes:
         if node.marked_for_deletion:
             continue
-        price = replay.node_price(node, types)
+        price = pricing.node_price(node, types)
         if price is None:
             unpriced.append(node.name or node.key)
         else:
@@ -318,7 +318,7 @@ def run(snapshot: SnapshotFile, change: Change, *, deadline: Callable[[], bool] 
                 reason=reason,
                 new=new,
                 instance_type=node.labels.get(labels.LABEL_INSTANCE_TYPE),
-                price=replay.node_price(node, types_before),
+                price=pricing.node_price(node, types_before),
                 pods=sum(1 for p in node.pods if disruption_pods.is_reschedulable(p)),
                 blocked_by=tuple(blockers),
             )

@@ -5,6 +5,7 @@ kube-scheduler binds the pods."""
 from __future__ import annotations
 
 import collections.abc
+import re
 from typing import Any
 
 import anyio
@@ -14,6 +15,7 @@ from nodesmith.api import labels
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.testing import e2e
+from nodesmith_kwok import catalogue
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
 
@@ -39,6 +41,21 @@ async def pods_of(kube: KubeClient, namespace: str, app: str) -> list[dict[str, 
 async def all_running(kube: KubeClient, namespace: str, app: str, replicas: int) -> bool:
     pods = await pods_of(kube, namespace, app)
     return len(pods) == replicas and all(p.get("status", {}).get("phase") == "Running" for p in pods)
+
+
+async def sample(daemon: e2e.DaemonProcess, metric: str, **wanted: str) -> float | None:
+    """The value of ``metric``'s series whose labels include ``wanted`` in the daemon's ``/metrics``."""
+    for line in (await daemon.metrics_text()).splitlines():
+        if line.startswith(metric + "{"):
+            labels_text, _, value = line[len(metric) :].rpartition(" ")
+            found = dict(re.findall(r'(\w+)="([^"]*)"', labels_text))
+            if all(found.get(key) == want for key, want in wanted.items()):
+                return float(value)
+    return None
+
+
+COST_WAIT = 3 * 30.0
+"""Seconds to wait for the cost gauges to follow the cluster: they are recomputed every 30 s."""
 
 
 async def test_inflate_scales_up_to_a_right_sized_node_and_back_down(
@@ -70,12 +87,41 @@ async def test_inflate_scales_up_to_a_right_sized_node_and_back_down(
         }
         assert node["metadata"]["labels"][labels.LABEL_INITIALIZED] == "true"
 
+        # the NodePool's cost is the price of its one node's offering in the kwok catalogue
+        node_labels = node["metadata"]["labels"]
+        zone, capacity_type = node_labels[labels.LABEL_ZONE], node_labels[labels.LABEL_CAPACITY_TYPE]
+        (offered,) = [
+            it for it in catalogue.build_catalogue() if it.name == node_labels[labels.LABEL_INSTANCE_TYPE]
+        ]
+        offering = offered.offering(zone, capacity_type)
+        assert offering is not None
+        price = offering.price
+
+        async def costs_one_node() -> bool:
+            return await sample(daemon, "nodesmith_nodepools_cost_per_hour", nodepool=name) == price
+
+        await e2e.eventually(costs_one_node, COST_WAIT, f"{name} to cost {price}/h")
+        assert await sample(daemon, "nodesmith_nodepools_unpriced_nodes", nodepool=name) == 0
+        estimate = await sample(
+            daemon,
+            "nodesmith_cloudprovider_instance_type_offering_price_estimate",
+            instance_type=offered.name,
+            capacity_type=capacity_type,
+            zone=zone,
+        )
+        assert estimate == price
+
         await kube.merge_patch(e2e.DEPLOYMENTS, "inflate", {"spec": {"replicas": 0}}, namespace)
 
         async def removed() -> bool:
             return not await claims_of(kube, name) and not await nodes_of(kube, name)
 
         await e2e.eventually(removed, 120, "the empty node to be removed")
+
+        async def costs_nothing() -> bool:
+            return await sample(daemon, "nodesmith_nodepools_cost_per_hour", nodepool=name) in (0.0, None)
+
+        await e2e.eventually(costs_nothing, COST_WAIT, f"{name} to cost nothing once its node is gone")
     finally:
         await e2e.cleanup(kube, namespace=None, nodepools=[name])
 

@@ -3,7 +3,8 @@
 Two checks: every ``nodesmith_*`` name in the dashboard's PromQL is (1) an instrument declared in the code
 (``meter.create_<kind>("nodesmith_...")``) with the suffix Prometheus exposition gives that kind
 (counters ``_total``, histograms ``_bucket``/``_sum``/``_count``), and (2) present in the real ``/metrics``
-text, rendered by the runtime's telemetry set-up in a fresh process after recording into every instrument.
+text, rendered by the runtime's telemetry set-up in a fresh process after recording into every instrument
+(and publishing into every `nodesmith.metrics.Readings`, which feeds an observable gauge).
 """
 
 from __future__ import annotations
@@ -36,11 +37,15 @@ INSTRUMENT_MODULES = [
 ]
 RENDER = """
 import importlib, sys
+from nodesmith import metrics
 from nodesmith.runtime import telemetry
 telemetry.setup()
 for name in sys.argv[1:]:
     module = importlib.import_module(name)
     for value in vars(module).values():
+        if isinstance(value, metrics.Readings):  # what an observable gauge's callback reports
+            value.publish([(1, {})])
+            continue
         for method in ("add", "record", "set"):
             if type(value).__module__.startswith("opentelemetry") and hasattr(value, method):
                 getattr(value, method)(1)
