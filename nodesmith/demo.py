@@ -4,8 +4,9 @@ It brings up the local control plane (`nodesmith.dev`), installs the CRDs, a ``d
 NodePool, runs the nodesmith daemon in this process with the kwok provider, creates the ``inflate``
 Deployment (pause pods requesting 1 CPU each) with 0 replicas, scales it to 4 and then back to 0, and
 prints what happens: the NodeClaim launched, the Node registered and initialized, the pods bound and
-Running, and — after ``consolidateAfter`` — the empty node drained and removed. Everything it shows is
-read back from the API server; nothing is simulated.
+Running, and — after ``consolidateAfter`` — the empty node drained and removed; then the daemon's own
+records of the decisions that did it (its ``/decisions`` log). Everything it shows is read back from the
+API server or the daemon; nothing is simulated.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import app, crds, telemetry
 from nodesmith.runtime.settings import Settings
+from nodesmith.whatif import recorded
 
 __all__ = ["DEPLOYMENTS", "inflate", "nodepool", "run_scenario"]
 
@@ -222,4 +224,12 @@ async def run_demo(kubeconfig: str, say: Callable[[str], None], *, replicas: int
         )
         timings = await run_scenario(kube, say, replicas=replicas)
         group.cancel_scope.cancel()
+    acted = [
+        r
+        for r in daemon.decisions.records()
+        if r.get("nodeclaims") or (r.get("kind") == "disruption" and r.get("started"))
+    ]
+    say("what nodesmith decided, as `nodesmith explain decisions` shows it (from /decisions):")
+    for line in recorded.lines(acted):
+        say(f"  {line}")
     return timings
