@@ -60,27 +60,53 @@ __all__ = [
 meter: Final = metrics.get_meter("nodesmith")
 
 
+_Key = tuple[tuple[str, str], ...]
+
+
 @typing.final
 class Readings:
-    """The current series of one observable gauge, replaced as a whole by the one task that computes them.
+    """The current series of one observable gauge.
 
-    ``publish`` swaps in a new set of ``(value, attributes)``; the gauge's callback, `observe`, reports
-    that set at every collection, so a series left out of the last ``publish`` is no longer exported.
-    ``clear`` stops exporting any (the writer stopped: its last figures would go stale). Swapping one
-    tuple is atomic, so a collection in another thread sees either the old set or the new one."""
+    ``publish`` swaps in a whole new set of ``(value, attributes)`` (for the one task that computes them
+    all at once); ``put`` sets one series and ``drop`` removes those matching some attributes (for
+    writers that learn one object at a time, and see it go). The gauge's callback, `observe`, reports the
+    current set at every collection, so a series published no more is no longer exported. ``clear``
+    stops exporting any (the writer stopped, or this replica stopped leading: its last figures would go
+    stale). Every change swaps in a new mapping, so a collection in another thread sees either the old
+    set or the new one."""
 
     def __init__(self) -> None:
-        self._series: tuple[metrics.Observation, ...] = ()
+        self._series: dict[_Key, metrics.Observation] = {}
+
+    @staticmethod
+    def _key(attributes: Mapping[str, str]) -> _Key:
+        return tuple(sorted(attributes.items()))
 
     def publish(self, series: Iterable[tuple[float, Mapping[str, str]]]) -> None:
-        self._series = tuple(metrics.Observation(value, dict(attributes)) for value, attributes in series)
+        self._series = {
+            self._key(attributes): metrics.Observation(value, dict(attributes))
+            for value, attributes in series
+        }
+
+    def put(self, value: float, attributes: Mapping[str, str]) -> None:
+        self._series = {**self._series, self._key(attributes): metrics.Observation(value, dict(attributes))}
+
+    def drop(self, **match: str) -> None:
+        """Stop exporting every series whose attributes include all of ``match``."""
+        wanted = set(match.items())
+        self._series = {k: v for k, v in self._series.items() if not wanted <= set(k)}
+
+    def retain(self, key: str, values: Iterable[str]) -> None:
+        """Stop exporting every series whose attribute ``key`` is not one of ``values``."""
+        kept = set(values)
+        self._series = {k: v for k, v in self._series.items() if dict(k).get(key) in kept}
 
     def clear(self) -> None:
-        self._series = ()
+        self._series = {}
 
     def observe(self, options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
         """The gauge's callback."""
-        return self._series
+        return tuple(self._series.values())
 
 
 NODECLAIMS_CREATED: Final = meter.create_counter(
@@ -163,8 +189,11 @@ GARBAGE_COLLECTED_INSTANCES: Final = meter.create_counter(
     "nodesmith_garbage_collected_instances",
     description="Provider instances deleted because no NodeClaim owns them, by provider.",
 )
-NODEPOOLS_USAGE: Final = meter.create_gauge(
-    "nodesmith_nodepools_usage", description="Resources used by a NodePool's nodes, by NodePool and resource."
+NODEPOOLS_USAGE: Final = Readings()
+meter.create_observable_gauge(
+    "nodesmith_nodepools_usage",
+    callbacks=[NODEPOOLS_USAGE.observe],
+    description="Resources used by a NodePool's nodes, by NodePool and resource.",
 )
 
 # -- disruption -----------------------------------------------------------------------------------------
@@ -177,8 +206,10 @@ DISRUPTION_REJECTIONS: Final = meter.create_counter(
     "nodesmith_disruption_rejections",
     description="Nodes a disruption method passed over, by method and rejection reason.",
 )
-DISRUPTION_ELIGIBLE_NODES: Final = meter.create_gauge(
+DISRUPTION_ELIGIBLE_NODES: Final = Readings()
+meter.create_observable_gauge(
     "nodesmith_disruption_eligible_nodes",
+    callbacks=[DISRUPTION_ELIGIBLE_NODES.observe],
     description="Disruption candidates in the last evaluation, by method.",
 )
 DISRUPTION_EVALUATION_DURATION: Final = meter.create_histogram(
@@ -194,8 +225,10 @@ DISRUPTION_QUEUE_FAILURES: Final = meter.create_counter(
     "nodesmith_disruption_queue_failures",
     description="Commands the orchestration queue gave up on (replacement failed or timed out), by reason.",
 )
-NODEPOOLS_ALLOWED_DISRUPTIONS: Final = meter.create_gauge(
+NODEPOOLS_ALLOWED_DISRUPTIONS: Final = Readings()
+meter.create_observable_gauge(
     "nodesmith_nodepools_allowed_disruptions",
+    callbacks=[NODEPOOLS_ALLOWED_DISRUPTIONS.observe],
     description="Disruptions a NodePool's budgets allow now, by NodePool and reason.",
 )
 NODECLAIMS_DISRUPTED: Final = meter.create_counter(

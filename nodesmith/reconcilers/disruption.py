@@ -123,16 +123,21 @@ class Disruption:
         self.decisions = collections.deque(maxlen=self.options.kept_decisions)
 
     async def run(self) -> None:
-        """Loop until cancelled; one failed pass is logged and the loop goes on."""
-        while True:
-            try:
-                with tracer.start_as_current_span("disruption.reconcile"):
-                    acted = await self.reconcile()
-            except Exception:
-                log.exception("disruption pass failed")
-                metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
-                acted = False
-            await self.sleep(0 if acted else self.options.poll_interval.total_seconds())
+        """Loop until cancelled; one failed pass is logged and the loop goes on. Once stopped, its gauges
+        report nothing (another replica takes over)."""
+        try:
+            while True:
+                try:
+                    with tracer.start_as_current_span("disruption.reconcile"):
+                        acted = await self.reconcile()
+                except Exception:
+                    log.exception("disruption pass failed")
+                    metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
+                    acted = False
+                await self.sleep(0 if acted else self.options.poll_interval.total_seconds())
+        finally:
+            metrics.DISRUPTION_ELIGIBLE_NODES.clear()
+            metrics.NODEPOOLS_ALLOWED_DISRUPTIONS.clear()
 
     async def reconcile(self) -> bool:
         """One pass; True when a command was started."""
@@ -180,7 +185,7 @@ class Disruption:
             options=consolidation.Options(spot_to_spot=self.options.spot_to_spot),
             deadline=deadline,
         )
-        metrics.DISRUPTION_ELIGIBLE_NODES.set(len(found), {"method": method.value})
+        metrics.DISRUPTION_ELIGIBLE_NODES.put(len(found), {"method": method.value})
         metrics.DISRUPTION_EVALUATION_DURATION.record(time.monotonic() - started, {"method": method.value})
         return outcome, rejected
 
@@ -315,8 +320,9 @@ class Disruption:
 
     async def _report_budgets(self, method: Method, outcome: Outcome, snapshot: Snapshot) -> None:
         counts = budgets.count(snapshot.nodes)
+        metrics.NODEPOOLS_ALLOWED_DISRUPTIONS.drop(reason=method.reason.value)  # NodePools gone since
         for pool_name, allowed in outcome.budgets.items():
-            metrics.NODEPOOLS_ALLOWED_DISRUPTIONS.set(
+            metrics.NODEPOOLS_ALLOWED_DISRUPTIONS.put(
                 min(allowed, 2**31 - 1), {"nodepool": pool_name, "reason": method.reason.value}
             )
             pool = snapshot.nodepools.get(pool_name)

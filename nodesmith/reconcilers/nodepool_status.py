@@ -90,10 +90,14 @@ class NodePoolStatusReconciler:
         return "nodepool.status"
 
     async def run(self) -> None:
-        """Keep every NodePool's status current, until cancelled."""
-        await statepoll.drive(
-            self.queue, self.state, statepoll.nodepool_versions, interval=self.poll_interval
-        )
+        """Keep every NodePool's status current, until cancelled (then stop reporting usage: another
+        replica takes over)."""
+        try:
+            await statepoll.drive(
+                self.queue, self.state, statepoll.nodepool_versions, interval=self.poll_interval
+            )
+        finally:
+            metrics.NODEPOOLS_USAGE.clear()
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodePool ``name``; returns seconds to requeue after, or ``None``."""
@@ -102,7 +106,8 @@ class NodePoolStatusReconciler:
     async def _reconcile(self, name: str) -> float | None:
         snapshot = self.state.snapshot()
         pool = snapshot.nodepools.get(name)
-        # 1. gone → nothing to do
+        # 1. gone → nothing to do (the usage of NodePools gone is no longer reported)
+        metrics.NODEPOOLS_USAGE.retain("nodepool", snapshot.nodepools)
         if pool is None:
             return None
         now = self.clock()
@@ -132,7 +137,7 @@ class NodePoolStatusReconciler:
                 updated, status=attrs.evolve(updated.status, resources=totals, nodes=totals["nodes"] // 1000)
             )
             for resource, value in totals.items():
-                metrics.NODEPOOLS_USAGE.set(value / 1000, {"nodepool": name, "resource_type": resource})
+                metrics.NODEPOOLS_USAGE.put(value / 1000, {"nodepool": name, "resource_type": resource})
             evaluated = tuple(budgets.evaluated_budgets(pool, snapshot.nodes, now, self.budget_history()))
             updated = attrs.evolve(updated, status=attrs.evolve(updated.status, disruption_budgets=evaluated))
         # 5. write the status when it changed; recount after RESYNC

@@ -10,6 +10,8 @@ import pytest
 
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
+from nodesmith.reconcilers import nodepool_status
+from nodesmith.runtime import telemetry
 from nodesmith_kwok import provider as kwok_provider
 from tests.integration import lifecycle_harness as h
 
@@ -65,6 +67,16 @@ async def test_a_valid_pool_with_its_nodeclass_is_ready_and_counts_its_nodes(
             await h.eventually(
                 lambda: _status(kube, pool, lambda s: s.get("nodes") == 0), "nodes=0", timeout=90
             )
+            assert _usage(pool) == dict.fromkeys(nodepool_status.BASE_RESOURCES, 0.0)
+
+            # a deleted NodePool's usage is no longer exported (the next pass over any pool drops it)
+            await kube.delete(resources.NODEPOOLS, pool)
+            other = h.unique("pool")
+            await kube.create(resources.NODEPOOLS, nodepool(other, node_class))
+            try:
+                await h.eventually(lambda: _is_usage_gone(pool), "the deleted NodePool's usage series gone")
+            finally:
+                await h.delete_quietly(kube, resources.NODEPOOLS, other)
     finally:
         await h.delete_quietly(kube, resources.NODECLAIMS, claim)
         await h.delete_quietly(kube, resources.NODEPOOLS, pool)
@@ -119,3 +131,18 @@ async def _status(
 ) -> dict[str, typing.Any] | None:
     status = (await kube.get(resources.NODEPOOLS, name)).get("status") or {}
     return status if status and predicate(status) else None
+
+
+def _usage(pool: str) -> dict[str, float]:
+    """``nodesmith_nodepools_usage`` of ``pool`` on this process's /metrics, by resource type."""
+    telemetry.setup()
+    found = {}
+    for line in telemetry.prometheus_text().decode().splitlines():
+        if line.startswith("nodesmith_nodepools_usage{") and f'nodepool="{pool}"' in line:
+            resource = line.split('resource_type="', 1)[1].split('"', 1)[0]
+            found[resource] = float(line.rsplit(" ", 1)[1])
+    return found
+
+
+async def _is_usage_gone(pool: str) -> bool:
+    return not _usage(pool)
