@@ -270,7 +270,8 @@ def _load_snapshot(
     cluster_name: str,
     kubeconfig: str | None,
     extra_nodepools: typing.Sequence[typing.Mapping[str, typing.Any]] = (),
-) -> typing.Any:
+) -> tuple[typing.Any, dict[str, typing.Any]]:
+    """The snapshot, and (live only) the instance types the provider offers ``extra_nodepools``."""
     from nodesmith.whatif import live, snapshotfile
 
     if snapshot_path is not None:
@@ -279,7 +280,7 @@ def _load_snapshot(
         with click.open_file(snapshot_path) as stream:
             text = stream.read()
         try:
-            return snapshotfile.loads(text, source=snapshot_path)
+            return snapshotfile.loads(text, source=snapshot_path), {}
         except errors.NodesmithError as err:
             raise click.ClickException(str(err)) from err
     if provider is None:
@@ -341,14 +342,16 @@ def simulate(
                 manifests.extend(d for d in yaml.safe_load_all(stream) if d is not None)
             except yaml.YAMLError as err:
                 raise click.ClickException(f"{name}: not valid YAML: {err}") from err
-    snap = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig, manifests)
+    snap, changed_types = _load_snapshot(
+        snapshot_path, provider, provider_setting, cluster_name, kubeconfig, manifests
+    )
     if dump is not None:
         with click.open_file(dump, "w") as out:
             out.write(snapshotfile.dumps(snap, as_json=dump.endswith(".json")))
         if not manifests and not deleted:
             click.echo(f"snapshot written to {dump}", err=True)
             return
-    change = whatif_simulate.Change(tuple(manifests), tuple(deleted))
+    change = whatif_simulate.Change(tuple(manifests), tuple(deleted), changed_types)
     try:
         report = whatif_simulate.run(snap, change, deadline=_deadline())
     except errors.ValidationError as err:
@@ -379,7 +382,7 @@ def explain_pod(
     from nodesmith.whatif import explain as whatif_explain
     from nodesmith.whatif import render
 
-    snap = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
+    snap, _ = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
     try:
         result = whatif_explain.explain_pod(snap, pod, deadline=_deadline())
     except LookupError as err:
@@ -408,7 +411,7 @@ def explain_node(
     from nodesmith.whatif import explain as whatif_explain
     from nodesmith.whatif import render
 
-    snap = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
+    snap, _ = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
     try:
         result = whatif_explain.explain_node(
             snap, node, options=consolidation.Options(spot_to_spot=spot_to_spot), deadline=_deadline()

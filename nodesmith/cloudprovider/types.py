@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
 from typing import Any, Final, final
@@ -89,7 +90,7 @@ class Offering:
         out: dict[str, Any] = {
             "zone": self.zone,
             "capacityType": self.capacity_type,
-            "price": self.price,
+            "price": self.price if math.isfinite(self.price) else None,  # unknown: null, valid JSON
             "available": self.available,
             "requirements": self.requirements.to_node_selector(),
         }
@@ -244,6 +245,8 @@ def _field(path: str) -> Iterator[None]:
 
 
 def _number(value: Any) -> float:
+    if value is None:  # an unknown price (written by `Offering.to_dict`): never the cheapest
+        return math.inf
     if isinstance(value, bool) or not isinstance(value, int | float | str):
         raise TypeError(f"price must be a number, got {value!r}")
     return float(value)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Protocol, TypeAlias, final
 
@@ -148,7 +149,8 @@ def _blocking_pods(node: NodeView, ctx: Context) -> Iterator[Rejection]:
 
 def _offering_price(it: InstanceType | None, zone: str | None, capacity_type: str | None) -> float | None:
     offering = None if it is None else it.offering(zone, capacity_type)
-    return None if offering is None else offering.price
+    # an unknown price (a provider without one reports infinity) is no price: never "infinite savings"
+    return None if offering is None or not math.isfinite(offering.price) else offering.price
 
 
 def _reasons(node: NodeView, ctx: Context, disruption_class: DisruptionClass) -> Iterator[Rejection]:

@@ -68,7 +68,7 @@ class CostReconciler:
             while True:
                 try:
                     await self.reconcile()
-                except errors.NodesmithError:
+                except Exception:  # a bug in one pass must not stop the leader's other reconcilers
                     log.exception("%s: pass failed; next in %.0fs", self.name, self.interval)
                     metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
                 await anyio.sleep(self.interval)
@@ -91,7 +91,8 @@ class CostReconciler:
         for pool in simulation.usable_nodepools(snapshot):
             try:
                 found = await self.provider.get_instance_types(pool)
-            except errors.NodeClassNotReadyError:
+            except errors.ProviderError as err:  # NodeClass not ready, throttled, ...: as the provisioner
+                log.debug("%s: no instance types for NodePool %s: %s", self.name, pool.name, err)
                 continue  # its nodes are priced by another pool's types of that name, or counted unpriced
             instance_types[pool.name] = self.plugins.adjust_instance_types(pool.name, found)
         # 3. price the running nodes and publish, replacing every series

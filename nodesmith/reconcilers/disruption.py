@@ -94,12 +94,18 @@ class DecisionRecord:
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"kind": "disruption", "at": self.at.isoformat(), **self.outcome.to_dict()}
-        out["ineligible"] = [r.to_dict() for r in self.ineligible]
+        # bounded: a record per method pass is kept, and a big cluster has thousands of ineligible nodes
+        out["ineligible"] = [r.to_dict() for r in self.ineligible[:MAX_RECORDED_REJECTIONS]]
+        out["ineligible_by_reason"] = dict(collections.Counter(r.reason.value for r in self.ineligible))
         if isinstance(self.validated, Rejection):
             out["validation"] = self.validated.to_dict()
         out["started"] = self.started
         out["duration_seconds"] = round(self.duration, 4)
         return out
+
+
+MAX_RECORDED_REJECTIONS: Final = 200
+"""Ineligible nodes listed in one decision record (all are counted by reason)."""
 
 
 @attrs.define

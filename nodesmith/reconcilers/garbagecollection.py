@@ -71,7 +71,7 @@ class GarbageCollector:
         while True:
             try:
                 await self.reconcile()
-            except errors.NodesmithError:
+            except Exception:  # a bug in one pass must not stop the leader's other reconcilers
                 log.exception("%s: pass failed; next in %.0fs", self.name, self.interval)
                 metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
             await anyio.sleep(self.interval)

@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+import anyio
 import attrs
 
 from nodesmith.cloudprovider.hookspecs import hookimpl
@@ -45,5 +46,9 @@ class DecisionLog:
 
     async def serve(self) -> http.Response:
         """``GET /decisions``: ``{"decisions": [...]}``, oldest first."""
-        body = json.dumps({"decisions": self.records()}, default=str, sort_keys=True)
+        records = self.records()
+        # off the event loop: a busy leader's log can take a while to encode
+        body = await anyio.to_thread.run_sync(
+            lambda: json.dumps({"decisions": records}, default=str, sort_keys=True)
+        )
         return 200, "application/json", body.encode() + b"\n"

@@ -82,6 +82,8 @@ class NodePoolReason:
             text = f"minValues not satisfiable for {', '.join(self.keys)}"
         else:
             text = self.detail or c.value
+        if not self.nodepool:  # not about one NodePool (there is none to try)
+            return text
         return f"incompatible with nodepool {self.nodepool!r}: {text}"
 
 

@@ -115,15 +115,9 @@ def explain_pod(
             nodepools=roles,
         )
     if not scheduling_pods.is_provisionable(pod):
-        return PodExplanation(
-            key,
-            "not-provisionable",
-            "kube-scheduler has not marked it unschedulable (PodScheduled=False, reason Unschedulable); "
-            "the provisioner acts only on such pods",
-            nodepools=roles,
-        )
+        return PodExplanation(key, "not-provisionable", _not_provisionable(pod), nodepools=roles)
     record, outcome = replay.provision(snap, file.instance_types, deadline=deadline)
-    uid = str((pod.get("metadata") or {}).get("uid"))
+    uid = scheduling_pods.parse_pod(pod).ref.uid  # as the engine names it (namespace/name without a uid)
     for name, refs in outcome.existing_node_assignments.items():
         if any(ref.uid == uid for ref in refs):
             return PodExplanation(
@@ -158,6 +152,23 @@ def explain_pod(
         "undecided",
         "the provisioning run ended before reaching it" if record.timed_out else "not placed",
         nodepools=roles,
+    )
+
+
+def _not_provisionable(pod: Obj) -> str:
+    """Why the provisioner leaves this unbound pod alone (the clauses of `scheduling_pods.is_provisionable`)."""
+    owners = (pod.get("metadata") or {}).get("ownerReferences") or ()
+    kind = next((str(o.get("kind")) for o in owners if o.get("controller", True)), None)
+    if kind == "DaemonSet":
+        return "a DaemonSet pod: it runs on every node, and the provisioner counts it as node overhead"
+    if kind == "Node":
+        return "a static (mirror) pod: the kubelet runs it; the provisioner does not place it"
+    nominated = (pod.get("status") or {}).get("nominatedNodeName")
+    if nominated:
+        return f"nominated for node {nominated} (kube-scheduler is preempting for it there)"
+    return (
+        "kube-scheduler has not marked it unschedulable (PodScheduled=False, reason Unschedulable); "
+        "the provisioner acts only on such pods"
     )
 
 

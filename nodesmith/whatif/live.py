@@ -87,9 +87,10 @@ async def take_snapshot(
     extra_nodepools: Sequence[Obj] = (),
     now: dt.datetime | None = None,
     plugins: manager.Plugins | None = None,
-) -> SnapshotFile:
-    """The cluster now, with instance types for every usable NodePool and for ``extra_nodepools``
-    (changed NodePools a simulation will apply, so their NodeClass is asked too)."""
+) -> tuple[SnapshotFile, dict[str, tuple[InstanceType, ...]]]:
+    """The cluster now, with instance types for every usable NodePool; and, kept apart so the snapshot
+    stays the cluster as it is, the instance types the provider offers ``extra_nodepools`` (the changed
+    NodePools a simulation will apply: their NodeClass may differ)."""
     plugins = plugins or manager.Plugins.load()
     kube = await KubeClient.connect(source.kubeconfig)
     provider = plugins.cloud_provider(
@@ -105,17 +106,18 @@ async def take_snapshot(
             bare = SnapshotFile(taken_at, tuple(objects))
             state, _ = bare.state()
             pools = list(simulation.usable_nodepools(state.snapshot()))
+            changed = []
             for obj in extra_nodepools:
                 try:
-                    pools.append(api_nodepool.NodePool.from_dict(obj))
+                    changed.append(api_nodepool.NodePool.from_dict(obj))
                 except errors.ValidationError:
                     continue  # the simulation reports it
-            unique = {pool.name: pool for pool in pools}
-            types, skipped = await instance_types_for(provider, plugins, list(unique.values()))
+            types, skipped = await instance_types_for(provider, plugins, pools)
+            changed_types, _ = await instance_types_for(provider, plugins, changed)
             group.cancel_scope.cancel()
     finally:
         close = getattr(provider, "close", None)
         if close is not None:
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
                 await close()
-    return attrs.evolve(bare, instance_types=types, skipped_nodepools=skipped)
+    return attrs.evolve(bare, instance_types=types, skipped_nodepools=skipped), changed_types

@@ -12,6 +12,7 @@ Pure: values in, values out.
 
 from __future__ import annotations
 
+import math
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -66,7 +67,7 @@ class Launch:
             instance_type=None if chosen is None else chosen.name,
             zone=None if offering is None else offering.zone,
             capacity_type=None if offering is None else offering.capacity_type,
-            price=None if offering is None else offering.price,
+            price=None if offering is None or not math.isfinite(offering.price) else offering.price,
             pods=tuple(str(ref) for ref in claim.pods),
         )
 

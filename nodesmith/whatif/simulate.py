@@ -57,6 +57,9 @@ class Change:
 
     nodepools: tuple[Obj, ...] = ()
     deleted: tuple[str, ...] = ()
+    instance_types: Mapping[str, tuple[InstanceType, ...]] = attrs.field(factory=dict)
+    """What the provider offers the changed NodePools, by name (a live simulation asks it); a changed
+    NodePool missing here keeps the snapshot's types if its NodeClass is unchanged, else borrows."""
 
     def names(self) -> list[str]:
         return [str((o.get("metadata") or {}).get("name")) for o in self.nodepools]
@@ -202,21 +205,28 @@ def validate(snapshot: SnapshotFile, change: Change) -> list[str]:
 def instance_types_after(
     snapshot: SnapshotFile, change: Change
 ) -> tuple[dict[str, tuple[InstanceType, ...]], list[str]]:
-    """Instance types per NodePool after the change: a changed or added pool without its own entry
-    borrows those of a pool with the same ``nodeClassRef`` (a provider offers per NodeClass)."""
-    types = {k: v for k, v in snapshot.instance_types.items() if k not in change.deleted}
+    """Instance types per NodePool after the change. A changed or added pool takes what the provider
+    offered it (``change.instance_types``, live), else keeps the snapshot's when its ``nodeClassRef`` is
+    unchanged, else borrows those of a pool with the same ``nodeClassRef`` (a provider offers per
+    NodeClass) -- or has none, with a note."""
+    known = {k: v for k, v in snapshot.instance_types.items() if k not in change.deleted}
+    types = dict(known)
     pools = snapshot.nodepool_objects()
     notes: list[str] = []
     for obj in change.nodepools:
         name = str(obj["metadata"]["name"])
-        if name in types:
-            continue
         ref = _class_ref(obj)
-        donor = next((p for p, o in sorted(pools.items()) if _class_ref(o) == ref and p in types), None)
+        if name in change.instance_types:
+            types[name] = change.instance_types[name]
+            continue
+        if name in known and name in pools and _class_ref(pools[name]) == ref:
+            continue  # same NodeClass: the provider offers the same types
+        types.pop(name, None)
+        donor = next((p for p, o in sorted(pools.items()) if _class_ref(o) == ref and p in known), None)
         if donor is None:
             notes.append(f"no instance types known for NodePool {name} (NodeClass {ref.get('name')!r})")
             continue
-        types[name] = types[donor]
+        types[name] = known[donor]
         notes.append(f"NodePool {name} uses the instance types the snapshot has for {donor} (same NodeClass)")
     return types, notes
 
@@ -229,7 +239,7 @@ def _class_ref(obj: Obj) -> dict[str, Any]:
 def _cost_now(snap: Snapshot, types: Mapping[str, Sequence[InstanceType]]) -> tuple[float, list[str]]:
     total, unpriced = 0.0, []
     for node in snap.nodes:
-        if node.marked_for_deletion:
+        if node.marked_for_deletion or not pricing.running(node):  # as the cost metrics count
             continue
         price = pricing.node_price(node, types)
         if price is None:

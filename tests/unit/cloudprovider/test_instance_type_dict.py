@@ -4,7 +4,9 @@ unchanged, and a malformed entry is refused naming its field."""
 from __future__ import annotations
 
 import json
+import math
 
+import attrs
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -97,3 +99,12 @@ def test_malformed_entries_name_the_field(entry: dict[str, object], field: str) 
     with pytest.raises(errors.ValidationError) as caught:
         InstanceType.from_dict(entry)
     assert field in caught.value.field
+
+
+def test_an_unknown_price_is_written_as_null_and_read_back_as_never_cheapest() -> None:
+    it = factories.instance_type("x", cpu=2, memory="4Gi", zones=("z1",), capacity_types=("spot",), price=1.0)
+    unpriced = attrs.evolve(it, offerings=tuple(attrs.evolve(o, price=math.inf) for o in it.offerings))
+    d = unpriced.to_dict()
+    assert [o["price"] for o in d["offerings"]] == [None]
+    json.dumps(d, allow_nan=False)  # valid JSON
+    assert InstanceType.from_dict(d) == unpriced

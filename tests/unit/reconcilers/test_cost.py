@@ -43,6 +43,8 @@ class FakeProvider:
     async def get_instance_types(self, nodepool: NodePool) -> Sequence[InstanceType]:
         if nodepool.spec.template.spec.node_class_ref.name == "not-ready":
             raise errors.NodeClassNotReadyError("not ready")
+        if nodepool.spec.template.spec.node_class_ref.name == "throttled":
+            raise errors.ProviderError("RequestLimitExceeded")
         return [SMALL]
 
 
@@ -97,7 +99,8 @@ def sync(state: ClusterState) -> None:
 async def test_cost_series_follow_the_nodepools_and_their_nodes() -> None:
     telemetry.setup()
     cost, state = reconciler()
-    for pool, node_class in (("a", "default"), ("discounted", "default"), ("broken", "not-ready")):
+    pools = (("a", "default"), ("discounted", "default"), ("broken", "not-ready"), ("busy", "throttled"))
+    for pool, node_class in pools:
         state.on_upsert(resources.NODEPOOLS, manifests.nodepool_manifest(pool, node_class=node_class))
     for name, pool in (("n1", "a"), ("n2", "a"), ("n3", "discounted"), ("n4", "broken")):
         node, claim = machine(name, pool)
@@ -108,15 +111,18 @@ async def test_cost_series_follow_the_nodepools_and_their_nodes() -> None:
     sync(state)
     published = await cost.reconcile()
     assert published is not None
-    # the NodeClass that is not ready is skipped; its node is priced by another pool's "small"
+    # the NodeClass that is not ready and the throttled one are skipped, not the whole pass; the node
+    # of the first is priced by another pool's "small"
     assert samples("nodesmith_nodepools_cost_per_hour") == {
         "nodepool=a": 0.2,
         "nodepool=broken": 0.1,
+        "nodepool=busy": 0.0,
         "nodepool=discounted": 0.05,
     }
     assert samples("nodesmith_nodepools_unpriced_nodes") == {
         "nodepool=a": 0.0,
         "nodepool=broken": 0.0,
+        "nodepool=busy": 0.0,
         "nodepool=discounted": 0.0,
     }
     assert samples("nodesmith_cloudprovider_instance_type_offering_price_estimate") == {
@@ -132,7 +138,11 @@ async def test_cost_series_follow_the_nodepools_and_their_nodes() -> None:
     state.on_delete(resources.NODES, node)
     state.on_delete(resources.NODECLAIMS, claim)
     await cost.reconcile()
-    assert samples("nodesmith_nodepools_cost_per_hour") == {"nodepool=a": 0.1, "nodepool=broken": 0.1}
+    assert samples("nodesmith_nodepools_cost_per_hour") == {
+        "nodepool=a": 0.1,
+        "nodepool=broken": 0.1,
+        "nodepool=busy": 0.0,
+    }
     assert samples("nodesmith_cloudprovider_instance_type_offering_price_estimate") == {
         "capacity_type=on-demand,instance_type=small,zone=z1": 0.1
     }

@@ -440,3 +440,10 @@ def test_pods_may_select_the_registered_and_initialized_labels(solve: Solve) -> 
     result = solve([factories.pod(node_selector={"nodesmith.io/initialized": "true"})])
     assert result.pod_errors == {}
     assert "nodesmith.io/initialized" not in result.new_nodeclaims[0].requirements
+
+
+def test_with_no_nodepool_the_reason_says_so_without_naming_an_empty_one() -> None:
+    pod = factories.pod(name="lonely")
+    result = scheduling.solve(scheduling.SchedulingInput(pods=[pod], templates=[]))
+    (error,) = result.pod_errors.values()
+    assert error.message() == "default/lonely: no NodePool can create nodes"

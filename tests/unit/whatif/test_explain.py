@@ -3,6 +3,10 @@ the answer is the disruption reconciler's."""
 
 from __future__ import annotations
 
+import json
+import math
+
+import attrs
 import pytest
 
 from nodesmith.disruption.commands import Method, RejectionReason
@@ -184,3 +188,46 @@ def test_text_rendering_names_blockers_and_the_next_command() -> None:
     assert "node n1: not-a-candidate" in text
     assert 'blocked: do-not-disrupt: pod default/precious has "nodesmith.io/do-not-disrupt: true"' in text
     assert "next disruption: none on this snapshot" in text
+
+
+def test_a_machine_whose_offering_has_no_price_is_never_replaced_for_infinite_savings() -> None:
+    # a provider reports an offering it cannot price at infinity (AWS without a price for it)
+    b = f.Builder()
+    b.pool("default", families=["c"])
+    b.machine("n1", "c-4")
+    b.pod("n1", "1")
+    file = b.file()
+    unpriced = {
+        "default": tuple(
+            attrs.evolve(it, offerings=tuple(attrs.evolve(o, price=math.inf) for o in it.offerings))
+            if it.name == "c-4"
+            else it
+            for it in f.CATALOGUE
+        )
+    }
+    state, _ = file.state()
+    outcome, _, _ = simulation.disruption_outcome(Method.SINGLE_NODE, state.snapshot(), unpriced)
+    assert outcome.command is None
+    (rejection,) = outcome.rejections
+    assert rejection.reason is RejectionReason.INSTANCE_TYPE_UNKNOWN
+    record = json.dumps(outcome.to_dict(), allow_nan=False)  # valid JSON: no Infinity anywhere
+    assert "instance-type-unknown" in record
+
+
+def test_a_pod_without_a_uid_is_explained_as_the_engine_places_it() -> None:
+    b = f.Builder()
+    b.pool("default", families=["c"])
+    b.pod(None, "1", name="handwritten")
+    del b.objects[-1]["metadata"]["uid"]  # a hand-written snapshot may leave it out
+    result = explain.explain_pod(b.file(), "default/handwritten")
+    assert result.verdict == "new-nodeclaim"
+
+
+def test_a_daemonset_pod_is_not_blamed_on_kube_scheduler() -> None:
+    b = f.Builder()
+    b.pool("default", families=["c"])
+    b.pod(None, "1", name="agent")
+    b.objects[-1]["metadata"]["ownerReferences"][0]["kind"] = "DaemonSet"
+    result = explain.explain_pod(b.file(), "default/agent")
+    assert result.verdict == "not-provisionable"
+    assert result.message.startswith("a DaemonSet pod")

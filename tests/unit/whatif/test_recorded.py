@@ -14,8 +14,8 @@ import pytest
 from click.testing import CliRunner
 
 from nodesmith import cli
-from nodesmith.disruption.commands import Method
-from nodesmith.reconcilers.disruption import DecisionRecord
+from nodesmith.disruption.commands import Method, Outcome, Rejection, RejectionReason
+from nodesmith.reconcilers.disruption import MAX_RECORDED_REJECTIONS, DecisionRecord
 from nodesmith.runtime.decisions import DecisionLog
 from nodesmith.state import simulation
 from nodesmith.whatif import recorded
@@ -32,8 +32,8 @@ PROVISIONING: dict[str, Any] = {
 }
 
 
-def _disruption_records() -> list[dict[str, Any]]:
-    """Records built the way the disruption loop builds them: a real single-node outcome's ``to_dict``."""
+def _single_node_run() -> tuple[Outcome, list[Rejection]]:
+    """A real single-node consolidation run: ``busy`` is deleted, ``kept`` has a do-not-disrupt pod."""
     b = f.Builder()
     b.pool("default")
     b.machine("busy", "c-4")
@@ -48,6 +48,12 @@ def _disruption_records() -> list[dict[str, Any]]:
         Method.SINGLE_NODE, state.snapshot(), file.instance_types
     )
     assert outcome.command is not None
+    return outcome, ineligible
+
+
+def _disruption_records() -> list[dict[str, Any]]:
+    """Records built the way the disruption loop builds them."""
+    outcome, ineligible = _single_node_run()
     record = DecisionRecord(
         dt.datetime(2026, 11, 24, 5, 1, tzinfo=dt.UTC), outcome, None, True, 0.1, tuple(ineligible)
     )
@@ -129,3 +135,14 @@ def test_cli_says_clearly_when_no_daemon_answers() -> None:
     assert result.exit_code == 1
     assert "cannot read decisions from http://127.0.0.1:9" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_record_lists_a_bounded_number_of_ineligible_nodes_and_counts_them_all() -> None:
+    outcome, _ = _single_node_run()
+    many = tuple(
+        Rejection(f"n{i}", RejectionReason.DO_NOT_DISRUPT if i % 2 else RejectionReason.PDB, "blocked")
+        for i in range(MAX_RECORDED_REJECTIONS + 50)
+    )
+    d = DecisionRecord(dt.datetime(2026, 11, 24, tzinfo=dt.UTC), outcome, None, False, 0.1, many).to_dict()
+    assert len(d["ineligible"]) == MAX_RECORDED_REJECTIONS
+    assert d["ineligible_by_reason"] == {"pdb": 125, "do-not-disrupt": 125}

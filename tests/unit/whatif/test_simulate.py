@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+from typing import Any
+
 import pytest
 
 from nodesmith import errors
@@ -140,3 +143,39 @@ def test_the_text_report_names_drifted_nodes_and_the_cost_delta() -> None:
     assert "changed default" in text
     assert "Drift: 2 node(s) the change replaces" in text
     assert "Cost: now $0.4800/h" in text
+
+
+def _with_class(pool: dict[str, Any], node_class: str) -> dict[str, Any]:
+    changed = copy.deepcopy(pool)
+    changed["spec"]["template"]["spec"]["nodeClassRef"]["name"] = node_class
+    return changed
+
+
+def test_a_pool_moved_to_another_nodeclass_does_not_keep_the_old_ones_types() -> None:
+    moved = _with_class(f.nodepool("default", families=["c"]), "elsewhere")
+    types, notes = simulate.instance_types_after(c_cluster().file(), simulate.Change((moved,)))
+    assert "default" not in types
+    assert notes == ["no instance types known for NodePool default (NodeClass 'elsewhere')"]
+    # an unchanged NodeClass keeps the snapshot's types, with nothing to say
+    same, notes = simulate.instance_types_after(
+        c_cluster().file(), simulate.Change((f.nodepool("default", families=["m"]),))
+    )
+    assert same["default"] == f.CATALOGUE
+    assert notes == []
+
+
+def test_what_the_provider_offers_a_changed_pool_is_used_after_and_only_after() -> None:
+    m_only = tuple(it for it in f.CATALOGUE if it.name.startswith("m-"))
+    moved = _with_class(f.nodepool("default", families=["c", "m"]), "m-class")
+    file = c_cluster().file()
+    report = simulate.run(file, simulate.Change((moved,), instance_types={"default": m_only}))
+    types, _ = simulate.instance_types_after(
+        file, simulate.Change((moved,), instance_types={"default": m_only})
+    )
+    assert types["default"] == m_only
+    assert file.instance_types["default"] == f.CATALOGUE  # BEFORE: the snapshot as it is
+    assert {d.node for d in report.drifted} == {"c1", "c2"}  # a new NodeClass drifts the pool's nodes
+    assert report.after.launches
+    assert all(
+        launch.instance_type and launch.instance_type.startswith("m-") for launch in report.after.launches
+    )
