@@ -1,8 +1,8 @@
-"""A tiny HTTP/1.1 server for ``/healthz``, ``/readyz`` and ``/metrics``, on anyio.
+"""A tiny HTTP/1.1 server for ``/healthz``, ``/readyz``, ``/metrics`` and ``/decisions``, on anyio.
 
-Three GET endpoints that answer in microseconds do not justify a web framework and an ASGI server as
-dependencies; this serves one request per connection and closes it, which is all kubelet probes and
-Prometheus need. The runtime starts it in its task group (``serve`` reports ready through
+Four GET endpoints that answer quickly do not justify a web framework and an ASGI server as
+dependencies; this serves one request per connection and closes it, which is all kubelet probes,
+Prometheus and ``nodesmith explain decisions`` need. The runtime starts it in its task group (``serve`` reports ready through
 ``task_status``) and stops it by cancelling the group.
 """
 
