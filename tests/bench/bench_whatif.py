@@ -17,15 +17,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import importlib.util
 import random
 import resource
-import sys
 import time
 from collections.abc import Callable
-from pathlib import Path
-from types import ModuleType
 from typing import Any, TypeVar
+
+import bench_consolidation as consolidation_bench  # a sibling script (its folder is on sys.path)
 
 from nodesmith.api import labels
 from nodesmith.testing import factories, manifests
@@ -33,20 +31,6 @@ from nodesmith.whatif import explain, simulate, snapshotfile
 
 T = TypeVar("T")
 NOW = dt.datetime(2025, 1, 1, 12, tzinfo=dt.UTC)
-
-
-def _consolidation_bench() -> ModuleType:
-    path = Path(__file__).with_name("bench_consolidation.py")
-    spec = importlib.util.spec_from_file_location("bench_consolidation", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_consolidation", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-consolidation_bench = _consolidation_bench()
 
 
 def snapshot(nodes: int, pods: int, pending: int, *, seed: int = 42) -> snapshotfile.SnapshotFile:

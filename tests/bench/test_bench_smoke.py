@@ -1,29 +1,12 @@
-"""Runs the scheduling benchmark's workloads at a small size and checks facts, never time."""
+"""Runs the scheduling and what-if benchmarks' workloads at a small size and checks facts, never time."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
-from types import ModuleType
-
+import bench_scheduling as bench  # a sibling script: pytest puts this folder on sys.path
+import bench_whatif
 import pytest
 
 from nodesmith import scheduling
-
-
-def _bench() -> ModuleType:
-    path = Path(__file__).with_name("bench_scheduling.py")
-    spec = importlib.util.spec_from_file_location("bench_scheduling", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_scheduling", module)
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _bench()
 
 
 @pytest.mark.bench
@@ -55,20 +38,9 @@ def test_benchmark_is_deterministic() -> None:
     assert a.total_price() == b.total_price()
 
 
-def _whatif_bench() -> ModuleType:
-    path = Path(__file__).with_name("bench_whatif.py")
-    spec = importlib.util.spec_from_file_location("bench_whatif", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("bench_whatif", module)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.bench
 def test_whatif_bench_drifts_every_node_and_repacks_cheaper() -> None:
-    report, pod = _whatif_bench().run(20, 200, 10)
+    report, pod = bench_whatif.run(20, 200, 10)
     summary = report.to_dict()
     assert len(summary["drifted"]) == 20, "every node is fake-it-7, which the change no longer allows"
     assert summary["cost"]["afterPerHour"] < summary["cost"]["currentPerHour"]
