@@ -14,6 +14,7 @@ import time
 import typing
 
 import anyio
+import attrs
 import click
 
 from nodesmith import errors
@@ -227,8 +228,61 @@ SOLVE_SECONDS = 60.0
 """How long one replayed scheduling run may take (the provisioner's deadline)."""
 
 
+@attrs.frozen
+class _SnapshotSource:
+    """Where a what-if command's snapshot comes from: ``path`` (offline), or the cluster in
+    ``kubeconfig`` through ``provider`` (live)."""
+
+    path: str | None
+    provider: str | None
+    provider_setting: tuple[str, ...]
+    cluster_name: str
+    kubeconfig: str | None
+
+    def load(
+        self, extra_nodepools: typing.Sequence[typing.Mapping[str, typing.Any]] = ()
+    ) -> tuple[typing.Any, dict[str, typing.Any]]:
+        """The snapshot, and (live only) the instance types the provider offers ``extra_nodepools``."""
+        from nodesmith.whatif import live, snapshotfile
+
+        if self.path is not None:
+            if self.provider is not None:
+                raise click.UsageError("give either --snapshot or --provider (a live snapshot), not both")
+            with click.open_file(self.path) as stream:
+                text = stream.read()
+            try:
+                return snapshotfile.loads(text, source=self.path), {}
+            except errors.NodesmithError as err:
+                raise click.ClickException(str(err)) from err
+        if self.provider is None:
+            raise click.UsageError(
+                "give --snapshot FILE, or --provider NAME to take a snapshot from the cluster"
+            )
+        settings = _provider_settings(self.provider, self.provider_setting)
+        source = live.Source(self.provider, settings, self.cluster_name, self.kubeconfig)
+        try:
+            return anyio.run(lambda: live.take_snapshot(source, extra_nodepools=extra_nodepools))
+        except errors.NodesmithError as err:
+            raise click.ClickException(f"taking a snapshot from the cluster failed: {err}") from err
+
+
 def _snapshot_options(function: typing.Callable[..., None]) -> typing.Callable[..., None]:
-    """``--snapshot FILE``, or the flags that take a snapshot from the live cluster."""
+    """``--snapshot FILE``, or the flags that take a snapshot from the live cluster; the command gets
+    them as one ``source: _SnapshotSource``."""
+
+    @functools.wraps(function)
+    def with_source(
+        *,
+        snapshot_path: str | None,
+        provider: str | None,
+        provider_setting: tuple[str, ...],
+        cluster_name: str,
+        kubeconfig: str | None,
+        **rest: typing.Any,
+    ) -> None:
+        source = _SnapshotSource(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
+        function(source=source, **rest)
+
     options = [
         click.option(
             "--snapshot",
@@ -253,43 +307,15 @@ def _snapshot_options(function: typing.Callable[..., None]) -> typing.Callable[.
         ),
         click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON."),
     ]
+    wrapped: typing.Callable[..., None] = with_source
     for option in reversed(options):
-        function = option(function)
-    return function
+        wrapped = option(wrapped)
+    return wrapped
 
 
 def _deadline() -> typing.Callable[[], bool]:
     limit = time.monotonic() + SOLVE_SECONDS
     return lambda: time.monotonic() > limit
-
-
-def _load_snapshot(
-    snapshot_path: str | None,
-    provider: str | None,
-    provider_setting: tuple[str, ...],
-    cluster_name: str,
-    kubeconfig: str | None,
-    extra_nodepools: typing.Sequence[typing.Mapping[str, typing.Any]] = (),
-) -> tuple[typing.Any, dict[str, typing.Any]]:
-    """The snapshot, and (live only) the instance types the provider offers ``extra_nodepools``."""
-    from nodesmith.whatif import live, snapshotfile
-
-    if snapshot_path is not None:
-        if provider is not None:
-            raise click.UsageError("give either --snapshot or --provider (a live snapshot), not both")
-        with click.open_file(snapshot_path) as stream:
-            text = stream.read()
-        try:
-            return snapshotfile.loads(text, source=snapshot_path), {}
-        except errors.NodesmithError as err:
-            raise click.ClickException(str(err)) from err
-    if provider is None:
-        raise click.UsageError("give --snapshot FILE, or --provider NAME to take a snapshot from the cluster")
-    source = live.Source(provider, _provider_settings(provider, provider_setting), cluster_name, kubeconfig)
-    try:
-        return anyio.run(lambda: live.take_snapshot(source, extra_nodepools=extra_nodepools))
-    except errors.NodesmithError as err:
-        raise click.ClickException(f"taking a snapshot from the cluster failed: {err}") from err
 
 
 def _echo(record: typing.Any, lines: typing.Callable[[typing.Any], list[str]], as_json: bool) -> None:
@@ -315,11 +341,7 @@ def _echo(record: typing.Any, lines: typing.Callable[[typing.Any], list[str]], a
     "without NodePool changes, only that.",
 )  # fmt: skip
 def simulate(
-    snapshot_path: str | None,
-    provider: str | None,
-    provider_setting: tuple[str, ...],
-    cluster_name: str,
-    kubeconfig: str | None,
+    source: _SnapshotSource,
     as_json: bool,
     nodepool_files: tuple[str, ...],
     deleted: tuple[str, ...],
@@ -333,7 +355,7 @@ def simulate(
     from nodesmith.whatif import render, snapshotfile
     from nodesmith.whatif import simulate as whatif_simulate
 
-    if dump is not None and snapshot_path is not None:
+    if dump is not None and source.path is not None:
         raise click.UsageError("--dump takes a live snapshot; it does not go with --snapshot")
     manifests: list[typing.Mapping[str, typing.Any]] = []
     for name in nodepool_files:
@@ -342,9 +364,7 @@ def simulate(
                 manifests.extend(d for d in yaml.safe_load_all(stream) if d is not None)
             except yaml.YAMLError as err:
                 raise click.ClickException(f"{name}: not valid YAML: {err}") from err
-    snap, changed_types = _load_snapshot(
-        snapshot_path, provider, provider_setting, cluster_name, kubeconfig, manifests
-    )
+    snap, changed_types = source.load(manifests)
     if dump is not None:
         with click.open_file(dump, "w") as out:
             out.write(snapshotfile.dumps(snap, as_json=dump.endswith(".json")))
@@ -369,11 +389,7 @@ def explain() -> None:
 @_snapshot_options
 def explain_pod(
     pod: str,
-    snapshot_path: str | None,
-    provider: str | None,
-    provider_setting: tuple[str, ...],
-    cluster_name: str,
-    kubeconfig: str | None,
+    source: _SnapshotSource,
     as_json: bool,
 ) -> None:
     """Why POD (NAMESPACE/NAME) is pending: a provisioning run over every pending pod says whether it
@@ -382,7 +398,7 @@ def explain_pod(
     from nodesmith.whatif import explain as whatif_explain
     from nodesmith.whatif import render
 
-    snap, _ = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
+    snap, _ = source.load()
     try:
         result = whatif_explain.explain_pod(snap, pod, deadline=_deadline())
     except LookupError as err:
@@ -396,11 +412,7 @@ def explain_pod(
 @click.option("--spot-to-spot", is_flag=True, help="As with the SpotToSpotConsolidation feature gate on.")
 def explain_node(
     node: str,
-    snapshot_path: str | None,
-    provider: str | None,
-    provider_setting: tuple[str, ...],
-    cluster_name: str,
-    kubeconfig: str | None,
+    source: _SnapshotSource,
     as_json: bool,
     spot_to_spot: bool,
 ) -> None:
@@ -411,7 +423,7 @@ def explain_node(
     from nodesmith.whatif import explain as whatif_explain
     from nodesmith.whatif import render
 
-    snap, _ = _load_snapshot(snapshot_path, provider, provider_setting, cluster_name, kubeconfig)
+    snap, _ = source.load()
     try:
         result = whatif_explain.explain_node(
             snap, node, options=consolidation.Options(spot_to_spot=spot_to_spot), deadline=_deadline()
