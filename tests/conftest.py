@@ -5,6 +5,8 @@ kube-controller-manager, kube-scheduler, kwok) the first time a test asks for it
 session ends, also on failure or Ctrl-C; ``kubeconfig`` is the admin kubeconfig path. Integration and
 e2e tests use these; unit tests never do, so they never pay for a cluster. While the control plane
 runs, ``KUBECONFIG`` points at it so clients that read the environment (kr8s, kubernetes) find it.
+``kube`` is a client for it with nodesmith's CRDs (and the plugins') installed; a module may define its
+own. Async tests run on asyncio (``anyio_backend``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import pytest
 
 from nodesmith import errors
 from nodesmith.dev import binaries
+from nodesmith.kube.client import KubeClient
+from nodesmith.runtime import crds
 from nodesmith.testing import cluster as testing_cluster
 
 
@@ -51,3 +55,15 @@ def control_plane(pytestconfig: pytest.Config) -> collections.abc.Iterator[testi
 @pytest.fixture(scope="session")
 def kubeconfig(control_plane: testing_cluster.ControlPlane) -> pathlib.Path:
     return control_plane.kubeconfig
+
+
+@pytest.fixture
+async def kube(kubeconfig: pathlib.Path) -> KubeClient:
+    client = await KubeClient.connect(kubeconfig)
+    await crds.install(client, crds.all_crds())
+    return client
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"

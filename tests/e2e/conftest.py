@@ -1,5 +1,5 @@
-"""Fixtures for end-to-end scenarios: a Kubernetes client with nodesmith's CRDs installed, a namespace and a
-KWOKNodeClass per test, and `nodesmith run` processes that are always stopped."""
+"""Fixtures for end-to-end scenarios: a namespace and a KWOKNodeClass per test, and `nodesmith run`
+processes that are always stopped (``kube``, the client with the CRDs installed, is in tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -13,20 +13,7 @@ import pytest
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
-from nodesmith.runtime import crds
 from nodesmith.testing import e2e
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-@pytest.fixture
-async def kube(kubeconfig: pathlib.Path) -> KubeClient:
-    client = await KubeClient.connect(kubeconfig)
-    await crds.install(client, crds.all_crds())
-    return client
 
 
 @pytest.fixture

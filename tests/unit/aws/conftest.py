@@ -34,11 +34,6 @@ AL2023_ARM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm
 labels.register_well_known_labels(*plugin.INSTANCE_LABELS)
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
     with MotoServer() as server:

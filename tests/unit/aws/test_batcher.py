@@ -46,8 +46,3 @@ async def test_a_failing_execution_reaches_every_caller() -> None:
     batcher: Batcher[int, int] = Batcher(execute, idle=0.01)
     with pytest.raises(RuntimeError):
         await batcher(1)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

@@ -15,11 +15,6 @@ from nodesmith.kube import EventRecorder, Lease, errors, resources, retry
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_front_door_exports_what_it_lists() -> None:
     for name in nodesmith.kube.__all__:
         assert hasattr(nodesmith.kube, name), name

@@ -30,11 +30,6 @@ SMALL = factories.instance_type(
 )
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeProvider:
     """Instance types by NodeClass name; a NodeClass named ``not-ready`` is not ready."""
 

@@ -14,11 +14,6 @@ from nodesmith.runtime import telemetry
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 class FakeProvider:
     name = "fake"
 

@@ -10,11 +10,6 @@ from nodesmith.reconcilers.queues import Batcher, WorkQueue
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_batcher_returns_false_when_nothing_is_triggered() -> None:
     assert await Batcher(idle=0.05, maximum=1).wait() is False
 

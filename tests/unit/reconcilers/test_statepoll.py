@@ -15,11 +15,6 @@ from nodesmith.state import ClusterState
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def nodeclaim(name: str, rv: str) -> dict[str, typing.Any]:
     return {
         "apiVersion": "nodesmith.io/v1",

@@ -13,11 +13,6 @@ from nodesmith.runtime.decisions import DecisionLog
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 def test_decisions_observed_through_the_plugin_manager_are_kept_in_order() -> None:
     plugins = manager.Plugins.load()
     log = DecisionLog()
