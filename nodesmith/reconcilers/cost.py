@@ -27,7 +27,6 @@ import typing
 from collections.abc import Sequence
 from typing import Final
 
-import anyio
 import attrs
 
 from nodesmith import errors, metrics
@@ -35,6 +34,7 @@ from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.kube import resources
+from nodesmith.reconcilers import queues
 from nodesmith.state import pricing, simulation
 from nodesmith.state.cluster import ClusterState
 
@@ -65,13 +65,7 @@ class CostReconciler:
         """A pass every ``interval`` seconds until cancelled; a failed pass is logged and counted, and the
         last figures stay. On the way out every cost series is withdrawn."""
         try:
-            while True:
-                try:
-                    await self.reconcile()
-                except Exception:  # a bug in one pass must not stop the leader's other reconcilers
-                    log.exception("%s: pass failed; next in %.0fs", self.name, self.interval)
-                    metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
-                await anyio.sleep(self.interval)
+            await queues.every(self.interval, self.name, self.reconcile)
         finally:
             for readings in (
                 metrics.OFFERING_PRICE_ESTIMATE,

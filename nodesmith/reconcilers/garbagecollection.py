@@ -22,7 +22,6 @@ import typing
 from collections.abc import Callable
 from typing import Final
 
-import anyio
 import attrs
 
 from nodesmith import errors, metrics
@@ -33,7 +32,7 @@ from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import events, resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
-from nodesmith.reconcilers import lifecycle_checks
+from nodesmith.reconcilers import lifecycle_checks, queues
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["INTERVAL", "LAUNCH_GRACE", "ORPHAN_GRACE", "GarbageCollector"]
@@ -68,13 +67,7 @@ class GarbageCollector:
 
     async def run(self) -> None:
         """A pass every ``interval`` seconds until cancelled; a failed pass is logged and counted."""
-        while True:
-            try:
-                await self.reconcile()
-            except Exception:  # a bug in one pass must not stop the leader's other reconcilers
-                log.exception("%s: pass failed; next in %.0fs", self.name, self.interval)
-                metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
-            await anyio.sleep(self.interval)
+        await queues.every(self.interval, self.name, self.reconcile)
 
     async def reconcile(self) -> None:
         """One pass over every instance and every launched NodeClaim."""

@@ -1,4 +1,5 @@
-"""The async primitives reconcilers share: a batching window and a keyed work queue.
+"""The async primitives reconcilers share: a batching window, a keyed work queue, and `every` (a
+singleton reconciler's periodic loop).
 
 Why not the standard ones: an ``anyio`` memory stream delivers every item, but a reconciler wants *keys*
 deduplicated (ten updates of one NodeClaim are one reconcile), retried with per-key backoff or after a
@@ -20,7 +21,7 @@ from opentelemetry import trace
 
 from nodesmith import metrics
 
-__all__ = ["Batcher", "WorkQueue"]
+__all__ = ["Batcher", "WorkQueue", "every"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("nodesmith")
@@ -189,3 +190,16 @@ class WorkQueue(Generic[K]):
         async with anyio.create_task_group() as group:
             for index in range(self._workers):
                 group.start_soon(self._work, name=f"{self.name}-worker-{index}")
+
+
+async def every(interval: float, name: str, one_pass: Callable[[], Awaitable[object]]) -> None:
+    """Run ``one_pass`` every ``interval`` seconds until cancelled. A pass that raises is logged and
+    counted (``reconciler=name``), and the next one runs on time: a bug in one pass must not stop the
+    leader's other reconcilers."""
+    while True:
+        try:
+            await one_pass()
+        except Exception:
+            log.exception("%s: pass failed; next in %.0fs", name, interval)
+            metrics.RECONCILE_ERRORS.add(1, {"reconciler": name})
+        await anyio.sleep(interval)

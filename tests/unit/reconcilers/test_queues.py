@@ -1,10 +1,11 @@
-"""The batch window and the keyed work queue, on anyio's real event loop with short times."""
+"""The batch window, the keyed work queue and the periodic loop, on anyio's real event loop with short times."""
 
 from __future__ import annotations
 
 import anyio
 import pytest
 
+from nodesmith.reconcilers import queues
 from nodesmith.reconcilers.queues import Batcher, WorkQueue
 
 pytestmark = pytest.mark.anyio
@@ -116,3 +117,22 @@ async def test_each_reconcile_is_a_span_named_after_the_queue() -> None:
     (span,) = exporter.get_finished_spans()
     assert span.name == "nodeclaim.lifecycle.reconcile"
     assert span.attributes == {"key": "claim-a"}
+
+
+async def test_every_keeps_going_after_a_failed_pass_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
+    passes: list[int] = []
+
+    async def one_pass() -> None:
+        passes.append(len(passes))
+        if len(passes) == 2:
+            raise RuntimeError("a bug in pass 2")
+
+    with anyio.move_on_after(5):
+        async with anyio.create_task_group() as group:
+            group.start_soon(queues.every, 0, "test.every", one_pass)
+            while len(passes) < 4:
+                await anyio.sleep(0.01)
+            group.cancel_scope.cancel()
+    assert passes[:4] == [0, 1, 2, 3]
+    assert "test.every: pass failed" in caplog.text
+    assert "a bug in pass 2" in caplog.text
