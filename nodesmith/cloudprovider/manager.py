@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import logging
 import types
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pluggy
 
 from nodesmith import errors
 from nodesmith.api import labels
+from nodesmith.api.nodepool import NodePool
 from nodesmith.cloudprovider import hookspecs, protocol
 from nodesmith.cloudprovider.types import InstanceType
 
@@ -119,6 +120,24 @@ class Plugins:
             if result is not None:
                 current = list(result)
         return current
+
+    async def instance_types(
+        self, provider: protocol.CloudProvider, pools: Iterable[NodePool]
+    ) -> tuple[dict[str, tuple[InstanceType, ...]], dict[str, str]]:
+        """Each NodePool's instance types as the provider offers them, through `adjust_instance_types`;
+        a NodePool the provider refuses (NodeClass not ready, throttled, ...) is left out and its name
+        maps to the provider's reason in the second result. How the provisioner, the disruption loop, the
+        cost metrics and ``nodesmith simulate`` all read instance types."""
+        found: dict[str, tuple[InstanceType, ...]] = {}
+        refused: dict[str, str] = {}
+        for pool in pools:
+            try:
+                offered = await provider.get_instance_types(pool)
+            except errors.ProviderError as err:
+                refused[pool.name] = str(err)
+                continue
+            found[pool.name] = tuple(self.adjust_instance_types(pool.name, offered))
+        return found, refused
 
     def observe_decision(self, decision: Mapping[str, Any]) -> None:
         """Tell every observer about a decision; an observer that raises is logged and skipped."""

@@ -24,15 +24,13 @@ from __future__ import annotations
 
 import logging
 import typing
-from collections.abc import Sequence
 from typing import Final
 
 import attrs
 
-from nodesmith import errors, metrics
+from nodesmith import metrics
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
-from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.kube import resources
 from nodesmith.reconcilers import queues
 from nodesmith.state import pricing, simulation
@@ -81,14 +79,13 @@ class CostReconciler:
             return None
         # 2. instance types per usable NodePool, as the provisioner reads them
         snapshot = self.state.snapshot()
-        instance_types: dict[str, Sequence[InstanceType]] = {}
-        for pool in simulation.usable_nodepools(snapshot):
-            try:
-                found = await self.provider.get_instance_types(pool)
-            except errors.ProviderError as err:  # NodeClass not ready, throttled, ...: as the provisioner
-                log.debug("%s: no instance types for NodePool %s: %s", self.name, pool.name, err)
-                continue  # its nodes are priced by another pool's types of that name, or counted unpriced
-            instance_types[pool.name] = self.plugins.adjust_instance_types(pool.name, found)
+        # (a NodePool the provider refuses is left out: its nodes are priced by another pool's types of
+        # that name, or counted unpriced)
+        instance_types, refused = await self.plugins.instance_types(
+            self.provider, simulation.usable_nodepools(snapshot)
+        )
+        for pool, why in refused.items():
+            log.debug("%s: no instance types for NodePool %s: %s", self.name, pool, why)
         # 3. price the running nodes and publish, replacing every series
         costs = pricing.costs(snapshot, instance_types)
         metrics.OFFERING_PRICE_ESTIMATE.publish(

@@ -34,7 +34,7 @@ import anyio
 import attrs
 from opentelemetry import trace
 
-from nodesmith import errors, metrics
+from nodesmith import metrics
 from nodesmith.api import conditions, labels
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider import manager
@@ -273,15 +273,12 @@ class Disruption:
     # -- inputs, outputs -----------------------------------------------------------------------------
 
     async def _instance_types(self, snapshot: Snapshot) -> dict[str, Sequence[InstanceType]]:
-        found: dict[str, Sequence[InstanceType]] = {}
-        for pool in simulation.usable_nodepools(snapshot):
-            try:
-                types = await self.provider.get_instance_types(pool)
-            except errors.ProviderError as err:
-                log.info("no instance types for nodepool %s: %s", pool.name, err)
-                continue
-            found[pool.name] = self.plugins.adjust_instance_types(pool.name, types)
-        return found
+        found, refused = await self.plugins.instance_types(
+            self.provider, simulation.usable_nodepools(snapshot)
+        )
+        for pool, why in refused.items():
+            log.info("no instance types for nodepool %s: %s", pool, why)
+        return dict(found)
 
     async def _untaint_strays(self, snapshot: Snapshot) -> None:
         queued = self.orchestrator.queued_keys()

@@ -229,12 +229,10 @@ class NodeClaimMarking:
         cached = self._instance_types.get(pool.name)
         if cached is not None and time.monotonic() - cached[0] < INSTANCE_TYPES_TTL:
             return cached[1]
-        try:
-            found = await self.provider.get_instance_types(pool)
-        except errors.ProviderError:
-            return None
-        types = self.plugins.adjust_instance_types(pool.name, found)
-        self._instance_types[pool.name] = (time.monotonic(), types)
+        found, _ = await self.plugins.instance_types(self.provider, [pool])
+        types = found.get(pool.name)
+        if types is not None:
+            self._instance_types[pool.name] = (time.monotonic(), types)
         return types
 
     async def _provider_drift_of(self, claim: api_nodeclaim.NodeClaim) -> str | None:

@@ -23,12 +23,11 @@ import anyio
 import attrs
 from opentelemetry import trace
 
-from nodesmith import errors, metrics
+from nodesmith import metrics
 from nodesmith.api import labels, nodeclaim, quantity
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
-from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
@@ -149,7 +148,9 @@ class Provisioner:
             return None
         started = time.monotonic()
         # 3. Instance types per usable NodePool; a pool whose NodeClass is not ready sits this run out.
-        instance_types, skipped = await self._instance_types(simulation.usable_nodepools(snapshot))
+        instance_types, skipped = await self.plugins.instance_types(
+            self.provider, simulation.usable_nodepools(snapshot)
+        )
         # 4. Solve off the event loop, bounded by a deadline.
         sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
         deadline_at = time.monotonic() + SOLVE_TIMEOUT
@@ -186,20 +187,6 @@ class Provisioner:
             },
         )
         return decision
-
-    async def _instance_types(
-        self, pools: Sequence[api_nodepool.NodePool]
-    ) -> tuple[dict[str, Sequence[InstanceType]], dict[str, str]]:
-        types: dict[str, Sequence[InstanceType]] = {}
-        skipped: dict[str, str] = {}
-        for pool in pools:
-            try:
-                found = await self.provider.get_instance_types(pool)
-            except errors.ProviderError as err:
-                skipped[pool.name] = str(err)
-                continue
-            types[pool.name] = self.plugins.adjust_instance_types(pool.name, found)
-        return types, skipped
 
     async def _create_nodeclaims(
         self, claims: Sequence[results.NewNodeClaim], snapshot: Snapshot

@@ -29,7 +29,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.state import informer, simulation
 from nodesmith.whatif.snapshotfile import SnapshotFile
 
-__all__ = ["Source", "instance_types_for", "take_snapshot"]
+__all__ = ["Source", "take_snapshot"]
 
 Obj: typing.TypeAlias = Mapping[str, Any]
 
@@ -64,23 +64,6 @@ async def _list_objects(kube: KubeClient, provider: CloudProvider) -> list[Obj]:
     return objects
 
 
-async def instance_types_for(
-    provider: CloudProvider, plugins: manager.Plugins, pools: Sequence[api_nodepool.NodePool]
-) -> tuple[dict[str, tuple[InstanceType, ...]], dict[str, str]]:
-    """Each pool's instance types as the provisioner reads them; a pool the provider refuses (NodeClass
-    not ready) is skipped with the provider's reason."""
-    found: dict[str, tuple[InstanceType, ...]] = {}
-    skipped: dict[str, str] = {}
-    for pool in pools:
-        try:
-            types = await provider.get_instance_types(pool)
-        except errors.ProviderError as err:
-            skipped[pool.name] = str(err)
-            continue
-        found[pool.name] = tuple(plugins.adjust_instance_types(pool.name, types))
-    return found, skipped
-
-
 async def take_snapshot(
     source: Source,
     *,
@@ -112,8 +95,8 @@ async def take_snapshot(
                     changed.append(api_nodepool.NodePool.from_dict(obj))
                 except errors.ValidationError:
                     continue  # the simulation reports it
-            types, skipped = await instance_types_for(provider, plugins, pools)
-            changed_types, _ = await instance_types_for(provider, plugins, changed)
+            types, skipped = await plugins.instance_types(provider, pools)
+            changed_types, _ = await plugins.instance_types(provider, changed)
             group.cancel_scope.cancel()
     finally:
         close = getattr(provider, "close", None)

@@ -16,10 +16,11 @@ import pytest
 
 from nodesmith import errors
 from nodesmith.api import labels
+from nodesmith.api.nodepool import NodePool
 from nodesmith.api.requirements import Requirements
 from nodesmith.cloudprovider import manager, protocol
 from nodesmith.cloudprovider.types import InstanceType, Offering
-from nodesmith.testing import conformance
+from nodesmith.testing import conformance, manifests
 
 
 def test_first_party_providers_are_discovered_through_entry_points() -> None:
@@ -84,6 +85,27 @@ def test_instance_type_adjusters_chain_in_turn() -> None:
         "default", [_instance_type("small", 1.0), _instance_type("big", 4.0)]
     )
     assert [(it.name, it.offerings[0].price) for it in result] == [("small", 0.5)]
+
+
+@pytest.mark.anyio
+async def test_instance_types_are_read_per_nodepool_adjusted_and_refusals_kept_apart() -> None:
+    def hide_big(instance_types: Sequence[InstanceType]) -> list[InstanceType]:
+        return [it for it in instance_types if it.name != "big"]
+
+    class Provider:
+        async def get_instance_types(self, nodepool: NodePool) -> Sequence[InstanceType]:
+            if nodepool.name == "throttled":
+                raise errors.ProviderError("RequestLimitExceeded")
+            return [_instance_type("small", 1.0), _instance_type("big", 4.0)]
+
+    plugins = manager.Plugins(
+        load_entry_points=False,
+        plugins=[manager.module_plugin("hide", nodesmith_adjust_instance_types=hide_big)],
+    )
+    pools = [NodePool.from_dict(manifests.nodepool_manifest(name)) for name in ("default", "throttled")]
+    found, refused = await plugins.instance_types(Provider(), pools)  # type: ignore[arg-type]
+    assert {name: [it.name for it in types] for name, types in found.items()} == {"default": ["small"]}
+    assert refused == {"throttled": "RequestLimitExceeded"}
 
 
 def test_a_failing_decision_observer_does_not_stop_the_others(caplog: pytest.LogCaptureFixture) -> None:
