@@ -56,7 +56,11 @@ def plugins(as_json: bool) -> None:
     found = [{"name": n, "distribution": d, "version": v} for n, d, v in loaded.distributions()]
     providers = loaded.provider_names()
     if as_json:
-        info = {"plugins": found, "providers": providers, "well_known_labels": loaded.well_known_labels()}
+        info = {
+            "plugins": found,
+            "providers": providers,
+            "well_known_labels": sorted(loaded.well_known_labels()),
+        }
         click.echo(json.dumps(info, indent=2, sort_keys=True))
         return
     for plugin in found:

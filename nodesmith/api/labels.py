@@ -16,6 +16,7 @@ __all__ = [
     "ANNOTATION_NODECLAIM_TERMINATION_TIMESTAMP",
     "ANNOTATION_NODEPOOL_HASH",
     "ANNOTATION_NODEPOOL_HASH_VERSION",
+    "CORE_WELL_KNOWN_LABELS",
     "DO_NOT_DISRUPT_ANNOTATIONS",
     "FINALIZER_TERMINATION",
     "GROUP",
@@ -37,11 +38,9 @@ __all__ = [
     "RESTRICTED_LABEL_DOMAINS",
     "TAINT_DISRUPTED",
     "TAINT_UNREGISTERED",
-    "WELL_KNOWN_LABELS",
     "CapacityType",
     "is_restricted_label",
     "normalize_label",
-    "register_well_known_labels",
 ]
 
 GROUP: Final = "nodesmith.io"
@@ -100,19 +99,22 @@ KNOWN_EPHEMERAL_TAINT_KEYS: Final = frozenset(
 """Taints that a node sheds on its own while starting; simulated pods need not tolerate them
 (plus any key under the ``readiness.k8s.io/`` prefix)."""
 
-_WELL_KNOWN: set[str] = {
-    LABEL_NODEPOOL,
-    LABEL_ZONE,
-    LABEL_REGION,
-    LABEL_INSTANCE_TYPE,
-    LABEL_ARCH,
-    LABEL_OS,
-    LABEL_CAPACITY_TYPE,
-    LABEL_WINDOWS_BUILD,
-}
-WELL_KNOWN_LABELS: frozenset[str] = frozenset(_WELL_KNOWN)
-"""Labels that may be undefined on one side of a compatibility check. Providers add theirs with
-:func:`register_well_known_labels` at start-up (before any simulation runs)."""
+CORE_WELL_KNOWN_LABELS: Final = frozenset(
+    {
+        LABEL_NODEPOOL,
+        LABEL_ZONE,
+        LABEL_REGION,
+        LABEL_INSTANCE_TYPE,
+        LABEL_ARCH,
+        LABEL_OS,
+        LABEL_CAPACITY_TYPE,
+        LABEL_WINDOWS_BUILD,
+    }
+)
+"""The core's well-known labels: keys that may be undefined on one side of a compatibility check.
+Providers add theirs through the ``nodesmith_well_known_labels`` hook; the union is a *value* that travels
+in every decision's inputs (``SchedulingInput.well_known_labels``, snapshot files), never module state,
+so an offline replay decides what the daemon decides."""
 
 RESTRICTED_LABELS: Final = frozenset({LABEL_HOSTNAME})
 RESTRICTED_LABEL_DOMAINS: Final = frozenset({GROUP, "kubernetes.io", "k8s.io"})
@@ -143,17 +145,10 @@ def normalize_label(key: str) -> str:
     return NORMALIZED_LABELS.get(key, key)
 
 
-def register_well_known_labels(*keys: str) -> None:
-    """Let a provider declare labels of its own as well-known (e.g. ``aws.nodesmith.io/instance-family``)."""
-    global WELL_KNOWN_LABELS
-    _WELL_KNOWN.update(keys)
-    WELL_KNOWN_LABELS = frozenset(_WELL_KNOWN)
-
-
-def is_restricted_label(key: str) -> bool:
+def is_restricted_label(key: str, well_known: frozenset[str]) -> bool:
     """True for label keys a NodePool template may not set (hostname, and nodesmith/Kubernetes domains
-    other than the well-known labels and the kubelet-settable ``node.kubernetes.io`` family)."""
-    if key in WELL_KNOWN_LABELS:
+    other than the ``well_known`` labels and the kubelet-settable ``node.kubernetes.io`` family)."""
+    if key in well_known:
         return False
     if key in RESTRICTED_LABELS:
         return True

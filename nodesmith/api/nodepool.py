@@ -467,18 +467,18 @@ class NodePool:
         return attrs.evolve(self, status=attrs.evolve(self.status, conditions=updated))
 
 
-def runtime_errors(pool: NodePool) -> list[str]:
+def runtime_errors(pool: NodePool, well_known: frozenset[str]) -> list[str]:
     """What the CRD schema cannot check, one message each (empty when valid): template labels and
-    requirement keys in restricted domains (which depends on the providers' well-known labels), the
+    requirement keys in restricted domains (which depends on the providers' ``well_known`` labels), the
     nodepool label, and duplicate taints. Karpenter's ``RuntimeValidate``."""
     problems: list[str] = []
     template = pool.spec.template
     for key in sorted(template.labels):
-        if key == labels.LABEL_NODEPOOL or labels.is_restricted_label(key):
+        if key == labels.LABEL_NODEPOOL or labels.is_restricted_label(key, well_known):
             problems.append(f"spec.template.metadata.labels.{key}: label {key!r} is restricted")
     for index, entry in enumerate(template.spec.requirements):
         key = labels.normalize_label(entry.key)
-        if key == labels.LABEL_NODEPOOL or labels.is_restricted_label(key):
+        if key == labels.LABEL_NODEPOOL or labels.is_restricted_label(key, well_known):
             problems.append(f"spec.template.spec.requirements[{index}].key: label {key!r} is restricted")
     seen: set[tuple[str, str]] = set()
     for field, taints in (("taints", template.spec.taints), ("startupTaints", template.spec.startup_taints)):

@@ -433,7 +433,7 @@ class Requirements(Mapping[str, Requirement]):
 
         Keys of ``incoming`` that are not in ``allow_undefined`` must be defined here unless ``incoming``
         only excludes values for them ("custom labels must be defined"); keys defined on both sides must
-        intersect. Pass ``labels.WELL_KNOWN_LABELS`` to let well-known labels be undefined on this side.
+        intersect. Pass the well-known labels (``SchedulingInput.well_known_labels``) to let well-known labels be undefined on this side.
         """
         mine = self._by_key
         for key, requirement in incoming._by_key.items():

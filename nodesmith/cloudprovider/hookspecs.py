@@ -81,8 +81,10 @@ def nodesmith_crds() -> Sequence[Mapping[str, Any]]:
 def nodesmith_well_known_labels() -> Sequence[str]:
     """Return label keys this plugin's instance types always define (e.g. ``aws.nodesmith.io/instance-family``).
 
-    Called for every plugin at start-up; the keys join ``nodesmith.api.labels.WELL_KNOWN_LABELS``, so a
-    pod may require them even though a NodePool does not mention them.
+    Called for every plugin at start-up; ``Plugins.well_known_labels`` joins the keys to the core's
+    ``nodesmith.api.labels.CORE_WELL_KNOWN_LABELS``, and that value travels in the cluster state's
+    snapshots and the scheduling inputs (and in snapshot files), so a pod may require them even though a
+    NodePool does not mention them.
     """
     raise NotImplementedError
 

@@ -40,7 +40,6 @@ class Plugins:
             except Exception as err:  # a plugin that fails to import names itself in the traceback
                 raise errors.PluginError(f"loading nodesmith plugins failed: {err}") from err
         self._check()
-        labels.register_well_known_labels(*self.well_known_labels())
 
     @classmethod
     def load(cls) -> Plugins:
@@ -105,8 +104,11 @@ class Plugins:
         """The CRDs every plugin declares, in plugin order."""
         return [crd for crds in self.pm.hook.nodesmith_crds() for crd in crds]
 
-    def well_known_labels(self) -> list[str]:
-        return sorted({key for keys in self.pm.hook.nodesmith_well_known_labels() for key in keys})
+    def well_known_labels(self) -> frozenset[str]:
+        """The core's well-known labels and every plugin's: a value the composition root hands to the
+        cluster state, so each decision (and each snapshot file) carries it."""
+        declared = {key for keys in self.pm.hook.nodesmith_well_known_labels() for key in keys}
+        return labels.CORE_WELL_KNOWN_LABELS | declared
 
     # -- extension hooks ---------------------------------------------------------------------------
 

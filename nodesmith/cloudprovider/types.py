@@ -82,8 +82,11 @@ class Offering:
         )
 
     def is_compatible(self, requirements: Requirements) -> bool:
-        """Can this offering satisfy ``requirements`` (undefined well-known keys on either side are fine)?"""
-        return requirements.is_compatible(self.requirements, labels.WELL_KNOWN_LABELS)
+        """Can this offering satisfy ``requirements`` (undefined well-known keys on either side are fine)?
+
+        An offering's own keys are core labels (zone, capacity type), so the core's well-known set is the
+        whole answer here, whichever providers are loaded."""
+        return requirements.is_compatible(self.requirements, labels.CORE_WELL_KNOWN_LABELS)
 
     def to_dict(self) -> dict[str, Any]:
         """``{zone, capacityType, price, available, requirements[, reservationCapacity]}``."""

@@ -50,7 +50,11 @@ def _offering_matches(offering_ct: str, offering_zone: str, ct: str | None, zone
 
 
 def static_drift_reason(
-    claim: NodeClaim, pool: NodePool, instance_types: Sequence[InstanceType] | None
+    claim: NodeClaim,
+    pool: NodePool,
+    instance_types: Sequence[InstanceType] | None,
+    *,
+    well_known: frozenset[str],
 ) -> DriftReason | None:
     """The core's drift checks, in Karpenter's order; ``instance_types`` ``None`` (unknown) skips the
     instance-type check, and so does an empty list (a NodeClass not ready offers none, which is not drift)."""
@@ -60,7 +64,7 @@ def static_drift_reason(
     if claim_hash is not None and claim_version == HASH_VERSION and claim_hash != pool.hash():
         return DriftReason.NODEPOOL_DRIFTED
     claim_labels = Requirements.from_labels(claim.metadata.labels)
-    if not claim_labels.is_compatible(pool.spec.template.spec.to_requirements(), labels.WELL_KNOWN_LABELS):
+    if not claim_labels.is_compatible(pool.spec.template.spec.to_requirements(), well_known):
         return DriftReason.REQUIREMENTS_DRIFTED
     name = claim.metadata.labels.get(labels.LABEL_INSTANCE_TYPE)
     if instance_types and name is not None:
@@ -79,9 +83,11 @@ def drift_reason(
     pool: NodePool,
     instance_types: Sequence[InstanceType] | None,
     provider_reason: str | None,
+    *,
+    well_known: frozenset[str],
 ) -> str | None:
     """Why the NodeClaim is drifted (core reasons first, then the provider's), or ``None``."""
-    reason = static_drift_reason(claim, pool, instance_types)
+    reason = static_drift_reason(claim, pool, instance_types, well_known=well_known)
     if reason is not None:
         return reason.value
     return provider_reason or None

@@ -113,7 +113,7 @@ class NodePoolStatusReconciler:
         now = self.clock()
         updated = pool
         # 2. validation: what the CRD schema could not catch becomes ValidationSucceeded=False with a message
-        problems = api_nodepool.runtime_errors(pool)
+        problems = api_nodepool.runtime_errors(pool, snapshot.well_known_labels)
         if problems:
             updated = updated.with_condition(
                 Condition.VALIDATION_SUCCEEDED,

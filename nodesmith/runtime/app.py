@@ -82,7 +82,9 @@ class Daemon:
             resources.node_class(kind.group, kind.kind, version=kind.version)
             for kind in provider.supported_node_classes()
         ]
-        state = ClusterState(clock=clock, node_classes=node_classes)
+        state = ClusterState(
+            clock=clock, node_classes=node_classes, well_known_labels=plugins.well_known_labels()
+        )
         informers = Informers.for_state(kube, state, node_classes=node_classes)
         reconcilers = controllers.build(
             controllers.Collaborators(

@@ -19,7 +19,7 @@ from typing import final
 
 import attrs
 
-from nodesmith.api import labels, quantity
+from nodesmith.api import quantity
 from nodesmith.api.requirements import Requirements
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.scheduling import hostports, pods, taints
@@ -51,15 +51,12 @@ def overhead_groups(
     template_taints: Sequence[taints.Taint],
     instance_types: Sequence[InstanceType],
     daemons: Sequence[pods.SchedulingPod],
+    well_known: frozenset[str],
 ) -> tuple[list[int], list[DaemonGroup]]:
     """Per instance type (by position) its group index, and the groups."""
     tolerated = [d for d in range(len(daemons)) if _tolerates(daemons[d], template_taints)]
     template_ok = {
-        d: [
-            alt
-            for alt in _alternatives(daemons[d])
-            if template_requirements.is_compatible(alt, labels.WELL_KNOWN_LABELS)
-        ]
+        d: [alt for alt in _alternatives(daemons[d]) if template_requirements.is_compatible(alt, well_known)]
         for d in tolerated
     }
     group_index: dict[tuple[int, ...], int] = {}

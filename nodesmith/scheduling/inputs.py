@@ -111,7 +111,9 @@ class SchedulingInput:
     ``pods`` are the pending pods (dicts or already parsed). ``daemonset_pods`` is one pod per DaemonSet
     (the live pod or one made from its template). ``other_nodes`` take no pods but their ``pods`` count for
     topology (e.g. nodes being deleted). ``namespaces`` maps namespace → labels for affinity
-    ``namespaceSelector``s.
+    ``namespaceSelector``s. ``well_known_labels`` are the keys that may stay undefined in a compatibility
+    check: the core's plus those the loaded provider plugins declare (the daemon's
+    ``Plugins.well_known_labels``, recorded in snapshot files).
     """
 
     pods: Sequence[Mapping[str, Any] | pods.SchedulingPod]
@@ -121,3 +123,4 @@ class SchedulingInput:
     volumes: VolumeCatalog = attrs.field(factory=VolumeCatalog)
     other_nodes: Sequence[ExistingNode] = ()
     namespaces: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
+    well_known_labels: frozenset[str] = labels.CORE_WELL_KNOWN_LABELS

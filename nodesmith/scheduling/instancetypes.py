@@ -20,7 +20,6 @@ import bisect
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, final
 
-from nodesmith.api import labels
 from nodesmith.api.requirements import Requirement, Requirements
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.scheduling import daemonsets, hostports
@@ -52,8 +51,10 @@ class Catalog:
         index: res.ResourceIndex,
         group_of: Sequence[int],
         groups: Sequence[daemonsets.DaemonGroup],
+        well_known: frozenset[str],
     ) -> None:
         self.types = tuple(instance_types)
+        self.well_known = well_known
         self.index = index
         self.group_of = tuple(group_of)
         self.groups = tuple(groups)
@@ -109,7 +110,7 @@ class Catalog:
             mask = 0
             for i, it in enumerate(self.types):
                 if any(
-                    o.available and requirements.is_compatible(o.requirements, labels.WELL_KNOWN_LABELS)
+                    o.available and requirements.is_compatible(o.requirements, self.well_known)
                     for o in it.offerings
                 ):
                     mask |= 1 << i

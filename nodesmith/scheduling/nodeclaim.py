@@ -110,7 +110,7 @@ class SimNodeClaim:
     ) -> Fit | results.NodePoolReason | None:
         """Could ``pod`` join? A :class:`Fit` if so; otherwise ``None``, or the reason when ``explain``."""
         C = results.Constraint
-        allow = labels.WELL_KNOWN_LABELS
+        allow = self.template.catalog.well_known
         template = self.template
         taint = template.untolerated(pod.tolerations)
         if taint is not None:

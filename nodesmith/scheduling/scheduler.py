@@ -168,10 +168,15 @@ class _Solver:
         self.templates: list[nodeclaim.Template] = []
         for position, spec in enumerate(specs):
             group_of, groups = daemonsets.overhead_groups(
-                spec.requirements, spec.taints, spec.instance_types, daemons
+                spec.requirements, spec.taints, spec.instance_types, daemons, snapshot.well_known_labels
             )
             catalog = instancetypes.Catalog(
-                spec.requirements, spec.instance_types, self.index, group_of, groups
+                spec.requirements,
+                spec.instance_types,
+                self.index,
+                group_of,
+                groups,
+                snapshot.well_known_labels,
             )
             self.templates.append(nodeclaim.Template(spec, catalog, position))
         self.remaining: dict[str, dict[str, int]] = {
@@ -343,7 +348,9 @@ class _Solver:
 
     def _commit(self, claim: nodeclaim.SimNodeClaim, pod: pods.SchedulingPod, fit: nodeclaim.Fit) -> None:
         claim.commit(pod, fit)
-        self.topology.record(pod, claim.template.spec.taints, fit.requirements, labels.WELL_KNOWN_LABELS)
+        self.topology.record(
+            pod, claim.template.spec.taints, fit.requirements, claim.template.catalog.well_known
+        )
         self.version += 1
 
     def _limits_mask(self, template: nodeclaim.Template, remaining: dict[str, int]) -> int:

@@ -80,9 +80,12 @@ class ClusterState:
         *,
         clock: Callable[[], dt.datetime],
         node_classes: Sequence[resources.Resource] = (),
+        well_known_labels: frozenset[str] = labels.CORE_WELL_KNOWN_LABELS,
     ) -> None:
         self._clock = clock
         self.node_classes = tuple(node_classes)
+        self.well_known_labels = well_known_labels
+        """The core's and the loaded plugins' well-known labels, handed to every decision as a value."""
         self._slots: dict[str, statenode.Slot] = {}
         self._node_slot: dict[str, str] = {}
         self._claim_slot: dict[str, str] = {}
@@ -397,6 +400,7 @@ class ClusterState:
             anti_affinity_pods=anti,
             nodepools=frozen_mapping(self._nodepools),
             objects=types.MappingProxyType({r: frozen_mapping(v) for r, v in self._objects.items()}),
+            well_known_labels=self.well_known_labels,
         )
 
 

@@ -200,6 +200,7 @@ def scheduling_input(
             },
         ),
         other_nodes=[existing_node(n, snapshot) for n in leaving],
+        well_known_labels=snapshot.well_known_labels,
     )
 
 

@@ -19,9 +19,9 @@ from collections.abc import Mapping
 
 import attrs
 
+from nodesmith.api import labels, quantity
 from nodesmith.api import nodeclaim as api_nodeclaim
 from nodesmith.api import nodepool as api_nodepool
-from nodesmith.api import quantity
 from nodesmith.kube import resources
 from nodesmith.state.statenode import StateNode
 
@@ -59,6 +59,8 @@ class Snapshot:
     objects: Mapping[resources.Resource, Mapping[str, Obj]]
     """Everything else by resource: DaemonSets, PDBs, PVCs, PVs, StorageClasses, CSINodes,
     VolumeAttachments, provider NodeClasses, NodePool dicts."""
+    well_known_labels: frozenset[str] = labels.CORE_WELL_KNOWN_LABELS
+    """Keys that may stay undefined in compatibility checks: the core's and the loaded plugins'."""
 
     def of(self, resource: resources.Resource) -> Mapping[str, Obj]:
         """The objects of one resource kind (empty if not watched)."""

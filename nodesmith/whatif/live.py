@@ -86,7 +86,7 @@ async def take_snapshot(
                 await group.start(provider_run)
             objects = await _list_objects(kube, provider)
             taken_at = now or dt.datetime.now(dt.UTC)
-            bare = SnapshotFile(taken_at, tuple(objects))
+            bare = SnapshotFile(taken_at, tuple(objects), well_known_labels=plugins.well_known_labels())
             state, _ = bare.state()
             pools = list(simulation.usable_nodepools(state.snapshot()))
             changed = []

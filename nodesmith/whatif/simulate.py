@@ -189,7 +189,7 @@ def validate(snapshot: SnapshotFile, change: Change) -> list[str]:
         except errors.ValidationError as err:
             problems.append(f"{where}: {err}")
             continue
-        problems += [f"{where}: {p}" for p in api_nodepool.runtime_errors(pool)]
+        problems += [f"{where}: {p}" for p in api_nodepool.runtime_errors(pool, snapshot.well_known_labels)]
         if pool.name in seen:
             problems.append(f"{where}: given twice")
         seen.add(pool.name)
@@ -255,6 +255,7 @@ def _drifted(
     old_pool: api_nodepool.NodePool | None,
     types_before: Mapping[str, Sequence[InstanceType]],
     types_after: Mapping[str, Sequence[InstanceType]],
+    well_known: frozenset[str],
 ) -> tuple[str | None, bool]:
     """(drift reason after the change, whether it is new)."""
     claim = node.nodeclaim
@@ -264,9 +265,13 @@ def _drifted(
     before = marked or (
         None
         if old_pool is None
-        else _reason(marking.static_drift_reason(claim, old_pool, types_before.get(pool.name)))
+        else _reason(
+            marking.static_drift_reason(claim, old_pool, types_before.get(pool.name), well_known=well_known)
+        )
     )
-    after = _reason(marking.static_drift_reason(claim, pool, types_after.get(pool.name)))
+    after = _reason(
+        marking.static_drift_reason(claim, pool, types_after.get(pool.name), well_known=well_known)
+    )
     if after is None and marked is not None and marked not in _CORE_DRIFT:
         after = marked  # the provider's own drift is not about the NodePool
     return after, after is not None and before is None
@@ -307,7 +312,12 @@ def run(snapshot: SnapshotFile, change: Change, *, deadline: Callable[[], bool] 
             new = True
         elif pool_name in changed_names and pool_name in after_snap.nodepools:
             reason, new = _drifted(
-                node, after_snap.nodepools[pool_name], old_models.get(pool_name), types_before, types_after
+                node,
+                after_snap.nodepools[pool_name],
+                old_models.get(pool_name),
+                types_before,
+                types_after,
+                after_snap.well_known_labels,
             )
         else:
             condition = claim.condition(conditions.ConditionType.DRIFTED)

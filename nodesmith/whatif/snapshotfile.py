@@ -10,6 +10,8 @@
                                             # PVs, StorageClasses, CSINodes, VolumeAttachments, NodeClasses
     instanceTypes: {<nodepool>: [...]}      # `InstanceType.to_dict` each, after the plugins' adjusters
     skippedNodePools: {<nodepool>: why}     # optional: pools the provider gave no instance types
+    wellKnownLabels: [...]                  # the core's and the plugins' well-known labels when taken
+                                            # (missing: the core's only)
 
 Written by `nodesmith.whatif.live` (from a live cluster) or by hand; read here. `SnapshotFile.state` feeds
 the objects one by one into a real `ClusterState` (``on_upsert``), exactly as the informers do, so a
@@ -73,6 +75,9 @@ class SnapshotFile:
     objects: tuple[Obj, ...]
     instance_types: Mapping[str, tuple[InstanceType, ...]] = attrs.field(factory=dict)
     skipped_nodepools: Mapping[str, str] = attrs.field(factory=dict)
+    well_known_labels: frozenset[str] = labels.CORE_WELL_KNOWN_LABELS
+    """Recorded when the snapshot is taken, so an offline replay validates and schedules with the labels
+    the daemon's plugins declared, whichever plugins are installed where it is replayed."""
 
     # -- format ----------------------------------------------------------------------------------------
 
@@ -88,6 +93,7 @@ class SnapshotFile:
         }
         if self.skipped_nodepools:
             out["skippedNodePools"] = dict(sorted(self.skipped_nodepools.items()))
+        out["wellKnownLabels"] = sorted(self.well_known_labels)
         return out
 
     @classmethod
@@ -129,7 +135,18 @@ class SnapshotFile:
         skipped = d.get("skippedNodePools") or {}
         if not isinstance(skipped, Mapping):
             raise errors.ValidationError("skippedNodePools", "must map NodePool names to reasons")
-        return cls(taken_at, tuple(objects), instance_types, {str(k): str(v) for k, v in skipped.items()})
+        well_known = d.get("wellKnownLabels")
+        if well_known is None:
+            well_known = labels.CORE_WELL_KNOWN_LABELS
+        elif not isinstance(well_known, list) or not all(isinstance(k, str) for k in well_known):
+            raise errors.ValidationError("wellKnownLabels", "must be a list of label keys")
+        return cls(
+            taken_at,
+            tuple(objects),
+            instance_types,
+            {str(k): str(v) for k, v in skipped.items()},
+            labels.CORE_WELL_KNOWN_LABELS | frozenset(well_known),
+        )
 
     # -- edits -----------------------------------------------------------------------------------------
 
@@ -163,7 +180,7 @@ class SnapshotFile:
     def state(self) -> tuple[ClusterState, list[str]]:
         """A `ClusterState` fed with every object (synced, its clock stopped at ``taken_at``), and a
         note for each object it refused as malformed."""
-        state = ClusterState(clock=lambda: self.taken_at)
+        state = ClusterState(clock=lambda: self.taken_at, well_known_labels=self.well_known_labels)
         ordered = sorted(
             self.objects,
             key=lambda o: _FIRST.index(resource_of(o)) if resource_of(o) in _FIRST else len(_FIRST),

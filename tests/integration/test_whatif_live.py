@@ -14,6 +14,7 @@ from nodesmith import cli
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.whatif import simulate, snapshotfile
+from nodesmith_kwok import plugin as kwok_plugin
 from nodesmith_kwok import provider as kwok_provider
 from tests.integration import lifecycle_harness as h
 
@@ -72,6 +73,7 @@ async def test_a_live_dump_loads_and_simulates_a_nodeclaim_for_the_pending_pod(
 
         loaded = snapshotfile.loads(dump.read_text(), source=str(dump))
         assert pool in loaded.nodepool_objects()
+        assert set(kwok_plugin.INSTANCE_LABELS) <= loaded.well_known_labels  # recorded for offline replays
         assert any(it.name == "c-1x-amd64-linux" for it in loaded.instance_types[pool])
         report = simulate.run(loaded, simulate.Change())
         launches = [launch for launch in report.before.launches if f"default/{pod}" in launch.pods]

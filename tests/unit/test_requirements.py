@@ -172,7 +172,7 @@ def requirement_sets(draw: st.DrawFn) -> Requirements:
 def test_compatibility_agrees_with_brute_force_evaluation(
     existing: Requirements, incoming: Requirements
 ) -> None:
-    for allow in (frozenset(), labels.WELL_KNOWN_LABELS):
+    for allow in (frozenset(), labels.CORE_WELL_KNOWN_LABELS):
         expected = _brute_force_compatible(existing, incoming, allow)
         assert existing.is_compatible(incoming, allow) == expected
         assert (existing.compatibility_errors(incoming, allow) == []) == expected
@@ -183,9 +183,9 @@ def test_custom_labels_must_be_defined_but_well_known_may_be_undefined() -> None
     wants_zone = Requirements([Requirement.in_(labels.LABEL_ZONE, "z1")])
     wants_team = Requirements([Requirement.in_("example.com/team", "a")])
     avoids_team = Requirements([Requirement.not_in("example.com/team", "a")])
-    assert nodepool.is_compatible(wants_zone, labels.WELL_KNOWN_LABELS)
-    assert not nodepool.is_compatible(wants_team, labels.WELL_KNOWN_LABELS)
-    assert nodepool.is_compatible(avoids_team, labels.WELL_KNOWN_LABELS)
+    assert nodepool.is_compatible(wants_zone, labels.CORE_WELL_KNOWN_LABELS)
+    assert not nodepool.is_compatible(wants_team, labels.CORE_WELL_KNOWN_LABELS)
+    assert nodepool.is_compatible(avoids_team, labels.CORE_WELL_KNOWN_LABELS)
     assert nodepool.compatibility_errors(wants_team) == [
         "label 'example.com/team' does not have known values"
     ]

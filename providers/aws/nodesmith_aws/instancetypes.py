@@ -106,7 +106,7 @@ class Catalog:
 def ami_matches(ami_requirements: Sequence[Mapping[str, Any]], type_requirements: Requirements) -> bool:
     """Can an instance type with ``type_requirements`` use an AMI with these (status) requirements?"""
     return type_requirements.is_compatible(
-        Requirements.from_node_selector(ami_requirements), core_labels.WELL_KNOWN_LABELS
+        Requirements.from_node_selector(ami_requirements), plugin.WELL_KNOWN_LABELS
     )
 
 

@@ -37,7 +37,7 @@ from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients, error_code
 from nodesmith_aws.launchtemplates import LaunchTemplates, Options
 from nodesmith_aws.nodeclass import EC2NodeClass
-from nodesmith_aws.plugin import INSTANCE_LABELS
+from nodesmith_aws.plugin import WELL_KNOWN_LABELS
 from nodesmith_aws.settings import Settings
 
 __all__ = ["ICE_CODES", "MAX_INSTANCE_TYPES", "Launched", "Launcher"]
@@ -99,10 +99,9 @@ class Launcher:
         self.clients = clients
         self.launch_templates = launch_templates
         self.unavailable = unavailable
-        self._allow_undefined = core_labels.WELL_KNOWN_LABELS | frozenset(INSTANCE_LABELS)
 
     def compatible(self, reqs: Requirements, types: Sequence[InstanceType]) -> list[InstanceType]:
-        allow = core_labels.WELL_KNOWN_LABELS | self._allow_undefined
+        allow = WELL_KNOWN_LABELS
         return [
             it for it in types if reqs.is_compatible(it.requirements, allow) and it.compatible_offerings(reqs)
         ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
+from nodesmith.api import labels as core_labels
 from nodesmith.cloudprovider.hookspecs import hookimpl
 
 if TYPE_CHECKING:
@@ -41,6 +42,9 @@ INSTANCE_LABELS = tuple(
         "accelerator-count",
     )
 )
+WELL_KNOWN_LABELS = core_labels.CORE_WELL_KNOWN_LABELS | frozenset(INSTANCE_LABELS)
+"""What the daemon's well-known set is when this plugin is loaded: the provider's own compatibility
+checks (launch, AMI selection) use it, so they agree with the core's decisions."""
 
 
 @hookimpl

@@ -265,7 +265,7 @@ def test_setting_conditions_recomputes_ready(nodepool_dict: dict[str, Any]) -> N
 
 def test_runtime_validation_reports_what_the_schema_cannot(nodepool_dict: dict[str, Any]) -> None:
     pool = nodepool.NodePool.from_dict(nodepool_dict)
-    assert nodepool.runtime_errors(pool) == []
+    assert nodepool.runtime_errors(pool, labels.CORE_WELL_KNOWN_LABELS) == []
     template = pool.spec.template
     bad = attrs.evolve(
         pool,
@@ -282,15 +282,17 @@ def test_runtime_validation_reports_what_the_schema_cannot(nodepool_dict: dict[s
             ),
         ),
     )
-    problems = nodepool.runtime_errors(bad)
+    problems = nodepool.runtime_errors(bad, labels.CORE_WELL_KNOWN_LABELS)
     assert any("aws.nodesmith.io/not-well-known" in p for p in problems)
     assert any("node-role.kubernetes.io/worker" in p for p in problems)
     assert any("duplicate taint a:NoSchedule" in p for p in problems)
 
 
-def test_provider_well_known_labels_pass_runtime_validation(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(labels, "_WELL_KNOWN", set(labels._WELL_KNOWN))
-    monkeypatch.setattr(labels, "WELL_KNOWN_LABELS", labels.WELL_KNOWN_LABELS)
-    labels.register_well_known_labels("aws.nodesmith.io/instance-family", "aws.nodesmith.io/instance-cpu")
+def test_provider_well_known_labels_pass_runtime_validation() -> None:
     pool = nodepool.NodePool.from_dict(load_manifest("nodepool-limits-weight-minvalues.yaml"))
-    assert nodepool.runtime_errors(pool) == []
+    well_known = labels.CORE_WELL_KNOWN_LABELS | {
+        "aws.nodesmith.io/instance-family",
+        "aws.nodesmith.io/instance-cpu",
+    }
+    assert nodepool.runtime_errors(pool, well_known) == []
+    assert nodepool.runtime_errors(pool, labels.CORE_WELL_KNOWN_LABELS) != []  # the value decides

@@ -15,8 +15,6 @@ from typing import Any
 import attrs
 import pytest
 
-from nodesmith.api import labels
-from nodesmith_aws import plugin
 from nodesmith_aws.clients import Clients
 from nodesmith_aws.cloudprovider import AwsCloudProvider
 from nodesmith_aws.instancetypes import Catalog
@@ -30,8 +28,6 @@ CLUSTER = "test-cluster"
 DISCOVERY_TAG = "nodesmith.io/discovery"
 AL2023_X86 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 AL2023_ARM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
-
-labels.register_well_known_labels(*plugin.INSTANCE_LABELS)
 
 
 @pytest.fixture(scope="session")

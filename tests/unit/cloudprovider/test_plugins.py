@@ -31,10 +31,12 @@ def test_first_party_providers_are_discovered_through_entry_points() -> None:
     assert {"nodesmith-aws", "nodesmith-kwok"} <= dists
 
 
-def test_provider_well_known_labels_join_the_core_set() -> None:
-    manager.Plugins.load()
-    assert "aws.nodesmith.io/instance-family" in labels.WELL_KNOWN_LABELS
-    assert "kwok.nodesmith.io/instance-size" in labels.WELL_KNOWN_LABELS
+def test_provider_well_known_labels_join_the_core_set_as_a_value() -> None:
+    well_known = manager.Plugins.load().well_known_labels()
+    assert "aws.nodesmith.io/instance-family" in well_known
+    assert "kwok.nodesmith.io/instance-size" in well_known
+    assert well_known >= labels.CORE_WELL_KNOWN_LABELS
+    assert "aws.nodesmith.io/instance-family" not in labels.CORE_WELL_KNOWN_LABELS  # no global was changed
 
 
 def test_unknown_provider_names_what_is_installed() -> None:

@@ -15,6 +15,7 @@ from nodesmith.disruption import marking
 from .factories import CATALOGUE, T0, nodepool_dict
 
 POOL = NodePool.from_dict(nodepool_dict(requirements=[{"key": "team", "operator": "In", "values": ["a"]}]))
+WELL_KNOWN = labels.CORE_WELL_KNOWN_LABELS
 
 
 def claim(
@@ -83,13 +84,16 @@ def claim(
     ],
 )
 def test_drift_reasons(kwargs: dict[str, Any], types: Any, expected: marking.DriftReason | None) -> None:
-    assert marking.static_drift_reason(claim(**kwargs), POOL, types) == expected
+    assert marking.static_drift_reason(claim(**kwargs), POOL, types, well_known=WELL_KNOWN) == expected
 
 
 def test_provider_reason_comes_after_core_reasons() -> None:
-    assert marking.drift_reason(claim(), POOL, CATALOGUE, "ImageDrift") == "ImageDrift"
-    assert marking.drift_reason(claim(hash_="1"), POOL, CATALOGUE, "ImageDrift") == "NodePoolDrifted"
-    assert marking.drift_reason(claim(), POOL, CATALOGUE, None) is None
+    assert marking.drift_reason(claim(), POOL, CATALOGUE, "ImageDrift", well_known=WELL_KNOWN) == "ImageDrift"
+    assert (
+        marking.drift_reason(claim(hash_="1"), POOL, CATALOGUE, "ImageDrift", well_known=WELL_KNOWN)
+        == "NodePoolDrifted"
+    )
+    assert marking.drift_reason(claim(), POOL, CATALOGUE, None, well_known=WELL_KNOWN) is None
 
 
 def pool_after(consolidate_after: str) -> NodePool:

@@ -8,7 +8,9 @@ from typing import Any
 import pytest
 
 from nodesmith import errors
-from nodesmith.whatif import render, simulate
+from nodesmith.api import nodepool as api_nodepool
+from nodesmith.cloudprovider import manager
+from nodesmith.whatif import render, simulate, snapshotfile
 from tests.unit.whatif import factories as f
 
 TAINT = {"key": "dedicated", "value": "x", "effect": "NoSchedule"}
@@ -179,3 +181,49 @@ def test_what_the_provider_offers_a_changed_pool_is_used_after_and_only_after() 
     assert all(
         launch.instance_type and launch.instance_type.startswith("m-") for launch in report.after.launches
     )
+
+
+AWS_FAMILY = "aws.nodesmith.io/instance-family"
+
+
+def test_a_nodepool_on_a_plugin_label_gets_the_daemons_answer_offline() -> None:
+    """The daemon validates with the loaded plugins' well-known labels; a snapshot records them, so the
+    offline replay gives the same answer without loading any plugin."""
+    daemon_labels = manager.Plugins.load().well_known_labels()
+    pool = f.nodepool("default", requirements=[{"key": AWS_FAMILY, "operator": "In", "values": ["c"]}])
+    daemon_answer = api_nodepool.runtime_errors(api_nodepool.NodePool.from_dict(pool), daemon_labels)
+    recorded = snapshotfile.SnapshotFile.from_dict(
+        {**c_cluster().document(), "wellKnownLabels": sorted(daemon_labels)}
+    )
+
+    assert simulate.validate(recorded, simulate.Change((pool,))) == daemon_answer == []
+    # A snapshot that recorded no plugin labels (an older file) refuses it, naming the label.
+    assert any(
+        AWS_FAMILY in p and "restricted" in p
+        for p in simulate.validate(c_cluster().file(), simulate.Change((pool,)))
+    )
+
+
+def test_recorded_well_known_labels_reach_the_scheduling_engine() -> None:
+    """A pod selecting a provider label its NodePool does not mention is schedulable exactly when the
+    label is well-known: the value in the snapshot decides, not the plugins installed here."""
+    b = f.Builder()
+    b.pool("default")
+    b.pod(None, "1", name="wants-m", node_selector={f.FAMILY: "m"})
+    without = simulate.run(b.file(), simulate.Change())
+    with_label = simulate.run(
+        snapshotfile.SnapshotFile.from_dict({**b.document(), "wellKnownLabels": [f.FAMILY]}),
+        simulate.Change(),
+    )
+
+    assert [p.pod for p in without.before.pending] == ["default/wants-m"]
+    assert without.before.launches == ()
+    assert with_label.before.pending == ()
+    assert [launch.instance_type.startswith("m-") for launch in with_label.before.launches] == [True]
+
+
+def test_well_known_labels_survive_a_snapshot_round_trip() -> None:
+    file = snapshotfile.SnapshotFile.from_dict({**c_cluster().document(), "wellKnownLabels": [AWS_FAMILY]})
+    again = snapshotfile.loads(snapshotfile.dumps(file))
+    assert AWS_FAMILY in again.well_known_labels
+    assert again.well_known_labels == file.well_known_labels
