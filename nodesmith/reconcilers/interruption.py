@@ -37,6 +37,9 @@ __all__ = ["Interruption"]
 log = logging.getLogger(__name__)
 
 PARALLEL: Final = 10
+STREAM_BACKOFF_INITIAL: Final = 1.0
+STREAM_BACKOFF_MAX: Final = 30.0
+"""Seconds between subscribing again to a failed event stream, doubling per failure in a row."""
 
 RECEIVED: Final = metrics.meter.create_counter(
     "nodesmith_interruption_received_messages", description="Interruption events received, by kind."
@@ -72,15 +75,31 @@ class Interruption:
     name: str = "interruption"
 
     async def run(self) -> None:
-        stream = self.provider.interruption_events()
-        if stream is None:
-            await anyio.sleep_forever()
-            return
+        """Consume the provider's stream; when it fails (the API server or the cloud's queue is away),
+        log it, back off and subscribe again: the daemon must not die because its event source did."""
+        failures = 0
         slots = anyio.Semaphore(PARALLEL)
         async with anyio.create_task_group() as group:
-            async for event in stream:
-                await slots.acquire()  # at most PARALLEL events in hand; the stream waits meanwhile
-                group.start_soon(self._handle_then_release, event, slots)
+            while True:
+                stream = self.provider.interruption_events()
+                if stream is None:
+                    await anyio.sleep_forever()
+                    return
+                try:
+                    async for event in stream:
+                        failures = 0
+                        await slots.acquire()  # at most PARALLEL events in hand; the stream waits meanwhile
+                        group.start_soon(self._handle_then_release, event, slots)
+                except Exception as err:
+                    failures += 1
+                    delay = min(STREAM_BACKOFF_MAX, STREAM_BACKOFF_INITIAL * 2 ** min(failures - 1, 16))
+                    log.warning(
+                        "interruption event stream failed (%s); subscribing again in %.1fs", err, delay
+                    )
+                    metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
+                    await anyio.sleep(delay)
+                    continue
+                return  # the provider ended its stream: nothing more will come
 
     async def _handle_then_release(self, event: InterruptionEvent, slots: anyio.Semaphore) -> None:
         try:

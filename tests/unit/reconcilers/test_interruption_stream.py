@@ -1,0 +1,62 @@
+"""The interruption reconciler outlives its event source: a stream that fails (the API server restarting
+under the kwok source, SQS away under AWS's) is subscribed to again, and events after it are handled."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import AsyncIterator
+from typing import Any
+
+import anyio
+import pytest
+
+from nodesmith.cloudprovider.types import InterruptionEvent, InterruptionKind
+from nodesmith.kube import errors as kube_errors
+from nodesmith.reconcilers import interruption
+from nodesmith.state import ClusterState
+
+pytestmark = pytest.mark.anyio
+
+T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+class FlakySource:
+    """Fails on the first subscription, then delivers one event and waits."""
+
+    def __init__(self) -> None:
+        self.subscriptions = 0
+        self.acked = anyio.Event()
+
+    def interruption_events(self) -> AsyncIterator[InterruptionEvent]:
+        self.subscriptions += 1
+        return self._stream(self.subscriptions)
+
+    async def _stream(self, subscription: int) -> AsyncIterator[InterruptionEvent]:
+        if subscription == 1:
+            raise kube_errors.APIUnavailableError("GET /api/v1/nodes: cannot connect", request_sent=False)
+        yield InterruptionEvent("kwok://gone", InterruptionKind.SPOT_INTERRUPTION, 0.0, ack=self._ack)
+        await anyio.sleep_forever()
+
+    async def _ack(self) -> None:
+        self.acked.set()
+
+
+async def test_a_failed_event_stream_is_subscribed_again_and_its_events_handled(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(interruption, "STREAM_BACKOFF_INITIAL", 0.0)
+    source = FlakySource()
+    provider: Any = source
+    reconciler = interruption.Interruption(
+        kube=None,  # type: ignore[arg-type]  # an unknown instance's event never reaches the API
+        state=ClusterState(clock=lambda: T0),
+        provider=provider,
+        events=None,  # type: ignore[arg-type]
+        clock=lambda: T0,
+    )
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as group:
+            group.start_soon(reconciler.run)
+            await source.acked.wait()
+            group.cancel_scope.cancel()
+    assert source.subscriptions == 2
