@@ -126,11 +126,17 @@ SCHEDULING_DURATION: Final = meter.create_histogram(
     unit="s",
     description="Time to solve one provisioning batch.",
 )
-SCHEDULER_QUEUE_DEPTH: Final = meter.create_up_down_counter(
-    "nodesmith_scheduler_queue_depth", description="Pods waiting in the current provisioning batch."
+SCHEDULER_QUEUE_DEPTH: Final = Readings()
+meter.create_observable_gauge(
+    "nodesmith_scheduler_queue_depth",
+    callbacks=[SCHEDULER_QUEUE_DEPTH.observe],
+    description="Pending pods the last provisioning run took up (0 when it found none).",
 )
-PODS_UNSCHEDULABLE: Final = meter.create_up_down_counter(
-    "nodesmith_pods_unschedulable", description="Pods the last simulation could not place."
+PODS_UNSCHEDULABLE: Final = Readings()
+meter.create_observable_gauge(
+    "nodesmith_pods_unschedulable",
+    callbacks=[PODS_UNSCHEDULABLE.observe],
+    description="Pods the last provisioning run could place nowhere (0 when it placed all).",
 )
 CLOUDPROVIDER_DURATION: Final = meter.create_histogram(
     "nodesmith_cloudprovider_duration_seconds",

@@ -143,8 +143,9 @@ class Provisioner:
         # 2. Snapshot the nodes before the pods, so a pod bound meanwhile is seen bound (under-provision).
         snapshot = self.state.snapshot()
         pods = simulation.provisioning_pods(snapshot)
-        metrics.SCHEDULER_QUEUE_DEPTH.add(0)
+        metrics.SCHEDULER_QUEUE_DEPTH.put(len(pods), {})
         if not pods:
+            metrics.PODS_UNSCHEDULABLE.put(0, {})
             return None
         started = time.monotonic()
         # 3. Instance types per usable NodePool; a pool whose NodeClass is not ready sits this run out.
@@ -252,7 +253,7 @@ class Provisioner:
                 notes.append(
                     (pod, "Warning", "FailedScheduling", f"Failed to schedule pod, {error.message()}")
                 )
-        metrics.PODS_UNSCHEDULABLE.add(0)
+        metrics.PODS_UNSCHEDULABLE.put(len(outcome.pod_errors), {})
         limiter = anyio.CapacityLimiter(CREATE_CONCURRENCY)
 
         async def publish(note: tuple[Mapping[str, Any], str, str, str]) -> None:

@@ -201,6 +201,9 @@ async def test_pod_no_nodepool_can_satisfy_stays_pending_with_an_event_that_says
         ]
         assert recorded
         assert "example.com/accelerator" in recorded[-1]
+        # and on the dashboard's gauges: the run took the pod up and could place it nowhere
+        assert (await sample(daemon, "nodesmith_pods_unschedulable") or 0) >= 1
+        assert (await sample(daemon, "nodesmith_scheduler_queue_depth") or 0) >= 1
     finally:
         await e2e.cleanup(kube, namespace=None, nodepools=[name])
 
