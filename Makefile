@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: setup demo test check unit integration bench crds
+.PHONY: setup demo test check unit integration bench chaos crds
 
 setup:  ## Install uv (from PyPI) and the locked environment: nodesmith, both first-party providers, the price-overlay plugin.
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -31,6 +31,10 @@ unit: setup
 
 bench: setup  ## The benchmarks at full size (prints figures; takes minutes).
 	$(UV) run --frozen python tests/bench/bench_scheduling.py
+
+chaos: setup  ## The crash-safety campaign at full size: 100 SIGKILLs of the daemon, a table of rounds and violations.
+	$(UV) run --frozen nodesmith dev build
+	NODESMITH_CHAOS_ROUNDS=$${NODESMITH_CHAOS_ROUNDS:-100} $(UV) run --frozen pytest tests/chaos -s -p no:randomly $(PYTEST_ARGS)
 
 crds: setup  ## Regenerate deploy/crds from the models (core and plugins) and copy them into the Helm chart.
 	$(UV) run --frozen python -m nodesmith.api.crds deploy/crds

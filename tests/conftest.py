@@ -21,6 +21,7 @@ from nodesmith.dev import binaries
 from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
 from nodesmith.testing import cluster as testing_cluster
+from nodesmith.testing import faults
 
 
 def _live_progress(config: pytest.Config) -> binaries.Progress:
@@ -62,6 +63,21 @@ async def kube(kubeconfig: pathlib.Path) -> KubeClient:
     client = await KubeClient.connect(kubeconfig)
     await crds.install(client, crds.all_crds())
     return client
+
+
+@pytest.fixture(scope="session")
+def apiserver(
+    control_plane: testing_cluster.ControlPlane,
+) -> collections.abc.Iterator[faults.ApiServerRestarter]:
+    """Stops and restarts the session's kube-apiserver (one restarter for the session: it tracks the
+    process it started last)."""
+    if control_plane.cluster is None:
+        pytest.fail(
+            "restarting kube-apiserver needs the control plane this session starts (unset NODESMITH_TEST_KUBECONFIG)"
+        )
+    restarter = faults.ApiServerRestarter(control_plane.cluster)
+    yield restarter
+    restarter.close()
 
 
 @pytest.fixture

@@ -12,25 +12,19 @@ from __future__ import annotations
 import collections.abc
 import contextlib
 import datetime as dt
-import json
 import pathlib
-import ssl
-import time
 import typing
 import uuid
 
 import anyio
-import httpx
 import pytest
 import yaml
 
 from nodesmith.api import labels
-from nodesmith.dev import processes
 from nodesmith.kube import KubeClient, errors, resources
 from nodesmith.kube.resources import Resource
 from nodesmith.state import DEFAULT_RESOURCES, ClusterState, Informers
-from nodesmith.testing import cluster as testing_cluster
-from nodesmith.testing import e2e
+from nodesmith.testing import e2e, faults
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -251,47 +245,6 @@ async def _drop_finalizers(kube: KubeClient, resource: Resource, body: Obj) -> N
 # -- kube-apiserver restart ------------------------------------------------------------------------
 
 
-class ApiServerRestarter:
-    """Stops and restarts the session control plane's kube-apiserver with its recorded argv."""
-
-    def __init__(self, plane: testing_cluster.ControlPlane) -> None:
-        if plane.cluster is None:
-            pytest.skip("the control plane was not started by this session (NODESMITH_TEST_KUBECONFIG)")
-        self.cluster = plane.cluster
-        recorded = json.loads(self.cluster.state_path.read_text())["processes"]
-        self.current = processes.Process.from_json(next(p for p in recorded if p["name"] == "kube-apiserver"))
-        self.replacements: list[processes.Process] = []
-
-    def stop(self) -> None:
-        processes.stop(self.current, 15.0)
-
-    def start(self) -> None:
-        """Spawn the replacement. Call it from the main thread: the parent-death signal fires when the
-        *thread* that forked exits, and a worker thread would take the API server down with it."""
-        self.current = processes.spawn(
-            "kube-apiserver", self.current.argv, self.current.log, die_with_parent=True
-        )
-        self.replacements.append(self.current)
-
-    def wait_ready(self) -> None:
-        pki = self.cluster.pki_dir
-        context = ssl.create_default_context(cafile=str(pki / "ca.crt"))
-        context.load_cert_chain(str(pki / "admin.crt"), str(pki / "admin.key"))
-        with httpx.Client(verify=context) as http:
-            processes.wait_ready(self.current, [f"{self.cluster.server}/readyz"], http, time.monotonic() + 90)
-
-    def close(self) -> None:
-        for proc in self.replacements:
-            processes.stop(proc, 15.0)
-
-
-@pytest.fixture(scope="session")
-def apiserver(control_plane: testing_cluster.ControlPlane) -> collections.abc.Iterator[ApiServerRestarter]:
-    restarter = ApiServerRestarter(control_plane)
-    yield restarter
-    restarter.close()
-
-
 async def _fresh_equals_cache(
     kube: KubeClient, informers: Informers, state: ClusterState, namespace: str
 ) -> bool:
@@ -310,7 +263,7 @@ async def _fresh_equals_cache(
 
 
 async def test_restarting_kube_apiserver_mid_watch_leaves_the_cache_equal_to_a_fresh_list(
-    kube: KubeClient, crds: None, namespace: str, apiserver: ApiServerRestarter
+    kube: KubeClient, crds: None, namespace: str, apiserver: faults.ApiServerRestarter
 ) -> None:
     state = ClusterState(clock=utc_now)
     informers = Informers.for_state(kube, state, backoff_initial=2.0, backoff_max=4.0)
@@ -360,7 +313,7 @@ async def test_restarting_kube_apiserver_mid_watch_leaves_the_cache_equal_to_a_f
     await kube.delete(resources.NODES, node)
 
 
-def kube_config_of(restarter: ApiServerRestarter) -> pathlib.Path:
+def kube_config_of(restarter: faults.ApiServerRestarter) -> pathlib.Path:
     return restarter.cluster.kubeconfig
 
 

@@ -1,0 +1,6 @@
+"""The fault tests use the end-to-end scenario fixtures: a unique name, a namespace, a KWOKNodeClass and
+`nodesmith run` processes that are always stopped."""
+
+from tests.e2e.conftest import daemons, name, namespace, node_class
+
+__all__ = ["daemons", "name", "namespace", "node_class"]
