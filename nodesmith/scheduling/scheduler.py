@@ -152,9 +152,14 @@ class _Solver:
             parsed = [preferences.strip(p) for p in parsed]
         self.pods: list[pods.SchedulingPod] = []
         for pod in parsed:
-            if pod.invalid:
+            invalid = pod.invalid or (
+                volumes.claim_problem(snapshot.volumes, pod.namespace, pod.volume_claims)
+                if pod.volume_claims
+                else None
+            )
+            if invalid:
                 self.errors[pod.ref.uid] = results.PodSchedulingError(
-                    pod.ref, constraint=results.Constraint.INVALID, detail=pod.invalid
+                    pod.ref, constraint=results.Constraint.INVALID, detail=invalid
                 )
             else:
                 self.pods.append(pod)

@@ -160,7 +160,7 @@ def daemonset_pods(snapshot: Snapshot) -> list[Obj]:
     for key, daemonset in sorted(snapshot.daemonsets.items()):
         live = snapshot.daemonset_pods.get(key)
         if live is not None:
-            out.append(live)
+            out.append(_with_template_node_affinity(live, daemonset))
             continue
         meta = daemonset.get("metadata") or {}
         template = (daemonset.get("spec") or {}).get("template") or {}
@@ -177,6 +177,29 @@ def daemonset_pods(snapshot: Snapshot) -> list[Obj]:
             }
         )
     return out
+
+
+def _with_template_node_affinity(pod: Obj, daemonset: Obj) -> Obj:
+    """A live DaemonSet pod with the template's required node affinity instead of its own: the DaemonSet
+    controller pins each pod to its node (a ``matchFields`` term replacing the template's terms), which
+    says nothing about where the DaemonSet runs. Requests stay the live pod's (a LimitRange may have
+    changed them). Karpenter's ``getDaemonSetPods`` does the same; without a required affinity in the
+    template there is none (Karpenter ignores the ``matchFields`` term)."""
+    template_spec = ((daemonset.get("spec") or {}).get("template") or {}).get("spec") or {}
+    template_required = ((template_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    )
+    spec = pod.get("spec") or {}
+    affinity = dict(spec.get("affinity") or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    if template_required:
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = template_required
+    elif "requiredDuringSchedulingIgnoredDuringExecution" in node_affinity:
+        del node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    else:
+        return pod
+    affinity["nodeAffinity"] = node_affinity
+    return {**pod, "spec": {**spec, "affinity": affinity}}
 
 
 def scheduling_input(
