@@ -15,8 +15,10 @@ from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
 from nodesmith.api import labels, meta
+from nodesmith.disruption import pdb
 
 __all__ = [
+    "evictable_eventually",
     "eviction_cost",
     "is_active",
     "is_daemonset",
@@ -104,6 +106,16 @@ def is_reschedulable(pod: Obj) -> bool:
         and not is_mirror(pod)
         and not tolerates_disrupted_taint(pod)
     )
+
+
+def evictable_eventually(pod: Obj, pdbs: pdb.Limits, now: dt.datetime) -> bool:
+    """Karpenter's ``IsCurrentlyReschedulable`` beyond ``IsReschedulable``: an active pod with an active
+    do-not-disrupt annotation, or any pod a PDB keeps in place for good (`pdb.Limits.fully_blocking`), will
+    not be evicted, so the simulations launch no capacity for it. Fed by the simulation adapter."""
+    annotations = _meta(pod).get("annotations") or {}
+    if is_active(pod) and meta.do_not_disrupt_active(annotations, started_at(pod), now):
+        return False
+    return pdbs.fully_blocking(pod) is None
 
 
 def started_at(pod: Obj) -> dt.datetime | None:

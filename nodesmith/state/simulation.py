@@ -23,6 +23,7 @@ from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.disruption import budgets as disruption_budgets
 from nodesmith.disruption import candidates as disruption_candidates
 from nodesmith.disruption import consolidation, drift, emptiness, multinode, pdb, singlenode
+from nodesmith.disruption import pods as disruption_pods
 from nodesmith.disruption import simulate as disruption_simulate
 from nodesmith.disruption.commands import Method, Outcome, Rejection
 from nodesmith.scheduling import inputs, scheduler
@@ -133,22 +134,26 @@ def provisioning_pods(snapshot: Snapshot) -> list[Obj]:
     """What one provisioning run places: the pending pods, then the pods of machines marked for deletion
     (their replacements are launched before they go)."""
     deleting = [n for n in snapshot.nodes if n.marked_for_deletion]
-    return pending_pods(snapshot) + reschedulable_pods(deleting)
+    return pending_pods(snapshot) + reschedulable_pods(deleting, snapshot)
 
 
-def reschedulable_pods(nodes: Iterable[StateNode]) -> list[Obj]:
-    """Pods on machines being deleted that will need a place (not DaemonSet, static, terminal or terminating)."""
+def reschedulable_pods(nodes: Iterable[StateNode], snapshot: Snapshot) -> list[Obj]:
+    """Pods on machines being deleted that will need a place, as Karpenter's ``CurrentlyReschedulablePods``:
+    not DaemonSet, static or terminal; not terminating unless a StatefulSet's (re-created only once gone);
+    and not kept in place by an active do-not-disrupt or a PDB that never allows eviction."""
+    pdbs = pdb.Limits.of(snapshot.pdbs.values())
     out = []
     for node in nodes:
         for pod in node.pods:
             meta = pod.get("metadata") or {}
-            if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
-                "Succeeded",
-                "Failed",
-            ):
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            if meta.get("deletionTimestamp") and not disruption_pods.is_statefulset(pod):
                 continue
             owners = meta.get("ownerReferences") or ()
             if any(o.get("kind") in ("DaemonSet", "Node") and o.get("controller", True) for o in owners):
+                continue
+            if not disruption_pods.evictable_eventually(pod, pdbs, snapshot.taken_at):
                 continue
             out.append(pod)
     return out
@@ -262,7 +267,16 @@ def consolidation_simulator(
     views = list(zip(active, base.existing_nodes, strict=True))
     pending = pending_pods(snapshot)
     pending_uids = {str((p.get("metadata") or {}).get("uid")) for p in pending}
-    deleting_pods = reschedulable_pods(leaving)
+    deleting_pods = reschedulable_pods(leaving, snapshot)
+    pdbs = pdb.Limits.of(snapshot.pdbs.values())
+    evictable: dict[int, bool] = {}  # by pod dict identity, like parsed_pods
+
+    def will_move(pod: Obj) -> bool:
+        verdict = evictable.get(id(pod))
+        if verdict is None:
+            verdict = evictable[id(pod)] = disruption_pods.evictable_eventually(pod, pdbs, snapshot.taken_at)
+        return verdict
+
     deleting_uids = {str((p.get("metadata") or {}).get("uid")) for p in deleting_pods}
     uninitialized = {view.name for node, view in views if node.managed and not node.initialized}
     pod_keys: dict[str, str] = {}
@@ -272,7 +286,8 @@ def consolidation_simulator(
         candidates: Sequence[disruption_candidates.Candidate],
     ) -> disruption_simulate.SimulationResult:
         removed = {c.key for c in candidates}
-        moving = [p for c in candidates for p in c.reschedulable_pods]
+        # pods that will not be evicted (drift with a grace period waives them) get no capacity
+        moving = [p for c in candidates for p in c.reschedulable_pods if will_move(p)]
         pods = [*pending, *moving, *deleting_pods]
         for pod in pods:
             meta = pod.get("metadata") or {}
