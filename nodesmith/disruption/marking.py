@@ -29,6 +29,7 @@ __all__ = [
     "expired",
     "expires_at",
     "static_drift_reason",
+    "under_consolidate_after",
 ]
 
 
@@ -113,6 +114,20 @@ def consolidatable(claim: NodeClaim, pool: NodePool, now: dt.datetime) -> Consol
     if remaining > dt.timedelta(0):
         return Consolidatable(False, remaining, f"consolidateAfter has {remaining} to go")
     return Consolidatable(True)
+
+
+def under_consolidate_after(claim: NodeClaim, pool: NodePool, now: dt.datetime) -> bool:
+    """Karpenter's ``IsUnderConsolidateAfter``: an initialized node whose last pod event (or, without one,
+    its initialization) is more recent than a non-zero ``consolidateAfter``. Consolidation simulations
+    keep moving pods off such nodes; ``Never`` and ``0s`` put no node under the window."""
+    after = pool.spec.disruption.consolidate_after.value
+    if after is None or after == dt.timedelta(0):
+        return False
+    initialized = claim.condition(conditions.ConditionType.INITIALIZED)
+    if initialized is None or not initialized.is_true:
+        return False
+    since = claim.status.last_pod_event_time or initialized.last_transition_time
+    return now - since < after
 
 
 def expires_at(claim: NodeClaim) -> dt.datetime | None:

@@ -22,7 +22,7 @@ from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.disruption import budgets as disruption_budgets
 from nodesmith.disruption import candidates as disruption_candidates
-from nodesmith.disruption import consolidation, drift, emptiness, multinode, pdb, singlenode
+from nodesmith.disruption import consolidation, drift, emptiness, marking, multinode, pdb, singlenode
 from nodesmith.disruption import pods as disruption_pods
 from nodesmith.disruption import simulate as disruption_simulate
 from nodesmith.disruption.commands import Method, Outcome, Rejection
@@ -251,6 +251,7 @@ def consolidation_simulator(
     instance_types: Mapping[str, Sequence[InstanceType]],
     *,
     deadline: typing.Callable[[], bool] | None = None,
+    enforce_consolidate_after: bool = True,
 ) -> disruption_simulate.Simulate:
     """The `nodesmith.disruption.simulate.Simulate` function for one snapshot: schedule the candidates'
     reschedulable pods, the pending pods and the pods of machines already being deleted onto every other
@@ -260,11 +261,22 @@ def consolidation_simulator(
     business); a pod placed on a managed machine that is not initialized fails ("would schedule against
     uninitialized node"), since the decision would rest on a node that may never come up; new NodeClaims
     holding only pending pods are left out (the provisioner launches those either way). The machines'
-    simulation views are built once per snapshot and shared by every run, so a run costs one solve."""
+    simulation views are built once per snapshot and shared by every run, so a run costs one solve.
+
+    With ``enforce_consolidate_after`` (every caller but drift, as Karpenter's ``IsConsolidationSimulation``), running
+    pods moving off the candidates are kept off machines still inside their ``consolidateAfter`` window."""
     active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
     leaving = [n for n in snapshot.nodes if n.marked_for_deletion or n.deleting]
     base = scheduling_input(snapshot, [], instance_types)
     views = list(zip(active, base.existing_nodes, strict=True))
+    if enforce_consolidate_after:
+        views = [
+            (
+                node,
+                attrs.evolve(view, under_consolidate_after=True) if _under_window(node, snapshot) else view,
+            )
+            for node, view in views
+        ]
     pending = pending_pods(snapshot)
     pending_uids = {str((p.get("metadata") or {}).get("uid")) for p in pending}
     deleting_pods = reschedulable_pods(leaving, snapshot)
@@ -298,6 +310,13 @@ def consolidation_simulator(
             base,
             pods=pods,
             existing_nodes=[view for node, view in views if node.key not in removed],
+            consolidating_pods=frozenset(
+                str((p.get("metadata") or {}).get("uid"))
+                for p in moving
+                if (p.get("status") or {}).get("phase") != "Pending"
+            )
+            if enforce_consolidate_after
+            else frozenset(),
         )
         outcome = scheduler.solve(run_input, deadline=deadline, parsed_pods=parsed_pods)
         failures: dict[str, str] = {}
@@ -325,6 +344,13 @@ def consolidation_simulator(
         return disruption_simulate.SimulationResult(claims, failures, outcome.timed_out)
 
     return simulate
+
+
+def _under_window(node: StateNode, snapshot: Snapshot) -> bool:
+    pool = snapshot.nodepools.get(node.nodepool or "")
+    if node.nodeclaim is None or pool is None:
+        return False
+    return marking.under_consolidate_after(node.nodeclaim, pool, snapshot.taken_at)
 
 
 def disruption_context(
@@ -367,7 +393,9 @@ def disruption_outcome(
     allowance = disruption_budgets.mapping(
         snapshot.nodepools.values(), snapshot.nodes, method.reason, snapshot.taken_at, history
     )
-    simulate = consolidation_simulator(snapshot, instance_types, deadline=deadline)
+    simulate = consolidation_simulator(
+        snapshot, instance_types, deadline=deadline, enforce_consolidate_after=method is not Method.DRIFT
+    )
     if method is Method.EMPTINESS:
         outcome = emptiness.compute(found, allowance)
     elif method is Method.DRIFT:

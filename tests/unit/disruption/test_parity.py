@@ -3,16 +3,17 @@ each test names the Karpenter case it follows."""
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import pytest
 
-from nodesmith.disruption import candidates, drift, emptiness
+from nodesmith.disruption import candidates, drift, emptiness, singlenode
 from nodesmith.disruption.commands import Decision
 from nodesmith.kube import resources
 from nodesmith.testing import manifests
 
-from .factories import Cluster
+from .factories import T0, Cluster
 
 UNLIMITED = {"default": 100}
 
@@ -96,3 +97,56 @@ def test_drift_replaces_for_pods_whose_pdb_only_blocks_for_now() -> None:
     command = _drift_outcome(lambda c: (c.pod("a", cpu="3", app="db"), _pdb(c, {"minAvailable": 1})))
     assert command.decision is Decision.REPLACE
     assert len(command.replacements) == 1
+
+
+def _two_small_machines(destination_pool: str = "default", **pool: Any) -> Cluster:
+    """Two cheapest machines with one half-CPU pod each: the only consolidation is deleting one and moving
+    its pod onto the other (consolidation_test.go's setup for the consolidateAfter cases)."""
+    cluster = Cluster()
+    cluster.pool(consolidate_after="1m", **pool)
+    if destination_pool != "default":
+        cluster.pool(destination_pool, consolidate_after="Never")
+    cluster.machine("a", "small")
+    cluster.machine("b", "small", pool=destination_pool)
+    cluster.pod("a", cpu="500m")
+    cluster.pod("b", cpu="500m")
+    return cluster
+
+
+def test_consolidation_does_not_move_pods_onto_a_node_inside_its_consolidate_after_window() -> None:
+    """consolidation_test.go "should not consolidate pods onto a destination node that is under its
+    consolidateAfter window": both nodes initialized just now with consolidateAfter 1m; once the window
+    has passed, the delete goes ahead."""
+    cluster = _two_small_machines()
+    found, _ = cluster.candidates()
+    outcome = singlenode.compute(found, UNLIMITED, cluster.simulate())
+    assert outcome.command is None
+    cluster.clock.now = T0 + dt.timedelta(minutes=2)
+    found, _ = cluster.candidates()
+    outcome = singlenode.compute(found, UNLIMITED, cluster.simulate())
+    assert outcome.command is not None
+    assert outcome.command.decision is Decision.DELETE
+
+
+def test_a_node_whose_pool_never_consolidates_is_still_a_destination() -> None:
+    """consolidation_test.go "should consolidate pods onto a destination node with consolidateAfter set to
+    Never"."""
+    cluster = _two_small_machines(destination_pool="keep")
+    found, _ = cluster.candidates()
+    outcome = singlenode.compute(found, UNLIMITED, cluster.simulate())
+    assert outcome.command is not None
+    assert [c.name for c in outcome.command.candidates] == ["a"]
+    assert outcome.command.decision is Decision.DELETE
+
+
+def test_drift_may_move_pods_onto_a_node_inside_its_consolidate_after_window() -> None:
+    """Only consolidation simulations keep off such nodes (Karpenter's ``IsConsolidationSimulation`` is
+    not passed by drift)."""
+    cluster = _two_small_machines()
+    claim = next(n.nodeclaim for n in cluster.snapshot().nodes if n.name == "a")
+    assert claim is not None
+    cluster.machine("a", "small", drifted="NodePoolDrifted")
+    found, _ = cluster.candidates(candidates.DisruptionClass.EVENTUAL)
+    outcome = drift.compute(found, UNLIMITED, cluster.simulate(enforce_consolidate_after=False))
+    assert outcome.command is not None
+    assert outcome.command.decision is Decision.DELETE
