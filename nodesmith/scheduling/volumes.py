@@ -13,19 +13,23 @@ on an existing node and refuses a pod that would exceed ``CSINode`` limits.
 
 :func:`claim_problem` is Karpenter's ``ValidatePersistentVolumeClaims``: a pod whose claim kube-scheduler
 would refuse (missing or deleting claim, ``Lost``, bound to a missing or deleting volume, unbound without a
-usable WaitForFirstConsumer StorageClass) is ignored rather than provisioned for.
+usable WaitForFirstConsumer StorageClass, naming a volume without the ``pv.kubernetes.io/bind-completed``
+annotation) is ignored rather than provisioned for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, final
+from typing import Any, Final, final
 
 from nodesmith.api import labels
 from nodesmith.api.requirements import Requirement, RequirementError, Requirements
 from nodesmith.scheduling import inputs
 
-__all__ = ["VolumeUsage", "claim_problem", "topology_alternatives", "volume_drivers"]
+__all__ = ["BIND_COMPLETED", "VolumeUsage", "claim_problem", "topology_alternatives", "volume_drivers"]
+
+BIND_COMPLETED: Final = "pv.kubernetes.io/bind-completed"
+"""The annotation the PersistentVolume controller sets on a claim once it is bound."""
 
 
 def _claim(catalog: inputs.VolumeCatalog, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -86,6 +90,9 @@ def claim_problem(catalog: inputs.VolumeCatalog, namespace: str, claim_names: tu
                 return f"persistentvolume {volume_name} of claim {namespace}/{name} not found"
             if (volume.get("metadata") or {}).get("deletionTimestamp"):
                 return f"persistentvolume {volume_name} of claim {namespace}/{name} is being deleted"
+            if BIND_COMPLETED not in ((claim.get("metadata") or {}).get("annotations") or {}):
+                # kube-scheduler treats a claim naming its volume as bound only once binding completed
+                return f"persistentvolumeclaim {namespace}/{name} is not bound yet (no {BIND_COMPLETED})"
             continue
         if not storage_class_name:
             return f"unbound persistentvolumeclaim {namespace}/{name} must name a storage class"

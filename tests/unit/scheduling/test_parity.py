@@ -87,7 +87,11 @@ def test_daemonset_without_requests_or_limits_does_not_block(solve: Solve) -> No
 
 # -- PersistentVolumeClaims the provisioner ignores (suite_test.go "Volume Topology Requirements") ------------
 
-_BOUND = {"spec": {"volumeName": "pv1", "storageClassName": ""}, "status": {"phase": "Bound"}}
+_BOUND = {
+    "metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+    "spec": {"volumeName": "pv1", "storageClassName": ""},
+    "status": {"phase": "Bound"},
+}
 _PV = {"pv1": {"metadata": {"name": "pv1"}, "spec": {"csi": {"driver": "ebs.csi.aws.com"}}}}
 
 
@@ -139,6 +143,12 @@ def _outcome(solve: Solve, claim: dict[str, Any] | None, **catalog: Any) -> tupl
             "deleted",
         ),
         ("pvc lost", {"spec": {"volumeName": "pv1"}, "status": {"phase": "Lost"}}, {"volumes": _PV}, "Lost"),
+        (
+            "pvc naming its volume before binding completed",
+            {"spec": {"volumeName": "pv1"}},
+            {"volumes": _PV},
+            "bind-completed",
+        ),
     ],
     ids=lambda value: value if isinstance(value, str) else "",
 )
