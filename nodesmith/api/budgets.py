@@ -11,7 +11,11 @@ Semantics are Karpenter's (`pkg/apis/v1/nodepool.go`, spec §4.3):
 * ``nodes`` is an integer or a percentage of the pool's nodes, percentages rounded **up**;
 * the allowed count for a reason is the **minimum** over active budgets whose ``reasons`` include it
   (no ``reasons`` = every reason); no active budget means unlimited (:data:`UNLIMITED`, Karpenter's
-  ``MaxInt32``); a budget whose schedule cannot be evaluated fails closed (0).
+  ``MaxInt32``);
+* a schedule the CRD pattern admits but Karpenter's cron parser (robfig/cron ``ParseStandard``, checked by
+  `nodesmith.api.cron`) rejects -- ``0 0 * * tue-mon`` -- parses, so the NodePool still provisions, but
+  fails closed: while any of a pool's budgets cannot be evaluated, it may disrupt nothing for any reason
+  (Karpenter's ``MustGetAllowedDisruptions``); :func:`problems` says why, for the NodePool status.
 
 Time-window budgets beyond cron (planned) will add fields here; :meth:`Budget.is_active` is the one place
 that decides activity, so they slot in there.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, final
 
@@ -28,7 +33,7 @@ import attrs
 import croniter
 
 from nodesmith import errors
-from nodesmith.api import meta, schema
+from nodesmith.api import cron, meta, schema
 
 __all__ = [
     "BUDGETS_SCHEMA",
@@ -37,6 +42,7 @@ __all__ = [
     "Budget",
     "DisruptionReason",
     "allowed_disruptions",
+    "problems",
 ]
 
 UNLIMITED: Final = 2**31 - 1
@@ -47,7 +53,6 @@ DURATION_PATTERN: Final = r"^((([0-9]+(h|m))|([0-9]+h[0-9]+m))(0s)?)$"
 SCHEDULE_PATTERN: Final = (
     r"^(@(annually|yearly|monthly|weekly|daily|midnight|hourly))$|^(\S+\s+\S+\s+\S+\s+\S+\s+\S+)$"
 )
-_MACROS: Final = frozenset({"@annually", "@yearly", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"})
 
 
 class DisruptionReason(enum.StrEnum):
@@ -104,9 +109,9 @@ BUDGETS_SCHEMA: Final = schema.array(
 
 
 def _validate_schedule(value: str, field: str) -> None:
-    if value in _MACROS:
-        return
-    if value.startswith("@") or len(value.split()) != 5 or not croniter.croniter.is_valid(value):
+    """What the CRD pattern checks (a macro or five fields); the fields themselves are checked when the
+    budget is evaluated, as in Karpenter, so an admitted NodePool always parses."""
+    if not re.search(SCHEDULE_PATTERN, value):
         raise errors.ValidationError(
             field, f"{value!r} is not a cron schedule (5 fields, or @hourly/@daily/...)"
         )
@@ -155,10 +160,13 @@ class Budget:
             return True
         if self.schedule is None or self.duration is None or self.duration.value is None:
             raise errors.ValidationError("budget", "schedule and duration must be set together")
+        problem = cron.problem(self.schedule)
+        if problem is not None:
+            raise errors.ValidationError("schedule", f"invalid cron {self.schedule!r}: {problem}")
         now = _utc(now)
         try:
             start = now - self.duration.value
-            next_hit = croniter.croniter(self.schedule, start).get_next(dt.datetime)
+            next_hit = croniter.croniter(self.schedule.replace("?", "*"), start).get_next(dt.datetime)
         except (croniter.CroniterError, ValueError, KeyError) as err:
             raise errors.ValidationError(
                 "budget.schedule", f"cannot evaluate {self.schedule!r}: {err}"
@@ -200,10 +208,23 @@ def allowed_disruptions(
     budgets: Sequence[Budget], reason: DisruptionReason | str, total_nodes: int, now: dt.datetime
 ) -> int:
     """How many of a pool's ``total_nodes`` may be disrupted for ``reason`` at ``now``: the minimum over
-    active budgets that apply to the reason, :data:`UNLIMITED` when none does. Callers subtract the nodes
-    already disrupting (``max(allowed - disrupting, 0)``)."""
+    active budgets that apply to the reason, :data:`UNLIMITED` when none does, 0 while any budget cannot
+    be evaluated. Callers subtract the nodes already disrupting (``max(allowed - disrupting, 0)``)."""
+    if problems(budgets, now):
+        return 0
     allowed = UNLIMITED
     for budget in budgets:
         if budget.applies_to(reason):
             allowed = min(allowed, budget.allowed(total_nodes, now))
     return allowed
+
+
+def problems(budgets: Sequence[Budget], now: dt.datetime) -> list[str]:
+    """Why budgets cannot be evaluated, one message each naming ``spec.disruption.budgets[i]``."""
+    out = []
+    for index, budget in enumerate(budgets):
+        try:
+            budget.is_active(now)
+        except errors.ValidationError as err:
+            out.append(f"spec.disruption.budgets[{index}].{err}")
+    return out

@@ -56,6 +56,8 @@ class ConditionType:
     VALIDATION_SUCCEEDED: Final = "ValidationSucceeded"
     NODE_CLASS_READY: Final = "NodeClassReady"
     NODE_REGISTRATION_HEALTHY: Final = "NodeRegistrationHealthy"
+    DISRUPTION_BUDGETS_VALID: Final = "DisruptionBudgetsValid"
+    """nodesmith's, informational: False while a budget schedule cannot be evaluated (Karpenter only logs)."""
 
 
 CONDITION_SCHEMA: Final = schema.obj(

@@ -14,7 +14,8 @@ The rules are Karpenter's (``pkg/controllers/node/termination/terminator``, spec
 * Pods are evicted in tiers, the first non-empty one only: non-critical regular pods, then non-critical
   DaemonSet pods, then critical regular pods, then critical DaemonSet pods (critical = priority class
   ``system-cluster-critical``/``system-node-critical``). A tier still holding terminating pods blocks the
-  next.
+  next. Pods being force-deleted for the deadline (below) are left out of the tiers, so they never hold
+  back the graceful eviction of a later tier.
 * Pods already terminating are not evicted again; pods whose do-not-disrupt annotation is active are waited
   for but never evicted (only the deadline removes them).
 * With a termination deadline (the NodeClaim's ``terminationGracePeriod``), a pod whose own grace period
@@ -213,9 +214,9 @@ def plan(pods: Iterable[Obj], *, now: dt.datetime, deadline: dt.datetime | None 
     waiting = tuple(p for p in pods if is_waiting_eviction(p, now))
     forced = tuple(f for f in (_force_delete(p, now, deadline) for p in waiting) if f is not None)
     forced_uids = {_meta(f.pod).get("uid") for f in forced}
-    tier = min((tier_of(p) for p in waiting), default=None)
-    current = [p for p in waiting if tier_of(p) == tier]
-    candidates = [p for p in current if is_evictable(p) and _meta(p).get("uid") not in forced_uids]
+    graceful = [p for p in waiting if _meta(p).get("uid") not in forced_uids]
+    tier = min((tier_of(p) for p in graceful), default=None)
+    candidates = [p for p in graceful if tier_of(p) == tier and is_evictable(p)]
     protected = tuple(p for p in candidates if _do_not_disrupt_active(p, now))
     evict = tuple(p for p in candidates if not _do_not_disrupt_active(p, now))
     return DrainPlan(waiting=waiting, force_delete=forced, evict=evict, protected=protected, tier=tier)

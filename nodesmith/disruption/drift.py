@@ -5,7 +5,8 @@ Empty drifted nodes go first, all of them within budget in one delete command; o
 nodes are tried oldest drift first, and the first whose pods all fit on the rest of the cluster plus any
 number of new nodes (drift is not a cost decision, so 1→N is fine) becomes a command. Drift is
 *eventual* disruption: candidates were evaluated with blocking pods waived when the NodeClaim has a
-``terminationGracePeriod``. Fed by candidates, the allowance and a `simulate.Simulate`; consumed by the
+``terminationGracePeriod``, and the simulation leaves such pods out (they will not be evicted, so no capacity
+is launched for them; Karpenter's ``IsCurrentlyReschedulable``). Fed by candidates, the allowance and a `simulate.Simulate`; consumed by the
 disruption reconciler, which acts without a validation delay, as Karpenter does.
 """
 

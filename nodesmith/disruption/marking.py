@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import enum
 from collections.abc import Sequence
-from typing import final
+from typing import Final, final
 
 import attrs
 
@@ -29,6 +29,7 @@ __all__ = [
     "expired",
     "expires_at",
     "static_drift_reason",
+    "under_consolidate_after",
 ]
 
 
@@ -49,15 +50,25 @@ def _offering_matches(offering_ct: str, offering_zone: str, ct: str | None, zone
     return ct == labels.CapacityType.RESERVED and offering_ct == labels.CapacityType.ON_DEMAND
 
 
+INSTANCE_TYPE_CHECK_AFTER: Final = dt.timedelta(hours=1)
+"""Karpenter looks for ``InstanceTypeNotFound`` only once a NodeClaim is an hour old: the catalogue is the
+provider's, not the user's, and a fresh NodeClaim's may still be settling."""
+
+
 def static_drift_reason(
     claim: NodeClaim,
     pool: NodePool,
     instance_types: Sequence[InstanceType] | None,
     *,
     well_known: frozenset[str],
+    now: dt.datetime | None = None,
 ) -> DriftReason | None:
-    """The core's drift checks, in Karpenter's order; ``instance_types`` ``None`` (unknown) skips the
-    instance-type check, and so does an empty list (a NodeClass not ready offers none, which is not drift)."""
+    """The core's drift checks, in Karpenter's order. The instance-type check (the NodeClaim's instance
+    type, from its label, must be offered with an offering matching its zone and capacity type) runs
+    only when ``now`` is an hour past the NodeClaim's creation (``now`` ``None``: regardless of age);
+    ``instance_types`` ``None`` (unknown) skips it, and so does an empty list -- deliberately unlike
+    Karpenter, which then drifts every node of the pool: an empty answer is no evidence that an instance
+    type went away, and nothing could replace the nodes."""
     annotations = claim.metadata.annotations
     claim_hash = annotations.get(labels.ANNOTATION_NODEPOOL_HASH)
     claim_version = annotations.get(labels.ANNOTATION_NODEPOOL_HASH_VERSION)
@@ -66,8 +77,10 @@ def static_drift_reason(
     claim_labels = Requirements.from_labels(claim.metadata.labels)
     if not claim_labels.is_compatible(pool.spec.template.spec.to_requirements(), well_known):
         return DriftReason.REQUIREMENTS_DRIFTED
-    name = claim.metadata.labels.get(labels.LABEL_INSTANCE_TYPE)
-    if instance_types and name is not None:
+    created = claim.metadata.creation_timestamp
+    too_young = now is not None and created is not None and now - created <= INSTANCE_TYPE_CHECK_AFTER
+    if instance_types and not too_young:
+        name = claim.metadata.labels.get(labels.LABEL_INSTANCE_TYPE)
         found = next((it for it in instance_types if it.name == name), None)
         ct = claim.metadata.labels.get(labels.LABEL_CAPACITY_TYPE)
         zone = claim.metadata.labels.get(labels.LABEL_ZONE)
@@ -85,9 +98,10 @@ def drift_reason(
     provider_reason: str | None,
     *,
     well_known: frozenset[str],
+    now: dt.datetime | None = None,
 ) -> str | None:
     """Why the NodeClaim is drifted (core reasons first, then the provider's), or ``None``."""
-    reason = static_drift_reason(claim, pool, instance_types, well_known=well_known)
+    reason = static_drift_reason(claim, pool, instance_types, well_known=well_known, now=now)
     if reason is not None:
         return reason.value
     return provider_reason or None
@@ -119,6 +133,20 @@ def consolidatable(claim: NodeClaim, pool: NodePool, now: dt.datetime) -> Consol
     if remaining > dt.timedelta(0):
         return Consolidatable(False, remaining, f"consolidateAfter has {remaining} to go")
     return Consolidatable(True)
+
+
+def under_consolidate_after(claim: NodeClaim, pool: NodePool, now: dt.datetime) -> bool:
+    """Karpenter's ``IsUnderConsolidateAfter``: an initialized node whose last pod event (or, without one,
+    its initialization) is more recent than a non-zero ``consolidateAfter``. Consolidation simulations
+    keep moving pods off such nodes; ``Never`` and ``0s`` put no node under the window."""
+    after = pool.spec.disruption.consolidate_after.value
+    if after is None or after == dt.timedelta(0):
+        return False
+    initialized = claim.condition(conditions.ConditionType.INITIALIZED)
+    if initialized is None or not initialized.is_true:
+        return False
+    since = claim.status.last_pod_event_time or initialized.last_transition_time
+    return now - since < after
 
 
 def expires_at(claim: NodeClaim) -> dt.datetime | None:

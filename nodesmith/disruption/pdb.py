@@ -6,6 +6,11 @@ with a pod that cannot be evicted now is not a candidate for graceful disruption
 PDB selecting it allows no disruption (unless the pod is unhealthy and the PDB's
 ``unhealthyPodEvictionPolicy`` is ``AlwaysAllow``), or when more than one PDB selects it (the Eviction
 API refuses those outright).
+
+:meth:`Limits.fully_blocking` is the stricter question the simulations ask (Karpenter's
+``isFullyBlocked``): is the pod kept in place by a PDB that never allows a disruption (``maxUnavailable:
+0`` or ``"0%"``, ``minAvailable: "100%"``), or by several PDBs? Such a pod will not move however long one
+waits, so no capacity is launched for it.
 """
 
 from __future__ import annotations
@@ -60,6 +65,8 @@ class Budget:
     selector: Obj | None
     disruptions_allowed: int
     always_allow_unhealthy: bool
+    fully_blocking: bool = False
+    """Never allows a disruption, whatever the pods' health: ``maxUnavailable`` 0 or "0%", ``minAvailable`` "100%"."""
 
     @property
     def key(self) -> str:
@@ -76,6 +83,7 @@ class Budget:
             selector=spec.get("selector"),
             disruptions_allowed=int(status.get("disruptionsAllowed") or 0),
             always_allow_unhealthy=spec.get("unhealthyPodEvictionPolicy") == "AlwaysAllow",
+            fully_blocking=spec.get("maxUnavailable") in (0, "0%") or spec.get("minAvailable") == "100%",
         )
 
 
@@ -115,6 +123,19 @@ class Limits:
             if budget.always_allow_unhealthy and not _ready(pod):
                 continue
             return f"PDB {budget.key} prevents eviction of pod {_pod_key(pod)}"
+        return None
+
+    def fully_blocking(self, pod: Obj) -> str | None:
+        """Why ``pod`` can never be evicted while these PDBs stand, or ``None``."""
+        matched = self.matching(pod)
+        if len(matched) > 1:
+            names = ", ".join(sorted(b.key for b in matched))
+            return f"pod {_pod_key(pod)} is selected by more than one PDB ({names})"
+        for budget in matched:
+            if budget.always_allow_unhealthy and not _ready(pod):
+                continue
+            if budget.fully_blocking:
+                return f"PDB {budget.key} never allows eviction of pod {_pod_key(pod)}"
         return None
 
 

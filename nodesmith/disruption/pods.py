@@ -9,19 +9,22 @@ reschedules). Karpenter's ``pkg/utils/pod`` and ``pkg/utils/disruption`` (spec Â
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
+import math
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
 from nodesmith.api import labels, meta
+from nodesmith.disruption import pdb
 
 __all__ = [
+    "evictable_eventually",
     "eviction_cost",
     "is_active",
     "is_daemonset",
     "is_mirror",
     "is_reschedulable",
+    "is_statefulset",
     "is_terminal",
     "is_terminating",
     "key",
@@ -89,12 +92,30 @@ def tolerates_disrupted_taint(pod: Obj) -> bool:
     return False
 
 
+def is_statefulset(pod: Obj) -> bool:
+    return _controller_kind(pod) == "StatefulSet"
+
+
 def is_reschedulable(pod: Obj) -> bool:
-    """Would need a new home if its node went away: active, not a DaemonSet or mirror pod, and not
-    tolerating the disrupted taint (Karpenter's ``IsReschedulable``)."""
+    """Would need a new home if its node went away: active -- or a terminating StatefulSet pod, which its
+    controller re-creates only once it is gone -- not a DaemonSet or mirror pod, and not tolerating the
+    disrupted taint (Karpenter's ``IsReschedulable``)."""
     return (
-        is_active(pod) and not is_daemonset(pod) and not is_mirror(pod) and not tolerates_disrupted_taint(pod)
+        (is_active(pod) or (is_statefulset(pod) and is_terminating(pod)))
+        and not is_daemonset(pod)
+        and not is_mirror(pod)
+        and not tolerates_disrupted_taint(pod)
     )
+
+
+def evictable_eventually(pod: Obj, pdbs: pdb.Limits, now: dt.datetime) -> bool:
+    """Karpenter's ``IsCurrentlyReschedulable`` beyond ``IsReschedulable``: an active pod with an active
+    do-not-disrupt annotation, or any pod a PDB keeps in place for good (`pdb.Limits.fully_blocking`), will
+    not be evicted, so the simulations launch no capacity for it. Fed by the simulation adapter."""
+    annotations = _meta(pod).get("annotations") or {}
+    if is_active(pod) and meta.do_not_disrupt_active(annotations, started_at(pod), now):
+        return False
+    return pdbs.fully_blocking(pod) is None
 
 
 def started_at(pod: Obj) -> dt.datetime | None:
@@ -108,13 +129,29 @@ def started_at(pod: Obj) -> dt.datetime | None:
         return None
 
 
+def _deletion_cost(raw: object) -> float | None:
+    """The annotation as Go's ``strconv.ParseFloat`` reads it (``1e9`` included); ``None`` when it does not
+    parse. Python's ``float`` is looser (spaces, digit underscores), so those are refused first; NaN is
+    refused too, since it would make the cost unorderable."""
+    text = str(raw)
+    if not text or text != text.strip() or "_" in text:
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return None if math.isnan(value) else value
+
+
 def eviction_cost(pod: Obj) -> float:
-    """``clamp(1 + deletionCost/2^27 + priority/2^25, -10, 10)`` (Karpenter's ``EvictionCost``)."""
+    """``clamp(1 + deletionCost/2^27 + priority/2^25, -10, 10)`` (Karpenter's ``EvictionCost``; the
+    deletion cost is a float there, so ``1e9`` counts)."""
     cost = 1.0
     raw = (_meta(pod).get("annotations") or {}).get(DELETION_COST_ANNOTATION)
     if raw is not None:
-        with contextlib.suppress(ValueError):
-            cost += int(raw) / 2.0**27
+        deletion_cost = _deletion_cost(raw)
+        if deletion_cost is not None:
+            cost += deletion_cost / 2.0**27
     priority = (pod.get("spec") or {}).get("priority")
     if isinstance(priority, int):
         cost += priority / 2.0**25

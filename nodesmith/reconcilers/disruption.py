@@ -11,6 +11,8 @@ A singleton. Every ``poll_interval`` (10 s), or at once after it started a comma
    each in a worker thread (pure code from `nodesmith.disruption`, simulations through
    `nodesmith.state.simulation.consolidation_simulator`); the first that yields a command wins;
 5. except for drift, wait ``validation_delay`` (15 s) and validate the command against a fresh snapshot;
+   a command that no longer holds is dropped and the next method runs on a fresh snapshot, in the same
+   pass (Karpenter: multi-node rejected at validation → single-node);
 6. give it to `orchestration.Orchestrator.start`.
 
 Consolidation methods are skipped while nothing they read has changed since they last found nothing
@@ -159,6 +161,11 @@ class Disruption:
             started = await self._run_method(method, snapshot, instance_types)
             if started is not None:
                 return started
+            # 4. Nothing started (no command, or validation rejected it): the next method decides on the
+            #    state as it is now (a validation delay may have passed).
+            if not self.state.synced():
+                return False
+            snapshot = self.state.snapshot()
         return False
 
     # -- one method ----------------------------------------------------------------------------------
@@ -228,7 +235,8 @@ class Disruption:
     async def _run_method(
         self, method: Method, snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]
     ) -> bool | None:
-        """Run one method; ``None`` when it found nothing (try the next), else whether it started."""
+        """Run one method; ``None`` when it found nothing or validation rejected its command (try the next),
+        else whether it started."""
         signature = self._signature(snapshot)
         if method in _CONSOLIDATION and self._consolidated.get(method) == signature:
             return None
@@ -258,10 +266,11 @@ class Disruption:
                 lambda: self._validate(command, fresh, instance_types, queued, history)
             )
         if isinstance(validated, Rejection):
+            # as Karpenter: a command that no longer holds is no command, and the next method may try
             metrics.DISRUPTION_VALIDATION_FAILURES.add(1, {"method": method.value})
             await self._publish(snapshot, [validated])
             self._record(outcome, validated, False, began, rejected)
-            return False
+            return None
         started = await self.orchestrator.start(validated)
         log.info(
             "disruption %s: %s", "started" if started else "could not start", validated.describe(),

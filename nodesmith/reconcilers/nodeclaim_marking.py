@@ -268,7 +268,9 @@ class NodeClaimMarking:
             return min([NOT_LAUNCHED_RECHECK, *recheck])
         # 4. Drift: the pure checks, then the provider's.
         types = await self._instance_types_of(pool)
-        reason = marking.static_drift_reason(claim, pool, types, well_known=self.state.well_known_labels)
+        reason = marking.static_drift_reason(
+            claim, pool, types, well_known=self.state.well_known_labels, now=now
+        )
         drift = reason.value if reason is not None else await self._provider_drift_of(claim)
         # 5. Consolidatable, counting the pod event not yet written.
         pending = self._pod_events.get(name)

@@ -1,6 +1,7 @@
 """``nodepool.status``: a NodePool's status -- ``ValidationSucceeded`` (what the CRD schema cannot check,
 `nodesmith.api.nodepool.runtime_errors`), ``NodeClassReady`` (its NodeClass exists and is not un-Ready),
-the ``Ready`` they add up to, and the counter (``status.resources``: the capacity of its nodes plus
+the ``Ready`` they add up to, ``DisruptionBudgetsValid`` (informational, False while a budget schedule
+cannot be evaluated and disruption therefore fails closed), and the counter (``status.resources``: the capacity of its nodes plus
 ``nodes``; ``status.nodes``).
 
 Fed by the cluster state: `statepoll` enqueues a NodePool when it changes, and every pool is recounted
@@ -20,6 +21,7 @@ from typing import Any, Final
 import attrs
 
 from nodesmith import metrics
+from nodesmith.api import budgets as api_budgets
 from nodesmith.api import conditions
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.disruption import budgets
@@ -124,6 +126,17 @@ class NodePoolStatusReconciler:
             )
         else:
             updated = updated.with_condition(Condition.VALIDATION_SUCCEEDED, True, now=now)
+        # 2b. budgets Karpenter's cron parser would reject: disruption fails closed; say why (set only once
+        #     there is a problem, then kept current)
+        budget_problems = api_budgets.problems(pool.spec.disruption.budgets, now)
+        if budget_problems or pool.condition(Condition.DISRUPTION_BUDGETS_VALID) is not None:
+            updated = updated.with_condition(
+                Condition.DISRUPTION_BUDGETS_VALID,
+                not budget_problems,
+                now=now,
+                reason="InvalidDisruptionBudgets" if budget_problems else None,
+                message="; ".join(budget_problems) + (" (no disruptions allowed)" if budget_problems else ""),
+            )
         # 3. readiness: the NodeClass exists and is not un-Ready
         status, reason, message = node_class_readiness(pool, *self._node_class(snapshot, pool))
         updated = updated.with_condition(

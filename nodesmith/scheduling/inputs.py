@@ -79,6 +79,9 @@ class ExistingNode:
     pods: Sequence[Mapping[str, Any]] = ()
     csi_limits: Mapping[str, int] = attrs.field(factory=dict)
     in_flight: bool = False
+    under_consolidate_after: bool = False
+    """Inside its NodePool's ``consolidateAfter`` window (consolidation simulations only): it takes none of
+    `SchedulingInput.consolidating_pods`."""
 
     @property
     def hostname(self) -> str:
@@ -124,3 +127,6 @@ class SchedulingInput:
     other_nodes: Sequence[ExistingNode] = ()
     namespaces: Mapping[str, Mapping[str, str]] = attrs.field(factory=dict)
     well_known_labels: frozenset[str] = labels.CORE_WELL_KNOWN_LABELS
+    consolidating_pods: frozenset[str] = frozenset()
+    """UIDs of running pods moving off consolidation candidates: Karpenter keeps them off existing nodes
+    still inside their ``consolidateAfter`` window (pending pods and pods of deleting nodes may go there)."""

@@ -75,6 +75,11 @@ class Catalog:
             for i in by_room:
                 masks.append(masks[-1] | 1 << i)
             self._room_masks.append(masks)
+        # Types with room left at all once their DaemonSet overhead is taken: a resource the pod does not
+        # request still has to hold the DaemonSet pods (Karpenter fits pod + daemon requests together).
+        self._nonnegative_mask = sum(
+            1 << i for i, budget in enumerate(self.budgets) if all(room >= 0 for room in budget)
+        )
         self._key_masks: dict[Requirement, int] = {}
         self._offering_keys = tuple(
             sorted({k for it in self.types for o in it.offerings for k in o.requirements})
@@ -150,8 +155,9 @@ class Catalog:
     # -- room ---------------------------------------------------------------------------------------
 
     def fits_mask(self, total: res.Vector) -> int:
-        """Types whose room (allocatable − their DaemonSet overhead) holds ``total``."""
-        mask = self.full_mask
+        """Types whose room (allocatable − their DaemonSet overhead) holds ``total``; a resource ``total``
+        does not ask for still needs room >= 0."""
+        mask = self._nonnegative_mask
         for keys, masks, need in zip(self._room_keys, self._room_masks, total):  # noqa: B905 - hot path
             if need > 0:
                 mask &= masks[bisect.bisect_right(keys, -need)]

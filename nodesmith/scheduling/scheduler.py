@@ -6,7 +6,8 @@ the disruption simulation and ``nodesmith simulate`` call it. Karpenter ``Schedu
 * pods sorted by CPU, then memory (both descending), then creation time and uid;
 * a queue: a pod that fails goes to the back; the run ends when a pod comes round again with the queue
   no shorter than when it was pushed (a full cycle without progress), or when the deadline passes;
-* each attempt tries existing nodes (initialized first, then by name), then this run's NodeClaims
+* each attempt tries existing nodes (initialized first, then by name; in a consolidation simulation a
+  pod moving off a candidate skips nodes inside their ``consolidateAfter`` window), then this run's NodeClaims
   (fewest pods first, older first on ties), then a new NodeClaim from each template in weight order;
   on failure one preference is relaxed (``preferences``) and the pod is tried again.
 
@@ -152,9 +153,14 @@ class _Solver:
             parsed = [preferences.strip(p) for p in parsed]
         self.pods: list[pods.SchedulingPod] = []
         for pod in parsed:
-            if pod.invalid:
+            invalid = pod.invalid or (
+                volumes.claim_problem(snapshot.volumes, pod.namespace, pod.volume_claims)
+                if pod.volume_claims
+                else None
+            )
+            if invalid:
                 self.errors[pod.ref.uid] = results.PodSchedulingError(
-                    pod.ref, constraint=results.Constraint.INVALID, detail=pod.invalid
+                    pod.ref, constraint=results.Constraint.INVALID, detail=invalid
                 )
             else:
                 self.pods.append(pod)
@@ -214,6 +220,13 @@ class _Solver:
         for pod in self.pods:
             self.topology.update(pod)
         self.registered: dict[str, pods.SchedulingPod] = {p.ref.uid: p for p in self.pods}
+        # pods kept off nodes inside their consolidateAfter window; part of the shared-verdict key, since
+        # two pods alike but for this may fail differently
+        self.gated = (
+            snapshot.consolidating_pods
+            if any(n.under_consolidate_after for n in snapshot.existing_nodes)
+            else frozenset()
+        )
         self.claims = _ClaimOrder()
         self.version = 0
         self.failed: dict[
@@ -278,8 +291,11 @@ class _Solver:
                     )
         return self._results(timed_out)
 
+    def _verdict_key(self, pod: pods.SchedulingPod) -> tuple[object, ...]:
+        return (pod.key, pod.ref.uid in self.gated) if self.gated else pod.key
+
     def _try_schedule(self, pod: pods.SchedulingPod) -> results.PodSchedulingError | None:
-        memo = self.failed.get(pod.key)
+        memo = self.failed.get(self._verdict_key(pod))
         if memo is not None and memo[0] == self.version:
             return results.PodSchedulingError(pod.ref, memo[1], relaxed=memo[2])
         variant = pod
@@ -292,7 +308,7 @@ class _Solver:
                 return None
             relaxed = preferences.relax(variant, tolerate_prefer_no_schedule=self.tolerate_prefer_no_schedule)
             if relaxed is None:
-                self.failed[pod.key] = (self.version, reasons, variant.relaxed)
+                self.failed[self._verdict_key(pod)] = (self.version, reasons, variant.relaxed)
                 return results.PodSchedulingError(pod.ref, reasons, relaxed=variant.relaxed)
             variant = relaxed
             self.topology.update(variant)
@@ -312,8 +328,11 @@ class _Solver:
         topo = self.topology
         allowed = topo.allowed_hostnames(pod) if pod.has_topology else None
         filters = topo.domain_filters(pod) if pod.has_topology else ()
+        gated = bool(self.gated) and pod.ref.uid in self.gated
         for node in self.existing:
             if allowed is not None and node.hostname not in allowed:
+                continue
+            if gated and node.node.under_consolidate_after:
                 continue
             if filters and topology.excluded(node.requirements, filters):
                 continue

@@ -10,18 +10,26 @@ on an existing node and refuses a pod that would exceed ``CSINode`` limits.
   (local and hostPath volumes drop ``kubernetes.io/hostname``, which a new node can never match).
 * An unbound claim contributes its StorageClass ``allowedTopologies`` terms.
 * Alternatives across volumes form a cross product; combinations that leave some key empty are pruned.
+
+:func:`claim_problem` is Karpenter's ``ValidatePersistentVolumeClaims``: a pod whose claim kube-scheduler
+would refuse (missing or deleting claim, ``Lost``, bound to a missing or deleting volume, unbound without a
+usable WaitForFirstConsumer StorageClass, naming a volume without the ``pv.kubernetes.io/bind-completed``
+annotation) is ignored rather than provisioned for.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, final
+from typing import Any, Final, final
 
 from nodesmith.api import labels
 from nodesmith.api.requirements import Requirement, RequirementError, Requirements
 from nodesmith.scheduling import inputs
 
-__all__ = ["VolumeUsage", "topology_alternatives", "volume_drivers"]
+__all__ = ["BIND_COMPLETED", "VolumeUsage", "claim_problem", "topology_alternatives", "volume_drivers"]
+
+BIND_COMPLETED: Final = "pv.kubernetes.io/bind-completed"
+"""The annotation the PersistentVolume controller sets on a claim once it is bound."""
 
 
 def _claim(catalog: inputs.VolumeCatalog, namespace: str, name: str) -> Mapping[str, Any] | None:
@@ -61,6 +69,42 @@ def _volume_terms(catalog: inputs.VolumeCatalog, namespace: str, claim_name: str
             )
         )
     return out
+
+
+def claim_problem(catalog: inputs.VolumeCatalog, namespace: str, claim_names: tuple[str, ...]) -> str | None:
+    """Why the pod's claims make it unschedulable for now, or ``None`` when they are usable."""
+    for name in claim_names:
+        claim = _claim(catalog, namespace, name)
+        if claim is None:
+            return f"persistentvolumeclaim {namespace}/{name} not found"
+        if (claim.get("metadata") or {}).get("deletionTimestamp"):
+            return f"persistentvolumeclaim {namespace}/{name} is being deleted"
+        if (claim.get("status") or {}).get("phase") == "Lost":
+            return f"persistentvolumeclaim {namespace}/{name} is Lost (its volume no longer exists)"
+        spec = claim.get("spec") or {}
+        volume_name = spec.get("volumeName")
+        storage_class_name = str(spec.get("storageClassName") or "")
+        if volume_name:
+            volume = catalog.volumes.get(str(volume_name))
+            if volume is None:
+                return f"persistentvolume {volume_name} of claim {namespace}/{name} not found"
+            if (volume.get("metadata") or {}).get("deletionTimestamp"):
+                return f"persistentvolume {volume_name} of claim {namespace}/{name} is being deleted"
+            if BIND_COMPLETED not in ((claim.get("metadata") or {}).get("annotations") or {}):
+                # kube-scheduler treats a claim naming its volume as bound only once binding completed
+                return f"persistentvolumeclaim {namespace}/{name} is not bound yet (no {BIND_COMPLETED})"
+            continue
+        if not storage_class_name:
+            return f"unbound persistentvolumeclaim {namespace}/{name} must name a storage class"
+        storage_class = catalog.storage_classes.get(storage_class_name)
+        if storage_class is None:
+            return f"storage class {storage_class_name} of claim {namespace}/{name} not found"
+        if storage_class.get("volumeBindingMode") == "Immediate":
+            return (
+                f"unbound persistentvolumeclaim {namespace}/{name} has an Immediate storage class "
+                f"({storage_class_name}) and must be bound first"
+            )
+    return None
 
 
 def topology_alternatives(

@@ -22,7 +22,8 @@ from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.disruption import budgets as disruption_budgets
 from nodesmith.disruption import candidates as disruption_candidates
-from nodesmith.disruption import consolidation, drift, emptiness, multinode, pdb, singlenode
+from nodesmith.disruption import consolidation, drift, emptiness, marking, multinode, pdb, singlenode
+from nodesmith.disruption import pods as disruption_pods
 from nodesmith.disruption import simulate as disruption_simulate
 from nodesmith.disruption.commands import Method, Outcome, Rejection
 from nodesmith.scheduling import inputs, scheduler
@@ -133,22 +134,26 @@ def provisioning_pods(snapshot: Snapshot) -> list[Obj]:
     """What one provisioning run places: the pending pods, then the pods of machines marked for deletion
     (their replacements are launched before they go)."""
     deleting = [n for n in snapshot.nodes if n.marked_for_deletion]
-    return pending_pods(snapshot) + reschedulable_pods(deleting)
+    return pending_pods(snapshot) + reschedulable_pods(deleting, snapshot)
 
 
-def reschedulable_pods(nodes: Iterable[StateNode]) -> list[Obj]:
-    """Pods on machines being deleted that will need a place (not DaemonSet, static, terminal or terminating)."""
+def reschedulable_pods(nodes: Iterable[StateNode], snapshot: Snapshot) -> list[Obj]:
+    """Pods on machines being deleted that will need a place, as Karpenter's ``CurrentlyReschedulablePods``:
+    not DaemonSet, static or terminal; not terminating unless a StatefulSet's (re-created only once gone);
+    and not kept in place by an active do-not-disrupt or a PDB that never allows eviction."""
+    pdbs = pdb.Limits.of(snapshot.pdbs.values())
     out = []
     for node in nodes:
         for pod in node.pods:
             meta = pod.get("metadata") or {}
-            if meta.get("deletionTimestamp") or (pod.get("status") or {}).get("phase") in (
-                "Succeeded",
-                "Failed",
-            ):
+            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+                continue
+            if meta.get("deletionTimestamp") and not disruption_pods.is_statefulset(pod):
                 continue
             owners = meta.get("ownerReferences") or ()
             if any(o.get("kind") in ("DaemonSet", "Node") and o.get("controller", True) for o in owners):
+                continue
+            if not disruption_pods.evictable_eventually(pod, pdbs, snapshot.taken_at):
                 continue
             out.append(pod)
     return out
@@ -160,7 +165,7 @@ def daemonset_pods(snapshot: Snapshot) -> list[Obj]:
     for key, daemonset in sorted(snapshot.daemonsets.items()):
         live = snapshot.daemonset_pods.get(key)
         if live is not None:
-            out.append(live)
+            out.append(_with_template_node_affinity(live, daemonset))
             continue
         meta = daemonset.get("metadata") or {}
         template = (daemonset.get("spec") or {}).get("template") or {}
@@ -177,6 +182,29 @@ def daemonset_pods(snapshot: Snapshot) -> list[Obj]:
             }
         )
     return out
+
+
+def _with_template_node_affinity(pod: Obj, daemonset: Obj) -> Obj:
+    """A live DaemonSet pod with the template's required node affinity instead of its own: the DaemonSet
+    controller pins each pod to its node (a ``matchFields`` term replacing the template's terms), which
+    says nothing about where the DaemonSet runs. Requests stay the live pod's (a LimitRange may have
+    changed them). Karpenter's ``getDaemonSetPods`` does the same; without a required affinity in the
+    template there is none (Karpenter ignores the ``matchFields`` term)."""
+    template_spec = ((daemonset.get("spec") or {}).get("template") or {}).get("spec") or {}
+    template_required = ((template_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    )
+    spec = pod.get("spec") or {}
+    affinity = dict(spec.get("affinity") or {})
+    node_affinity = dict(affinity.get("nodeAffinity") or {})
+    if template_required:
+        node_affinity["requiredDuringSchedulingIgnoredDuringExecution"] = template_required
+    elif "requiredDuringSchedulingIgnoredDuringExecution" in node_affinity:
+        del node_affinity["requiredDuringSchedulingIgnoredDuringExecution"]
+    else:
+        return pod
+    affinity["nodeAffinity"] = node_affinity
+    return {**pod, "spec": {**spec, "affinity": affinity}}
 
 
 def scheduling_input(
@@ -224,6 +252,7 @@ def consolidation_simulator(
     instance_types: Mapping[str, Sequence[InstanceType]],
     *,
     deadline: typing.Callable[[], bool] | None = None,
+    enforce_consolidate_after: bool = True,
 ) -> disruption_simulate.Simulate:
     """The `nodesmith.disruption.simulate.Simulate` function for one snapshot: schedule the candidates'
     reschedulable pods, the pending pods and the pods of machines already being deleted onto every other
@@ -233,14 +262,34 @@ def consolidation_simulator(
     business); a pod placed on a managed machine that is not initialized fails ("would schedule against
     uninitialized node"), since the decision would rest on a node that may never come up; new NodeClaims
     holding only pending pods are left out (the provisioner launches those either way). The machines'
-    simulation views are built once per snapshot and shared by every run, so a run costs one solve."""
+    simulation views are built once per snapshot and shared by every run, so a run costs one solve.
+
+    With ``enforce_consolidate_after`` (every caller but drift, as Karpenter's ``IsConsolidationSimulation``), running
+    pods moving off the candidates are kept off machines still inside their ``consolidateAfter`` window."""
     active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
     leaving = [n for n in snapshot.nodes if n.marked_for_deletion or n.deleting]
     base = scheduling_input(snapshot, [], instance_types)
     views = list(zip(active, base.existing_nodes, strict=True))
+    if enforce_consolidate_after:
+        views = [
+            (
+                node,
+                attrs.evolve(view, under_consolidate_after=True) if _under_window(node, snapshot) else view,
+            )
+            for node, view in views
+        ]
     pending = pending_pods(snapshot)
     pending_uids = {str((p.get("metadata") or {}).get("uid")) for p in pending}
-    deleting_pods = reschedulable_pods(leaving)
+    deleting_pods = reschedulable_pods(leaving, snapshot)
+    pdbs = pdb.Limits.of(snapshot.pdbs.values())
+    evictable: dict[int, bool] = {}  # by pod dict identity, like parsed_pods
+
+    def will_move(pod: Obj) -> bool:
+        verdict = evictable.get(id(pod))
+        if verdict is None:
+            verdict = evictable[id(pod)] = disruption_pods.evictable_eventually(pod, pdbs, snapshot.taken_at)
+        return verdict
+
     deleting_uids = {str((p.get("metadata") or {}).get("uid")) for p in deleting_pods}
     uninitialized = {view.name for node, view in views if node.managed and not node.initialized}
     pod_keys: dict[str, str] = {}
@@ -250,7 +299,8 @@ def consolidation_simulator(
         candidates: Sequence[disruption_candidates.Candidate],
     ) -> disruption_simulate.SimulationResult:
         removed = {c.key for c in candidates}
-        moving = [p for c in candidates for p in c.reschedulable_pods]
+        # pods that will not be evicted (drift with a grace period waives them) get no capacity
+        moving = [p for c in candidates for p in c.reschedulable_pods if will_move(p)]
         pods = [*pending, *moving, *deleting_pods]
         for pod in pods:
             meta = pod.get("metadata") or {}
@@ -261,6 +311,13 @@ def consolidation_simulator(
             base,
             pods=pods,
             existing_nodes=[view for node, view in views if node.key not in removed],
+            consolidating_pods=frozenset(
+                str((p.get("metadata") or {}).get("uid"))
+                for p in moving
+                if (p.get("status") or {}).get("phase") != "Pending"
+            )
+            if enforce_consolidate_after
+            else frozenset(),
         )
         outcome = scheduler.solve(run_input, deadline=deadline, parsed_pods=parsed_pods)
         failures: dict[str, str] = {}
@@ -288,6 +345,13 @@ def consolidation_simulator(
         return disruption_simulate.SimulationResult(claims, failures, outcome.timed_out)
 
     return simulate
+
+
+def _under_window(node: StateNode, snapshot: Snapshot) -> bool:
+    pool = snapshot.nodepools.get(node.nodepool or "")
+    if node.nodeclaim is None or pool is None:
+        return False
+    return marking.under_consolidate_after(node.nodeclaim, pool, snapshot.taken_at)
 
 
 def disruption_context(
@@ -330,7 +394,9 @@ def disruption_outcome(
     allowance = disruption_budgets.mapping(
         snapshot.nodepools.values(), snapshot.nodes, method.reason, snapshot.taken_at, history
     )
-    simulate = consolidation_simulator(snapshot, instance_types, deadline=deadline)
+    simulate = consolidation_simulator(
+        snapshot, instance_types, deadline=deadline, enforce_consolidate_after=method is not Method.DRIFT
+    )
     if method is Method.EMPTINESS:
         outcome = emptiness.compute(found, allowance)
     elif method is Method.DRIFT:

@@ -126,6 +126,48 @@ async def test_what_the_schema_cannot_catch_fails_validation_with_a_message(
         await h.delete_quietly(kube, resources.NODEPOOLS, pool)
 
 
+async def test_a_budget_schedule_karpenters_cron_parser_rejects_fails_closed_and_is_reported(
+    kube: KubeClient, node_class: str
+) -> None:
+    """Karpenter nodepool_budgets_test.go "should return an error indicating why the cron fails to parse":
+    the API server admits ``0 0 * * tue-mon`` (the CRD pattern only counts fields); the pool stays Ready,
+    allows no disruption for any reason, and says why."""
+    pool = h.unique("pool")
+    manifest = nodepool(pool, node_class)
+    manifest["spec"]["disruption"] = {
+        "budgets": [
+            {"nodes": "100%", "schedule": "0 0 * * tue-mon", "duration": "1h", "reasons": ["Drifted"]}
+        ]
+    }
+    await kube.create(resources.NODEPOOLS, manifest)
+    try:
+        async with h.running(kube) as harness:
+            harness.start("nodepool_status")
+            status = await h.eventually(
+                lambda: _status(
+                    kube,
+                    pool,
+                    lambda s: (
+                        h.condition({"status": s}, "DisruptionBudgetsValid") is not None
+                        and "disruptionBudgets" in s
+                    ),
+                ),
+                "DisruptionBudgetsValid",
+            )
+            valid = h.condition({"status": status}, "DisruptionBudgetsValid")
+            assert valid is not None
+            assert (valid["status"], valid["reason"]) == ("False", "InvalidDisruptionBudgets")
+            assert "beginning of range (2) beyond end of range (1)" in valid["message"]
+            assert h.is_true({"status": status}, "Ready"), "provisioning is not blocked"
+            assert {b["reason"]: b["allowed"] for b in status["disruptionBudgets"]} == {
+                "Empty": 0,
+                "Underutilized": 0,
+                "Drifted": 0,
+            }
+    finally:
+        await h.delete_quietly(kube, resources.NODEPOOLS, pool)
+
+
 async def _status(
     kube: KubeClient, name: str, predicate: collections.abc.Callable[[dict[str, typing.Any]], bool]
 ) -> dict[str, typing.Any] | None:

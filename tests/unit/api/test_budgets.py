@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import pytest
 
@@ -121,12 +122,51 @@ def test_budget_round_trips_through_its_dict() -> None:
     assert parsed.duration.value == dt.timedelta(hours=8)
 
 
-@pytest.mark.parametrize(
-    "schedule", ["61 * * * *", "* * * *", "* * * * * *", "@every 5m", "@reboot", "a b c d e"]
-)
-def test_invalid_cron_schedules_are_rejected_with_the_field(schedule: str) -> None:
+@pytest.mark.parametrize("schedule", ["* * * *", "* * * * * *", "@every 5m", "@reboot", "*"])
+def test_schedules_the_crd_pattern_refuses_are_rejected_with_the_field(schedule: str) -> None:
     with pytest.raises(errors.ValidationError) as caught:
         budgets.Budget._build(
             {"nodes": "1", "schedule": schedule, "duration": "1h"}, "spec.disruption.budgets[3]"
         )
     assert caught.value.field == "spec.disruption.budgets[3].schedule"
+
+
+@pytest.mark.parametrize(
+    ("schedule", "error"),
+    [
+        # nodepool_budgets_test.go "should return an error indicating why the cron fails to parse"
+        ("0 0 * * tue-mon", "beginning of range (2) beyond end of range (1)"),
+        ("61 * * * *", "end of range (61) above maximum (59)"),
+        ("0 0 * * 7", "end of range (7) above maximum (6)"),
+        ("0 0 0 * *", "beginning of range (0) below minimum (1)"),
+        ("*/0 * * * *", "step of range should be a positive number"),
+        ("a b c d e", "failed to parse int from a"),
+        ("0 0 L * *", "failed to parse int from L"),
+        ("1-2-3 * * * *", "too many hyphens"),
+    ],
+)
+def test_schedules_karpenters_cron_parser_rejects_fail_closed_for_every_reason(
+    schedule: str, error: str
+) -> None:
+    """The CRD pattern admits them, so the NodePool parses (and still provisions), but its budgets cannot
+    be evaluated: like Karpenter's ``MustGetAllowedDisruptions``, no disruption for any reason, even from
+    a budget scoped to another reason."""
+    raw = {"nodes": "100%", "schedule": schedule, "duration": "1h", "reasons": ["Drifted"]}
+    broken = budgets.Budget._build(raw, "spec.disruption.budgets[0]")
+    with pytest.raises(errors.ValidationError, match=re.escape(error)):
+        broken.is_active(MONDAY_10AM)
+    pool = [broken, budget("10")]
+    for reason in Reason:
+        assert budgets.allowed_disruptions(pool, reason, 100, MONDAY_10AM) == 0
+    (problem,) = budgets.problems(pool, MONDAY_10AM)
+    assert problem.startswith(f"spec.disruption.budgets[0].schedule: invalid cron {schedule!r}")
+    assert error in problem
+
+
+@pytest.mark.parametrize(
+    "schedule", ["0 0 * * mon-fri", "*/15 9-17 * * 1-5", "0 0 1 jan,jul ?", "5/10 * * * *", "@weekly"]
+)
+def test_schedules_karpenters_cron_parser_accepts_are_evaluated(schedule: str) -> None:
+    pool = [budget("3", schedule=schedule, duration="1h")]
+    assert budgets.problems(pool, MONDAY_10AM) == []
+    assert budgets.allowed_disruptions(pool, Reason.EMPTY, 100, MONDAY_10AM) in (3, budgets.UNLIMITED)

@@ -180,5 +180,7 @@ class Cluster:
         snap = self.snapshot()
         return candidates.evaluate_all(snap.nodes, self.context(snap), klass)
 
-    def simulate(self) -> Any:
-        return simulation.consolidation_simulator(self.snapshot(), self.instance_types())
+    def simulate(self, *, enforce_consolidate_after: bool = True) -> Any:
+        return simulation.consolidation_simulator(
+            self.snapshot(), self.instance_types(), enforce_consolidate_after=enforce_consolidate_after
+        )

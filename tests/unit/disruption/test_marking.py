@@ -22,7 +22,7 @@ def claim(
     *,
     hash_: str | None = None,
     extra_labels: dict[str, str] | None = None,
-    instance_type: str = "medium",
+    instance_type: str | None = "medium",
     capacity_type: str = "on-demand",
     initialized_at: dt.datetime | None = T0,
     last_pod_event: dt.datetime | None = None,
@@ -50,7 +50,7 @@ def claim(
                 "creationTimestamp": "2025-01-01T00:00:00Z",
                 "labels": {
                     labels.LABEL_NODEPOOL: "default",
-                    labels.LABEL_INSTANCE_TYPE: instance_type,
+                    **({} if instance_type is None else {labels.LABEL_INSTANCE_TYPE: instance_type}),
                     labels.LABEL_CAPACITY_TYPE: capacity_type,
                     labels.LABEL_ZONE: "z1",
                     "team": "a",
@@ -127,3 +127,52 @@ def test_expiration() -> None:
     assert not marking.expired(c, T0 + dt.timedelta(minutes=59))
     assert marking.expired(c, T0 + dt.timedelta(hours=1))
     assert marking.expires_at(claim(expire_after="Never")) is None
+
+
+LATER = T0 + dt.timedelta(hours=2)
+
+
+@pytest.mark.parametrize(
+    ("title", "kwargs", "types", "now", "expected"),
+    [
+        # nodeclaim/disruption/drift_test.go
+        (
+            "should detect stale instance type drift if the instance type label doesn't exist",
+            {"instance_type": None},
+            CATALOGUE,
+            LATER,
+            marking.DriftReason.INSTANCE_TYPE_NOT_FOUND,
+        ),
+        (
+            "should detect stale instance type drift if the instance type doesn't exist",
+            {"instance_type": "gone"},
+            CATALOGUE,
+            LATER,
+            marking.DriftReason.INSTANCE_TYPE_NOT_FOUND,
+        ),
+        (
+            "the instance type is not checked in the first hour after creation",
+            {"instance_type": "gone"},
+            CATALOGUE,
+            T0 + dt.timedelta(minutes=59),
+            None,
+        ),
+        ("nor is a missing label", {"instance_type": None}, CATALOGUE, T0 + dt.timedelta(minutes=59), None),
+        (
+            "requirements drift is not delayed",
+            {"extra_labels": {"team": "b"}},
+            CATALOGUE,
+            T0,
+            marking.DriftReason.REQUIREMENTS_DRIFTED,
+        ),
+        # nodesmith's deliberate difference: an empty catalogue is no evidence (README)
+        ("no instance types offered at all", {"instance_type": None}, (), LATER, None),
+    ],
+    ids=lambda value: value if isinstance(value, str) else "",
+)
+def test_instance_type_drift_as_karpenter(
+    title: str, kwargs: dict[str, Any], types: Any, now: dt.datetime, expected: marking.DriftReason | None
+) -> None:
+    assert (
+        marking.static_drift_reason(claim(**kwargs), POOL, types, now=now, well_known=WELL_KNOWN) == expected
+    )

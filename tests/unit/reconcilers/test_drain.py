@@ -153,3 +153,26 @@ def test_volume_attachments_of_pods_left_in_place_do_not_block() -> None:
     ]
     waiting = drain.volume_attachments_to_wait_for(attachments, pods, pvcs)
     assert names(waiting) == ["va-data", "va-inline"]
+
+
+def test_pods_being_force_deleted_do_not_hold_back_the_graceful_tiers() -> None:
+    """Karpenter terminator ``Drain``: past-deadline pods are deleted across all tiers and the tiers are
+    computed from the other waiting pods only (termination suite_test.go "should not gate past-deadline
+    pods behind graceful eviction of earlier tiers", mirrored: a past-deadline non-critical pod)."""
+    deadline = NOW + dt.timedelta(seconds=60)
+    slow = pod("batch", grace=600)  # non-critical, would outlast the deadline: force-deleted
+    critical = pod("dns", critical=True, grace=30)  # fits before the deadline: evicted gracefully
+    plan = drain.plan([slow, critical], now=NOW, deadline=deadline)
+    assert [f.pod["metadata"]["name"] for f in plan.force_delete] == ["batch"]
+    assert plan.tier is drain.Tier.CRITICAL
+    assert names(plan.evict) == ["dns"]
+    assert names(plan.waiting) == ["batch", "dns"]
+
+
+def test_a_pod_terminating_after_the_deadline_does_not_hold_back_the_next_tier() -> None:
+    deadline = NOW + dt.timedelta(seconds=20)
+    late = pod("late", deleted=NOW + dt.timedelta(seconds=300))
+    daemon = pod("agent", owner="DaemonSet", grace=5)
+    plan = drain.plan([late, daemon], now=NOW, deadline=deadline)
+    assert plan.tier is drain.Tier.NON_CRITICAL_DAEMON
+    assert names(plan.evict) == ["agent"]

@@ -325,7 +325,12 @@ def test_in_flight_nodeclaims_with_fewest_pods_go_first(solve: Solve) -> None:
 
 def test_bound_volume_pins_the_zone(solve: Solve) -> None:
     catalog = scheduling.VolumeCatalog(
-        claims={("default", "data"): {"spec": {"volumeName": "pv1"}}},
+        claims={
+            ("default", "data"): {
+                "metadata": {"annotations": {"pv.kubernetes.io/bind-completed": "yes"}},
+                "spec": {"volumeName": "pv1"},
+            }
+        },
         volumes={
             "pv1": {
                 "spec": {
