@@ -56,6 +56,8 @@ class ConditionType:
     VALIDATION_SUCCEEDED: Final = "ValidationSucceeded"
     NODE_CLASS_READY: Final = "NodeClassReady"
     NODE_REGISTRATION_HEALTHY: Final = "NodeRegistrationHealthy"
+    CAPACITY_AVAILABLE: Final = "CapacityAvailable"
+    """Informational (not part of ``Ready``): False while the pool is backed off for want of capacity."""
 
 
 CONDITION_SCHEMA: Final = schema.obj(

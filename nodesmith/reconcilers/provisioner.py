@@ -35,7 +35,7 @@ from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers.queues import Batcher
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.scheduling import results, scheduler
-from nodesmith.state import simulation
+from nodesmith.state import capacity_backoff, simulation
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
@@ -102,6 +102,8 @@ class Provisioner:
     batch_idle: dt.timedelta
     batch_max: dt.timedelta
     name: str = "provisioner"
+    backoff: capacity_backoff.CapacityBackoff = attrs.field(factory=capacity_backoff.CapacityBackoff)
+    """NodePools backed off for want of capacity (fed by the NodeClaim lifecycle)."""
     last_decision: Decision | None = attrs.field(init=False, default=None)
     _batcher: Batcher = attrs.field(init=False)
 
@@ -151,17 +153,24 @@ class Provisioner:
         instance_types, skipped = await self.plugins.instance_types(
             self.provider, simulation.usable_nodepools(snapshot)
         )
-        # 4. Solve off the event loop, bounded by a deadline.
+        # 4. A NodePool backed off for want of capacity: its backed-off capacity types are excluded, so the
+        #    pods go to the next NodePool by weight (a pool left with nothing to offer sits this run out).
+        backoffs = self.backoff.active(self.clock())
+        instance_types = capacity_backoff.restrict(instance_types, backoffs)
+        for backoff in backoffs:
+            if not any(it.available_offerings() for it in instance_types.get(backoff.nodepool, ())):
+                skipped = {**skipped, backoff.nodepool: backoff.message()}
+        # 5. Solve off the event loop, bounded by a deadline.
         sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
         deadline_at = time.monotonic() + SOLVE_TIMEOUT
         outcome = await anyio.to_thread.run_sync(
             lambda: scheduler.solve(sim_input, deadline=lambda: time.monotonic() > deadline_at)
         )
         metrics.SCHEDULING_DURATION.record(time.monotonic() - started)
-        # 5. Write: NodeClaims, nominations, events.
+        # 6. Write: NodeClaims, nominations, events.
         created = await self._create_nodeclaims(outcome.new_nodeclaims, snapshot)
         self._nominate_existing(outcome, snapshot)
-        await self._publish_events(outcome, created, pods)
+        await self._publish_events(outcome, created, pods, backoffs)
         decision = Decision(
             self.clock(),
             len(pods),
@@ -232,10 +241,30 @@ class Provisioner:
                 self.state.nominate(key, until)
 
     async def _publish_events(
-        self, outcome: results.Results, created: Sequence[str], pods: Sequence[Mapping[str, Any]]
+        self,
+        outcome: results.Results,
+        created: Sequence[str],
+        pods: Sequence[Mapping[str, Any]],
+        backoffs: Sequence[capacity_backoff.Backoff] = (),
     ) -> None:
         by_uid = {str((p.get("metadata") or {}).get("uid")): p for p in pods}
         notes: list[tuple[Mapping[str, Any], str, str, str]] = []
+        # Pods sent elsewhere (or nowhere) while a pool is backed off are told why they did not get it.
+        elsewhere = {
+            backoff: [
+                *(
+                    ref.uid
+                    for claim in outcome.new_nodeclaims
+                    if claim.nodepool != backoff.nodepool
+                    for ref in claim.pods
+                ),
+                *outcome.pod_errors,
+            ]
+            for backoff in backoffs
+        }
+        for backoff, uids in elsewhere.items():
+            message = f"NodePool {backoff.nodepool}: {backoff.message()}; trying the next NodePool by weight"
+            notes += [(by_uid[uid], "Warning", "NodePoolBackedOff", message) for uid in uids if uid in by_uid]
         for name, claim in zip(created, outcome.new_nodeclaims, strict=False):
             for ref in claim.pods:
                 pod = by_uid.get(ref.uid)
