@@ -19,7 +19,6 @@ import anyio
 import attrs
 
 from nodesmith.api import labels
-from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
@@ -107,8 +106,11 @@ async def running(kube: KubeClient) -> collections.abc.AsyncIterator[Harness]:
     clock = FakeClock()
     state = ClusterState(clock=clock, node_classes=[kwok_provider.NODE_CLASSES])
     informers = Informers.for_state(kube, state, node_classes=[kwok_provider.NODE_CLASSES])
+    # the kwok provider's insufficient-capacity memory runs on the same fake clock as the reconcilers
     provider = instrumented.InstrumentedProvider(
-        manager.Plugins.load().cloud_provider("kwok", ProviderContext(cluster_name="test", kube=kube))
+        kwok_provider.KWOKProvider(
+            ProviderContext(cluster_name="test", kube=kube), clock=lambda: clock().timestamp()
+        )
     )
     async with anyio.create_task_group() as group:
         await group.start(informers.run)
