@@ -130,7 +130,9 @@ async def test_a_pass_on_a_stale_state_does_not_launch_a_nodeclaim_deleted_for_i
             await kube.merge_patch(
                 kwok_provider.NODE_CLASSES, node_class, {"spec": {"insufficientCapacity": []}}
             )
-            harness.clock.advance(dt.timedelta(seconds=kwok_provider.ICE_TTL + 1))  # the failed offerings are available again
+            harness.clock.advance(
+                dt.timedelta(seconds=kwok_provider.ICE_TTL + 1)
+            )  # the failed offerings are available again
             # a lagging informer: the state still shows the NodeClaim as it was before the deletion
             stale = {**deleted, "metadata": {**deleted["metadata"]}}
             del stale["metadata"]["deletionTimestamp"]
