@@ -200,14 +200,18 @@ class LifecycleReconciler:
     def _record_insufficient_capacity(
         self, claim: api_nodeclaim.NodeClaim, err: errors.InsufficientCapacityError, now: dt.datetime
     ) -> None:
-        """Count the failure against the capacity types it covered (those of the failed offerings the
-        provider reported, else every one the NodeClaim allowed), which may back the NodePool off."""
+        """Count the failure against the capacity types it covered, which may back the NodePool off: those
+        of the failed offerings the provider reported, else the NodeClaim's only capacity type. A provider
+        that does not say which of several capacity types failed counts against none (its own memory of
+        failed offerings still steers the next launch), so a spot shortage never backs off on-demand."""
         if not claim.nodepool_name:
             return
         allowed = claim.requirements.get(labels.LABEL_CAPACITY_TYPE)
         covered = {capacity_type for _, _, capacity_type in err.offerings} or {
             capacity_type for capacity_type in capacity_backoff.CAPACITY_TYPES if allowed.has(capacity_type)
         }
+        if not err.offerings and len(covered) != 1:
+            return
         for backoff in self.backoff.record_failure(claim.nodepool_name, covered, str(err)[:256], now):
             log.warning("nodepool %s: %s", backoff.nodepool, backoff.message())
 

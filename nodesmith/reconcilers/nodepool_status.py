@@ -110,9 +110,10 @@ class NodePoolStatusReconciler:
     async def _reconcile(self, name: str) -> float | None:
         snapshot = self.state.snapshot()
         pool = snapshot.nodepools.get(name)
-        # 1. gone → nothing to do (the usage of NodePools gone is no longer reported)
+        # 1. gone → nothing to do (its usage is no longer reported, its capacity backoff forgotten)
         metrics.NODEPOOLS_USAGE.retain("nodepool", snapshot.nodepools)
         if pool is None:
+            self.backoff.forget([name])
             return None
         now = self.clock()
         updated = pool

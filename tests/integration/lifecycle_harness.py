@@ -32,7 +32,7 @@ from nodesmith.reconcilers import (
     nodepool_status,
     termination,
 )
-from nodesmith.state import ClusterState, Informers
+from nodesmith.state import ClusterState, Informers, capacity_backoff
 from nodesmith_kwok import provider as kwok_provider
 
 Obj = dict[str, typing.Any]
@@ -71,7 +71,8 @@ class Harness:
 
     def __attrs_post_init__(self) -> None:
         args = (self.kube, self.state, self.provider, self.events, self.clock)
-        self.lifecycle = lifecycle.LifecycleReconciler(*args, poll_interval=0.2)
+        backoff = capacity_backoff.CapacityBackoff()  # shared, as the composition root shares it
+        self.lifecycle = lifecycle.LifecycleReconciler(*args, poll_interval=0.2, backoff=backoff)
         self.nodeclaim_termination = nodeclaim_termination.NodeClaimTerminationReconciler(
             *args, poll_interval=0.2
         )
@@ -80,7 +81,7 @@ class Harness:
             *args, interval=0.5, orphan_grace=dt.timedelta(0), launch_grace=dt.timedelta(0)
         )
         self.nodepool_status = nodepool_status.NodePoolStatusReconciler(
-            self.kube, self.state, self.clock, resync=0.5, poll_interval=0.2
+            self.kube, self.state, self.clock, resync=0.5, poll_interval=0.2, backoff=backoff
         )
 
     def start(self, *names: str) -> None:
