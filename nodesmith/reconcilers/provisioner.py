@@ -2,11 +2,12 @@
 
 A singleton loop. It hears of provisionable pods through the cluster state's subscription, batches them
 (Karpenter's window: 1 s idle, 10 s max), waits for the synced gate, snapshots the state, reads instance
-types per NodePool from the provider (through the plugins' adjusters), runs the pure scheduling engine in a
+types per NodePool from the provider (through the plugins' adjusters) less the capacity types of pools
+backed off for want of capacity (`nodesmith.state.capacity_backoff`), runs the pure scheduling engine in a
 worker thread with a one-minute deadline, and writes the decision: NodeClaims created (and inserted into
 the state at once, so the next batch cannot launch them twice), existing nodes nominated, ``Nominated`` and
-``FailedScheduling`` events on the pods. The last decision is kept for ``explain`` and handed to the
-plugins' decision observers.
+``FailedScheduling`` (and, for pods sent past a backed-off pool, ``NodePoolBackedOff``) events on the
+pods. The last decision is kept for ``explain`` and handed to the plugins' decision observers.
 
 It never binds pods: kube-scheduler does, once the new node is Ready.
 """
