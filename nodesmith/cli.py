@@ -17,7 +17,7 @@ import anyio
 import attrs
 import click
 
-from nodesmith import errors
+from nodesmith import cli_input, errors
 from nodesmith.cloudprovider import manager
 from nodesmith.dev import cli as dev_cli
 
@@ -195,6 +195,7 @@ def demo(replicas: int, keep: bool) -> None:
 @click.option("--role", help="Node IAM role for EC2NodeClasses whose source relied on a global setting.")
 @click.option("--instance-profile", help="Instance profile for such EC2NodeClasses (instead of --role).")
 @click.option("--strict", is_flag=True, help="Exit 1 if any field was dropped or the result is invalid.")
+@cli_input.guarded
 def convert(
     files: tuple[str, ...], output: str, role: str | None, instance_profile: str | None, strict: bool
 ) -> None:
@@ -207,16 +208,15 @@ def convert(
 
     docs: list[object] = []
     for name in files or ("-",):
-        with click.open_file(name) as stream:
-            try:
-                docs.extend(yaml.safe_load_all(stream))
-            except yaml.YAMLError as err:
-                raise click.ClickException(f"{name}: not valid YAML: {err}") from err
+        docs.extend(cli_input.yaml_documents(name))
     bad = [d for d in docs if d is not None and not isinstance(d, dict)]
     if bad:
-        raise click.ClickException(f"expected Kubernetes objects, got {type(bad[0]).__name__}")
+        raise cli_input.fail(f"expected Kubernetes objects, got {type(bad[0]).__name__}")
     options = convert_module.Options(role=role, instance_profile=instance_profile)
-    result = convert_module.convert_all([d for d in docs if isinstance(d, dict)], options)
+    try:
+        result = convert_module.convert_all([d for d in docs if isinstance(d, dict)], options)
+    except errors.ValidationError as err:
+        raise cli_input.fail(str(err)) from err
     header = "".join(f"# {note}\n" for note in result.notes)
     with click.open_file(output, "w") as out:
         out.write(header + yaml.safe_dump_all(result.objects, sort_keys=False))
@@ -252,12 +252,11 @@ class _SnapshotSource:
         if self.path is not None:
             if self.provider is not None:
                 raise click.UsageError("give either --snapshot or --provider (a live snapshot), not both")
-            with click.open_file(self.path) as stream:
-                text = stream.read()
+            text = cli_input.read_text(self.path)
             try:
                 return snapshotfile.loads(text, source=self.path), {}
             except errors.NodesmithError as err:
-                raise click.ClickException(str(err)) from err
+                raise cli_input.fail(str(err)) from err
         if self.provider is None:
             raise click.UsageError(
                 "give --snapshot FILE, or --provider NAME to take a snapshot from the cluster"
@@ -344,6 +343,7 @@ def _echo(record: typing.Any, lines: typing.Callable[[typing.Any], list[str]], a
     help="Write the live snapshot to this file (JSON if it ends in .json, else YAML); "
     "without NodePool changes, only that.",
 )  # fmt: skip
+@cli_input.guarded
 def simulate(
     source: _SnapshotSource,
     as_json: bool,
@@ -354,8 +354,6 @@ def simulate(
     """Apply NodePool changes to a snapshot of the cluster and show BEFORE vs AFTER: NodeClaims launched
     and pods left pending, nodes the change drifts (and what the budgets allow at once), hourly cost.
     Offline with --snapshot; nothing is ever written to the cluster."""
-    import yaml
-
     from nodesmith.whatif import render, snapshotfile
     from nodesmith.whatif import simulate as whatif_simulate
 
@@ -363,11 +361,7 @@ def simulate(
         raise click.UsageError("--dump takes a live snapshot; it does not go with --snapshot")
     manifests: list[typing.Mapping[str, typing.Any]] = []
     for name in nodepool_files:
-        with click.open_file(name) as stream:
-            try:
-                manifests.extend(d for d in yaml.safe_load_all(stream) if d is not None)
-            except yaml.YAMLError as err:
-                raise click.ClickException(f"{name}: not valid YAML: {err}") from err
+        manifests.extend(d for d in cli_input.yaml_documents(name) if d is not None)
     snap, changed_types = source.load(manifests)
     if dump is not None:
         with click.open_file(dump, "w") as out:
@@ -377,7 +371,8 @@ def simulate(
             return
     change = whatif_simulate.Change(tuple(manifests), tuple(deleted), changed_types)
     try:
-        report = whatif_simulate.run(snap, change, deadline=_deadline())
+        with cli_input.replaying(source.path):
+            report = whatif_simulate.run(snap, change, deadline=_deadline())
     except errors.ValidationError as err:
         raise click.ClickException(f"invalid change: {err.message}") from err
     _echo(report, render.report, as_json)
@@ -391,6 +386,7 @@ def explain() -> None:
 @explain.command("pod")
 @click.argument("pod")
 @_snapshot_options
+@cli_input.guarded
 def explain_pod(
     pod: str,
     source: _SnapshotSource,
@@ -404,7 +400,8 @@ def explain_pod(
 
     snap, _ = source.load()
     try:
-        result = whatif_explain.explain_pod(snap, pod, deadline=_deadline())
+        with cli_input.replaying(source.path):
+            result = whatif_explain.explain_pod(snap, pod, deadline=_deadline())
     except LookupError as err:
         raise click.ClickException(str(err.args[0])) from err
     _echo(result, render.pod_explanation, as_json)
@@ -414,6 +411,7 @@ def explain_pod(
 @click.argument("node")
 @_snapshot_options
 @click.option("--spot-to-spot", is_flag=True, help="As with the SpotToSpotConsolidation feature gate on.")
+@cli_input.guarded
 def explain_node(
     node: str,
     source: _SnapshotSource,
@@ -429,9 +427,10 @@ def explain_node(
 
     snap, _ = source.load()
     try:
-        result = whatif_explain.explain_node(
-            snap, node, options=consolidation.Options(spot_to_spot=spot_to_spot), deadline=_deadline()
-        )
+        with cli_input.replaying(source.path):
+            result = whatif_explain.explain_node(
+                snap, node, options=consolidation.Options(spot_to_spot=spot_to_spot), deadline=_deadline()
+            )
     except LookupError as err:
         raise click.ClickException(str(err.args[0])) from err
     _echo(result, render.node_explanation, as_json)

@@ -662,20 +662,43 @@ def convert_all(docs: Iterable[Mapping[str, Any] | None], options: Options = Opt
     """Convert every document (``None`` entries, i.e. empty YAML documents, are skipped)."""
     ctx = _Context(options=options)
     objects: list[dict[str, Any]] = []
-    for doc in docs:
+    for index, doc in enumerate(docs, start=1):
         if doc is None:
             continue
-        if doc.get("kind") == "List" or str(doc.get("kind", "")).endswith("List"):
-            objects.extend(_convert_items(doc.get("items") or (), ctx))
+        if _is_list(doc):
+            items = doc.get("items") or ()
+            if not isinstance(items, list):
+                raise errors.ValidationError(f"document {index}", "a List whose items is not a list")
+            for item in items:
+                objects.extend(_convert_checked(item, f"document {index}", ctx))
             continue
-        objects.extend(_convert_one(doc, ctx))
-    _attach_kubelets(objects, ctx)
+        objects.extend(_convert_checked(doc, f"document {index}", ctx))
+    try:
+        _attach_kubelets(objects, ctx)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise errors.ValidationError("kubelet settings", f"malformed: {_why(err)}") from err
     _validate(objects, ctx)
     return Conversion(objects=objects, notes=ctx.notes)
 
 
-def _convert_items(items: Iterable[Mapping[str, Any]], ctx: _Context) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    for item in items:
-        out.extend(_convert_one(item, ctx))
-    return out
+def _is_list(doc: Mapping[str, Any]) -> bool:
+    return str(doc.get("kind", "")).endswith("List")
+
+
+def _convert_checked(doc: object, where: str, ctx: _Context) -> list[dict[str, Any]]:
+    """`_convert_one`, for input of any shape: what is not a Kubernetes object, or is one of the kinds
+    converted with fields of the wrong shape, raises ``ValidationError`` naming it (never a ``TypeError``)."""
+    if not isinstance(doc, Mapping) or not isinstance(doc.get("kind"), str) or not doc.get("apiVersion"):
+        raise errors.ValidationError(where, "not a Kubernetes object (it needs apiVersion and kind)")
+    metadata = doc.get("metadata")
+    name = metadata.get("name", "") if isinstance(metadata, Mapping) else ""
+    try:
+        return _convert_one(doc, ctx)
+    except (AttributeError, KeyError, TypeError, ValueError) as err:
+        raise errors.ValidationError(
+            f"{where} ({doc['kind']}/{name})", f"malformed {doc['kind']}: {_why(err)}"
+        ) from err
+
+
+def _why(err: Exception) -> str:
+    return f"{type(err).__name__}: {err}"

@@ -19,6 +19,8 @@ Causes are kept with ``raise ... from err``. Import this module, not the names.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "ConfigError",
     "CreateError",
@@ -63,7 +65,15 @@ class ProviderError(NodesmithError):
 
 
 class InsufficientCapacityError(ProviderError):
-    """Raised by ``create`` when no offering of the NodeClaim could be launched right now."""
+    """Raised by ``create`` when no offering of the NodeClaim could be launched right now.
+
+    ``offerings`` lists the (instance type, zone, capacity type) offerings the launch tried and found
+    without capacity, when the provider knows them (empty otherwise); the core reads their capacity types
+    to back off a NodePool whose launches keep failing."""
+
+    def __init__(self, *args: object, offerings: Iterable[tuple[str, str, str]] = ()) -> None:
+        super().__init__(*args)
+        self.offerings = tuple(offerings)
 
 
 class NodeClaimNotFoundError(ProviderError):

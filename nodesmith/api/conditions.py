@@ -58,6 +58,8 @@ class ConditionType:
     NODE_REGISTRATION_HEALTHY: Final = "NodeRegistrationHealthy"
     DISRUPTION_BUDGETS_VALID: Final = "DisruptionBudgetsValid"
     """nodesmith's, informational: False while a budget schedule cannot be evaluated (Karpenter only logs)."""
+    CAPACITY_AVAILABLE: Final = "CapacityAvailable"
+    """Informational (not part of ``Ready``): False while the pool is backed off for want of capacity."""
 
 
 CONDITION_SCHEMA: Final = schema.obj(

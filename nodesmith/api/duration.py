@@ -13,9 +13,18 @@ from datetime import timedelta
 from fractions import Fraction
 from typing import Final
 
-__all__ = ["NEVER", "DurationError", "format_duration", "parse_duration", "parse_nillable_duration"]
+__all__ = [
+    "MAX_NANOS",
+    "NEVER",
+    "DurationError",
+    "format_duration",
+    "parse_duration",
+    "parse_nillable_duration",
+]
 
 NEVER: Final = "Never"
+MAX_NANOS: Final = 2**63 - 1
+"""The longest duration Go can hold (about 292 years): longer ones are refused, as Go refuses them."""
 
 _UNIT_NANOS: Final = {
     "ns": 1,
@@ -56,6 +65,9 @@ def parse_duration(value: str) -> timedelta:
         position = match.end()
     if position != len(text):
         raise DurationError(f"{value!r} is not a duration (expected e.g. 30s, 1h30m, 720h)")
+    if nanos > MAX_NANOS:
+        # Go's time.ParseDuration refuses the same (an int64 of nanoseconds); timedelta would overflow later
+        raise DurationError(f"{value!r} is out of range (at most 2562047h, about 292 years)")
     micros = sign * nanos / 1000
     return timedelta(microseconds=int(micros))
 

@@ -30,6 +30,7 @@ from nodesmith.reconcilers import (
     termination,
 )
 from nodesmith.reconcilers import disruption as disruption_loop
+from nodesmith.state import capacity_backoff
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["Collaborators", "build"]
@@ -60,6 +61,7 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
     queue = orchestration.Orchestrator(
         c.kube, c.state, c.events, c.clock, min_timeout=c.disruption.queue_timeout
     )
+    backoff = capacity_backoff.CapacityBackoff()
     reconcilers: list[Reconciler] = [
         provisioner.Provisioner(
             kube=c.kube,
@@ -70,12 +72,15 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
             clock=c.clock,
             batch_idle=c.batch_idle,
             batch_max=c.batch_max,
+            backoff=backoff,
         ),
-        lifecycle.LifecycleReconciler(c.kube, c.state, provider, c.events, c.clock),
+        lifecycle.LifecycleReconciler(c.kube, c.state, provider, c.events, c.clock, backoff=backoff),
         nodeclaim_termination.NodeClaimTerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
         termination.TerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
         garbagecollection.GarbageCollector(c.kube, c.state, provider, c.events, c.clock),
-        nodepool_status.NodePoolStatusReconciler(c.kube, c.state, c.clock, budget_history=queue.history),
+        nodepool_status.NodePoolStatusReconciler(
+            c.kube, c.state, c.clock, budget_history=queue.history, backoff=backoff
+        ),
         cost.CostReconciler(c.state, provider, c.plugins),
         interruption.Interruption(
             c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance

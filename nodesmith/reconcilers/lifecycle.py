@@ -34,6 +34,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
 from nodesmith.reconcilers.queues import WorkQueue
+from nodesmith.state import capacity_backoff
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["LAUNCH_CACHE_TTL", "LifecycleReconciler"]
@@ -78,6 +79,11 @@ class LifecycleReconciler:
     _deleted: dict[str, dt.datetime] = attrs.field(init=False, factory=dict)
     """NodeClaim UID → until when to ignore it: deleted by this reconciler, though the state may not show it
     yet. Without this, a pass queued before the deletion reached the state would launch the claim again."""
+    backoff: capacity_backoff.CapacityBackoff = attrs.field(
+        kw_only=True, factory=capacity_backoff.CapacityBackoff
+    )
+    """Where insufficient-capacity failures and successful launches are counted per NodePool (shared with
+    the provisioner and ``nodepool.status``)."""
     queue: WorkQueue[str] = attrs.field(init=False)
 
     @queue.default
@@ -171,6 +177,7 @@ class LifecycleReconciler:
                 await self._publish(
                     claim, events.WARNING, "InsufficientCapacityError", f"NodeClaim {claim.name} event: {err}"
                 )
+                self._record_insufficient_capacity(claim, err, now)
                 await self._delete(claim, "insufficient_capacity", str(err))
                 return _Launch(None)
             except errors.NodeClassNotReadyError as err:
@@ -182,10 +189,31 @@ class LifecycleReconciler:
             self._launches[uid] = (launched, now + LAUNCH_CACHE_TTL)
         self._launch_failures.pop(uid, None)
         hydrated = lifecycle_checks.hydrate(claim, launched).with_condition(Condition.LAUNCHED, True, now=now)
+        launched_type = hydrated.metadata.labels.get(labels.LABEL_CAPACITY_TYPE)
+        if claim.nodepool_name and launched_type:
+            self.backoff.record_success(claim.nodepool_name, launched_type)
         written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
         metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
         await self._publish(written, events.NORMAL, "Launched", f"Launched {hydrated.status.provider_id}")
         return _Launch(written)
+
+    def _record_insufficient_capacity(
+        self, claim: api_nodeclaim.NodeClaim, err: errors.InsufficientCapacityError, now: dt.datetime
+    ) -> None:
+        """Count the failure against the capacity types it covered, which may back the NodePool off: those
+        of the failed offerings the provider reported, else the NodeClaim's only capacity type. A provider
+        that does not say which of several capacity types failed counts against none (its own memory of
+        failed offerings still steers the next launch), so a spot shortage never backs off on-demand."""
+        if not claim.nodepool_name:
+            return
+        allowed = claim.requirements.get(labels.LABEL_CAPACITY_TYPE)
+        covered = {capacity_type for _, _, capacity_type in err.offerings} or {
+            capacity_type for capacity_type in capacity_backoff.CAPACITY_TYPES if allowed.has(capacity_type)
+        }
+        if not err.offerings and len(covered) != 1:
+            return
+        for backoff in self.backoff.record_failure(claim.nodepool_name, covered, str(err)[:256], now):
+            log.warning("nodepool %s: %s", backoff.nodepool, backoff.message())
 
     async def _launch_failed(
         self, claim: api_nodeclaim.NodeClaim, now: dt.datetime, status: Status, reason: str, message: str

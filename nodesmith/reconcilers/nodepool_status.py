@@ -1,7 +1,9 @@
 """``nodepool.status``: a NodePool's status -- ``ValidationSucceeded`` (what the CRD schema cannot check,
 `nodesmith.api.nodepool.runtime_errors`), ``NodeClassReady`` (its NodeClass exists and is not un-Ready),
-the ``Ready`` they add up to, ``DisruptionBudgetsValid`` (informational, False while a budget schedule
-cannot be evaluated and disruption therefore fails closed), and the counter (``status.resources``: the capacity of its nodes plus
+the ``Ready`` they add up to, two informational conditions -- ``DisruptionBudgetsValid`` (False while a
+budget schedule cannot be evaluated and disruption therefore fails closed) and ``CapacityAvailable``
+(False, with until when, while the pool is backed off for want of capacity:
+`nodesmith.state.capacity_backoff`) -- and the counter (``status.resources``: the capacity of its nodes plus
 ``nodes``; ``status.nodes``).
 
 Fed by the cluster state: `statepoll` enqueues a NodePool when it changes, and every pool is recounted
@@ -29,6 +31,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.reconcilers import statepoll
 from nodesmith.reconcilers.queues import WorkQueue
+from nodesmith.state import capacity_backoff
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
@@ -81,6 +84,8 @@ class NodePoolStatusReconciler:
     poll_interval: float = statepoll.DEFAULT_INTERVAL
     budget_history: Callable[[], Sequence[budgets.Started]] = tuple
     """Disruptions started lately (the orchestrator's), so time-window budgets show their use."""
+    backoff: capacity_backoff.CapacityBackoff = attrs.field(factory=capacity_backoff.CapacityBackoff)
+    """NodePools backed off for want of capacity (fed by the NodeClaim lifecycle), shown in their status."""
     queue: WorkQueue[str] = attrs.field(init=False)
 
     @queue.default
@@ -108,9 +113,10 @@ class NodePoolStatusReconciler:
     async def _reconcile(self, name: str) -> float | None:
         snapshot = self.state.snapshot()
         pool = snapshot.nodepools.get(name)
-        # 1. gone → nothing to do (the usage of NodePools gone is no longer reported)
+        # 1. gone → nothing to do (its usage is no longer reported, its capacity backoff forgotten)
         metrics.NODEPOOLS_USAGE.retain("nodepool", snapshot.nodepools)
         if pool is None:
+            self.backoff.forget([name])
             return None
         now = self.clock()
         updated = pool
@@ -142,7 +148,22 @@ class NodePoolStatusReconciler:
         updated = updated.with_condition(
             Condition.NODE_CLASS_READY, status, now=now, reason=reason, message=message
         )
-        # 4. counter, once every Node and NodeClaim is known (a partial count would under-report limits)
+        # 4. capacity: a backoff in force shows as CapacityAvailable=False, with until when; gone once over
+        active = self.backoff.active(now, name)
+        if active:
+            updated = updated.with_condition(
+                Condition.CAPACITY_AVAILABLE,
+                False,
+                now=now,
+                reason="InsufficientCapacity",
+                message="; ".join(backoff.message() for backoff in active),
+            )
+        elif updated.condition(Condition.CAPACITY_AVAILABLE) is not None:
+            cleared = api_nodepool.CONDITION_TYPES.clear(
+                updated.status.conditions, Condition.CAPACITY_AVAILABLE
+            )
+            updated = attrs.evolve(updated, status=attrs.evolve(updated.status, conditions=cleared))
+        # 5. counter, once every Node and NodeClaim is known (a partial count would under-report limits)
         if self.state.synced():
             used = snapshot.nodepool_resources(name)
             totals = dict.fromkeys(BASE_RESOURCES, 0) | used
@@ -153,7 +174,7 @@ class NodePoolStatusReconciler:
                 metrics.NODEPOOLS_USAGE.put(value / 1000, {"nodepool": name, "resource_type": resource})
             evaluated = tuple(budgets.evaluated_budgets(pool, snapshot.nodes, now, self.budget_history()))
             updated = attrs.evolve(updated, status=attrs.evolve(updated.status, disruption_budgets=evaluated))
-        # 5. write the status when it changed; recount after RESYNC
+        # 6. write the status when it changed; recount after RESYNC
         if updated.status != pool.status:
             await self.kube.update_status(
                 resources.NODEPOOLS,

@@ -2,11 +2,12 @@
 
 A singleton loop. It hears of provisionable pods through the cluster state's subscription, batches them
 (Karpenter's window: 1 s idle, 10 s max), waits for the synced gate, snapshots the state, reads instance
-types per NodePool from the provider (through the plugins' adjusters), runs the pure scheduling engine in a
+types per NodePool from the provider (through the plugins' adjusters) less the capacity types of pools
+backed off for want of capacity (`nodesmith.state.capacity_backoff`), runs the pure scheduling engine in a
 worker thread with a one-minute deadline, and writes the decision: NodeClaims created (and inserted into
 the state at once, so the next batch cannot launch them twice), existing nodes nominated, ``Nominated`` and
-``FailedScheduling`` events on the pods. The last decision is kept for ``explain`` and handed to the
-plugins' decision observers.
+``FailedScheduling`` (and, for pods sent past a backed-off pool, ``NodePoolBackedOff``) events on the
+pods. The last decision is kept for ``explain`` and handed to the plugins' decision observers.
 
 It never binds pods: kube-scheduler does, once the new node is Ready.
 """
@@ -35,7 +36,7 @@ from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers.queues import Batcher
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.scheduling import results, scheduler
-from nodesmith.state import simulation
+from nodesmith.state import capacity_backoff, simulation
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
@@ -102,6 +103,8 @@ class Provisioner:
     batch_idle: dt.timedelta
     batch_max: dt.timedelta
     name: str = "provisioner"
+    backoff: capacity_backoff.CapacityBackoff = attrs.field(factory=capacity_backoff.CapacityBackoff)
+    """NodePools backed off for want of capacity (fed by the NodeClaim lifecycle)."""
     last_decision: Decision | None = attrs.field(init=False, default=None)
     _batcher: Batcher = attrs.field(init=False)
 
@@ -152,17 +155,24 @@ class Provisioner:
         instance_types, skipped = await self.plugins.instance_types(
             self.provider, simulation.usable_nodepools(snapshot)
         )
-        # 4. Solve off the event loop, bounded by a deadline.
+        # 4. A NodePool backed off for want of capacity: its backed-off capacity types are excluded, so the
+        #    pods go to the next NodePool by weight (a pool left with nothing to offer sits this run out).
+        backoffs = self.backoff.active(self.clock())
+        instance_types = capacity_backoff.restrict(instance_types, backoffs)
+        for backoff in backoffs:
+            if not any(it.available_offerings() for it in instance_types.get(backoff.nodepool, ())):
+                skipped = {**skipped, backoff.nodepool: backoff.message()}
+        # 5. Solve off the event loop, bounded by a deadline.
         sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
         deadline_at = time.monotonic() + SOLVE_TIMEOUT
         outcome = await anyio.to_thread.run_sync(
             lambda: scheduler.solve(sim_input, deadline=lambda: time.monotonic() > deadline_at)
         )
         metrics.SCHEDULING_DURATION.record(time.monotonic() - started)
-        # 5. Write: NodeClaims, nominations, events.
+        # 6. Write: NodeClaims, nominations, events.
         created = await self._create_nodeclaims(outcome.new_nodeclaims, snapshot)
         self._nominate_existing(outcome, snapshot)
-        await self._publish_events(outcome, created, pods)
+        await self._publish_events(outcome, created, pods, backoffs)
         decision = Decision(
             self.clock(),
             len(pods),
@@ -233,10 +243,30 @@ class Provisioner:
                 self.state.nominate(key, until)
 
     async def _publish_events(
-        self, outcome: results.Results, created: Sequence[str], pods: Sequence[Mapping[str, Any]]
+        self,
+        outcome: results.Results,
+        created: Sequence[str],
+        pods: Sequence[Mapping[str, Any]],
+        backoffs: Sequence[capacity_backoff.Backoff] = (),
     ) -> None:
         by_uid = {str((p.get("metadata") or {}).get("uid")): p for p in pods}
         notes: list[tuple[Mapping[str, Any], str, str, str]] = []
+        # Pods sent elsewhere (or nowhere) while a pool is backed off are told why they did not get it.
+        elsewhere = {
+            backoff: [
+                *(
+                    ref.uid
+                    for claim in outcome.new_nodeclaims
+                    if claim.nodepool != backoff.nodepool
+                    for ref in claim.pods
+                ),
+                *outcome.pod_errors,
+            ]
+            for backoff in backoffs
+        }
+        for backoff, uids in elsewhere.items():
+            message = f"NodePool {backoff.nodepool}: {backoff.message()}; trying the next NodePool by weight"
+            notes += [(by_uid[uid], "Warning", "NodePoolBackedOff", message) for uid in uids if uid in by_uid]
         for name, claim in zip(created, outcome.new_nodeclaims, strict=False):
             for ref in claim.pods:
                 pod = by_uid.get(ref.uid)

@@ -119,8 +119,7 @@ class SnapshotFile:
         if not isinstance(objects, list) or not all(isinstance(o, Mapping) for o in objects):
             raise errors.ValidationError("objects", "must be a list of Kubernetes objects")
         for index, obj in enumerate(objects):
-            if not isinstance(obj.get("metadata"), Mapping) or not (obj.get("metadata") or {}).get("name"):
-                raise errors.ValidationError(f"objects[{index}]", "needs metadata.name")
+            _check_metadata(obj, f"objects[{index}]")
             resource_of(obj)
         raw_types = d.get("instanceTypes") or {}
         if not isinstance(raw_types, Mapping):
@@ -202,6 +201,28 @@ class SnapshotFile:
 
 _LOADER: Any = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _DUMPER: Any = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+
+
+def _check_metadata(obj: Obj, where: str) -> None:
+    """What the API server guarantees of every object's metadata, which a hand-edited file may break:
+    a string name (and namespace), string-to-string labels and annotations. Raises `errors.ValidationError`."""
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, Mapping) or not metadata.get("name"):
+        raise errors.ValidationError(where, "needs metadata.name")
+    for field in ("name", "namespace", "uid", "resourceVersion"):
+        if metadata.get(field) is not None and not isinstance(metadata[field], str):
+            raise errors.ValidationError(f"{where}.metadata.{field}", "must be a string")
+    for field in ("labels", "annotations"):
+        values = metadata.get(field)
+        if values is None:
+            continue
+        if not isinstance(values, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in values.items()
+        ):
+            raise errors.ValidationError(f"{where}.metadata.{field}", "must map strings to strings")
+    for field in ("spec", "status"):
+        if obj.get(field) is not None and not isinstance(obj[field], Mapping):
+            raise errors.ValidationError(f"{where}.{field}", "must be an object")
 
 
 def _class_ref(obj: Obj) -> Any:

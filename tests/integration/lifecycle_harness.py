@@ -19,7 +19,6 @@ import anyio
 import attrs
 
 from nodesmith.api import labels
-from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
@@ -33,7 +32,7 @@ from nodesmith.reconcilers import (
     nodepool_status,
     termination,
 )
-from nodesmith.state import ClusterState, Informers
+from nodesmith.state import ClusterState, Informers, capacity_backoff
 from nodesmith_kwok import provider as kwok_provider
 
 Obj = dict[str, typing.Any]
@@ -72,7 +71,8 @@ class Harness:
 
     def __attrs_post_init__(self) -> None:
         args = (self.kube, self.state, self.provider, self.events, self.clock)
-        self.lifecycle = lifecycle.LifecycleReconciler(*args, poll_interval=0.2)
+        backoff = capacity_backoff.CapacityBackoff()  # shared, as the composition root shares it
+        self.lifecycle = lifecycle.LifecycleReconciler(*args, poll_interval=0.2, backoff=backoff)
         self.nodeclaim_termination = nodeclaim_termination.NodeClaimTerminationReconciler(
             *args, poll_interval=0.2
         )
@@ -81,7 +81,7 @@ class Harness:
             *args, interval=0.5, orphan_grace=dt.timedelta(0), launch_grace=dt.timedelta(0)
         )
         self.nodepool_status = nodepool_status.NodePoolStatusReconciler(
-            self.kube, self.state, self.clock, resync=0.5, poll_interval=0.2
+            self.kube, self.state, self.clock, resync=0.5, poll_interval=0.2, backoff=backoff
         )
 
     def start(self, *names: str) -> None:
@@ -107,8 +107,11 @@ async def running(kube: KubeClient) -> collections.abc.AsyncIterator[Harness]:
     clock = FakeClock()
     state = ClusterState(clock=clock, node_classes=[kwok_provider.NODE_CLASSES])
     informers = Informers.for_state(kube, state, node_classes=[kwok_provider.NODE_CLASSES])
+    # the kwok provider's insufficient-capacity memory runs on the same fake clock as the reconcilers
     provider = instrumented.InstrumentedProvider(
-        manager.Plugins.load().cloud_provider("kwok", ProviderContext(cluster_name="test", kube=kube))
+        kwok_provider.KWOKProvider(
+            ProviderContext(cluster_name="test", kube=kube), clock=lambda: clock().timestamp()
+        )
     )
     async with anyio.create_task_group() as group:
         await group.start(informers.run)

@@ -1,6 +1,6 @@
 """The kwok provider against the real control plane: launched Nodes are real Node objects that the kwok
 controller turns Ready; get/list/delete follow the provider contract; injected insufficient capacity
-marks the offering unavailable."""
+is skipped the way a fleet request skips pools without capacity, and marks what failed unavailable."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ from nodesmith.cloudprovider.protocol import ProviderContext
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
+from nodesmith_kwok import catalogue
 from nodesmith_kwok import provider as kwok_provider
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -43,10 +44,16 @@ async def node_class(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
         await kube.delete(kwok_provider.NODE_CLASSES, name)
 
 
-def claim(name: str, node_class: str, *instance_types: str, zone: str | None = None) -> nodeclaim.NodeClaim:
+def claim(
+    name: str,
+    node_class: str,
+    *instance_types: str,
+    zone: str | None = None,
+    capacity_types: collections.abc.Sequence[str] = ("spot", "on-demand"),
+) -> nodeclaim.NodeClaim:
     reqs: list[dict[str, typing.Any]] = [
         {"key": labels.LABEL_INSTANCE_TYPE, "operator": "In", "values": list(instance_types)},
-        {"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["spot", "on-demand"]},
+        {"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": list(capacity_types)},
     ]
     if zone:
         reqs.append({"key": labels.LABEL_ZONE, "operator": "In", "values": [zone]})
@@ -99,11 +106,8 @@ async def test_create_launches_a_node_that_kwok_makes_ready(kube: KubeClient, no
     assert f"kwok://{name}" not in {c.status.provider_id for c in await kwok.list()}
 
 
-async def test_injected_insufficient_capacity_marks_the_offering_unavailable(
-    kube: KubeClient, node_class: str
-) -> None:
-    kwok = provider(kube)
-    pool = nodepool.NodePool.from_dict(
+def pool_of(node_class: str) -> nodepool.NodePool:
+    return nodepool.NodePool.from_dict(
         {
             "apiVersion": "nodesmith.io/v1",
             "kind": "NodePool",
@@ -122,18 +126,84 @@ async def test_injected_insufficient_capacity_marks_the_offering_unavailable(
             },
         }
     )
+
+
+async def unavailable_offerings(kwok: typing.Any, node_class: str) -> set[tuple[str, str, str]]:
+    return {
+        (it.name, o.zone, o.capacity_type)
+        for it in await kwok.get_instance_types(pool_of(node_class))
+        for o in it.offerings
+        if not o.available
+    }
+
+
+@pytest.fixture
+async def spot_exhausted(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
+    """A KWOKNodeClass whose every spot offering fails with insufficient capacity."""
+    name = f"kwok-{uuid.uuid4().hex[:6]}"
+    await kube.create(
+        kwok_provider.NODE_CLASSES,
+        {"metadata": {"name": name}, "spec": {"insufficientCapacity": [{"capacityType": "spot"}]}},
+    )
+    yield name
+    with contextlib.suppress(kube_errors.NotFoundError):
+        await kube.delete(kwok_provider.NODE_CLASSES, name)
+
+
+async def test_launch_skips_offerings_without_capacity_like_a_fleet_request(
+    kube: KubeClient, node_class: str
+) -> None:
+    kwok = provider(kube)
     name = f"nc-{uuid.uuid4().hex[:6]}"
-    with pytest.raises(errors.InsufficientCapacityError, match="c-2x-amd64-linux in test-zone-a"):
-        await kwok.create(claim(name, node_class, "c-2x-amd64-linux", zone="test-zone-a"))
-
-    types = {it.name: it for it in await kwok.get_instance_types(pool)}
-    unavailable = [(o.zone, o.capacity_type) for o in types["c-2x-amd64-linux"].offerings if not o.available]
-    assert unavailable == [("test-zone-a", "spot")]
-
-    retried = await kwok.create(claim(name, node_class, "c-2x-amd64-linux", zone="test-zone-a"))
-    assert retried.metadata.labels[labels.LABEL_CAPACITY_TYPE] == "on-demand"
+    # the cheapest offering (spot in zone a) has no capacity: the same launch takes the next one
+    launched = await kwok.create(claim(name, node_class, "c-2x-amd64-linux", zone="test-zone-a"))
+    assert launched.metadata.labels[labels.LABEL_CAPACITY_TYPE] == "on-demand"
+    assert launched.metadata.labels[labels.LABEL_ZONE] == "test-zone-a"
+    assert await unavailable_offerings(kwok, node_class) == {("c-2x-amd64-linux", "test-zone-a", "spot")}
     with pytest.raises(errors.NodeClaimNotFoundError):
-        await kwok.delete(retried)
+        await kwok.delete(launched)
+
+
+async def test_launch_takes_the_cheapest_offering_with_capacity_across_types_and_zones(
+    kube: KubeClient, node_class: str
+) -> None:
+    kwok = provider(kube)
+    types = ("c-2x-amd64-linux", "c-4x-amd64-linux", "m-2x-amd64-linux")
+    offered = {it.name: it for it in catalogue.build_catalogue()}
+    with_capacity = sorted(
+        (o.price, name, o.zone, o.capacity_type)
+        for name in types
+        for o in offered[name].offerings
+        if (name, o.zone, o.capacity_type) != ("c-2x-amd64-linux", "test-zone-a", "spot")
+    )
+    _, cheapest_type, cheapest_zone, cheapest_capacity = with_capacity[0]
+    name = f"nc-{uuid.uuid4().hex[:6]}"
+    launched = await kwok.create(claim(name, node_class, *types))
+    assert launched.metadata.labels[labels.LABEL_INSTANCE_TYPE] == cheapest_type
+    assert launched.metadata.labels[labels.LABEL_ZONE] == cheapest_zone
+    assert launched.metadata.labels[labels.LABEL_CAPACITY_TYPE] == cheapest_capacity
+    with pytest.raises(errors.NodeClaimNotFoundError):
+        await kwok.delete(launched)
+
+
+async def test_a_launch_without_capacity_reports_and_marks_every_offering_it_tried(
+    kube: KubeClient, spot_exhausted: str
+) -> None:
+    now = [1000.0]
+    kwok = kwok_provider.KWOKProvider(ProviderContext(cluster_name="test", kube=kube), clock=lambda: now[0])
+    types = ("c-1x-amd64-linux", "c-2x-amd64-linux")
+    spot_only = claim(f"nc-{uuid.uuid4().hex[:6]}", spot_exhausted, *types, capacity_types=("spot",))
+    every_spot = {(t, z, "spot") for t in types for z in catalogue.ZONES}
+
+    with pytest.raises(errors.InsufficientCapacityError, match="all 8 offerings") as raised:
+        await kwok.create(spot_only)
+    assert set(raised.value.offerings) == every_spot
+    assert await unavailable_offerings(kwok, spot_exhausted) == every_spot  # one failure covers them all
+    with pytest.raises(errors.InsufficientCapacityError, match="no available kwok offering"):
+        await kwok.create(spot_only)  # nothing left to try: no second round of failures
+
+    now[0] += kwok_provider.ICE_TTL + 1  # the unavailable-offerings cache expires through the clock
+    assert await unavailable_offerings(kwok, spot_exhausted) == set()
 
 
 async def test_missing_node_class_is_not_ready(kube: KubeClient) -> None:

@@ -113,10 +113,10 @@ async def test_insufficient_capacity_deletes_the_nodeclaim(kube: KubeClient) -> 
 async def test_a_pass_on_a_stale_state_does_not_launch_a_nodeclaim_deleted_for_insufficient_capacity(
     kube: KubeClient,
 ) -> None:
-    # only the cheapest offering fails: a second launch of the same NodeClaim would succeed on another one
-    # and leave a Node that no NodeClaim owns once the deleted NodeClaim is finalized
-    cheapest = {"instanceType": "c-1x-amd64-linux", "zone": "test-zone-a", "capacityType": "on-demand"}
-    node_class = await h.make_node_class(kube, h.unique("kwok"), {"insufficientCapacity": [cheapest]})
+    # every offering of the NodeClaim fails, then capacity comes back: a second launch of the same NodeClaim
+    # would succeed and leave a Node that no NodeClaim owns once the deleted NodeClaim is finalized
+    every = {"instanceType": "c-1x-amd64-linux", "capacityType": "on-demand"}
+    node_class = await h.make_node_class(kube, h.unique("kwok"), {"insufficientCapacity": [every]})
     name = h.unique("nc")
     try:
         async with h.running(kube) as harness:
@@ -127,6 +127,12 @@ async def test_a_pass_on_a_stale_state_does_not_launch_a_nodeclaim_deleted_for_i
             assert deleted is not None
             assert deleted["metadata"].get("deletionTimestamp")
 
+            await kube.merge_patch(
+                kwok_provider.NODE_CLASSES, node_class, {"spec": {"insufficientCapacity": []}}
+            )
+            harness.clock.advance(
+                dt.timedelta(seconds=kwok_provider.ICE_TTL + 1)
+            )  # the failed offerings are available again
             # a lagging informer: the state still shows the NodeClaim as it was before the deletion
             stale = {**deleted, "metadata": {**deleted["metadata"]}}
             del stale["metadata"]["deletionTimestamp"]

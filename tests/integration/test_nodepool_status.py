@@ -12,6 +12,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.reconcilers import nodepool_status
 from nodesmith.runtime import telemetry
+from nodesmith.state import capacity_backoff
 from nodesmith_kwok import provider as kwok_provider
 from tests.integration import lifecycle_harness as h
 
@@ -166,6 +167,45 @@ async def test_a_budget_schedule_karpenters_cron_parser_rejects_fails_closed_and
             }
     finally:
         await h.delete_quietly(kube, resources.NODEPOOLS, pool)
+
+
+async def test_a_pool_whose_launches_keep_failing_shows_its_capacity_backoff_until_it_ends(
+    kube: KubeClient,
+) -> None:
+    exhausted = await h.make_node_class(kube, h.unique("kwok"), {"insufficientCapacity": [{}]})
+    pool = h.unique("pool")
+    claims = [h.unique("nc") for _ in range(capacity_backoff.FAILURE_THRESHOLD)]
+    await kube.create(resources.NODEPOOLS, nodepool(pool, exhausted))
+    try:
+        async with h.running(kube) as harness:
+            harness.start("nodepool_status", "lifecycle", "nodeclaim_termination")
+            for claim in claims:  # on-demand NodeClaims of the pool, each failing with insufficient capacity
+                await kube.create(resources.NODECLAIMS, h.nodeclaim_manifest(claim, exhausted, nodepool=pool))
+            status = await h.eventually(
+                lambda: _status(
+                    kube, pool, lambda s: h.condition({"status": s}, "CapacityAvailable") is not None
+                ),
+                "CapacityAvailable",
+            )
+            condition = h.condition({"status": status}, "CapacityAvailable")
+            assert condition is not None
+            assert (condition["status"], condition["reason"]) == ("False", "InsufficientCapacity")
+            assert "on-demand capacity backed off until" in condition["message"]
+            assert f"after {len(claims)} launches failed" in condition["message"]
+            assert h.is_true({"status": status}, "Ready")  # informational: the pool itself is fine
+
+            harness.clock.advance(capacity_backoff.BASE_BACKOFF)  # the backoff is over: the condition goes
+            await h.eventually(
+                lambda: _status(
+                    kube, pool, lambda s: h.condition({"status": s}, "CapacityAvailable") is None
+                ),
+                "CapacityAvailable cleared",
+            )
+    finally:
+        for claim in claims:
+            await h.delete_quietly(kube, resources.NODECLAIMS, claim)
+        await h.delete_quietly(kube, resources.NODEPOOLS, pool)
+        await h.delete_quietly(kube, kwok_provider.NODE_CLASSES, exhausted)
 
 
 async def _status(

@@ -4,16 +4,19 @@ Built by the plugin's ``nodesmith_cloud_provider`` hook; called by the NodeClaim
 termination (delete), garbage collection (list/get) and the provisioner (instance types). It talks only
 to the Kubernetes API through ``nodesmith.kube``.
 
-``create`` picks, among the NodeClaim's instance types, the cheapest available offering compatible with its
-requirements (ties broken by instance-type name, then zone, so launches are reproducible), and creates a
+``create`` launches like EC2 CreateFleet with the NodeClaim's whole flexible set of offerings (every
+available offering of its instance types compatible with its requirements): it takes the cheapest one that
+has capacity (ties broken by instance-type name, then zone, so launches are reproducible), and creates a
 Node named after the NodeClaim — which makes a repeated ``create`` for the same NodeClaim find the Node it
 already made instead of launching twice. The Node carries the kwok annotation (so the kwok controller
 manages it), the ``nodesmith.io/unregistered:NoExecute`` taint, the offering's labels, capacity and
 allocatable, and providerID ``kwok://<node name>``.
 
-Insufficient capacity is injected through the KWOKNodeClass (``spec.insufficientCapacity``): launching such
-an offering fails with ``InsufficientCapacityError`` and the offering is reported unavailable for
-``ICE_TTL``, so the next simulation picks another one — the same path a cloud's capacity errors take. A
+Insufficient capacity is injected through the KWOKNodeClass (``spec.insufficientCapacity``): such offerings
+are skipped, as a fleet request skips pools without capacity, and every one of them the launch tried is
+reported unavailable for ``ICE_TTL`` — the same path a cloud's capacity errors take. Only when none of the
+set has capacity does ``create`` fail, with ``InsufficientCapacityError`` listing every failed offering, so
+one failed launch rules out everything it covered instead of one offering at a time. A
 spot interruption warning marks the interrupted node's spot offering unavailable the same way.
 
 Unlike Karpenter's kwok provider (whose ``Delete`` deletes the NodeClaim object), ``delete`` deletes the
@@ -25,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
@@ -32,6 +36,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 import anyio
+import attrs
 
 from nodesmith import errors
 from nodesmith.api import labels, nodeclaim, nodepool, quantity
@@ -175,7 +180,7 @@ class KWOKProvider:
                 out.append(it)
                 continue
             offerings = tuple(
-                Offering(o.requirements, o.price, available=False)
+                attrs.evolve(o, available=False)
                 if (it.name, o.zone, o.capacity_type) in self._unavailable
                 else o
                 for o in it.offerings
@@ -210,16 +215,31 @@ class KWOKProvider:
         if existing is not None:
             return self._to_nodeclaim(existing)
         reqs = claim.requirements
-        choice = self._choose(reqs)
-        if choice is None:
+        candidates = self._candidates(reqs)
+        if not candidates:
             raise errors.InsufficientCapacityError(
                 f"no available kwok offering satisfies the requirements of NodeClaim {claim.name}"
             )
-        it, offering = choice
-        if node_class.launch_fails(it.name, offering.zone, offering.capacity_type):
-            self._unavailable[(it.name, offering.zone, offering.capacity_type)] = self._clock() + ICE_TTL
-            raise errors.InsufficientCapacityError(
-                f"insufficient capacity for {it.name} in {offering.zone} ({offering.capacity_type})"
+        failed = [
+            (it.name, o.zone, o.capacity_type)
+            for it, o in itertools.takewhile(
+                lambda pair: node_class.launch_fails(pair[0].name, pair[1].zone, pair[1].capacity_type),
+                candidates,
+            )
+        ]
+        until = self._clock() + ICE_TTL
+        self._unavailable.update(dict.fromkeys(failed, until))
+        if len(failed) == len(candidates):
+            raise errors.InsufficientCapacityError(_ice_message(claim.name, failed), offerings=failed)
+        it, offering = candidates[len(failed)]
+        if failed:
+            log.info(
+                "NodeClaim %s: %d cheaper offerings had no capacity; launching %s in %s (%s)",
+                claim.name,
+                len(failed),
+                it.name,
+                offering.zone,
+                offering.capacity_type,
             )
         if node_class.registration_delay:
             await anyio.sleep(node_class.registration_delay.total_seconds())
@@ -234,19 +254,18 @@ class KWOKProvider:
             )
         return self._to_nodeclaim(created)
 
-    def _choose(self, reqs: Requirements) -> tuple[InstanceType, Offering] | None:
+    def _candidates(self, reqs: Requirements) -> list[tuple[InstanceType, Offering]]:
+        """The fleet request: every available offering compatible with ``reqs``, cheapest first."""
         wanted = reqs.get(labels.LABEL_INSTANCE_TYPE)
-        best: tuple[float, str, str, InstanceType, Offering] | None = None
-        for it in self._with_availability():
-            if not wanted.has(it.name) or not it.requirements.intersects(reqs):
-                continue
-            for offering in it.offerings:
-                if not offering.available or not offering.is_compatible(reqs):
-                    continue
-                key = (offering.price, it.name, offering.zone, it, offering)
-                if best is None or key[:3] < best[:3]:
-                    best = key
-        return None if best is None else (best[3], best[4])
+        found = [
+            (it, offering)
+            for it in self._with_availability()
+            if wanted.has(it.name) and it.requirements.intersects(reqs)
+            for offering in it.offerings
+            if offering.available and offering.is_compatible(reqs)
+        ]
+        found.sort(key=lambda pair: (pair[1].price, pair[0].name, pair[1].zone, pair[1].capacity_type))
+        return found
 
     def _node(
         self, claim: nodeclaim.NodeClaim, it: InstanceType, offering: Offering, reqs: Requirements
@@ -361,6 +380,12 @@ class KWOKProvider:
     async def is_drifted(self, claim: nodeclaim.NodeClaim) -> str | None:
         """kwok instances never drift on their own."""
         return None
+
+
+def _ice_message(claim: str, failed: Sequence[tuple[str, str, str]], shown: int = 5) -> str:
+    listed = ", ".join(f"{name} in {zone} ({capacity_type})" for name, zone, capacity_type in failed[:shown])
+    more = f" and {len(failed) - shown} more" if len(failed) > shown else ""
+    return f"insufficient capacity for all {len(failed)} offerings of NodeClaim {claim}: {listed}{more}"
 
 
 def _node_name(provider_id: str) -> str:

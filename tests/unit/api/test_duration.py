@@ -61,3 +61,13 @@ def test_format_duration_is_compact(value: timedelta, text: str) -> None:
 @given(st.timedeltas(min_value=timedelta(0), max_value=timedelta(days=10_000)))
 def test_format_then_parse_round_trips(value: timedelta) -> None:
     assert duration.parse_duration(duration.format_duration(value)) == value
+
+
+@pytest.mark.parametrize("text", ["2562048h", "24000000000000h", "9223372036854775808ns", "-2562048h"])
+def test_parse_duration_refuses_what_go_cannot_hold_instead_of_overflowing(text: str) -> None:
+    with pytest.raises(duration.DurationError, match="out of range"):
+        duration.parse_duration(text)
+
+
+def test_the_longest_go_duration_still_parses() -> None:
+    assert duration.parse_duration("2562047h") == timedelta(hours=2562047)
