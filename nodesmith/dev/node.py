@@ -132,9 +132,7 @@ class RealNode:
             ["containerd", "--config", str(self._containerd_config())],
             env={**os.environ, "HTTP_PROXY": CLOSED_PROXY, "HTTPS_PROXY": CLOSED_PROXY, "NO_PROXY": ""},
         )
-        self._wait(
-            containerd, deadline, "containerd answering", lambda: self.ctr("version", check=False) != ""
-        )
+        self._wait(containerd, deadline, "containerd answering", self._containerd_answers)
         self.import_image(images.pause_archive(self.progress))
         self._write_credentials()
         kubelet = self._spawn("kubelet", [str(paths["kubelet"]), *self._kubelet_flags()])
@@ -168,6 +166,10 @@ class RealNode:
                 raise NodeError(f"timed out waiting for {what} (log {proc.log}):\n{processes.log_tail(proc)}")
             time.sleep(0.3)
         self.progress(what)
+
+    def _containerd_answers(self) -> bool:
+        # `ctr version` prints its client half even when the server is not up yet: go by the exit code.
+        return host.run(["ctr", "--address", str(self.socket), "version"], check=False).returncode == 0
 
     def _node_ready(self, http: httpx.Client) -> bool:
         response = http.get(f"{self.cluster.server}/api/v1/nodes/{self.name}")
