@@ -17,7 +17,7 @@ import time
 import click
 
 from nodesmith import errors
-from nodesmith.dev import binaries, cluster, images, node, versions
+from nodesmith.dev import binaries, cluster, host, images, incluster_demo, node, versions
 from nodesmith.dev import helm as helm_binary
 
 _name_option = click.option(
@@ -36,14 +36,28 @@ def dev() -> None:
 
 @dev.command()
 @click.option("--no-build", is_flag=True, help="Only look for binaries; fail instead of building.")
-def build(no_build: bool) -> None:
+@click.option(
+    "--real-node",
+    is_flag=True,
+    help="Also install/build what `up --real-node` and `image` need: packages, kubelet, kube-proxy, helm, "
+    "the sandbox and base images (needs root).",
+)
+def build(no_build: bool, real_node: bool) -> None:
     """Find or build the pinned binaries and print where each one is."""
+    progress = binaries.stderr_progress()
+    wanted = {**versions.COMPONENTS, **(versions.NODE_COMPONENTS if real_node else {})}
     try:
-        paths = binaries.ensure_binaries(progress=binaries.stderr_progress(), build=not no_build)
-    except binaries.BinariesUnavailableError as err:
+        if real_node:
+            host.ensure_packages(progress)
+        paths = binaries.ensure_binaries(wanted, progress=progress, build=not no_build)
+        if real_node:
+            paths["helm"] = helm_binary.ensure_helm(progress)
+            paths["pause image"] = images.pause_archive(progress)
+            paths["base image"] = images.base_archive(progress)
+    except errors.NodesmithError as err:
         raise click.ClickException(str(err)) from err
     for component, path in paths.items():
-        click.echo(f"{component}\t{versions.COMPONENTS[component]}\t{path}")
+        click.echo(f"{component}\t{wanted.get(component, '-')}\t{path}")
 
 
 @dev.command()
@@ -166,6 +180,17 @@ def helm(name: str, args: tuple[str, ...]) -> None:
         raise click.ClickException(str(err)) from err
     env = {**os.environ, "KUBECONFIG": str(local.kubeconfig)}
     sys.exit(subprocess.run([str(path), *args], env=env, check=False).returncode)
+
+
+@dev.command("demo-in-cluster")
+@click.option("--name", default="in-cluster", show_default=True, help="Cluster name.")
+@click.option("--keep", is_flag=True, help="Leave the cluster running at the end (stop: `dev down --name`).")
+def demo_in_cluster(name: str, keep: bool) -> None:
+    """nodesmith installed with its Helm chart on a real node, scaling kwok nodes (needs root)."""
+    try:
+        incluster_demo.run(name, keep=keep)
+    except (errors.NodesmithError, subprocess.CalledProcessError) as err:
+        raise click.ClickException(str(err)) from err
 
 
 if __name__ == "__main__":

@@ -30,7 +30,9 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.testing import e2e
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
+#: The first test's setup may build kubelet, kube-proxy, helm and the base image on a cold machine
+#: (about 15 minutes on 2 cores), longer than the suite's default per-test timeout.
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.timeout(3600)]
 
 RELEASE = "nodesmith"
 NAMESPACE = "nodesmith"
