@@ -501,10 +501,8 @@ def up(local: cluster.LocalCluster, *, timeout: float = 300.0) -> RealNode:
     images.pause_archive(local.progress)
     if local.is_running():
         raise cluster.ClusterError(f"cluster {local.name!r} is already running; `nodesmith dev down` first")
+    reclaim_stale(local.progress)
     node = RealNode(local)
-    if node.exists:
-        down(local)
-        node = RealNode(local)
     started = time.monotonic()
     deadline = started + timeout
     node.prepare(nodenet.setup())
@@ -518,6 +516,25 @@ def up(local: cluster.LocalCluster, *, timeout: float = 300.0) -> RealNode:
         raise
     local.progress(f"real node {node.name} ready in {time.monotonic() - started:.1f}s")
     return node
+
+
+def reclaim_stale(progress: Progress) -> None:
+    """Tear down real nodes whose processes are all gone but whose network, mounts or chains remain
+    (a run killed before its teardown); raise `NodeError` if one is still running."""
+    for state in sorted((binaries.cache_dir() / "clusters").glob("*/node/state.json")):
+        local = cluster.LocalCluster(
+            state.parent.parent.name, directory=state.parent.parent, progress=progress
+        )
+        stale = RealNode(local)
+        if not stale.exists:
+            continue
+        if local.is_running() or any(processes.is_alive(p) for p in stale._procs):
+            raise NodeError(
+                f"a real node of cluster {local.name!r} is running (one per machine): "
+                f"`nodesmith dev down --name {local.name}` first"
+            )
+        progress(f"tearing down the remains of real node {stale.name} (its processes are gone)")
+        down(local)
 
 
 def down(local: cluster.LocalCluster) -> list[str]:
