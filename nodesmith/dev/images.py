@@ -182,8 +182,17 @@ def repository_root() -> pathlib.Path:
     return root
 
 
-def build(progress: binaries.Progress, *, context: pathlib.Path | None = None) -> tuple[str, pathlib.Path]:
-    """Build ``deploy/Dockerfile``; return the image reference and an OCI archive of it."""
+def build(
+    progress: binaries.Progress,
+    *,
+    context: pathlib.Path | None = None,
+    labels: dict[str, str] | None = None,
+) -> tuple[str, pathlib.Path]:
+    """Build ``deploy/Dockerfile``; return the image reference and an OCI archive of it.
+
+    `labels` are added to the image (a different label is a different image: how a test makes a
+    "rebuilt" image for a rolling upgrade without touching the source).
+    """
     host.ensure_packages(progress)
     host.require_root("building the image")
     context = context or repository_root()
@@ -198,6 +207,7 @@ def build(progress: binaries.Progress, *, context: pathlib.Path | None = None) -
             [
                 *("buildah", "bud", "--quiet", "--isolation", "chroot", "--network", "host", "--layers"),
                 *("--build-arg", f"PYTHON_IMAGE={PYTHON_BASE}", "--build-arg", f"UV_IMAGE={UV_BASE}"),
+                *(f"--label={key}={value}" for key, value in (labels or {}).items()),
                 *("-f", str(context / "deploy" / "Dockerfile"), "-t", tag, str(context)),
             ],
             capture_output=True,
