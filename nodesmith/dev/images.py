@@ -224,11 +224,21 @@ def build(
     ).stdout.strip()
     reference = f"{REPOSITORY}:{image_id[:12]}"
     host.run(["buildah", "tag", tag, reference])
+    _forget_older(keep={tag, reference})
     progress(f"built {reference} in {time.monotonic() - started:.0f}s")
     archive = images_dir() / "nodesmith.tar"
     archive.unlink(missing_ok=True)
     host.run(["buildah", "push", "--quiet", reference, f"oci-archive:{archive}:{reference}"])
     return reference, archive
+
+
+def _forget_older(keep: set[str]) -> None:
+    """Untag earlier builds so buildah's storage does not grow with every source change (the layer
+    cache stays; an imported image lives on in the node's containerd)."""
+    listed = host.run(["buildah", "images", "--format", "{{.Name}}:{{.Tag}}"], check=False).stdout.split()
+    for name in listed:
+        if name.startswith(REPOSITORY + ":") and name not in keep:
+            host.run(["buildah", "rmi", name], check=False)
 
 
 def image_size(reference: str) -> str:

@@ -29,6 +29,7 @@ from nodesmith.dev import binaries, cluster, helm, images, node, nodenet
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
+from nodesmith.testing import cluster as testing_cluster
 from nodesmith.testing import e2e
 
 #: The first test's setup may build kubelet, kube-proxy, helm and the base image on a cold machine
@@ -118,6 +119,7 @@ def in_cluster(pytestconfig: pytest.Config) -> collections.abc.Iterator[InCluste
     finally:
         leftovers = node.down(local)
     assert not leftovers, "the real node left behind:\n" + "\n".join(leftovers)
+    testing_cluster.prune_stopped("incluster-")
 
 
 @pytest.fixture
