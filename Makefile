@@ -5,7 +5,7 @@ UV := $(PYTHON) -m uv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON := $(PYTHON)
 
-.PHONY: setup demo test check unit integration bench chaos crds
+.PHONY: setup demo demo-in-cluster test check unit integration bench chaos crds
 
 setup:  ## Install uv (from PyPI) and the locked environment: nodesmith, both first-party providers, the price-overlay plugin.
 	@$(PYTHON) -m uv --version >/dev/null 2>&1 || $(PYTHON) -m pip install --quiet --disable-pip-version-check uv
@@ -14,6 +14,9 @@ setup:  ## Install uv (from PyPI) and the locked environment: nodesmith, both fi
 
 demo: setup  ## Local control plane + nodesmith (kwok provider) scaling `inflate` 0 -> 4 -> 0.
 	@$(UV) run --frozen nodesmith demo
+
+demo-in-cluster: setup  ## As root: control plane + a real kubelet node, the image built from deploy/Dockerfile, the Helm chart (2 replicas) scaling kwok nodes for `inflate` 0 -> 5 -> 0. KEEP=1 leaves it running.
+	$(UV) run --frozen nodesmith dev demo-in-cluster $(if $(KEEP),--keep)
 
 check: setup  ## Lint, format, types and import layering.
 	$(UV) run --frozen ruff check .

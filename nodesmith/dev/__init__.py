@@ -7,6 +7,11 @@ kube-controller-manager, kube-scheduler and kwok as plain processes. Versions ar
 ``processes`` starts, checks and stops them; ``data/kwok-stages.yaml`` tells kwok how fake nodes and
 their pods behave. Nothing here is imported by the controller itself.
 
+`nodesmith dev up --real-node` adds one real kubelet node (``node``: containerd, runc, a CNI bridge,
+kube-proxy; ``nodenet``: its bridge, API server address and egress fence; ``host``: root, packages,
+sysctls), and `nodesmith dev image` builds ``deploy/Dockerfile`` without Docker (``images``, ``oci``);
+``incluster_demo`` is `make demo-in-cluster`.
+
 Environment:
 
 * ``NODESMITH_BINARIES_DIR`` (colon-separated) and ``KUBEBUILDER_ASSETS`` -- directories to take

@@ -34,6 +34,7 @@ from nodesmith.dev import binaries, pki, processes, versions
 
 SERVICE_CIDR = "10.96.0.0/16"
 POD_CIDR = "10.244.0.0/16"
+LOOPBACK = "127.0.0.1"
 KWOK_NODE_ANNOTATION = ("kwok.x-k8s.io/node", "fake")
 
 #: Controllers that need a cloud or a real network; an unknown name here makes KCM exit.
@@ -123,8 +124,13 @@ class LocalCluster:
         return self.directory / "state.json"
 
     @property
+    def api_address(self) -> str:
+        """Where the API server listens: loopback, or the address a real node's pods reach it on."""
+        return str(self._state.get("api_address", LOOPBACK))
+
+    @property
     def server(self) -> str | None:
-        """``https://127.0.0.1:<port>`` of the API server, once known."""
+        """``https://<api_address>:<port>`` of the API server, once known."""
         return self._state.get("server")
 
     def _load_state(self) -> None:
@@ -151,8 +157,18 @@ class LocalCluster:
 
     # -- up ----------------------------------------------------------------------------------------
 
-    def up(self, *, timeout: float = 120.0, paths: dict[str, pathlib.Path] | None = None) -> None:
+    def up(
+        self,
+        *,
+        timeout: float = 120.0,
+        paths: dict[str, pathlib.Path] | None = None,
+        api_address: str = LOOPBACK,
+    ) -> None:
         """Start every component and wait until each is ready and the cluster accepts pods.
+
+        `api_address` other than loopback (a real node's, see `nodesmith.dev.nodenet`) makes the API
+        server listen and advertise there, publish itself as the ``kubernetes`` Service's endpoint, and
+        reach kubelets with a client certificate at their InternalIP.
 
         Raises `ClusterError` if this cluster is already running, `binaries.BinariesUnavailableError`
         if binaries are missing, `processes.ComponentFailedError` if a component fails; on failure
@@ -165,6 +181,7 @@ class LocalCluster:
         started = time.monotonic()
         paths = paths or binaries.ensure_binaries(progress=self.progress)
         self._prepare_directory()
+        self._state["api_address"] = api_address
         deadline = time.monotonic() + timeout
         try:
             self._start(paths, deadline)
@@ -198,10 +215,10 @@ class LocalCluster:
         )
         ca = pki.Authority.create(self.pki_dir)
         creds = self._credentials(ca)
-        server = f"https://127.0.0.1:{ports['kube-apiserver']}"
+        server = f"https://{self.api_address}:{ports['kube-apiserver']}"
         self._state.update(server=server, ports=ports, kubeconfig=str(self.kubeconfig))
         for name, (user_pair, path) in creds.items():
-            self._write_kubeconfig(path, server, ca.cert_path, user_pair, name)
+            self.write_kubeconfig(path, server, ca.cert_path, user_pair, name)
         local = "http://127.0.0.1"
         with self.admin_http() as http:
             etcd = self._spawn("etcd", [str(paths["etcd"]), *self._etcd_flags(ports)])
@@ -282,7 +299,7 @@ class LocalCluster:
             ),
         }
 
-    def _write_kubeconfig(
+    def write_kubeconfig(
         self, path: pathlib.Path, server: str, ca: pathlib.Path, pair: pki.Pair, user: str
     ) -> None:
         import base64
@@ -326,12 +343,14 @@ class LocalCluster:
         ]
 
     def _apiserver_flags(self, ports: dict[str, int], ca: pki.Authority) -> list[str]:
-        serving = ca.serving("kube-apiserver", extra_dns=pki.APISERVER_DNS_NAMES, extra_ips=("10.96.0.1",))
+        address = self.api_address
+        extra_ips = ("10.96.0.1",) if address == LOOPBACK else ("10.96.0.1", address)
+        serving = ca.serving("kube-apiserver", extra_dns=pki.APISERVER_DNS_NAMES, extra_ips=extra_ips)
         proxy = ca.client("front-proxy-client", user="front-proxy-client")
         return [
             f"--etcd-servers=http://127.0.0.1:{ports['etcd']}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
+            f"--bind-address={address}",
+            f"--advertise-address={address}",
             f"--secure-port={ports['kube-apiserver']}",
             f"--tls-cert-file={serving.cert}",
             f"--tls-private-key-file={serving.key}",
@@ -348,9 +367,7 @@ class LocalCluster:
             "--shutdown-send-retry-after=false",
             "--shutdown-watch-termination-grace-period=0s",
             f"--cert-dir={self.pki_dir}",
-            # The lease reconciler would publish 127.0.0.1 as the `kubernetes` Service's endpoint,
-            # which the API refuses (loopback); nothing in this cluster dials that Service anyway.
-            "--endpoint-reconciler-type=none",
+            *(self._loopback_flags() if address == LOOPBACK else self._real_node_flags(ca)),
             # Aggregation-layer front proxy identity; KCM and the scheduler read this CA at start and
             # log errors every minute without it. Same CA, but only CN front-proxy-client is trusted.
             f"--requestheader-client-ca-file={ca.cert_path}",
@@ -360,6 +377,25 @@ class LocalCluster:
             "--requestheader-extra-headers-prefix=X-Remote-Extra-",
             f"--proxy-client-cert-file={proxy.cert}",
             f"--proxy-client-key-file={proxy.key}",
+        ]
+
+    def _loopback_flags(self) -> list[str]:
+        # The lease reconciler would publish 127.0.0.1 as the `kubernetes` Service's endpoint,
+        # which the API refuses (loopback); nothing in this cluster dials that Service anyway.
+        return ["--endpoint-reconciler-type=none"]
+
+    def _real_node_flags(self, ca: pki.Authority) -> list[str]:
+        # The default endpoint reconciler publishes the advertised address: pods reach the API server
+        # through the `kubernetes` Service. `kubectl logs/exec` need the API server to authenticate to
+        # kubelets (which check the CA) and to dial their InternalIP, not a hostname that may not resolve.
+        client = ca.client(
+            "apiserver-kubelet-client", user="kube-apiserver-kubelet-client", groups=("system:masters",)
+        )
+        return [
+            f"--kubelet-client-certificate={client.cert}",
+            f"--kubelet-client-key={client.key}",
+            f"--kubelet-certificate-authority={ca.cert_path}",
+            "--kubelet-preferred-address-types=InternalIP,Hostname",
         ]
 
     def _kcm_flags(self, ports: dict[str, int], ca: pki.Authority) -> list[str]:

@@ -106,6 +106,14 @@ class Authority:
         (directory / "ca.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
         return cls(directory, key, cert)
 
+    @classmethod
+    def load(cls, directory: pathlib.Path) -> Authority:
+        """The CA `create` wrote into `directory` (a real node signs its certificates with it)."""
+        key = serialization.load_pem_private_key((directory / "ca.key").read_bytes(), password=None)
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise TypeError(f"{directory / 'ca.key'} is not the EC key `create` writes")
+        return cls(directory, key, x509.load_pem_x509_certificate((directory / "ca.crt").read_bytes()))
+
     @property
     def cert_path(self) -> pathlib.Path:
         return self.directory / "ca.crt"

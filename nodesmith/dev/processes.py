@@ -57,8 +57,15 @@ def _die_with_parent() -> None:  # pragma: no cover - runs in the child between 
     libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def spawn(name: str, argv: list[str], log: pathlib.Path, *, die_with_parent: bool = False) -> Process:
-    """Start `argv` in a new session with stdout and stderr appended to `log`."""
+def spawn(
+    name: str,
+    argv: list[str],
+    log: pathlib.Path,
+    *,
+    die_with_parent: bool = False,
+    env: dict[str, str] | None = None,
+) -> Process:
+    """Start `argv` in a new session with stdout and stderr appended to `log` (and `env`, if given)."""
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("ab") as out:
         popen = subprocess.Popen(
@@ -69,6 +76,7 @@ def spawn(name: str, argv: list[str], log: pathlib.Path, *, die_with_parent: boo
             start_new_session=True,
             preexec_fn=_die_with_parent if die_with_parent else None,
             close_fds=True,
+            env=env,
         )
     return Process(name, popen.pid, argv, log, popen)
 

@@ -131,7 +131,15 @@ KWOK_RECIPE = Recipe(
     ldflags=(f"-X sigs.k8s.io/kwok/pkg/consts.Version={KWOK}",),
 )
 
-RECIPES = (ETCD_RECIPE, KWOK_RECIPE, KUBERNETES_RECIPE)
+#: The real node's binaries (`nodesmith dev up --real-node`): same module, version and stamps as the
+#: control plane, built in their own throwaway module so the control-plane cache is never rebuilt.
+KUBERNETES_NODE_RECIPE = dataclasses.replace(
+    KUBERNETES_RECIPE,
+    name="kubernetes-node",
+    packages=("k8s.io/kubernetes/cmd/kubelet", "k8s.io/kubernetes/cmd/kube-proxy"),
+)
+
+RECIPES = (ETCD_RECIPE, KWOK_RECIPE, KUBERNETES_RECIPE, KUBERNETES_NODE_RECIPE)
 
 #: component name -> pinned version, in start order.
 COMPONENTS: dict[str, str] = {
@@ -141,6 +149,9 @@ COMPONENTS: dict[str, str] = {
     "kube-scheduler": KUBERNETES,
     "kwok": KWOK,
 }
+
+#: The real node's components (not started by a plain `dev up`).
+NODE_COMPONENTS: dict[str, str] = {"kubelet": KUBERNETES, "kube-proxy": KUBERNETES}
 
 
 def recipe_for(component: str) -> Recipe:
