@@ -15,6 +15,7 @@ import attrs
 if TYPE_CHECKING:
     from nodesmith.api.nodeclaim import NodeClaim
     from nodesmith.api.nodepool import NodePool
+    from nodesmith.clock import Clock
     from nodesmith.cloudprovider.types import DriftReason, InstanceType, InterruptionEvent, RepairPolicy
 
 __all__ = ["OPTIONAL_MEMBERS", "REQUIRED_MEMBERS", "CloudProvider", "NodeClassKind", "ProviderContext"]
@@ -41,12 +42,14 @@ class ProviderContext:
     ``--provider-setting key=value`` flags), as strings; the provider validates them and raises
     ``nodesmith.errors.ConfigError`` naming the bad one. ``kube`` is a ``nodesmith.kube.client.KubeClient``
     (typed loosely here because the contract sits below the Kubernetes layer); ``None`` for offline use
-    such as ``nodesmith simulate``.
+    such as ``nodesmith simulate``. ``clock`` is the daemon's one `nodesmith.clock.Clock`, for the provider's
+    caches, refresh loops and timestamps; ``None`` means the system clock (`nodesmith.clock.SYSTEM`).
     """
 
     cluster_name: str
     settings: Mapping[str, str] = attrs.field(factory=dict)
     kube: Any = None
+    clock: Clock | None = None
 
 
 @runtime_checkable

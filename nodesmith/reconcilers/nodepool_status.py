@@ -12,7 +12,6 @@ resourceVersion, only when something changed; records ``nodesmith_nodepools_usag
 
 from __future__ import annotations
 
-import datetime as dt
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -22,6 +21,7 @@ import attrs
 from nodesmith import metrics
 from nodesmith.api import conditions
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.clock import Clock
 from nodesmith.disruption import budgets
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
@@ -73,7 +73,7 @@ class NodePoolStatusReconciler:
 
     kube: KubeClient
     state: ClusterState
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     workers: int = 2
     resync: float = RESYNC
     poll_interval: float = statepoll.DEFAULT_INTERVAL
@@ -83,7 +83,7 @@ class NodePoolStatusReconciler:
 
     @queue.default
     def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers)
+        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
     @property
     def name(self) -> str:
@@ -94,7 +94,11 @@ class NodePoolStatusReconciler:
         replica takes over)."""
         try:
             await statepoll.drive(
-                self.queue, self.state, statepoll.nodepool_versions, interval=self.poll_interval
+                self.queue,
+                self.state,
+                statepoll.nodepool_versions,
+                clock=self.clock,
+                interval=self.poll_interval,
             )
         finally:
             metrics.NODEPOOLS_USAGE.clear()
@@ -110,7 +114,7 @@ class NodePoolStatusReconciler:
         metrics.NODEPOOLS_USAGE.retain("nodepool", snapshot.nodepools)
         if pool is None:
             return None
-        now = self.clock()
+        now = self.clock.now()
         updated = pool
         # 2. validation: what the CRD schema could not catch becomes ValidationSucceeded=False with a message
         problems = api_nodepool.runtime_errors(pool)

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -26,6 +25,7 @@ from opentelemetry import trace
 from nodesmith import metrics
 from nodesmith.api import labels, nodeclaim, quantity
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube import errors as kube_errors
@@ -98,7 +98,7 @@ class Provisioner:
     provider: CloudProvider
     plugins: manager.Plugins
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     batch_idle: dt.timedelta
     batch_max: dt.timedelta
     name: str = "provisioner"
@@ -106,7 +106,9 @@ class Provisioner:
     _batcher: Batcher = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._batcher = Batcher(self.batch_idle.total_seconds(), self.batch_max.total_seconds())
+        self._batcher = Batcher(
+            self.batch_idle.total_seconds(), self.batch_max.total_seconds(), clock=self.clock
+        )
         self.state.subscribe(self._on_change)
 
     def _on_change(self, resource: resources.Resource, obj: Mapping[str, Any], deleted: bool) -> None:
@@ -120,23 +122,23 @@ class Provisioner:
         last_check = -RECHECK_INTERVAL
         while True:
             triggered = await self._batcher.wait()
-            if not triggered and time.monotonic() - last_check < RECHECK_INTERVAL:
+            if not triggered and self.clock.monotonic() - last_check < RECHECK_INTERVAL:
                 continue
-            last_check = time.monotonic()
+            last_check = self.clock.monotonic()
             try:
                 with tracer.start_as_current_span("provisioner.reconcile"):
                     await self.reconcile()
             except Exception:
                 log.exception("provisioning run failed")
                 metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
-                await anyio.sleep(1)
+                await self.clock.sleep(1)
 
     async def reconcile(self) -> Decision | None:
         """One provisioning run. Returns the decision, or ``None`` when there was nothing to do."""
         # 1. Not synced (a NodeClaim we created has no providerID yet) → wait; launching now could double up.
-        with anyio.move_on_after(30):
-            while not self.state.synced():
-                await anyio.sleep(0.1)
+        synced_by = self.clock.monotonic() + 30
+        while not self.state.synced() and self.clock.monotonic() < synced_by:
+            await self.clock.sleep(0.1)
         if not self.state.synced():
             log.info("cluster state not synced; postponing provisioning")
             return None
@@ -146,29 +148,29 @@ class Provisioner:
         metrics.SCHEDULER_QUEUE_DEPTH.add(0)
         if not pods:
             return None
-        started = time.monotonic()
+        started = self.clock.monotonic()
         # 3. Instance types per usable NodePool; a pool whose NodeClass is not ready sits this run out.
         instance_types, skipped = await self.plugins.instance_types(
             self.provider, simulation.usable_nodepools(snapshot)
         )
         # 4. Solve off the event loop, bounded by a deadline.
         sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
-        deadline_at = time.monotonic() + SOLVE_TIMEOUT
+        deadline_at = self.clock.monotonic() + SOLVE_TIMEOUT
         outcome = await anyio.to_thread.run_sync(
-            lambda: scheduler.solve(sim_input, deadline=lambda: time.monotonic() > deadline_at)
+            lambda: scheduler.solve(sim_input, deadline=lambda: self.clock.monotonic() > deadline_at)
         )
-        metrics.SCHEDULING_DURATION.record(time.monotonic() - started)
+        metrics.SCHEDULING_DURATION.record(self.clock.monotonic() - started)
         # 5. Write: NodeClaims, nominations, events.
         created = await self._create_nodeclaims(outcome.new_nodeclaims, snapshot)
         self._nominate_existing(outcome, snapshot)
         await self._publish_events(outcome, created, pods)
         decision = Decision(
-            self.clock(),
+            self.clock.now(),
             len(pods),
             outcome,
             tuple(created),
             skipped,
-            time.monotonic() - started,
+            self.clock.monotonic() - started,
             {
                 str(meta.get("uid")): f"{meta.get('namespace')}/{meta.get('name')}"
                 for meta in (pod.get("metadata") or {} for pod in pods)
@@ -224,7 +226,7 @@ class Provisioner:
         return [name for name in names if name is not None]
 
     def _nominate_existing(self, outcome: results.Results, snapshot: Snapshot) -> None:
-        until = self.clock() + max(2 * self.batch_max, dt.timedelta(seconds=10))
+        until = self.clock.now() + max(2 * self.batch_max, dt.timedelta(seconds=10))
         by_name = {n.name: n.key for n in snapshot.nodes if n.name is not None}
         for node_name, assigned in outcome.existing_node_assignments.items():
             key = by_name.get(node_name)

@@ -158,7 +158,7 @@ async def test_a_nodeclaim_that_cannot_launch_is_deleted_after_the_launch_timeou
         assert (launched["status"], launched["reason"]) == ("False", "NodeClassNotReady")
         assert labels.FINALIZER_TERMINATION in claim["metadata"]["finalizers"]
 
-        harness.clock.advance(dt.timedelta(minutes=6))
+        harness.clock.step(dt.timedelta(minutes=6))
         written = str(claim["metadata"]["resourceVersion"])
         await h.eventually(lambda: _in_state(harness, name, rv=written), "state catch-up")
         assert await harness.lifecycle.reconcile(name) is None

@@ -17,6 +17,7 @@ import pytest
 
 from nodesmith import errors
 from nodesmith.api.meta import NodeClassRef
+from nodesmith.clock import SYSTEM
 from nodesmith.cloudprovider.types import InterruptionEvent, InterruptionKind
 from nodesmith.disruption.interruption import Action
 from nodesmith.kube import errors as kube_errors
@@ -397,11 +398,9 @@ async def test_the_core_deletes_the_nodeclaim_of_a_spot_interrupted_instance(
     obj = await kube.update_status(resources.NODECLAIMS, claim.name, {"providerID": status["providerID"]})
     other = await run_instance(env)  # an instance with no NodeClaim: dropped by the core, still acked
 
-    state = ClusterState(clock=lambda: dt.datetime.now(dt.UTC))
+    state = ClusterState(clock=SYSTEM.now)
     state.update_nodeclaim(obj)
-    reconciler = Interruption(
-        kube, state, env.provider, EventRecorder(kube), clock=lambda: dt.datetime.now(dt.UTC)
-    )
+    reconciler = Interruption(kube, state, env.provider, EventRecorder(kube), clock=SYSTEM)
     sent = time.monotonic()
     await queue.send(spot(provider_id.rsplit("/", 1)[1]))
     await queue.send(spot(other))

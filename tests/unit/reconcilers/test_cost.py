@@ -22,6 +22,7 @@ from nodesmith.reconcilers.cost import CostReconciler
 from nodesmith.runtime import telemetry
 from nodesmith.state import ClusterState
 from nodesmith.testing import factories, manifests
+from nodesmith.testing.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -72,7 +73,7 @@ def reconciler() -> tuple[CostReconciler, ClusterState]:
     state = ClusterState(clock=lambda: dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
     plugins = manager.Plugins(load_entry_points=False, plugins=[HalfPrice()])
     provider = typing.cast(typing.Any, FakeProvider())
-    return CostReconciler(state, provider, plugins, interval=3600), state
+    return CostReconciler(state, provider, plugins, FakeClock(), interval=3600), state
 
 
 def samples(metric: str) -> dict[str, float]:
