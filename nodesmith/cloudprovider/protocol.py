@@ -13,12 +13,22 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     from nodesmith.api.nodeclaim import NodeClaim
     from nodesmith.api.nodepool import NodePool
     from nodesmith.clock import Clock
     from nodesmith.cloudprovider.types import DriftReason, InstanceType, InterruptionEvent, RepairPolicy
 
-__all__ = ["OPTIONAL_MEMBERS", "REQUIRED_MEMBERS", "CloudProvider", "NodeClassKind", "ProviderContext"]
+__all__ = [
+    "OPTIONAL_MEMBERS",
+    "REQUIRED_MEMBERS",
+    "Closable",
+    "CloudProvider",
+    "NodeClassKind",
+    "ProviderContext",
+    "RunsInBackground",
+]
 
 
 @attrs.frozen(slots=True)
@@ -112,11 +122,28 @@ class CloudProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class RunsInBackground(Protocol):
+    """A provider with background work; the runtime checks ``isinstance(provider, RunsInBackground)``."""
+
+    async def run(self, *, task_status: TaskStatus[None] = ...) -> None:
+        """Background work (catalogue and price refreshes, NodeClass status) that the runtime starts in its
+        task group for the life of the process, in leaders and standbys alike; call
+        ``task_status.started()`` once the provider can answer ``get_instance_types``."""
+        ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A provider holding clients or sessions; the runtime checks ``isinstance(provider, Closable)``."""
+
+    async def close(self) -> None:
+        """Release clients and sessions; the runtime calls it once on the way out."""
+        ...
+
+
 OPTIONAL_MEMBERS = ("run", "close")
-"""``async def run(self, *, task_status)``: background work (catalogue and price refreshes, NodeClass status)
-that the runtime starts in its task group for the life of the process, in leaders and standbys alike; call
-``task_status.started()`` once the provider can answer ``get_instance_types``. ``async def close(self)``:
-release clients and sessions; the runtime calls it once on the way out."""
+"""Members a provider may add: ``run`` (`RunsInBackground`) and ``close`` (`Closable`)."""
 
 REQUIRED_MEMBERS = (
     "name",

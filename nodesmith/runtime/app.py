@@ -21,7 +21,7 @@ import attrs
 from nodesmith import metrics
 from nodesmith.clock import SYSTEM, Clock
 from nodesmith.cloudprovider import manager
-from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
+from nodesmith.cloudprovider.protocol import Closable, CloudProvider, ProviderContext, RunsInBackground
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
@@ -146,9 +146,8 @@ class Daemon:
             if self.settings.health_port or not self.settings.metrics_port:
                 self.ports["health"] = await group.start(http.serve, self.settings.health_port, routes)
             await group.start(self.informers.run)
-            provider_run = getattr(self.provider, "run", None)
-            if provider_run is not None:
-                await group.start(provider_run)
+            if isinstance(self.provider, RunsInBackground):
+                await group.start(self.provider.run)
             task_status.started()
             log.info("nodesmith started", extra={"provider": self.settings.provider, "ports": self.ports})
             if self.elector is None:
@@ -183,8 +182,7 @@ async def run(settings: Settings, *, traces: str = "none") -> None:
         try:
             await daemon.serve()
         finally:
-            close = getattr(daemon.provider, "close", None)
-            if close is not None:
+            if isinstance(daemon.provider, Closable):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await close()
+                    await daemon.provider.close()
         group.cancel_scope.cancel()
