@@ -1,6 +1,7 @@
-"""The NodeClaim lifecycle reconciler driven one reconcile at a time against the real API server, with the
-test kit's fake cloud provider and a stepped clock (Karpenter's ``ExpectObjectReconciled`` style): each
-test is one numbered case of ``LifecycleReconciler._reconcile``, and nothing waits in real time."""
+"""The NodeClaim lifecycle and garbage-collection reconcilers driven one reconcile at a time against the
+real API server, with the test kit's fake cloud provider and a stepped clock (Karpenter's
+``ExpectObjectReconciled`` / ``ExpectSingletonReconciled`` style): each test is one numbered case of
+``LifecycleReconciler._reconcile`` or ``GarbageCollector.reconcile``, and nothing waits in real time."""
 
 from __future__ import annotations
 
@@ -13,19 +14,23 @@ import pytest
 
 from nodesmith import errors
 from nodesmith.api import labels
+from nodesmith.api.meta import NodeClassRef
 from nodesmith.api.nodeclaim import NodeClaim
 from nodesmith.clock import SYSTEM
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
-from nodesmith.reconcilers import lifecycle, lifecycle_checks, statepoll
+from nodesmith.reconcilers import garbagecollection, lifecycle, lifecycle_checks, statepoll
 from nodesmith.state import ClusterState
 from nodesmith.testing import cloudprovider as fake
+from nodesmith.testing import conformance
 from nodesmith.testing import expectations as expect
 from nodesmith.testing.clock import FakeClock
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
+
+REF = NodeClassRef(fake.GROUP, fake.KIND, "default")
 
 
 @attrs.define
@@ -35,6 +40,7 @@ class Env:
     provider: fake.FakeCloudProvider
     clock: FakeClock
     reconciler: lifecycle.LifecycleReconciler
+    gc: garbagecollection.GarbageCollector
     applied: list[str] = attrs.field(factory=list)
 
     async def apply_nodeclaim(self, **spec: object) -> str:
@@ -69,8 +75,10 @@ async def env(kube: KubeClient) -> collections.abc.AsyncIterator[Env]:
     clock = FakeClock(SYSTEM.now())  # near real time: the API server stamps creationTimestamp
     state = expect.synced_state(ClusterState(clock=clock.now))
     provider = fake.FakeCloudProvider()
-    reconciler = lifecycle.LifecycleReconciler(kube, state, provider, EventRecorder(kube, clock=clock), clock)
-    env = Env(kube, state, provider, clock, reconciler)
+    events = EventRecorder(kube, clock=clock)
+    reconciler = lifecycle.LifecycleReconciler(kube, state, provider, events, clock)
+    gc = garbagecollection.GarbageCollector(kube, state, provider, events, clock)
+    env = Env(kube, state, provider, clock, reconciler, gc)
     yield env
     for name in env.applied:  # no termination reconciler runs here: release the finalizer ourselves
         with contextlib.suppress(kube_errors.NotFoundError):
@@ -185,3 +193,40 @@ async def test_expect_applied_replaces_an_existing_object_and_feeds_the_state(en
     assert node is not None
     assert node.nodeclaim is not None
     assert node.nodeclaim.metadata.labels["team"] == "a"
+
+
+# -- garbage collection ------------------------------------------------------------------------------------
+
+
+async def test_gc_does_nothing_before_the_state_has_listed_nodes_and_nodeclaims(kube: KubeClient) -> None:
+    clock = FakeClock(SYSTEM.now())
+    provider = fake.FakeCloudProvider()
+    state = ClusterState(clock=clock.now)  # not synced
+    gc = garbagecollection.GarbageCollector(kube, state, provider, EventRecorder(kube, clock=clock), clock)
+    machine = await provider.create(conformance.nodeclaim(conformance.nodepool("default", REF)))
+    clock.step(3600)
+    await expect.expect_singleton_reconciled(gc)  # case 1
+    assert list(provider.machines) == [machine.status.provider_id]
+
+
+async def test_gc_deletes_an_instance_no_nodeclaim_owns_once_the_grace_has_passed(env: Env) -> None:
+    orphan = await env.provider.create(conformance.nodeclaim(conformance.nodepool("default", REF)))
+    owned = await env.reconcile(await env.apply_nodeclaim())  # launched by the lifecycle: owned
+    assert owned is not None
+    await expect.expect_singleton_reconciled(env.gc)  # first seen now: too young to be an orphan
+    assert orphan.status.provider_id in env.provider.machines
+    env.clock.step(garbagecollection.ORPHAN_GRACE)
+    await expect.expect_singleton_reconciled(env.gc)  # case 2
+    assert orphan.status.provider_id not in env.provider.machines
+    assert len(env.provider.machines) == 1  # the owned instance stays
+
+
+async def test_gc_deletes_a_launched_nodeclaim_whose_instance_vanished(env: Env) -> None:
+    name = await env.apply_nodeclaim()
+    await env.reconcile(name)
+    env.provider.machines.clear()  # the instance is gone behind nodesmith's back
+    await expect.expect_singleton_reconciled(env.gc)  # launched just now: within the launch grace
+    assert not (await env.nodeclaim(name)).deleting
+    env.clock.step(garbagecollection.LAUNCH_GRACE)
+    await expect.expect_singleton_reconciled(env.gc)  # case 3
+    assert (await env.nodeclaim(name)).deleting
