@@ -62,7 +62,7 @@ def nodesmith_cloud_provider(name: str, context: ProviderContext) -> CloudProvid
 
     ``firstresult``: the first non-``None`` answer wins. ``context`` carries the cluster name, the
     provider's settings and a Kubernetes client. Do no I/O here; do it in the returned object's
-    async methods (background work belongs in its optional ``run``, see ``protocol.OPTIONAL_MEMBERS``).
+    async methods (background work belongs in its optional ``run``, see ``protocol.RunsInBackground``).
     """
     raise NotImplementedError
 

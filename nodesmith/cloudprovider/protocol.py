@@ -13,11 +13,22 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 import attrs
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskStatus
+
     from nodesmith.api.nodeclaim import NodeClaim
     from nodesmith.api.nodepool import NodePool
+    from nodesmith.clock import Clock
     from nodesmith.cloudprovider.types import DriftReason, InstanceType, InterruptionEvent, RepairPolicy
 
-__all__ = ["OPTIONAL_MEMBERS", "REQUIRED_MEMBERS", "CloudProvider", "NodeClassKind", "ProviderContext"]
+__all__ = [
+    "OPTIONAL_MEMBERS",
+    "REQUIRED_MEMBERS",
+    "Closable",
+    "CloudProvider",
+    "NodeClassKind",
+    "ProviderContext",
+    "RunsInBackground",
+]
 
 
 @attrs.frozen(slots=True)
@@ -41,12 +52,14 @@ class ProviderContext:
     ``--provider-setting key=value`` flags), as strings; the provider validates them and raises
     ``nodesmith.errors.ConfigError`` naming the bad one. ``kube`` is a ``nodesmith.kube.client.KubeClient``
     (typed loosely here because the contract sits below the Kubernetes layer); ``None`` for offline use
-    such as ``nodesmith simulate``.
+    such as ``nodesmith simulate``. ``clock`` is the daemon's one `nodesmith.clock.Clock`, for the provider's
+    caches, refresh loops and timestamps; ``None`` means the system clock (`nodesmith.clock.SYSTEM`).
     """
 
     cluster_name: str
     settings: Mapping[str, str] = attrs.field(factory=dict)
     kube: Any = None
+    clock: Clock | None = None
 
 
 @runtime_checkable
@@ -109,11 +122,28 @@ class CloudProvider(Protocol):
         ...
 
 
+@runtime_checkable
+class RunsInBackground(Protocol):
+    """A provider with background work; the runtime checks ``isinstance(provider, RunsInBackground)``."""
+
+    async def run(self, *, task_status: TaskStatus[None] = ...) -> None:
+        """Background work (catalogue and price refreshes, NodeClass status) that the runtime starts in its
+        task group for the life of the process, in leaders and standbys alike; call
+        ``task_status.started()`` once the provider can answer ``get_instance_types``."""
+        ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """A provider holding clients or sessions; the runtime checks ``isinstance(provider, Closable)``."""
+
+    async def close(self) -> None:
+        """Release clients and sessions; the runtime calls it once on the way out."""
+        ...
+
+
 OPTIONAL_MEMBERS = ("run", "close")
-"""``async def run(self, *, task_status)``: background work (catalogue and price refreshes, NodeClass status)
-that the runtime starts in its task group for the life of the process, in leaders and standbys alike; call
-``task_status.started()`` once the provider can answer ``get_instance_types``. ``async def close(self)``:
-release clients and sessions; the runtime calls it once on the way out."""
+"""Members a provider may add: ``run`` (`RunsInBackground`) and ``close`` (`Closable`)."""
 
 REQUIRED_MEMBERS = (
     "name",

@@ -22,10 +22,11 @@ import logging
 import socket
 import typing
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
+from nodesmith.clock import SYSTEM, Clock
 from nodesmith.kube import errors
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.resources import CORE_EVENTS
@@ -38,10 +39,6 @@ NORMAL = "Normal"
 WARNING = "Warning"
 
 _Key = tuple[str, str, str, str]
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _stamp(when: dt.datetime) -> str:
@@ -60,14 +57,14 @@ class _Entry:
 @typing.final
 @attrs.define
 class EventRecorder:
-    """Writes deduplicated core/v1 Events; ``clock`` is injectable for tests."""
+    """Writes deduplicated core/v1 Events; ``clock`` is the daemon's one clock, a stepped one in tests."""
 
     client: KubeClient
     component: str = "nodesmith"
     instance: str = attrs.field(factory=socket.gethostname)
     window: dt.timedelta = dt.timedelta(minutes=2)
     max_entries: int = 4096
-    clock: Callable[[], dt.datetime] = _utc_now
+    clock: Clock = SYSTEM
     _entries: collections.OrderedDict[_Key, _Entry] = attrs.field(init=False, factory=collections.OrderedDict)
 
     async def publish(self, involved: Mapping[str, typing.Any], type: str, reason: str, message: str) -> None:
@@ -77,7 +74,7 @@ class EventRecorder:
             meta.get("uid") or f"{involved.get('kind')}/{meta.get('namespace', '')}/{meta.get('name')}"
         )
         key: _Key = (ident, type, reason, message)
-        now = self.clock()
+        now = self.clock.now()
         entry = self._entries.get(key)
         if entry is not None:
             self._entries.move_to_end(key)
@@ -97,7 +94,7 @@ class EventRecorder:
 
     async def flush(self) -> None:
         """Write pending repeat tallies whose window has passed (call it periodically)."""
-        now = self.clock()
+        now = self.clock.now()
         for key, entry in list(self._entries.items()):
             if entry.pending and now - entry.written_at >= self.window:
                 await self._write_count(key, entry, now)

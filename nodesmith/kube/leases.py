@@ -11,19 +11,16 @@ from __future__ import annotations
 
 import datetime as dt
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 
 import attrs
 
+from nodesmith.clock import SYSTEM, Clock
 from nodesmith.kube import errors
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.resources import LEASES
 
 __all__ = ["Lease", "LeaseClient"]
-
-
-def _utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 def _micro(when: dt.datetime) -> str:
@@ -81,7 +78,7 @@ class LeaseClient:
 
     client: KubeClient
     identity: str
-    clock: Callable[[], dt.datetime] = _utc_now
+    clock: Clock = SYSTEM
 
     async def get(self, name: str, namespace: str) -> Lease | None:
         """The Lease, or None if it does not exist."""
@@ -93,7 +90,7 @@ class LeaseClient:
     async def try_acquire(self, name: str, namespace: str, duration_seconds: int) -> Lease | None:
         """Take the Lease if it is absent, expired, or already ours; return it, or None if another
         holder's lease is still valid (or another contender won the race just now)."""
-        now = self.clock()
+        now = self.clock.now()
         current = await self.get(name, namespace)
         spec = {
             "holderIdentity": self.identity,
@@ -126,7 +123,7 @@ class LeaseClient:
         obj = await self.client.merge_patch(
             LEASES,
             lease.name,
-            {"spec": {"holderIdentity": self.identity, "renewTime": _micro(self.clock())}},
+            {"spec": {"holderIdentity": self.identity, "renewTime": _micro(self.clock.now())}},
             lease.namespace,
             resource_version=lease.resource_version,
         )
@@ -143,7 +140,7 @@ class LeaseClient:
                     "spec": {
                         "holderIdentity": None,
                         "leaseDurationSeconds": 1,
-                        "renewTime": _micro(self.clock()),
+                        "renewTime": _micro(self.clock.now()),
                     }
                 },
                 lease.namespace,

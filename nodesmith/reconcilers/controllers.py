@@ -7,10 +7,10 @@ runtime starts while leading. Nothing else constructs reconcilers or reaches for
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
 
 import attrs
 
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube.client import KubeClient
@@ -45,7 +45,7 @@ class Collaborators:
     provider: CloudProvider
     plugins: manager.Plugins
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     batch_idle: dt.timedelta
     batch_max: dt.timedelta
     cluster_name: str
@@ -81,7 +81,7 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
         nodepool_status.NodePoolStatusReconciler(
             c.kube, c.state, c.clock, budget_history=queue.history, backoff=backoff
         ),
-        cost.CostReconciler(c.state, provider, c.plugins),
+        cost.CostReconciler(c.state, provider, c.plugins, c.clock),
         interruption.Interruption(
             c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance
         ),

@@ -29,6 +29,7 @@ from typing import Final
 import attrs
 
 from nodesmith import metrics
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube import resources
@@ -53,6 +54,7 @@ class CostReconciler:
     state: ClusterState
     provider: CloudProvider
     plugins: manager.Plugins
+    clock: Clock
     interval: float = INTERVAL
 
     @property
@@ -63,7 +65,7 @@ class CostReconciler:
         """A pass every ``interval`` seconds until cancelled; a failed pass is logged and counted, and the
         last figures stay. On the way out every cost series is withdrawn."""
         try:
-            await queues.every(self.interval, self.name, self.reconcile)
+            await queues.every(self.interval, self.name, self.reconcile, clock=self.clock)
         finally:
             for readings in (
                 metrics.OFFERING_PRICE_ESTIMATE,

@@ -28,8 +28,7 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -39,6 +38,7 @@ from opentelemetry import trace
 from nodesmith import metrics
 from nodesmith.api import conditions, labels
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.cloudprovider.types import InstanceType
@@ -119,10 +119,9 @@ class Disruption:
     provider: CloudProvider
     plugins: manager.Plugins
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     orchestrator: orchestration.Orchestrator
     options: Options = Options()
-    sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     name: str = "disruption"
     decisions: collections.deque[DecisionRecord] = attrs.field(init=False)
     _consolidated: dict[Method, object] = attrs.field(init=False, factory=dict)
@@ -142,7 +141,7 @@ class Disruption:
                     log.exception("disruption pass failed")
                     metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
                     acted = False
-                await self.sleep(0 if acted else self.options.poll_interval.total_seconds())
+                await self.clock.sleep(0 if acted else self.options.poll_interval.total_seconds())
         finally:
             metrics.DISRUPTION_ELIGIBLE_NODES.clear()
             metrics.NODEPOOLS_ALLOWED_DISRUPTIONS.clear()
@@ -179,7 +178,7 @@ class Disruption:
         history: Sequence[budgets.Started],
     ) -> tuple[Outcome, list[Rejection]]:
         """Pure: the method's outcome on this snapshot, plus the eligibility rejections (worker thread)."""
-        started = time.monotonic()
+        started = self.clock.monotonic()
         timeout = {
             Method.MULTI_NODE: self.options.multi_node_timeout,
             Method.SINGLE_NODE: self.options.single_node_timeout,
@@ -187,7 +186,7 @@ class Disruption:
         limit = started + timeout.total_seconds()
 
         def deadline() -> bool:
-            return time.monotonic() > limit
+            return self.clock.monotonic() > limit
 
         outcome, found, rejected = simulation.disruption_outcome(
             method,
@@ -199,7 +198,9 @@ class Disruption:
             deadline=deadline,
         )
         metrics.DISRUPTION_ELIGIBLE_NODES.put(len(found), {"method": method.value})
-        metrics.DISRUPTION_EVALUATION_DURATION.record(time.monotonic() - started, {"method": method.value})
+        metrics.DISRUPTION_EVALUATION_DURATION.record(
+            self.clock.monotonic() - started, {"method": method.value}
+        )
         return outcome, rejected
 
     def _validate(
@@ -240,7 +241,7 @@ class Disruption:
         signature = self._signature(snapshot)
         if method in _CONSOLIDATION and self._consolidated.get(method) == signature:
             return None
-        began = time.monotonic()
+        began = self.clock.monotonic()
         queued, history = self.orchestrator.queued_keys(), self.orchestrator.history()
         outcome, rejected = await anyio.to_thread.run_sync(
             lambda: self._decide(method, snapshot, instance_types, queued, history)
@@ -256,7 +257,7 @@ class Disruption:
         # Validate after the delay (drift acts at once, as Karpenter's drift does).
         validated: Command | Rejection = command
         if method is not Method.DRIFT:
-            await self.sleep(self.options.validation_delay.total_seconds())
+            await self.clock.sleep(self.options.validation_delay.total_seconds())
             if not self.state.synced():
                 self._record(outcome, None, False, began, rejected)
                 return False
@@ -355,7 +356,7 @@ class Disruption:
         ineligible: Sequence[Rejection],
     ) -> None:
         record = DecisionRecord(
-            self.clock(), outcome, validated, started, time.monotonic() - began, tuple(ineligible)
+            self.clock.now(), outcome, validated, started, self.clock.monotonic() - began, tuple(ineligible)
         )
         self.decisions.append(record)
         self.plugins.observe_decision(record.to_dict())

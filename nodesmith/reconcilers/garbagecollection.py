@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import typing
-from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -27,6 +26,7 @@ import attrs
 from nodesmith import errors, metrics
 from nodesmith.api import conditions
 from nodesmith.api import nodeclaim as api_nodeclaim
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import events, resources
@@ -54,7 +54,7 @@ class GarbageCollector:
     state: ClusterState
     provider: CloudProvider
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     interval: float = INTERVAL
     orphan_grace: dt.timedelta = ORPHAN_GRACE
     launch_grace: dt.timedelta = LAUNCH_GRACE
@@ -67,7 +67,7 @@ class GarbageCollector:
 
     async def run(self) -> None:
         """A pass every ``interval`` seconds until cancelled; a failed pass is logged and counted."""
-        await queues.every(self.interval, self.name, self.reconcile)
+        await queues.every(self.interval, self.name, self.reconcile, clock=self.clock)
 
     async def reconcile(self) -> None:
         """One pass over every instance and every launched NodeClaim."""
@@ -75,7 +75,7 @@ class GarbageCollector:
         if not (self.state.has_synced(resources.NODES) and self.state.has_synced(resources.NODECLAIMS)):
             return
         instances = await self.provider.list()
-        now = self.clock()
+        now = self.clock.now()
         snapshot = self.state.snapshot()
         claims = [n.nodeclaim for n in snapshot.nodes if n.nodeclaim is not None]
         owned = {c.status.provider_id for c in claims if c.status.provider_id}

@@ -11,10 +11,7 @@ nothing is redelivered forever. Events are handled in parallel, a bounded number
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
-import time
-from collections.abc import Callable
 from typing import Final
 
 import anyio
@@ -22,6 +19,7 @@ import attrs
 
 from nodesmith import metrics
 from nodesmith.api import budgets
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.cloudprovider.types import InterruptionEvent
 from nodesmith.disruption import interruption
@@ -70,7 +68,7 @@ class Interruption:
     state: ClusterState
     provider: CloudProvider
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     replace_on_rebalance: bool = False
     name: str = "interruption"
 
@@ -97,7 +95,7 @@ class Interruption:
                         "interruption event stream failed (%s); subscribing again in %.1fs", err, delay
                     )
                     metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
-                    await anyio.sleep(delay)
+                    await self.clock.sleep(delay)
                     continue
                 return  # the provider ended its stream: nothing more will come
 
@@ -141,7 +139,7 @@ class Interruption:
             return False
         members = [n for n in snapshot.nodes if n.nodepool == pool.name]
         disrupting = sum(1 for n in members if n.marked_for_deletion)
-        allowed = pool.allowed_disruptions(budgets.DisruptionReason.DRIFTED, len(members), self.clock())
+        allowed = pool.allowed_disruptions(budgets.DisruptionReason.DRIFTED, len(members), self.clock.now())
         return allowed - disrupting > 0
 
     async def _delete(self, node: StateNode, claim_name: str, event: InterruptionEvent) -> None:
@@ -150,7 +148,7 @@ class Interruption:
             await self.kube.delete(resources.NODECLAIMS, claim_name)
         except kube_errors.NotFoundError:
             return
-        LATENCY.record(max(0.0, time.time() - event.time))
+        LATENCY.record(max(0.0, self.clock.now().timestamp() - event.time))
         metrics.NODECLAIMS_TERMINATED.add(1, {"reason": "interrupted", "nodepool": node.nodepool or ""})
         log.info(
             "deleted interrupted NodeClaim",

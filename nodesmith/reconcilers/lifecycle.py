@@ -19,7 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import typing
-from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -27,6 +26,7 @@ import attrs
 from nodesmith import errors, metrics
 from nodesmith.api import conditions, labels
 from nodesmith.api import nodeclaim as api_nodeclaim
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import events, resources
@@ -71,7 +71,7 @@ class LifecycleReconciler:
     state: ClusterState
     provider: CloudProvider
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     workers: int = 16
     poll_interval: float = statepoll.DEFAULT_INTERVAL
     _launches: dict[str, tuple[api_nodeclaim.NodeClaim, dt.datetime]] = attrs.field(init=False, factory=dict)
@@ -88,7 +88,7 @@ class LifecycleReconciler:
 
     @queue.default
     def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers)
+        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
     @property
     def name(self) -> str:
@@ -97,7 +97,11 @@ class LifecycleReconciler:
     async def run(self) -> None:
         """Reconcile NodeClaims as they change, until cancelled."""
         await statepoll.drive(
-            self.queue, self.state, statepoll.nodeclaim_versions, interval=self.poll_interval
+            self.queue,
+            self.state,
+            statepoll.nodeclaim_versions,
+            clock=self.clock,
+            interval=self.poll_interval,
         )
 
     async def reconcile(self, name: str) -> float | None:
@@ -106,7 +110,7 @@ class LifecycleReconciler:
 
     async def _reconcile(self, name: str) -> float | None:
         claim = self._nodeclaim(name)
-        now = self.clock()
+        now = self.clock.now()
         self._deleted = {uid: until for uid, until in self._deleted.items() if until > now}
         # 1. gone, or being deleted → nothing to do here (nodeclaim.termination finalizes it)
         if claim is None or claim.deleting or (claim.metadata.uid or claim.name) in self._deleted:
@@ -313,7 +317,7 @@ class LifecycleReconciler:
             await self.kube.delete(resources.NODECLAIMS, claim.name, uid=claim.metadata.uid)
         except kube_errors.NotFoundError:
             return
-        self._deleted[claim.metadata.uid or claim.name] = self.clock() + LAUNCH_CACHE_TTL
+        self._deleted[claim.metadata.uid or claim.name] = self.clock.now() + LAUNCH_CACHE_TTL
         metrics.NODECLAIMS_DISRUPTED.add(1, {"reason": reason, "nodepool": claim.nodepool_name or ""})
         if reason != "insufficient_capacity":
             await self._publish(

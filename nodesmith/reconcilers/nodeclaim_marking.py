@@ -20,8 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
@@ -30,6 +29,7 @@ from nodesmith import errors, metrics
 from nodesmith.api import conditions, labels, meta
 from nodesmith.api import nodeclaim as api_nodeclaim
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.cloudprovider.types import InstanceType
@@ -143,7 +143,7 @@ class NodeClaimMarking:
     provider: CloudProvider
     plugins: manager.Plugins
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     workers: int = 8
     name: str = "nodeclaim.marking"
     _queue: WorkQueue[str] = attrs.field(init=False)
@@ -155,7 +155,7 @@ class NodeClaimMarking:
     _provider_drift: dict[str, tuple[float, str | None]] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
-        self._queue = WorkQueue(self.name, self.reconcile, workers=self.workers)
+        self._queue = WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
         self.state.subscribe(self._on_change)
 
     async def run(self) -> None:
@@ -211,7 +211,7 @@ class NodeClaimMarking:
             self._pods.pop(key, None)
         else:
             self._pods[key] = current
-        when = self.clock()
+        when = self.clock.now()
         if previous is None and current is not None and not current[1] and not current[2]:
             when = min(when, _scheduled_at(pod) or when)
         for fingerprint in {previous, current} - {None}:
@@ -227,24 +227,24 @@ class NodeClaimMarking:
 
     async def _instance_types_of(self, pool: api_nodepool.NodePool) -> Sequence[InstanceType] | None:
         cached = self._instance_types.get(pool.name)
-        if cached is not None and time.monotonic() - cached[0] < INSTANCE_TYPES_TTL:
+        if cached is not None and self.clock.monotonic() - cached[0] < INSTANCE_TYPES_TTL:
             return cached[1]
         found, _ = await self.plugins.instance_types(self.provider, [pool])
         types = found.get(pool.name)
         if types is not None:
-            self._instance_types[pool.name] = (time.monotonic(), types)
+            self._instance_types[pool.name] = (self.clock.monotonic(), types)
         return types
 
     async def _provider_drift_of(self, claim: api_nodeclaim.NodeClaim) -> str | None:
         cached = self._provider_drift.get(claim.name)
-        if cached is not None and time.monotonic() - cached[0] < PROVIDER_DRIFT_TTL:
+        if cached is not None and self.clock.monotonic() - cached[0] < PROVIDER_DRIFT_TTL:
             return cached[1]
         try:
             reason = await self.provider.is_drifted(claim)
         except errors.ProviderError as err:
             log.info("is_drifted(%s) failed: %s", claim.name, err)
             reason = None
-        self._provider_drift[claim.name] = (time.monotonic(), reason)
+        self._provider_drift[claim.name] = (self.clock.monotonic(), reason)
         return reason
 
     async def reconcile(self, name: str) -> float | None:
@@ -252,7 +252,7 @@ class NodeClaimMarking:
         key = self.state.key_for_nodeclaim(name)
         node = self.state.state_node(key) if key else None
         claim = node.nodeclaim if node is not None else None
-        now = self.clock()
+        now = self.clock.now()
         # 1. Gone or already being deleted → nothing to mark.
         if claim is None or claim.deleting:
             return None

@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import typing
-from collections.abc import Callable
 from typing import Final
 
 import attrs
@@ -22,6 +21,7 @@ import attrs
 from nodesmith import errors, metrics
 from nodesmith.api import conditions, labels, meta
 from nodesmith.api import nodeclaim as api_nodeclaim
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import events, resources
@@ -50,14 +50,14 @@ class NodeClaimTerminationReconciler:
     state: ClusterState
     provider: CloudProvider
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     workers: int = 16
     poll_interval: float = statepoll.DEFAULT_INTERVAL
     queue: WorkQueue[str] = attrs.field(init=False)
 
     @queue.default
     def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers)
+        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
     @property
     def name(self) -> str:
@@ -66,7 +66,11 @@ class NodeClaimTerminationReconciler:
     async def run(self) -> None:
         """Finalize deleted NodeClaims as they change, until cancelled."""
         await statepoll.drive(
-            self.queue, self.state, statepoll.nodeclaim_versions, interval=self.poll_interval
+            self.queue,
+            self.state,
+            statepoll.nodeclaim_versions,
+            clock=self.clock,
+            interval=self.poll_interval,
         )
 
     async def reconcile(self, name: str) -> float | None:
@@ -84,7 +88,7 @@ class NodeClaimTerminationReconciler:
             or labels.FINALIZER_TERMINATION not in claim.metadata.finalizers
         ):
             return None
-        now = self.clock()
+        now = self.clock.now()
         # 2. a termination grace period and no recorded deadline → record it (restarts keep the same deadline)
         deadline = lifecycle_checks.termination_deadline(claim)
         annotation = labels.ANNOTATION_NODECLAIM_TERMINATION_TIMESTAMP

@@ -15,7 +15,6 @@ resourceVersion, only when something changed; records ``nodesmith_nodepools_usag
 
 from __future__ import annotations
 
-import datetime as dt
 import typing
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
@@ -26,6 +25,7 @@ from nodesmith import metrics
 from nodesmith.api import budgets as api_budgets
 from nodesmith.api import conditions
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.clock import Clock
 from nodesmith.disruption import budgets
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
@@ -78,7 +78,7 @@ class NodePoolStatusReconciler:
 
     kube: KubeClient
     state: ClusterState
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     workers: int = 2
     resync: float = RESYNC
     poll_interval: float = statepoll.DEFAULT_INTERVAL
@@ -90,7 +90,7 @@ class NodePoolStatusReconciler:
 
     @queue.default
     def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers)
+        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
     @property
     def name(self) -> str:
@@ -101,7 +101,11 @@ class NodePoolStatusReconciler:
         replica takes over)."""
         try:
             await statepoll.drive(
-                self.queue, self.state, statepoll.nodepool_versions, interval=self.poll_interval
+                self.queue,
+                self.state,
+                statepoll.nodepool_versions,
+                clock=self.clock,
+                interval=self.poll_interval,
             )
         finally:
             metrics.NODEPOOLS_USAGE.clear()
@@ -118,7 +122,7 @@ class NodePoolStatusReconciler:
         if pool is None:
             self.backoff.forget([name])
             return None
-        now = self.clock()
+        now = self.clock.now()
         updated = pool
         # 2. validation: what the CRD schema could not catch becomes ValidationSucceeded=False with a message
         problems = api_nodepool.runtime_errors(pool, snapshot.well_known_labels)

@@ -28,7 +28,7 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -36,6 +36,7 @@ import attrs
 from nodesmith import metrics
 from nodesmith.api import conditions, labels
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.clock import Clock
 from nodesmith.disruption import budgets
 from nodesmith.disruption.commands import Command, Replacement
 from nodesmith.kube import errors as kube_errors
@@ -101,7 +102,7 @@ class Orchestrator:
     kube: KubeClient
     state: ClusterState
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     min_timeout: dt.timedelta = MIN_TIMEOUT
     name: str = "disruption.queue"
     _queue: WorkQueue[str] = attrs.field(init=False)
@@ -110,7 +111,7 @@ class Orchestrator:
     _ids: itertools.count[int] = attrs.field(init=False, factory=itertools.count)
 
     def __attrs_post_init__(self) -> None:
-        self._queue = WorkQueue(self.name, self.reconcile, workers=8, max_backoff=10.0)
+        self._queue = WorkQueue(self.name, self.reconcile, workers=8, max_backoff=10.0, clock=self.clock)
 
     async def run(self) -> None:
         await self._queue.run()
@@ -122,7 +123,7 @@ class Orchestrator:
 
     def history(self) -> tuple[budgets.Started, ...]:
         """Disruptions started within the last day (time-window budgets count these)."""
-        since = self.clock() - HISTORY
+        since = self.clock.now() - HISTORY
         while self._history and self._history[0].at <= since:
             self._history.popleft()
         return tuple(self._history)
@@ -134,7 +135,7 @@ class Orchestrator:
 
     async def start(self, command: Command) -> bool:
         """Begin carrying out ``command``; False (and nothing left changed) if it could not start."""
-        now = self.clock()
+        now = self.clock.now()
         # 1. A candidate is already being disrupted.
         if self.queued_keys() & set(command.keys):
             return False
@@ -229,7 +230,7 @@ class Orchestrator:
             return None
         command = queued.command
         # 1. Too old → give up.
-        if self.clock() - queued.started > queued.timeout:
+        if self.clock.now() - queued.started > queued.timeout:
             await self._fail(queued, f"replacements did not initialize within {queued.timeout}")
             return None
         # 2. A replacement vanished → give up; one not initialized yet → wait.

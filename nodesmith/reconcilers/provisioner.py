@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -27,6 +26,7 @@ from opentelemetry import trace
 from nodesmith import metrics
 from nodesmith.api import labels, nodeclaim, quantity
 from nodesmith.api import nodepool as api_nodepool
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube import errors as kube_errors
@@ -99,7 +99,7 @@ class Provisioner:
     provider: CloudProvider
     plugins: manager.Plugins
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     batch_idle: dt.timedelta
     batch_max: dt.timedelta
     name: str = "provisioner"
@@ -109,7 +109,9 @@ class Provisioner:
     _batcher: Batcher = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        self._batcher = Batcher(self.batch_idle.total_seconds(), self.batch_max.total_seconds())
+        self._batcher = Batcher(
+            self.batch_idle.total_seconds(), self.batch_max.total_seconds(), clock=self.clock
+        )
         self.state.subscribe(self._on_change)
 
     def _on_change(self, resource: resources.Resource, obj: Mapping[str, Any], deleted: bool) -> None:
@@ -123,23 +125,23 @@ class Provisioner:
         last_check = -RECHECK_INTERVAL
         while True:
             triggered = await self._batcher.wait()
-            if not triggered and time.monotonic() - last_check < RECHECK_INTERVAL:
+            if not triggered and self.clock.monotonic() - last_check < RECHECK_INTERVAL:
                 continue
-            last_check = time.monotonic()
+            last_check = self.clock.monotonic()
             try:
                 with tracer.start_as_current_span("provisioner.reconcile"):
                     await self.reconcile()
             except Exception:
                 log.exception("provisioning run failed")
                 metrics.RECONCILE_ERRORS.add(1, {"reconciler": self.name})
-                await anyio.sleep(1)
+                await self.clock.sleep(1)
 
     async def reconcile(self) -> Decision | None:
         """One provisioning run. Returns the decision, or ``None`` when there was nothing to do."""
         # 1. Not synced (a NodeClaim we created has no providerID yet) → wait; launching now could double up.
-        with anyio.move_on_after(30):
-            while not self.state.synced():
-                await anyio.sleep(0.1)
+        synced_by = self.clock.monotonic() + 30
+        while not self.state.synced() and self.clock.monotonic() < synced_by:
+            await self.clock.sleep(0.1)
         if not self.state.synced():
             log.info("cluster state not synced; postponing provisioning")
             return None
@@ -150,36 +152,36 @@ class Provisioner:
         if not pods:
             metrics.PODS_UNSCHEDULABLE.put(0, {})
             return None
-        started = time.monotonic()
+        started = self.clock.monotonic()
         # 3. Instance types per usable NodePool; a pool whose NodeClass is not ready sits this run out.
         instance_types, skipped = await self.plugins.instance_types(
             self.provider, simulation.usable_nodepools(snapshot)
         )
         # 4. A NodePool backed off for want of capacity: its backed-off capacity types are excluded, so the
         #    pods go to the next NodePool by weight (a pool left with nothing to offer sits this run out).
-        backoffs = self.backoff.active(self.clock())
+        backoffs = self.backoff.active(self.clock.now())
         instance_types = capacity_backoff.restrict(instance_types, backoffs)
         for backoff in backoffs:
             if not any(it.available_offerings() for it in instance_types.get(backoff.nodepool, ())):
                 skipped = {**skipped, backoff.nodepool: backoff.message()}
         # 5. Solve off the event loop, bounded by a deadline.
         sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
-        deadline_at = time.monotonic() + SOLVE_TIMEOUT
+        deadline_at = self.clock.monotonic() + SOLVE_TIMEOUT
         outcome = await anyio.to_thread.run_sync(
-            lambda: scheduler.solve(sim_input, deadline=lambda: time.monotonic() > deadline_at)
+            lambda: scheduler.solve(sim_input, deadline=lambda: self.clock.monotonic() > deadline_at)
         )
-        metrics.SCHEDULING_DURATION.record(time.monotonic() - started)
+        metrics.SCHEDULING_DURATION.record(self.clock.monotonic() - started)
         # 6. Write: NodeClaims, nominations, events.
         created = await self._create_nodeclaims(outcome.new_nodeclaims, snapshot)
         self._nominate_existing(outcome, snapshot)
         await self._publish_events(outcome, created, pods, backoffs)
         decision = Decision(
-            self.clock(),
+            self.clock.now(),
             len(pods),
             outcome,
             tuple(created),
             skipped,
-            time.monotonic() - started,
+            self.clock.monotonic() - started,
             {
                 str(meta.get("uid")): f"{meta.get('namespace')}/{meta.get('name')}"
                 for meta in (pod.get("metadata") or {} for pod in pods)
@@ -235,7 +237,7 @@ class Provisioner:
         return [name for name in names if name is not None]
 
     def _nominate_existing(self, outcome: results.Results, snapshot: Snapshot) -> None:
-        until = self.clock() + max(2 * self.batch_max, dt.timedelta(seconds=10))
+        until = self.clock.now() + max(2 * self.batch_max, dt.timedelta(seconds=10))
         by_name = {n.name: n.key for n in snapshot.nodes if n.name is not None}
         for node_name, assigned in outcome.existing_node_assignments.items():
             key = by_name.get(node_name)

@@ -5,7 +5,8 @@ Why not the standard ones: an ``anyio`` memory stream delivers every item, but a
 deduplicated (ten updates of one NodeClaim are one reconcile), retried with per-key backoff or after a
 requested delay, and never processed by two workers at once; and the provisioner wants Karpenter's batch
 window (close after ``idle`` without a new trigger, or after ``max`` regardless), which no stream offers.
-Both take an injectable monotonic clock and sleep so tests can step time.
+All three read time only through the `nodesmith.clock.Clock` they are given (the daemon's one clock), so
+tests drive them by stepping a ``nodesmith.testing.clock.FakeClock``.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import anyio
 from opentelemetry import trace
 
 from nodesmith import metrics
+from nodesmith.clock import Clock
 
 __all__ = ["Batcher", "WorkQueue", "every"]
 
@@ -37,9 +39,7 @@ class Batcher:
     or ``max`` passes in all, then returns ``True``.
     """
 
-    def __init__(
-        self, idle: float, maximum: float, *, clock: Callable[[], float] = anyio.current_time
-    ) -> None:
+    def __init__(self, idle: float, maximum: float, *, clock: Clock) -> None:
         self.idle = idle
         self.maximum = maximum
         self._clock = clock
@@ -47,24 +47,21 @@ class Batcher:
         self._last_trigger = -math.inf
 
     def trigger(self) -> None:
-        self._last_trigger = self._clock()
+        self._last_trigger = self._clock.monotonic()
         self._event.set()
 
     async def wait(self) -> bool:
-        with anyio.move_on_after(self.idle):
-            await self._event.wait()
-        if not self._event.is_set():
+        if not await self._clock.wait(self._event, self.idle):
             return False
-        started = self._clock()
+        started = self._clock.monotonic()
         while True:
             self._event = anyio.Event()
-            now = self._clock()
+            now = self._clock.monotonic()
             remaining_max = started + self.maximum - now
             remaining_idle = self._last_trigger + self.idle - now
             if remaining_max <= 0 or remaining_idle <= 0:
                 break
-            with anyio.move_on_after(min(remaining_max, remaining_idle)):
-                await self._event.wait()
+            await self._clock.wait(self._event, min(remaining_max, remaining_idle))
         self._event = anyio.Event()
         return True
 
@@ -86,7 +83,7 @@ class WorkQueue(Generic[K]):
         workers: int = 4,
         base_backoff: float = 0.5,
         max_backoff: float = 60.0,
-        clock: Callable[[], float] = anyio.current_time,
+        clock: Clock,
     ) -> None:
         self.name = name
         self._handler = handler
@@ -123,7 +120,7 @@ class WorkQueue(Generic[K]):
         if seconds <= 0:
             self.add(key)
             return
-        when = self._clock() + seconds
+        when = self._clock.monotonic() + seconds
         if key in self._queued or self._due.get(key, math.inf) <= when:
             return
         self._due[key] = when
@@ -132,7 +129,7 @@ class WorkQueue(Generic[K]):
         self._wakeup.set()
 
     def _promote_due(self) -> float | None:
-        now = self._clock()
+        now = self._clock.monotonic()
         while self._delayed:
             when, _, key = self._delayed[0]
             if self._due.get(key) != when:
@@ -154,8 +151,7 @@ class WorkQueue(Generic[K]):
                 self._active.add(key)
                 return key
             self._wakeup = anyio.Event()
-            with anyio.move_on_after(wait if wait is not None else math.inf):
-                await self._wakeup.wait()
+            await self._clock.wait(self._wakeup, wait if wait is not None else math.inf)
 
     async def _work(self) -> None:
         while True:
@@ -192,7 +188,9 @@ class WorkQueue(Generic[K]):
                 group.start_soon(self._work, name=f"{self.name}-worker-{index}")
 
 
-async def every(interval: float, name: str, one_pass: Callable[[], Awaitable[object]]) -> None:
+async def every(
+    interval: float, name: str, one_pass: Callable[[], Awaitable[object]], *, clock: Clock
+) -> None:
     """Run ``one_pass`` every ``interval`` seconds until cancelled. A pass that raises is logged and
     counted (``reconciler=name``), and the next one runs on time: a bug in one pass must not stop the
     leader's other reconcilers."""
@@ -202,4 +200,4 @@ async def every(interval: float, name: str, one_pass: Callable[[], Awaitable[obj
         except Exception:
             log.exception("%s: pass failed; next in %.0fs", name, interval)
             metrics.RECONCILE_ERRORS.add(1, {"reconciler": name})
-        await anyio.sleep(interval)
+        await clock.sleep(interval)

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable, Mapping
 
 import anyio
 
+from nodesmith.clock import Clock
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.reconcilers.queues import WorkQueue
@@ -91,6 +92,7 @@ async def poll(
     versions: Callable[[Snapshot], Mapping[K, Hashable]],
     enqueue: Callable[[K], None],
     *,
+    clock: Clock,
     interval: float = DEFAULT_INTERVAL,
 ) -> None:
     """``enqueue`` each key that is new or whose version changed, looking after every relevant state event
@@ -111,8 +113,7 @@ async def poll(
             if seen.get(key) != version:
                 enqueue(key)
         seen = current
-        with anyio.move_on_after(interval):
-            await changed[0].wait()
+        await clock.wait(changed[0], interval)
 
 
 CONFLICT_REQUEUE = 0.5
@@ -135,9 +136,10 @@ async def drive(
     state: ClusterState,
     versions: Callable[[Snapshot], Mapping[K, Hashable]],
     *,
+    clock: Clock,
     interval: float = DEFAULT_INTERVAL,
 ) -> None:
     """Run ``queue``'s workers and feed them the keys `poll` finds changed, until cancelled."""
     async with anyio.create_task_group() as group:
         group.start_soon(queue.run)
-        group.start_soon(functools.partial(poll, state, versions, queue.add, interval=interval))
+        group.start_soon(functools.partial(poll, state, versions, queue.add, clock=clock, interval=interval))

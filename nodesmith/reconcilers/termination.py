@@ -33,6 +33,7 @@ import attrs
 from nodesmith import errors, metrics
 from nodesmith.api import conditions, labels, meta
 from nodesmith.api import nodeclaim as api_nodeclaim
+from nodesmith.clock import Clock
 from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.disruption import drain
 from nodesmith.kube import errors as kube_errors
@@ -84,7 +85,7 @@ class TerminationReconciler:
     state: ClusterState
     provider: CloudProvider
     events: EventRecorder
-    clock: Callable[[], dt.datetime]
+    clock: Clock
     workers: int = 16
     eviction_concurrency: int = 16
     poll_interval: float = statepoll.DEFAULT_INTERVAL
@@ -94,7 +95,7 @@ class TerminationReconciler:
 
     @queue.default
     def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers)
+        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
     @property
     def name(self) -> str:
@@ -102,7 +103,9 @@ class TerminationReconciler:
 
     async def run(self) -> None:
         """Terminate deleted Nodes as they change, until cancelled."""
-        await statepoll.drive(self.queue, self.state, statepoll.node_versions, interval=self.poll_interval)
+        await statepoll.drive(
+            self.queue, self.state, statepoll.node_versions, clock=self.clock, interval=self.poll_interval
+        )
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the Node ``name``; returns seconds to requeue after, or ``None``."""
@@ -121,7 +124,7 @@ class TerminationReconciler:
         ):
             self._forget(name)
             return None
-        now = self.clock()
+        now = self.clock.now()
         claim = state_node.nodeclaim
         provider_id = state_node.provider_id
         # 2. its NodeClaim is not being deleted → delete it too (Node and NodeClaim deletion go together)

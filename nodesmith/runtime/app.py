@@ -10,19 +10,18 @@ SIGTERM/SIGINT cancel the group; the elector releases the lease on the way out.
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
 import signal
 import socket
 import uuid
-from collections.abc import Callable
 
 import anyio
 import attrs
 
 from nodesmith import metrics
+from nodesmith.clock import SYSTEM, Clock
 from nodesmith.cloudprovider import manager
-from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
+from nodesmith.cloudprovider.protocol import Closable, CloudProvider, ProviderContext, RunsInBackground
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
@@ -35,18 +34,13 @@ from nodesmith.runtime.settings import Settings
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.informer import Informers
 
-__all__ = ["Daemon", "run", "utc_now"]
+__all__ = ["Daemon", "run"]
 
 log = logging.getLogger(__name__)
 
 LEADER: object = metrics.meter.create_up_down_counter(
     "nodesmith_leader", description="1 while this process holds the leader lease."
 )
-
-
-def utc_now() -> dt.datetime:
-    """The wall clock the daemon injects everywhere (tests inject their own)."""
-    return dt.datetime.now(dt.UTC)
 
 
 @attrs.define
@@ -70,22 +64,24 @@ class Daemon:
         settings: Settings,
         *,
         plugins: manager.Plugins | None = None,
-        clock: Callable[[], dt.datetime] = utc_now,
+        clock: Clock = SYSTEM,
     ) -> Daemon:
-        """Connect, load plugins, build the provider, state, informers and reconcilers (no task started)."""
+        """Connect, load plugins, build the provider, state, informers and reconcilers (no task started).
+
+        ``clock`` is the one clock everything that reads time is given (tests pass a stepped one)."""
         kube = await KubeClient.connect(settings.kubeconfig)
         plugins = plugins or manager.Plugins.load()
         provider = plugins.cloud_provider(
-            settings.provider, ProviderContext(settings.cluster_name, settings.provider_settings, kube)
+            settings.provider, ProviderContext(settings.cluster_name, settings.provider_settings, kube, clock)
         )
         node_classes = [
             resources.node_class(kind.group, kind.kind, version=kind.version)
             for kind in provider.supported_node_classes()
         ]
         state = ClusterState(
-            clock=clock, node_classes=node_classes, well_known_labels=plugins.well_known_labels()
+            clock=clock.now, node_classes=node_classes, well_known_labels=plugins.well_known_labels()
         )
-        informers = Informers.for_state(kube, state, node_classes=node_classes)
+        informers = Informers.for_state(kube, state, node_classes=node_classes, sleep=clock.sleep)
         reconcilers = controllers.build(
             controllers.Collaborators(
                 kube=kube,
@@ -111,6 +107,7 @@ class Daemon:
                 settings.lease_duration,
                 settings.renew_deadline,
                 settings.retry_period,
+                clock=clock,
                 on_change=lambda leading: LEADER.add(1 if leading else -1),  # type: ignore[attr-defined]
             )
         decisions = DecisionLog()
@@ -151,9 +148,8 @@ class Daemon:
             if self.settings.health_port or not self.settings.metrics_port:
                 self.ports["health"] = await group.start(http.serve, self.settings.health_port, routes)
             await group.start(self.informers.run)
-            provider_run = getattr(self.provider, "run", None)
-            if provider_run is not None:
-                await group.start(provider_run)
+            if isinstance(self.provider, RunsInBackground):
+                await group.start(self.provider.run)
             task_status.started()
             log.info("nodesmith started", extra={"provider": self.settings.provider, "ports": self.ports})
             if self.elector is None:
@@ -188,8 +184,7 @@ async def run(settings: Settings, *, traces: str = "none") -> None:
         try:
             await daemon.serve()
         finally:
-            close = getattr(daemon.provider, "close", None)
-            if close is not None:
+            if isinstance(daemon.provider, Closable):
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await close()
+                    await daemon.provider.close()
         group.cancel_scope.cancel()

@@ -18,6 +18,7 @@ import anyio
 import attrs
 
 from nodesmith import errors
+from nodesmith.clock import SYSTEM, Clock
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube.leases import Lease, LeaseClient
 
@@ -40,7 +41,7 @@ class LeaderElector:
     lease_duration: timedelta
     renew_deadline: timedelta
     retry_period: timedelta
-    monotonic: Callable[[], float] = anyio.current_time
+    clock: Clock = SYSTEM
     on_change: Callable[[bool], None] = lambda leading: None
     leading: bool = attrs.field(init=False, default=False)
 
@@ -89,16 +90,16 @@ class LeaderElector:
                 lease = None
             if lease is not None:
                 return lease
-            await anyio.sleep(self.retry_period.total_seconds())
+            await self.clock.sleep(self.retry_period.total_seconds())
 
     async def _renew_forever(self, lease: Lease) -> Lease:
         """Renew every retry period; return (having lost) once renewal has failed for the renew deadline."""
-        last_renewed = self.monotonic()
+        last_renewed = self.clock.monotonic()
         while True:
-            await anyio.sleep(self.retry_period.total_seconds())
+            await self.clock.sleep(self.retry_period.total_seconds())
             try:
                 lease = await self.leases.renew(lease)
-                last_renewed = self.monotonic()
+                last_renewed = self.clock.monotonic()
                 continue
             except kube_errors.ConflictError:
                 current = await self._reread()
@@ -109,7 +110,7 @@ class LeaderElector:
                 return lease
             except kube_errors.KubeError as err:
                 log.warning("leader election: renew failed: %s", err)
-            if self.monotonic() - last_renewed >= self.renew_deadline.total_seconds():
+            if self.clock.monotonic() - last_renewed >= self.renew_deadline.total_seconds():
                 return lease
 
     async def _reread(self) -> Lease | None:

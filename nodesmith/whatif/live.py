@@ -21,7 +21,7 @@ import attrs
 from nodesmith import errors
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.cloudprovider import manager
-from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
+from nodesmith.cloudprovider.protocol import Closable, CloudProvider, ProviderContext, RunsInBackground
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
@@ -81,9 +81,8 @@ async def take_snapshot(
     )
     try:
         async with anyio.create_task_group() as group:
-            provider_run = getattr(provider, "run", None)
-            if provider_run is not None:  # catalogue and price refreshes (AWS) before the first answer
-                await group.start(provider_run)
+            if isinstance(provider, RunsInBackground):  # catalogue and price refreshes (AWS) first
+                await group.start(provider.run)
             objects = await _list_objects(kube, provider)
             taken_at = now or dt.datetime.now(dt.UTC)
             bare = SnapshotFile(taken_at, tuple(objects), well_known_labels=plugins.well_known_labels())
@@ -99,8 +98,7 @@ async def take_snapshot(
             changed_types, _ = await plugins.instance_types(provider, changed)
             group.cancel_scope.cancel()
     finally:
-        close = getattr(provider, "close", None)
-        if close is not None:
+        if isinstance(provider, Closable):
             with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                await close()
+                await provider.close()
     return attrs.evolve(bare, instance_types=types, skipped_nodepools=skipped), changed_types

@@ -19,6 +19,7 @@ import anyio
 import attrs
 
 from nodesmith.api import labels
+from nodesmith.clock import SYSTEM
 from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import ProviderContext
 from nodesmith.kube import resources
@@ -34,10 +35,6 @@ FAST = disruption_loop.Options(
     poll_interval=dt.timedelta(seconds=1),
     queue_timeout=dt.timedelta(minutes=3),
 )
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 @attrs.define
@@ -59,12 +56,12 @@ async def nodesmith(
     test's namespace and NodePools are cleaned up while the reconcilers still run (so nodes drain)."""
     kube = await KubeClient.connect(kubeconfig)
     plugins = manager.Plugins.load()
-    provider = plugins.cloud_provider("kwok", ProviderContext("e2e", {}, kube))
+    provider = plugins.cloud_provider("kwok", ProviderContext("e2e", {}, kube, SYSTEM))
     node_classes = [
         resources.node_class(kind.group, kind.kind, version=kind.version)
         for kind in provider.supported_node_classes()
     ]
-    state = ClusterState(clock=utc_now, node_classes=node_classes)
+    state = ClusterState(clock=SYSTEM.now, node_classes=node_classes)
     informers = Informers.for_state(kube, state, node_classes=node_classes)
     reconcilers = controllers.build(
         controllers.Collaborators(
@@ -72,8 +69,8 @@ async def nodesmith(
             state=state,
             provider=provider,
             plugins=plugins,
-            events=EventRecorder(kube, clock=utc_now),
-            clock=utc_now,
+            events=EventRecorder(kube, clock=SYSTEM),
+            clock=SYSTEM,
             batch_idle=dt.timedelta(milliseconds=500),
             batch_max=dt.timedelta(seconds=3),
             cluster_name="e2e",

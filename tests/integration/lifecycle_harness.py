@@ -1,6 +1,7 @@
 """Shared set-up for the lifecycle, termination, garbage-collection and NodePool-status integration tests:
-a cluster state fed by real informers, the kwok provider, the reconcilers under test built around an
-injectable clock, and small factories and waits.
+a cluster state fed by real informers, the kwok provider, the reconcilers under test built around one
+stepped clock that also runs in real time (so API timestamps stay comparable while a test jumps over grace
+periods with ``harness.clock.step``), and small factories and waits.
 
 Used by ``tests/integration/test_{lifecycle,termination,garbagecollection,nodepool_status}.py``; every
 test opens ``async with running(kube) as harness:`` so the informers (and any reconcilers it starts) live
@@ -19,6 +20,8 @@ import anyio
 import attrs
 
 from nodesmith.api import labels
+from nodesmith.clock import SYSTEM
+from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
@@ -33,6 +36,7 @@ from nodesmith.reconcilers import (
     termination,
 )
 from nodesmith.state import ClusterState, Informers, capacity_backoff
+from nodesmith.testing.clock import FakeClock
 from nodesmith_kwok import provider as kwok_provider
 
 Obj = dict[str, typing.Any]
@@ -40,19 +44,6 @@ T = typing.TypeVar("T")
 TIMEOUT = 60.0
 KWOK_GROUP = "kwok.nodesmith.io"
 KWOK_KIND = "KWOKNodeClass"
-
-
-@attrs.define
-class FakeClock:
-    """Wall-clock time plus an offset the test moves forward (the reconcilers' ``clock``)."""
-
-    offset: dt.timedelta = dt.timedelta(0)
-
-    def __call__(self) -> dt.datetime:
-        return dt.datetime.now(dt.UTC) + self.offset
-
-    def advance(self, delta: dt.timedelta) -> None:
-        self.offset += delta
 
 
 @attrs.define
@@ -104,13 +95,13 @@ class Harness:
 
 @contextlib.asynccontextmanager
 async def running(kube: KubeClient) -> collections.abc.AsyncIterator[Harness]:
-    clock = FakeClock()
-    state = ClusterState(clock=clock, node_classes=[kwok_provider.NODE_CLASSES])
+    clock = FakeClock(SYSTEM.now(), rate=1.0)
+    state = ClusterState(clock=clock.now, node_classes=[kwok_provider.NODE_CLASSES])
     informers = Informers.for_state(kube, state, node_classes=[kwok_provider.NODE_CLASSES])
     # the kwok provider's insufficient-capacity memory runs on the same fake clock as the reconcilers
     provider = instrumented.InstrumentedProvider(
-        kwok_provider.KWOKProvider(
-            ProviderContext(cluster_name="test", kube=kube), clock=lambda: clock().timestamp()
+        manager.Plugins.load().cloud_provider(
+            "kwok", ProviderContext(cluster_name="test", kube=kube, clock=clock)
         )
     )
     async with anyio.create_task_group() as group:

@@ -52,7 +52,7 @@ async def test_an_instance_that_is_still_young_is_kept(kube: KubeClient, node_cl
         await h.eventually(lambda: _node_in_state(harness, name), "the Node in the state")
         await harness.gc.reconcile()
         assert await harness.node(name) is not None
-        harness.clock.advance(harness.gc.orphan_grace)
+        harness.clock.step(harness.gc.orphan_grace)
         await harness.gc.reconcile()
         await h.eventually(lambda: _gone(harness.node(name)), "the orphan Node to be deleted")
 

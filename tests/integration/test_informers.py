@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import collections.abc
 import contextlib
-import datetime as dt
 import pathlib
 import typing
 import uuid
@@ -21,6 +20,7 @@ import pytest
 import yaml
 
 from nodesmith.api import labels
+from nodesmith.clock import SYSTEM
 from nodesmith.kube import KubeClient, errors, resources
 from nodesmith.kube.resources import Resource
 from nodesmith.state import DEFAULT_RESOURCES, ClusterState, Informers
@@ -85,10 +85,6 @@ async def running(informers: Informers) -> collections.abc.AsyncIterator[None]:
             await informers.wait_synced()
         yield
         group.cancel_scope.cancel()
-
-
-def utc_now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
 
 
 # -- one sample object per watched kind --------------------------------------------------------------
@@ -188,7 +184,7 @@ def key_of(obj: Obj) -> str:
 async def test_cache_mirrors_create_update_delete_of_every_watched_kind(
     kube: KubeClient, crds: None, namespace: str
 ) -> None:
-    state = ClusterState(clock=utc_now)
+    state = ClusterState(clock=SYSTEM.now)
     informers = Informers.for_state(kube, state)
     objects = samples(uuid.uuid4().hex[:6], namespace)
     assert set(objects) == set(DEFAULT_RESOURCES)
@@ -265,7 +261,7 @@ async def _fresh_equals_cache(
 async def test_restarting_kube_apiserver_mid_watch_leaves_the_cache_equal_to_a_fresh_list(
     kube: KubeClient, crds: None, namespace: str, apiserver: faults.ApiServerRestarter
 ) -> None:
-    state = ClusterState(clock=utc_now)
+    state = ClusterState(clock=SYSTEM.now)
     informers = Informers.for_state(kube, state, backoff_initial=2.0, backoff_max=4.0)
     node = f"inf-r-{uuid.uuid4().hex[:6]}"
     await kube.create(resources.NODES, {"metadata": {"name": node}, "spec": {"providerID": f"kwok://{node}"}})

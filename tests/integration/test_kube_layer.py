@@ -17,9 +17,11 @@ import uuid
 import anyio
 import pytest
 
+from nodesmith.clock import SYSTEM
 from nodesmith.kube import EventRecorder, KubeClient, LeaseClient, errors, resources
 from nodesmith.kube.resources import Resource
 from nodesmith.testing import e2e
+from nodesmith.testing.clock import FakeClock
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
 
@@ -276,8 +278,8 @@ async def test_watch_streams_events_from_a_resource_version(kube: KubeClient, na
 
 
 async def test_event_recorder_deduplicates_within_the_window(kube: KubeClient, namespace: str) -> None:
-    now = [dt.datetime(2030, 1, 1, tzinfo=dt.UTC)]
-    recorder = EventRecorder(kube, component="nodesmith-test", clock=lambda: now[0])
+    clock = FakeClock(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
+    recorder = EventRecorder(kube, component="nodesmith-test", clock=clock)
     involved = await kube.create(CONFIGMAPS, configmap("subject"), namespace)
 
     for _ in range(3):
@@ -292,7 +294,7 @@ async def test_event_recorder_deduplicates_within_the_window(kube: KubeClient, n
     assert set(events) == {"Stuck", "Other"}
     assert events["Stuck"]["count"] == 1
 
-    now[0] += dt.timedelta(minutes=3)
+    clock.step(dt.timedelta(minutes=3))
     await recorder.publish(involved, "Warning", "Stuck", "it is stuck")
 
     events = await events_by_reason()
@@ -302,9 +304,9 @@ async def test_event_recorder_deduplicates_within_the_window(kube: KubeClient, n
 
 
 async def test_lease_acquire_renew_conflict_and_release(kube: KubeClient, namespace: str) -> None:
-    now = [dt.datetime.now(dt.UTC)]
-    alice = LeaseClient(kube, "alice", clock=lambda: now[0])
-    bob = LeaseClient(kube, "bob", clock=lambda: now[0])
+    clock = FakeClock(SYSTEM.now())
+    alice = LeaseClient(kube, "alice", clock=clock)
+    bob = LeaseClient(kube, "bob", clock=clock)
 
     lease = await alice.try_acquire("leader", namespace, duration_seconds=15)
     assert lease is not None
@@ -312,7 +314,7 @@ async def test_lease_acquire_renew_conflict_and_release(kube: KubeClient, namesp
     assert lease.transitions == 0
     assert await bob.try_acquire("leader", namespace, duration_seconds=15) is None
 
-    now[0] += dt.timedelta(seconds=5)
+    clock.step(5)
     renewed = await alice.renew(lease)
     assert renewed.renew_time is not None
     assert lease.renew_time is not None
@@ -320,7 +322,7 @@ async def test_lease_acquire_renew_conflict_and_release(kube: KubeClient, namesp
     with pytest.raises(errors.ConflictError):
         await alice.renew(lease)  # stale resourceVersion: someone (here: ourselves) wrote since
 
-    now[0] += dt.timedelta(seconds=30)  # alice stopped renewing: expired
+    clock.step(30)  # alice stopped renewing: expired
     taken = await bob.try_acquire("leader", namespace, duration_seconds=15)
     assert taken is not None
     assert taken.holder == "bob"

@@ -130,7 +130,7 @@ async def test_a_pass_on_a_stale_state_does_not_launch_a_nodeclaim_deleted_for_i
             await kube.merge_patch(
                 kwok_provider.NODE_CLASSES, node_class, {"spec": {"insufficientCapacity": []}}
             )
-            harness.clock.advance(
+            harness.clock.step(
                 dt.timedelta(seconds=kwok_provider.ICE_TTL + 1)
             )  # the failed offerings are available again
             # a lagging informer: the state still shows the NodeClaim as it was before the deletion
@@ -164,7 +164,7 @@ async def test_a_nodeclaim_that_cannot_launch_is_deleted_after_the_launch_timeou
         assert (launched["status"], launched["reason"]) == ("False", "NodeClassNotReady")
         assert labels.FINALIZER_TERMINATION in claim["metadata"]["finalizers"]
 
-        harness.clock.advance(dt.timedelta(minutes=6))
+        harness.clock.step(dt.timedelta(minutes=6))
         written = str(claim["metadata"]["resourceVersion"])
         await h.eventually(lambda: _in_state(harness, name, rv=written), "state catch-up")
         assert await harness.lifecycle.reconcile(name) is None

@@ -194,7 +194,7 @@ async def test_a_pool_whose_launches_keep_failing_shows_its_capacity_backoff_unt
             assert f"after {len(claims)} launches failed" in condition["message"]
             assert h.is_true({"status": status}, "Ready")  # informational: the pool itself is fine
 
-            harness.clock.advance(capacity_backoff.BASE_BACKOFF)  # the backoff is over: the condition goes
+            harness.clock.step(capacity_backoff.BASE_BACKOFF)  # the backoff is over: the condition goes
             await h.eventually(
                 lambda: _status(
                     kube, pool, lambda s: h.condition({"status": s}, "CapacityAvailable") is None

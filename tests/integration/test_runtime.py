@@ -87,7 +87,7 @@ async def daemons(
 
 async def holder(leases: LeaseClient, name: str) -> str | None:
     lease = await leases.get(name, NAMESPACE)
-    return lease.holder if lease is not None and not lease.expired(leases.clock()) else None
+    return lease.holder if lease is not None and not lease.expired(leases.clock.now()) else None
 
 
 async def wait_for(

@@ -121,7 +121,7 @@ async def test_a_pdb_protected_pod_is_deleted_only_at_the_termination_deadline(
         assert "FailedDraining" in await _event_reasons(kube, "default", involved=name)
 
         # 30s (the pod's grace) before the deadline: deleted, so it is gone by then
-        harness.clock.advance(dt.timedelta(minutes=59, seconds=40))
+        harness.clock.step(dt.timedelta(minutes=59, seconds=40))
         assert await harness.termination.reconcile(name) is not None
         await h.eventually(lambda: _pods_on(harness, name, 0), "the pod to be gone")
 

@@ -63,13 +63,15 @@ def nodesmith_cloud_provider(name: str, context: ProviderContext) -> CloudProvid
     """The AWS provider for ``--provider aws``; no I/O until its methods are awaited."""
     if name != "aws":
         return None
+    from nodesmith.clock import SYSTEM
     from nodesmith_aws import cloudprovider, settings, store
 
     parsed = settings.Settings.from_context(context.cluster_name, context.settings)
     node_classes: store.NodeClassStore = (
         store.KubeNodeClassStore(context.kube) if context.kube is not None else store.MemoryNodeClassStore()
     )
-    return cloudprovider.AwsCloudProvider(parsed, node_classes)
+    clock = context.clock or SYSTEM
+    return cloudprovider.AwsCloudProvider(parsed, node_classes, clock=clock.monotonic, now=clock.now)
 
 
 @hookimpl

@@ -30,17 +30,16 @@ import contextlib
 import functools
 import itertools
 import logging
-import time
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
-import anyio
 import attrs
 
 from nodesmith import errors
 from nodesmith.api import labels, nodeclaim, nodepool, quantity
 from nodesmith.api.requirements import Requirements
+from nodesmith.clock import SYSTEM, Clock
 from nodesmith.cloudprovider.protocol import NodeClassKind, ProviderContext
 from nodesmith.cloudprovider.types import (
     InstanceType,
@@ -73,14 +72,13 @@ NODE_CLASSES: Final = resources.node_class(GROUP, KIND, plural=PLURAL)
 
 
 class KWOKProvider:
-    """``CloudProvider`` over fake Nodes. ``clock`` is monotonic seconds, injectable for tests."""
+    """``CloudProvider`` over fake Nodes. Time comes from ``context.clock`` (the daemon's one clock)."""
 
     def __init__(
         self,
         context: ProviderContext,
         instance_types: Sequence[InstanceType] | None = None,
         *,
-        clock: Callable[[], float] = time.monotonic,
         poll_interval: float = 1.0,
     ) -> None:
         if context.kube is None:
@@ -88,7 +86,7 @@ class KWOKProvider:
         self._kube: KubeClient = context.kube
         self._catalogue = tuple(instance_types if instance_types is not None else catalogue.build_catalogue())
         self._by_name = {it.name: it for it in self._catalogue}
-        self._clock = clock
+        self._clock: Clock = context.clock or SYSTEM
         self._unavailable: dict[tuple[str, str, str], float] = {}
         self._poll_interval = poll_interval
 
@@ -136,12 +134,12 @@ class KWOKProvider:
                 yield InterruptionEvent(
                     provider_id=provider_id,
                     kind=parsed,
-                    time=time.time(),
+                    time=self._clock.now().timestamp(),
                     state=state or None,
                     message_id=f"{meta.get('name')}/{value}",
                     ack=functools.partial(self._ack, str(meta.get("name")), seen, pending),
                 )
-            await anyio.sleep(self._poll_interval)
+            await self._clock.sleep(self._poll_interval)
 
     def _mark_reclaimed(self, node_labels: Mapping[str, str]) -> None:
         """A spot warning marks the node's spot offering unavailable, as AWS's provider does, so its
@@ -152,7 +150,9 @@ class KWOKProvider:
             node_labels.get(labels.LABEL_CAPACITY_TYPE),
         )
         if offering[2] == "spot" and offering[0] and offering[1]:
-            self._unavailable[(str(offering[0]), str(offering[1]), "spot")] = self._clock() + ICE_TTL
+            self._unavailable[(str(offering[0]), str(offering[1]), "spot")] = (
+                self._clock.monotonic() + ICE_TTL
+            )
 
     async def _ack(self, node_name: str, seen: tuple[str, str], pending: set[tuple[str, str]]) -> None:
         with contextlib.suppress(kube_errors.NotFoundError):
@@ -170,7 +170,7 @@ class KWOKProvider:
         return self._with_availability()
 
     def _with_availability(self) -> list[InstanceType]:
-        now = self._clock()
+        now = self._clock.monotonic()
         self._unavailable = {key: until for key, until in self._unavailable.items() if until > now}
         if not self._unavailable:
             return list(self._catalogue)
@@ -227,7 +227,7 @@ class KWOKProvider:
                 candidates,
             )
         ]
-        until = self._clock() + ICE_TTL
+        until = self._clock.monotonic() + ICE_TTL
         self._unavailable.update(dict.fromkeys(failed, until))
         if len(failed) == len(candidates):
             raise errors.InsufficientCapacityError(_ice_message(claim.name, failed), offerings=failed)
@@ -242,7 +242,7 @@ class KWOKProvider:
                 offering.capacity_type,
             )
         if node_class.registration_delay:
-            await anyio.sleep(node_class.registration_delay.total_seconds())
+            await self._clock.sleep(node_class.registration_delay.total_seconds())
         node = self._node(claim, it, offering, reqs)
         try:
             created = await self._kube.create(resources.NODES, node)

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import pathlib
 import time
 from typing import Any
 
@@ -18,14 +17,7 @@ import pytest
 from nodesmith import errors
 from nodesmith.api.meta import NodeClassRef
 from nodesmith.cloudprovider.types import InterruptionEvent, InterruptionKind
-from nodesmith.disruption.interruption import Action
-from nodesmith.kube import errors as kube_errors
-from nodesmith.kube import resources
-from nodesmith.kube.client import KubeClient
-from nodesmith.kube.events import EventRecorder
-from nodesmith.reconcilers.interruption import Interruption
-from nodesmith.runtime import crds, telemetry
-from nodesmith.state.cluster import ClusterState
+from nodesmith.runtime import telemetry
 from nodesmith.testing import conformance
 from nodesmith_aws import interruption, nodeclass
 from nodesmith_aws.cloudprovider import AwsCloudProvider
@@ -375,49 +367,3 @@ async def test_a_spot_warning_marks_the_reclaimed_offering_unavailable(env: Env,
     assert ("spot", "us-west-2b") in unavailable  # the reclaimed capacity
     assert ("spot", "us-west-2c") not in unavailable  # a rebalance recommendation marks nothing
     assert ("on-demand", "us-west-2b") not in unavailable
-
-
-# -- with the core reconciler, on a real API server --------------------------------------------------
-
-
-@pytest.mark.integration
-async def test_the_core_deletes_the_nodeclaim_of_a_spot_interrupted_instance(
-    env: Env, queue: Queue, kubeconfig: pathlib.Path
-) -> None:
-    kube = await KubeClient.connect(kubeconfig)
-    await crds.install(kube, crds.all_crds())
-    await ready_nodeclass(env)
-    pool = conformance.nodepool("default", REF)
-    claim = conformance.nodeclaim(pool, name=f"sqs-{int(time.time() * 1000) % 10**8}")
-    created = await env.provider.create(claim)
-    provider_id = created.status.provider_id or ""
-    manifest = created.to_dict()
-    status = manifest.pop("status")
-    await kube.create(resources.NODECLAIMS, manifest)
-    obj = await kube.update_status(resources.NODECLAIMS, claim.name, {"providerID": status["providerID"]})
-    other = await run_instance(env)  # an instance with no NodeClaim: dropped by the core, still acked
-
-    state = ClusterState(clock=lambda: dt.datetime.now(dt.UTC))
-    state.update_nodeclaim(obj)
-    reconciler = Interruption(
-        kube, state, env.provider, EventRecorder(kube), clock=lambda: dt.datetime.now(dt.UTC)
-    )
-    sent = time.monotonic()
-    await queue.send(spot(provider_id.rsplit("/", 1)[1]))
-    await queue.send(spot(other))
-    actions = {}
-    for event in await queue.receive_all():
-        actions[event.provider_id] = await reconciler.handle(event)
-    with pytest.raises(kube_errors.NotFoundError):
-        await kube.get(resources.NODECLAIMS, claim.name)
-    elapsed = time.monotonic() - sent
-    print(f"\nSendMessage → NodeClaim deleted: {elapsed * 1000:.0f} ms")
-    assert actions == {
-        provider_id: Action.DELETE,
-        next(pid for pid in actions if pid.endswith(other)): Action.DROP_UNKNOWN,
-    }
-    assert await queue.left() == 0
-    events = (await kube.list(resources.CORE_EVENTS)).items
-    assert any(
-        e.get("reason") == "SpotInterrupted" and e["involvedObject"]["name"] == claim.name for e in events
-    )

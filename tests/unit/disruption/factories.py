@@ -16,6 +16,7 @@ from nodesmith.disruption import candidates, pdb
 from nodesmith.kube import resources
 from nodesmith.state import ClusterState, Snapshot, simulation
 from nodesmith.testing import factories, manifests
+from nodesmith.testing.clock import FakeClock
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 ZONE = "z1"
@@ -27,14 +28,6 @@ CATALOGUE: tuple[InstanceType, ...] = (
 )
 _BY_NAME = {it.name: it for it in CATALOGUE}
 _STAMP = manifests.STAMP
-
-
-class Clock:
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
 
 
 def nodepool_dict(
@@ -62,8 +55,8 @@ class Cluster:
     """Builds a `ClusterState` machine by machine."""
 
     def __init__(self) -> None:
-        self.clock = Clock()
-        self.state = ClusterState(clock=self.clock)
+        self.clock = FakeClock(T0)
+        self.state = ClusterState(clock=self.clock.now)
         for resource in (resources.NODES, resources.NODECLAIMS, resources.PODS, resources.NODEPOOLS):
             self.state.on_synced(resource)
         self.pools: dict[str, api_nodepool.NodePool] = {}
@@ -167,7 +160,7 @@ class Cluster:
     ) -> candidates.Context:
         snap = snapshot or self.snapshot()
         return candidates.Context(
-            now=self.clock.now,
+            now=self.clock.now(),
             nodepools=snap.nodepools,
             instance_types={pool: {it.name: it for it in CATALOGUE} for pool in self.pools},
             pdbs=pdb.Limits.of(snap.pdbs.values()),

@@ -11,6 +11,7 @@ import pytest
 import nodesmith.kube
 from nodesmith import errors as base_errors
 from nodesmith.kube import EventRecorder, Lease, errors, resources, retry
+from nodesmith.testing.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -141,9 +142,9 @@ class FakeEventsClient:
 
 
 async def test_event_recorder_folds_repeats_and_flushes_pending_counts() -> None:
-    now = [dt.datetime(2030, 1, 1, tzinfo=dt.UTC)]
+    clock = FakeClock(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     client = FakeEventsClient()
-    recorder = EventRecorder(client, clock=lambda: now[0], max_entries=2)  # type: ignore[arg-type]
+    recorder = EventRecorder(client, clock=clock, max_entries=2)  # type: ignore[arg-type]
     pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "ns", "uid": "u1"}}
 
     for _ in range(5):
@@ -154,7 +155,7 @@ async def test_event_recorder_folds_repeats_and_flushes_pending_counts() -> None
 
     await recorder.flush()  # window not over yet
     assert client.patched == []
-    now[0] += dt.timedelta(minutes=3)
+    clock.step(dt.timedelta(minutes=3))
     await recorder.flush()
     assert [p["count"] for _, p in client.patched] == [5]
 

@@ -4,7 +4,6 @@ nothing is exported once the loop stops."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import typing
 from collections.abc import Sequence
@@ -13,34 +12,21 @@ import anyio
 import pytest
 
 from nodesmith import errors
-from nodesmith.api.nodepool import NodePool
-from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.hookspecs import hookimpl
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.kube import resources
 from nodesmith.reconcilers.cost import CostReconciler
 from nodesmith.runtime import telemetry
 from nodesmith.state import ClusterState
+from nodesmith.testing import cloudprovider as fake
 from nodesmith.testing import factories, manifests
+from nodesmith.testing.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
 SMALL = factories.instance_type(
     "small", cpu=2, memory="4Gi", zones=("z1",), capacity_types=("on-demand",), price=0.1
 )
-
-
-class FakeProvider:
-    """Instance types by NodeClass name; a NodeClass named ``not-ready`` is not ready."""
-
-    name = "fake"
-
-    async def get_instance_types(self, nodepool: NodePool) -> Sequence[InstanceType]:
-        if nodepool.spec.template.spec.node_class_ref.name == "not-ready":
-            raise errors.NodeClassNotReadyError("not ready")
-        if nodepool.spec.template.spec.node_class_ref.name == "throttled":
-            raise errors.ProviderError("RequestLimitExceeded")
-        return [SMALL]
 
 
 class HalfPrice:
@@ -69,10 +55,17 @@ def machine(name: str, pool: str) -> tuple[dict[str, typing.Any], dict[str, typi
 
 
 def reconciler() -> tuple[CostReconciler, ClusterState]:
-    state = ClusterState(clock=lambda: dt.datetime(2025, 1, 1, tzinfo=dt.UTC))
-    plugins = manager.Plugins(load_entry_points=False, plugins=[HalfPrice()])
-    provider = typing.cast(typing.Any, FakeProvider())
-    return CostReconciler(state, provider, plugins, interval=3600), state
+    clock = FakeClock()
+    state = ClusterState(clock=clock.now)
+    provider = fake.FakeCloudProvider(
+        instance_types=[SMALL],
+        instance_type_errors={
+            "not-ready": errors.NodeClassNotReadyError("not ready"),
+            "throttled": errors.ProviderError("RequestLimitExceeded"),
+        },
+    )
+    plugins = fake.plugins(provider, HalfPrice())
+    return CostReconciler(state, provider, plugins, clock, interval=3600), state
 
 
 def samples(metric: str) -> dict[str, float]:
@@ -150,9 +143,8 @@ async def test_nothing_is_exported_once_the_loop_stops() -> None:
     sync(state)
     async with anyio.create_task_group() as group:
         group.start_soon(cost.run)
-        with anyio.fail_after(10):  # the first pass runs at once; earlier tests' figures may show until then
-            while samples("nodesmith_nodepools_cost_per_hour") != {"nodepool=a": 0.0}:
-                await anyio.sleep(0.01)
+        await anyio.wait_all_tasks_blocked()  # the first pass runs at once, then the loop sleeps
+        assert samples("nodesmith_nodepools_cost_per_hour") == {"nodepool=a": 0.0}
         group.cancel_scope.cancel()
     assert samples("nodesmith_nodepools_cost_per_hour") == {}
     assert samples("nodesmith_cloudprovider_instance_type_offering_price_estimate") == {}

@@ -3,30 +3,19 @@ results and errors through unchanged."""
 
 from __future__ import annotations
 
-import typing
-
 import pytest
 
 from nodesmith import errors
 from nodesmith.reconcilers.instrumented import InstrumentedProvider
 from nodesmith.runtime import telemetry
+from nodesmith.testing.cloudprovider import FakeCloudProvider
 
 pytestmark = pytest.mark.anyio
 
 
-class FakeProvider:
-    name = "fake"
-
-    async def get(self, provider_id: str) -> typing.Any:
-        raise errors.NodeClaimNotFoundError(provider_id)
-
-    async def list(self) -> list[typing.Any]:
-        return []
-
-
 async def test_calls_are_timed_and_errors_counted_by_method_and_class() -> None:
     telemetry.setup()
-    provider = InstrumentedProvider(typing.cast(typing.Any, FakeProvider()))
+    provider = InstrumentedProvider(FakeCloudProvider())
     assert await provider.list() == []
     with pytest.raises(errors.NodeClaimNotFoundError):
         await provider.get("fake://gone")

@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from nodesmith.cloudprovider.types import InterruptionEvent, InterruptionKind
 from nodesmith.kube import errors as kube_errors
 from nodesmith.reconcilers import interruption
 from nodesmith.state import ClusterState
+from nodesmith.testing.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
@@ -41,22 +43,24 @@ class FlakySource:
         self.acked.set()
 
 
-async def test_a_failed_event_stream_is_subscribed_again_and_its_events_handled(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    monkeypatch.setattr(interruption, "STREAM_BACKOFF_INITIAL", 0.0)
+async def test_a_failed_event_stream_is_subscribed_again_and_its_events_handled() -> None:
+    clock = FakeClock(T0)
     source = FlakySource()
     provider: Any = source
     reconciler = interruption.Interruption(
         kube=None,  # type: ignore[arg-type]  # an unknown instance's event never reaches the API
-        state=ClusterState(clock=lambda: T0),
+        state=ClusterState(clock=clock.now),
         provider=provider,
         events=None,  # type: ignore[arg-type]
-        clock=lambda: T0,
+        clock=clock,
     )
     with anyio.fail_after(10):
         async with anyio.create_task_group() as group:
             group.start_soon(reconciler.run)
+            while clock.next_deadline() is None:  # the failed stream: the reconciler backs off
+                await anyio.lowlevel.checkpoint()
+            assert source.subscriptions == 1
+            clock.step(interruption.STREAM_BACKOFF_INITIAL)
             await source.acked.wait()
             group.cancel_scope.cancel()
     assert source.subscriptions == 2

@@ -1,91 +1,218 @@
-"""The batch window, the keyed work queue and the periodic loop, on anyio's real event loop with short times."""
+"""The batch window, the keyed work queue and the periodic loop, driven by a stepped clock: every window,
+delay and backoff is checked to the second, and no test waits in real time."""
 
 from __future__ import annotations
+
+import itertools
 
 import anyio
 import pytest
 
 from nodesmith.reconcilers import queues
 from nodesmith.reconcilers.queues import Batcher, WorkQueue
+from nodesmith.testing.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
 
+settle = anyio.wait_all_tasks_blocked
+"""Let every task run until it waits (on the clock, an event or a lock)."""
 
-async def test_batcher_returns_false_when_nothing_is_triggered() -> None:
-    assert await Batcher(idle=0.05, maximum=1).wait() is False
+
+class Window:
+    """One `Batcher.wait` running in the background; ``result`` is set when it returns."""
+
+    def __init__(self, batcher: Batcher) -> None:
+        self.batcher = batcher
+        self.result: bool | None = None
+
+    async def run(self) -> None:
+        self.result = await self.batcher.wait()
+
+
+async def test_batcher_returns_false_after_idle_when_nothing_is_triggered() -> None:
+    clock = FakeClock()
+    window = Window(Batcher(idle=1, maximum=10, clock=clock))
+    async with anyio.create_task_group() as group:
+        group.start_soon(window.run)
+        await settle()
+        clock.step(0.99)
+        await settle()
+        assert window.result is None
+        clock.step(0.01)
+    assert window.result is False
 
 
 async def test_batcher_closes_after_idle_without_new_triggers() -> None:
-    batcher = Batcher(idle=0.1, maximum=5)
+    clock = FakeClock()
+    batcher = Batcher(idle=1, maximum=10, clock=clock)
+    window = Window(batcher)
+    async with anyio.create_task_group() as group:
+        group.start_soon(window.run)
+        await settle()
+        clock.step(0.5)
+        batcher.trigger()  # opens the window at t=0.5; it closes at 1.5 unless triggered again
+        await settle()
+        clock.step(0.9)
+        await settle()
+        assert window.result is None
+        clock.step(0.1)
+    assert window.result is True
+    assert clock.monotonic() == 1.5
+
+
+async def test_each_trigger_extends_the_idle_window() -> None:
+    clock = FakeClock()
+    batcher = Batcher(idle=1, maximum=10, clock=clock)
+    window = Window(batcher)
     batcher.trigger()
-    started = anyio.current_time()
-    assert await batcher.wait() is True
-    assert anyio.current_time() - started < 1
+    async with anyio.create_task_group() as group:
+        group.start_soon(window.run)
+        for _ in range(3):
+            await settle()
+            clock.step(0.8)
+            batcher.trigger()
+        await settle()
+        assert window.result is None  # t=2.4, last trigger at 2.4: open until 3.4
+        clock.step(0.99)
+        await settle()
+        assert window.result is None
+        clock.step(0.01)
+    assert window.result is True
 
 
 async def test_batcher_closes_at_max_even_while_triggers_keep_coming() -> None:
-    batcher = Batcher(idle=0.1, maximum=0.4)
-
-    async def keep_triggering() -> None:
-        while True:
-            batcher.trigger()
-            await anyio.sleep(0.02)
-
+    clock = FakeClock()
+    batcher = Batcher(idle=1, maximum=4, clock=clock)
+    window = Window(batcher)
+    batcher.trigger()
     async with anyio.create_task_group() as group:
-        group.start_soon(keep_triggering)
-        started = anyio.current_time()
-        assert await batcher.wait() is True
-        elapsed = anyio.current_time() - started
-        group.cancel_scope.cancel()
-    assert 0.35 <= elapsed < 2
+        group.start_soon(window.run)
+        await settle()
+        while window.result is None:
+            assert clock.monotonic() < 4
+            clock.step(0.5)
+            batcher.trigger()
+            await settle()
+    assert window.result is True
+    assert clock.monotonic() == 4
 
 
 async def test_work_queue_deduplicates_and_never_runs_a_key_twice_at_once() -> None:
+    clock = FakeClock()
     running: set[str] = set()
     calls: list[str] = []
     overlap = False
+    release = anyio.Event()
 
     async def handle(key: str) -> float | None:
         nonlocal overlap
         overlap = overlap or key in running
         running.add(key)
         calls.append(key)
-        await anyio.sleep(0.05)
+        await release.wait()
         running.discard(key)
         return None
 
-    queue: WorkQueue[str] = WorkQueue("test", handle, workers=3)
+    queue: WorkQueue[str] = WorkQueue("test", handle, workers=3, clock=clock)
     for _ in range(5):
         queue.add("a")
     queue.add("b")
     async with anyio.create_task_group() as group:
         group.start_soon(queue.run)
-        await anyio.sleep(0.02)
+        await settle()
+        assert sorted(calls) == ["a", "b"]
         queue.add("a")  # while "a" runs: it is processed once more afterwards, not concurrently
-        await anyio.sleep(0.3)
+        await settle()
+        assert sorted(calls) == ["a", "b"]
+        release.set()
+        await settle()
         group.cancel_scope.cancel()
     assert not overlap
     assert sorted(calls) == ["a", "a", "b"]
 
 
-async def test_work_queue_requeues_after_the_returned_delay_and_backs_off_on_errors() -> None:
-    calls: dict[str, int] = {"later": 0, "broken": 0}
+async def test_work_queue_requeues_after_the_returned_delay() -> None:
+    clock = FakeClock()
+    calls: list[float] = []
 
     async def handle(key: str) -> float | None:
-        calls[key] += 1
-        if key == "broken":
-            raise RuntimeError("boom")
-        return 0.05 if calls[key] < 3 else None
+        calls.append(clock.monotonic())
+        return 5.0 if len(calls) < 3 else None
 
-    queue: WorkQueue[str] = WorkQueue("test", handle, base_backoff=0.05, max_backoff=0.1)
+    queue: WorkQueue[str] = WorkQueue("test", handle, clock=clock)
     queue.add("later")
+    async with anyio.create_task_group() as group:
+        group.start_soon(queue.run)
+        await settle()
+        assert calls == [0.0]
+        clock.step(4.9)
+        await settle()
+        assert calls == [0.0]
+        for _ in range(3):
+            clock.step(0.1)
+            await settle()
+            clock.step(4.9)
+            await settle()
+        group.cancel_scope.cancel()
+    assert calls == [0.0, 5.0, 10.0]  # and never again once the handler returned None
+
+
+async def test_add_after_keeps_the_earliest_request_and_add_runs_at_once() -> None:
+    clock = FakeClock()
+    calls: list[tuple[str, float]] = []
+
+    async def handle(key: str) -> float | None:
+        calls.append((key, clock.monotonic()))
+        return None
+
+    queue: WorkQueue[str] = WorkQueue("test", handle, clock=clock)
+    queue.add_after("k", 10)
+    queue.add_after("k", 30)  # later than what is due: ignored
+    queue.add_after("k", 3)  # sooner: wins
+    queue.add_after("now", 60)
+    async with anyio.create_task_group() as group:
+        group.start_soon(queue.run)
+        await settle()
+        assert calls == []
+        assert len(queue) == 2
+        queue.add("now")  # an immediate add supersedes the delayed one
+        await settle()
+        assert calls == [("now", 0.0)]
+        clock.step(3)
+        await settle()
+        assert calls == [("now", 0.0), ("k", 3.0)]
+        clock.step(100)
+        await settle()
+        group.cancel_scope.cancel()
+    assert calls == [("now", 0.0), ("k", 3.0)]
+    assert len(queue) == 0
+
+
+async def test_a_failing_key_is_retried_with_exponential_backoff_up_to_the_cap() -> None:
+    clock = FakeClock()
+    attempts: list[float] = []
+
+    async def handle(key: str) -> float | None:
+        attempts.append(clock.monotonic())
+        if len(attempts) < 6:
+            raise RuntimeError("boom")
+        return None
+
+    queue: WorkQueue[str] = WorkQueue("test", handle, base_backoff=1, max_backoff=4, clock=clock)
     queue.add("broken")
     async with anyio.create_task_group() as group:
         group.start_soon(queue.run)
-        await anyio.sleep(0.5)
+        await settle()
+        while len(attempts) < 6:
+            deadline = clock.next_deadline()
+            assert deadline is not None
+            clock.step(deadline - clock.monotonic())
+            await settle()
+        clock.step(3600)
+        await settle()
         group.cancel_scope.cancel()
-    assert calls["later"] == 3
-    assert 3 <= calls["broken"] <= 8  # retried with backoff (0.05, 0.1, 0.1, ...), not in a hot loop
+    gaps = [later - earlier for earlier, later in itertools.pairwise(attempts)]
+    assert gaps == [1, 2, 4, 4, 4]  # doubling from base_backoff, capped at max_backoff; then done
 
 
 async def test_each_reconcile_is_a_span_named_after_the_queue() -> None:
@@ -93,8 +220,6 @@ async def test_each_reconcile_is_a_span_named_after_the_queue() -> None:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-
-    from nodesmith.reconcilers import queues
 
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
@@ -106,11 +231,11 @@ async def test_each_reconcile_is_a_span_named_after_the_queue() -> None:
         async def handle(key: str) -> None:
             assert trace.get_current_span().is_recording()
 
-        queue: WorkQueue[str] = WorkQueue("nodeclaim.lifecycle", handle)
+        queue: WorkQueue[str] = WorkQueue("nodeclaim.lifecycle", handle, clock=FakeClock())
         queue.add("claim-a")
         async with anyio.create_task_group() as group:
             group.start_soon(queue.run)
-            await anyio.sleep(0.1)
+            await settle()
             group.cancel_scope.cancel()
     finally:
         queues.tracer = original
@@ -119,20 +244,26 @@ async def test_each_reconcile_is_a_span_named_after_the_queue() -> None:
     assert span.attributes == {"key": "claim-a"}
 
 
-async def test_every_keeps_going_after_a_failed_pass_and_logs_it(caplog: pytest.LogCaptureFixture) -> None:
-    passes: list[int] = []
+async def test_every_runs_a_pass_per_interval_and_keeps_going_after_a_failed_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = FakeClock()
+    passes: list[float] = []
 
     async def one_pass() -> None:
-        passes.append(len(passes))
+        passes.append(clock.monotonic())
         if len(passes) == 2:
             raise RuntimeError("a bug in pass 2")
 
-    with anyio.move_on_after(5):
-        async with anyio.create_task_group() as group:
-            group.start_soon(queues.every, 0, "test.every", one_pass)
-            while len(passes) < 4:
-                await anyio.sleep(0.01)
-            group.cancel_scope.cancel()
-    assert passes[:4] == [0, 1, 2, 3]
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: queues.every(30, "test.every", one_pass, clock=clock))
+        await settle()
+        for _ in range(3):
+            clock.step(29)
+            await settle()
+            clock.step(1)
+            await settle()
+        group.cancel_scope.cancel()
+    assert passes == [0, 30, 60, 90]
     assert "test.every: pass failed" in caplog.text
     assert "a bug in pass 2" in caplog.text

@@ -1,8 +1,8 @@
-"""Polling the cluster state turns changes of NodeClaims (and their Nodes) into work-queue keys."""
+"""Polling the cluster state turns changes of NodeClaims (and their Nodes) into work-queue keys, on a state
+event at once and on the resync interval otherwise; time is stepped, never waited for."""
 
 from __future__ import annotations
 
-import datetime as dt
 import typing
 
 import anyio
@@ -11,8 +11,11 @@ import pytest
 from nodesmith.kube import resources
 from nodesmith.reconcilers import statepoll
 from nodesmith.state import ClusterState
+from nodesmith.testing.clock import FakeClock
 
 pytestmark = pytest.mark.anyio
+
+settle = anyio.wait_all_tasks_blocked
 
 
 def nodeclaim(name: str, rv: str) -> dict[str, typing.Any]:
@@ -25,42 +28,61 @@ def nodeclaim(name: str, rv: str) -> dict[str, typing.Any]:
 
 
 async def test_new_and_changed_nodeclaims_are_enqueued_once_per_change() -> None:
-    state = ClusterState(clock=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    clock = FakeClock()
+    state = ClusterState(clock=clock.now)
     state.on_upsert(resources.NODECLAIMS, nodeclaim("a", "1"))
     state.on_upsert(resources.NODECLAIMS, nodeclaim("b", "1"))
     seen: list[str] = []
 
-    async def until(count: int) -> None:
-        with anyio.fail_after(5):
-            while len(seen) < count:
-                await anyio.sleep(0.01)
-
     async with anyio.create_task_group() as group:
         group.start_soon(
-            lambda: statepoll.poll(state, statepoll.nodeclaim_versions, seen.append, interval=0.01)
+            lambda: statepoll.poll(state, statepoll.nodeclaim_versions, seen.append, clock=clock, interval=10)
         )
-        await until(2)
-        assert sorted(seen) == ["a", "b"]
-        await anyio.sleep(0.05)  # unchanged: nothing more
+        await settle()
+        assert sorted(seen) == ["a", "b"]  # the first look enqueues everything
+        clock.step(10)  # a resync with nothing changed: nothing more
+        await settle()
         assert len(seen) == 2
         state.on_upsert(resources.NODECLAIMS, nodeclaim("b", "2"))
-        await until(3)
-        assert seen[2] == "b"
+        await settle()
+        assert seen[2:] == ["b"]
         group.cancel_scope.cancel()
 
 
 async def test_a_state_event_is_picked_up_without_waiting_for_the_resync() -> None:
-    state = ClusterState(clock=lambda: dt.datetime(2024, 1, 1, tzinfo=dt.UTC))
+    clock = FakeClock()
+    state = ClusterState(clock=clock.now)
     seen: list[str] = []
     async with anyio.create_task_group() as group:
         group.start_soon(
-            lambda: statepoll.poll(state, statepoll.nodeclaim_versions, seen.append, interval=3600)
+            lambda: statepoll.poll(
+                state, statepoll.nodeclaim_versions, seen.append, clock=clock, interval=3600
+            )
         )
-        await anyio.sleep(0.05)
+        await settle()
         assert seen == []
         state.on_upsert(resources.NODECLAIMS, nodeclaim("c", "1"))  # the informer path notifies subscribers
-        with anyio.fail_after(5):
-            while not seen:
-                await anyio.sleep(0.01)
+        await settle()
         assert seen == ["c"]
+        assert clock.monotonic() == 0  # no time had to pass
+        group.cancel_scope.cancel()
+
+
+async def test_the_resync_finds_a_change_no_event_reported() -> None:
+    clock = FakeClock()
+    state = ClusterState(clock=clock.now)
+    seen: list[str] = []
+    versions: dict[str, str] = {}
+    async with anyio.create_task_group() as group:
+        group.start_soon(
+            lambda: statepoll.poll(state, lambda _: dict(versions), seen.append, clock=clock, interval=10)
+        )
+        await settle()
+        versions["quiet"] = "1"  # changed behind the state's back: only the resync can see it
+        clock.step(9.9)
+        await settle()
+        assert seen == []
+        clock.step(0.1)
+        await settle()
+        assert seen == ["quiet"]
         group.cancel_scope.cancel()

@@ -15,19 +15,6 @@ _rv = itertools.count(1)
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 
 
-class FakeClock:
-    """A clock tests step by hand."""
-
-    def __init__(self, now: dt.datetime = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-    def step(self, seconds: float) -> None:
-        self.now += dt.timedelta(seconds=seconds)
-
-
 def rv() -> str:
     return str(next(_rv))
 

@@ -10,18 +10,19 @@ import pytest
 from nodesmith.api import labels
 from nodesmith.kube import resources
 from nodesmith.state import ClusterState
+from nodesmith.testing.clock import FakeClock
 
 from . import factories as f
 
 
 @pytest.fixture
-def clock() -> f.FakeClock:
-    return f.FakeClock()
+def clock() -> FakeClock:
+    return FakeClock()
 
 
 @pytest.fixture
-def state(clock: f.FakeClock) -> ClusterState:
-    s = ClusterState(clock=clock)
+def state(clock: FakeClock) -> ClusterState:
+    s = ClusterState(clock=clock.now)
     s.on_synced(resources.NODES)
     s.on_synced(resources.NODECLAIMS)
     return s
@@ -165,8 +166,8 @@ def test_inverse_anti_affinity_index_holds_bound_pods_with_required_terms(state:
     assert state.snapshot().anti_affinity_pods == ()
 
 
-def test_synced_waits_for_both_informers(clock: f.FakeClock) -> None:
-    state = ClusterState(clock=clock)
+def test_synced_waits_for_both_informers(clock: FakeClock) -> None:
+    state = ClusterState(clock=clock.now)
     assert not state.synced()
     state.on_synced(resources.NODES)
     assert not state.synced()
@@ -203,11 +204,11 @@ def test_managed_node_without_provider_id_holds_synced(state: ClusterState) -> N
     assert state.synced()
 
 
-def test_marks_and_nominations_survive_launch_rekeying(state: ClusterState, clock: f.FakeClock) -> None:
+def test_marks_and_nominations_survive_launch_rekeying(state: ClusterState, clock: FakeClock) -> None:
     state.update_nodeclaim_created(f.nodeclaim("nc-1"))
     key = state.key_for_nodeclaim("nc-1")
     assert key == "nodeclaim/nc-1"
-    state.nominate(key, clock() + dt.timedelta(seconds=20))
+    state.nominate(key, clock.now() + dt.timedelta(seconds=20))
     state.mark_for_deletion(key)
 
     state.on_upsert(resources.NODECLAIMS, f.nodeclaim("nc-1", provider_id="kwok://a"))
@@ -215,18 +216,18 @@ def test_marks_and_nominations_survive_launch_rekeying(state: ClusterState, cloc
     node = state.state_node("kwok://a")
     assert node is not None
     assert node.marked_for_deletion
-    assert node.nominated(clock())
+    assert node.nominated(clock.now())
     clock.step(21)
-    assert not node.nominated(clock())
+    assert not node.nominated(clock.now())
 
 
-def test_nomination_only_extends(state: ClusterState, clock: f.FakeClock) -> None:
+def test_nomination_only_extends(state: ClusterState, clock: FakeClock) -> None:
     state.on_upsert(resources.NODES, f.node("a", provider_id="kwok://a"))
-    state.nominate("kwok://a", clock() + dt.timedelta(seconds=30))
-    state.nominate("kwok://a", clock() + dt.timedelta(seconds=10))
+    state.nominate("kwok://a", clock.now() + dt.timedelta(seconds=30))
+    state.nominate("kwok://a", clock.now() + dt.timedelta(seconds=10))
     node = state.state_node("kwok://a")
     assert node is not None
-    assert node.nominated_until == clock() + dt.timedelta(seconds=30)
+    assert node.nominated_until == clock.now() + dt.timedelta(seconds=30)
 
 
 def test_marked_for_deletion_also_when_deleting_and_excluded_from_active(state: ClusterState) -> None:
@@ -243,7 +244,7 @@ def test_marked_for_deletion_also_when_deleting_and_excluded_from_active(state: 
 
 
 def test_consolidation_state_moves_on_relevant_changes_and_refreshes_every_five_minutes(
-    state: ClusterState, clock: f.FakeClock
+    state: ClusterState, clock: FakeClock
 ) -> None:
     state.on_upsert(resources.NODES, f.node("a", provider_id="kwok://a"))
     first = state.consolidation_state()
@@ -251,15 +252,15 @@ def test_consolidation_state_moves_on_relevant_changes_and_refreshes_every_five_
     assert state.consolidation_state() == first
 
     state.on_upsert(resources.PODS, f.pod("p", node_name="a"))
-    assert state.consolidation_state() == clock()
+    assert state.consolidation_state() == clock.now()
 
-    marked_at = clock()
+    marked_at = clock.now()
     clock.step(60)
     state.on_upsert(resources.PODS, f.pod("pending"))  # unbound: irrelevant to consolidation
     assert state.consolidation_state() == marked_at
 
     clock.step(300)
-    assert state.consolidation_state() == clock()
+    assert state.consolidation_state() == clock.now()
 
 
 def test_snapshot_is_immutable_and_isolated_from_later_changes(state: ClusterState) -> None:

@@ -12,6 +12,7 @@ import pytest
 from nodesmith.kube import errors, resources
 from nodesmith.kube.results import ListResult, WatchEvent
 from nodesmith.state import ClusterState, Informer, Informers
+from nodesmith.testing.clock import FakeClock
 
 from . import factories as f
 
@@ -172,7 +173,7 @@ async def test_missing_resource_type_retries_the_list_until_it_exists() -> None:
 
 async def test_objects_without_names_and_handler_failures_are_skipped() -> None:
     script = Script()
-    state = ClusterState(clock=f.FakeClock())
+    state = ClusterState(clock=FakeClock().now)
     bad_pod = f.pod("bad", node_name="x", cpu="???")
     script.lists.append(ListResult([{"metadata": {}}, bad_pod, f.pod("good")], "10"))
     script.watches.append([WatchEvent("ADDED", {"metadata": None}), WatchEvent("ADDED", f.pod("later"))])
@@ -201,7 +202,7 @@ async def test_transform_strips_managed_fields_and_last_applied() -> None:
 
 async def test_informers_report_synced_per_resource() -> None:
     script = Script()
-    state = ClusterState(clock=f.FakeClock())
+    state = ClusterState(clock=FakeClock().now)
     informers = Informers.for_state(
         script, state, kinds=(resources.NODES, resources.NODECLAIMS), sleep=no_sleep
     )
