@@ -121,7 +121,7 @@ def test_consolidation_does_not_move_pods_onto_a_node_inside_its_consolidate_aft
     found, _ = cluster.candidates()
     outcome = singlenode.compute(found, UNLIMITED, cluster.simulate())
     assert outcome.command is None
-    cluster.clock.now = T0 + dt.timedelta(minutes=2)
+    cluster.clock.step(dt.timedelta(minutes=2))
     found, _ = cluster.candidates()
     outcome = singlenode.compute(found, UNLIMITED, cluster.simulate())
     assert outcome.command is not None

@@ -69,6 +69,9 @@ async def test_a_multi_node_command_rejected_at_validation_lets_single_node_try_
                     name, cpu="100m", app="pinned", annotations={"nodesmith.io/do-not-disrupt": "true"}
                 )
         waits.append(seconds)
+        cluster.clock.step(seconds)
+
+    cluster.clock.sleep = sleep  # type: ignore[method-assign]  # the loop's waits, stepped at once
 
     queue, events = Queue(), Events()
     loop = disruption.Disruption(
@@ -79,7 +82,6 @@ async def test_a_multi_node_command_rejected_at_validation_lets_single_node_try_
         events=typing.cast(typing.Any, events),
         clock=cluster.clock,
         orchestrator=typing.cast(typing.Any, queue),
-        sleep=sleep,
     )
     assert await loop.reconcile() is True
     methods = [record.outcome.method for record in loop.decisions]
