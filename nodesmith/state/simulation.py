@@ -25,7 +25,7 @@ from nodesmith.disruption import candidates as disruption_candidates
 from nodesmith.disruption import consolidation, drift, emptiness, multinode, pdb, singlenode
 from nodesmith.disruption import simulate as disruption_simulate
 from nodesmith.disruption.commands import Method, Outcome, Rejection
-from nodesmith.scheduling import inputs, scheduler
+from nodesmith.scheduling import inputs, results, scheduler
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
@@ -37,6 +37,7 @@ __all__ = [
     "existing_node",
     "pending_pods",
     "provisioning_pods",
+    "rebuilding_simulator",
     "reschedulable_pods",
     "scheduling_input",
     "templates",
@@ -231,24 +232,45 @@ def consolidation_simulator(
     What a run reports: only pods running now can fail (pending pods failing is the provisioner's
     business); a pod placed on a managed machine that is not initialized fails ("would schedule against
     uninitialized node"), since the decision would rest on a node that may never come up; new NodeClaims
-    holding only pending pods are left out (the provisioner launches those either way). The machines'
-    simulation views are built once per snapshot and shared by every run, so a run costs one solve."""
+    holding only pending pods are left out (the provisioner launches those either way).
+
+    The cluster is prepared once per snapshot (`scheduler.Prepared`: templates, DaemonSet overhead, node
+    views, topology counts of every bound pod) and each run only takes the candidates' machines away and
+    places the pods, so a run costs about what placing those pods costs, not a rebuild of the cluster;
+    `rebuilding_simulator` is the same function done from scratch each time."""
+    base = scheduling_input(snapshot, [], instance_types)
+    prepared = scheduler.Prepared(base)  # the snapshot keeps every pod dict alive (its parse memo is by id)
+
+    def solve(pods: Sequence[Obj], removed: frozenset[str]) -> results.Results:
+        return prepared.solve(pods, removed=removed, deadline=deadline)
+
+    return _simulator(snapshot, base, solve)
+
+
+def _simulator(
+    snapshot: Snapshot,
+    base: inputs.SchedulingInput,
+    solve: typing.Callable[[Sequence[Obj], frozenset[str]], results.Results],
+) -> disruption_simulate.Simulate:
+    """A `Simulate` around ``solve(pods, removed machine names)``; see `consolidation_simulator`."""
     active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
     leaving = [n for n in snapshot.nodes if n.marked_for_deletion or n.deleting]
-    base = scheduling_input(snapshot, [], instance_types)
-    views = list(zip(active, base.existing_nodes, strict=True))
+    names = {node.key: view.name for node, view in zip(active, base.existing_nodes, strict=True)}
+    uninitialized = {
+        view.name
+        for node, view in zip(active, base.existing_nodes, strict=True)
+        if node.managed and not node.initialized
+    }
     pending = pending_pods(snapshot)
     pending_uids = {str((p.get("metadata") or {}).get("uid")) for p in pending}
     deleting_pods = reschedulable_pods(leaving)
     deleting_uids = {str((p.get("metadata") or {}).get("uid")) for p in deleting_pods}
-    uninitialized = {view.name for node, view in views if node.managed and not node.initialized}
     pod_keys: dict[str, str] = {}
-    parsed_pods: dict[int, scheduling_pods.SchedulingPod] = {}  # the snapshot keeps every pod dict alive
 
     def simulate(
         candidates: Sequence[disruption_candidates.Candidate],
     ) -> disruption_simulate.SimulationResult:
-        removed = {c.key for c in candidates}
+        removed = frozenset(names[c.key] for c in candidates if c.key in names)
         moving = [p for c in candidates for p in c.reschedulable_pods]
         pods = [*pending, *moving, *deleting_pods]
         for pod in pods:
@@ -256,12 +278,7 @@ def consolidation_simulator(
             pod_keys.setdefault(
                 str(meta.get("uid")), f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
             )
-        run_input = attrs.evolve(
-            base,
-            pods=pods,
-            existing_nodes=[view for node, view in views if node.key not in removed],
-        )
-        outcome = scheduler.solve(run_input, deadline=deadline, parsed_pods=parsed_pods)
+        outcome = solve(pods, removed)
         failures: dict[str, str] = {}
         for uid, error in outcome.pod_errors.items():
             if uid not in pending_uids:
@@ -287,6 +304,24 @@ def consolidation_simulator(
         return disruption_simulate.SimulationResult(claims, failures, outcome.timed_out)
 
     return simulate
+
+
+def rebuilding_simulator(
+    snapshot: Snapshot,
+    instance_types: Mapping[str, Sequence[InstanceType]],
+    *,
+    deadline: typing.Callable[[], bool] | None = None,
+) -> disruption_simulate.Simulate:
+    """`consolidation_simulator` the plain way: every run builds a fresh scheduling input without the
+    candidates' machines and solves it from scratch. Slower by the cost of rebuilding the cluster each
+    time; kept as the definition the shared-preparation path must agree with (a test compares them)."""
+    base = scheduling_input(snapshot, [], instance_types)
+
+    def solve(pods: Sequence[Obj], removed: frozenset[str]) -> results.Results:
+        kept = [view for view in base.existing_nodes if view.name not in removed]
+        return scheduler.solve(attrs.evolve(base, pods=pods, existing_nodes=kept), deadline=deadline)
+
+    return _simulator(snapshot, base, solve)
 
 
 def disruption_context(
