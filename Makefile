@@ -29,8 +29,9 @@ test: check  ## Everything CI runs: checks, control-plane binaries, unit/integra
 unit: setup
 	$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup  ## The benchmarks at full size (prints figures; takes minutes).
+bench: setup  ## The benchmarks at full size (prints figures; takes minutes): scheduling, then consolidation.
 	$(UV) run --frozen python tests/bench/bench_scheduling.py
+	$(UV) run --frozen python tests/bench/bench_consolidation.py
 
 crds: setup  ## Regenerate deploy/crds from the models (core and plugins) and copy them into the Helm chart.
 	$(UV) run --frozen python -m nodesmith.api.crds deploy/crds

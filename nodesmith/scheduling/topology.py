@@ -129,19 +129,19 @@ class Topology:
         lost_nodes: dict[str, int] = {}
         lost_pods: dict[str, int] = {}
         if support is not None:
-            for node, requirements in self._removed:
-                domain = topologybase.node_domain(group, node, requirements)
+            for node in self._removed:
+                domain = topologybase.node_domain(group, node, base.requirements)
                 if domain is not None:
                     lost_nodes[domain] = lost_nodes.get(domain, 0) + 1
         for position in self._excluded:
             pod = base.bound[position]
-            node, requirements = base.nodes[pod.node]
+            node = base.nodes[pod.node]
             if support is None:
                 times = base.inverse_of.get(position, ()).count(group.hash_key)
                 domain = node.labels.get(key) if times else None
             else:
                 times = 1
-                domain = topologybase.pod_domain(group, pod, node, requirements)
+                domain = topologybase.pod_domain(group, pod, node, base.requirements)
             if domain is not None:
                 lost_pods[domain] = lost_pods.get(domain, 0) + times
         touched = set(lost_nodes) | set(lost_pods)
@@ -270,7 +270,7 @@ class Topology:
 
     def update(self, pod: pods.SchedulingPod) -> None:
         """(Re-)register the groups ``pod`` owns, as written or relaxed (Karpenter ``Topology.Update``)."""
-        owned, inverse = self._groups_for(pod)
+        owned, inverse = self._groups_for(pod) if pod.has_topology else (_NO_GROUPS, _NO_GROUPS)
         self._owned[pod.ref.uid] = owned
         self._inverse_owned[pod.ref.uid] = inverse
 

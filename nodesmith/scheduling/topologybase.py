@@ -13,7 +13,7 @@ Built by ``scheduler.Prepared``; read only by ``topology.Topology``.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, Final, TypeAlias, final
 
 import attrs
@@ -97,21 +97,31 @@ def domains_of(universe: Universe, key: str, tolerations: tuple[taints.Toleratio
     return [d for d, groups in found.items() if any(taints.tolerates_all(g, tolerations) for g in groups)]
 
 
+def _counts_on(
+    group: topologygroup.TopologyGroup, node: CountingNode, requirements: Callable[[str], Requirements]
+) -> bool:
+    """The group's node filter admits ``node`` (its label requirements are made only if the filter has
+    terms)."""
+    node_filter = group.node_filter
+    if not node_filter.matches_taints(node.taints):
+        return False
+    return not node_filter.terms or node_filter.matches_requirements(requirements(node.name), _NOTHING)
+
+
 def node_domain(
-    group: topologygroup.TopologyGroup, node: CountingNode, requirements: Requirements
+    group: topologygroup.TopologyGroup, node: CountingNode, requirements: Callable[[str], Requirements]
 ) -> str | None:
     """The domain ``node`` itself makes known to ``group`` (Karpenter ``countDomains``), if any."""
-    if (
-        node.real
-        and group.key in node.labels
-        and group.node_filter.matches(node.taints, requirements, _NOTHING)
-    ):
+    if node.real and group.key in node.labels and _counts_on(group, node, requirements):
         return node.labels[group.key]
     return None
 
 
 def pod_domain(
-    group: topologygroup.TopologyGroup, pod: BoundPod, node: CountingNode, requirements: Requirements
+    group: topologygroup.TopologyGroup,
+    pod: BoundPod,
+    node: CountingNode,
+    requirements: Callable[[str], Requirements],
 ) -> str | None:
     """The domain where ``group`` counts the bound ``pod``, if it counts it (the hostname falls back to the
     node's name)."""
@@ -120,7 +130,7 @@ def pod_domain(
     domain = node.labels.get(group.key)
     if domain is None and group.key == _HOSTNAME:
         domain = node.name
-    if domain is None or not group.node_filter.matches(node.taints, requirements, _NOTHING):
+    if domain is None or not _counts_on(group, node, requirements):
         return None
     return domain
 
@@ -153,7 +163,8 @@ class Baseline:
                 registered.setdefault(hostname, [()])
                 self.carriers[hostname] = self.carriers.get(hostname, 0) + 1
         self.namespace_labels = namespaces
-        self.nodes = {n.name: (n, Requirements.from_labels(n.labels)) for n in nodes}
+        self.nodes = {n.name: n for n in nodes}
+        self._requirements: dict[str, Requirements] = {}
         self.bound = [p for p in bound if p.node in self.nodes]
         self.by_node: dict[str, list[int]] = {}
         self.by_uid: dict[str, list[int]] = {}
@@ -174,7 +185,7 @@ class Baseline:
         self._inverse_selecting: dict[tuple[str, frozenset[tuple[str, str]]], tuple[GroupKey, ...]] = {}
 
     def _add_inverse(self, position: int, pod: BoundPod) -> None:
-        node = self.nodes[pod.node][0]
+        node = self.nodes[pod.node]
         keys = []
         for index, term in enumerate(pod.anti_affinity):
             group = topologygroup.TopologyGroup(
@@ -194,6 +205,13 @@ class Baseline:
                 group.record(domain)
         self.inverse_of[position] = tuple(keys)
 
+    def requirements(self, name: str) -> Requirements:
+        """Node ``name``'s labels as requirements (made on first use: most groups never filter nodes)."""
+        found = self._requirements.get(name)
+        if found is None:
+            found = self._requirements[name] = Requirements.from_labels(self.nodes[name].labels)
+        return found
+
     def counted(
         self, group: topologygroup.TopologyGroup
     ) -> tuple[topologygroup.TopologyGroup, dict[str, int]]:
@@ -203,14 +221,13 @@ class Baseline:
         if found is None:
             counted = group.blank(domains_of(self.universe, group.key, group.node_filter.tolerations))
             support: dict[str, int] = {}
-            for node, requirements in self.nodes.values():
-                domain = node_domain(counted, node, requirements)
+            for node in self.nodes.values():
+                domain = node_domain(counted, node, self.requirements)
                 if domain is not None:
                     counted.register(domain)
                     support[domain] = support.get(domain, 0) + 1
             for pod in self.bound:
-                node, requirements = self.nodes[pod.node]
-                domain = pod_domain(counted, pod, node, requirements)
+                domain = pod_domain(counted, pod, self.nodes[pod.node], self.requirements)
                 if domain is not None:
                     counted.record(domain)
             found = self._counted[group.hash_key] = (counted, support)
