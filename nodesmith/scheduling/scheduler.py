@@ -18,19 +18,26 @@ Beyond Karpenter, and provably with the same result (see :class:`_Solver`):
 * **candidate pruning**: a pod with hostname anti-affinity (or self-selecting hostname spread with
   ``maxSkew: 1``) is offered only the nodes whose hostname is still empty for that group, still in the
   same order; the others would refuse it in the topology check anyway;
+* **domain pruning**: a pod whose topology allows only some domains of a key is offered only the NodeClaims
+  that can still be in one of them (``claimorder.ByDomain``), in the same order;
+* **room pruning**: existing nodes whose free room cannot hold the pod are skipped (``fitindex``), the
+  others are checked in the same order;
 * instance-type filtering through memoised bit masks and "largest room first" fit checks (``instancetypes``).
+
+:class:`Prepared` holds everything but the pending pods, so a caller that solves one cluster many times
+(a disruption simulation per candidate) builds it once; ``Prepared.solve`` may leave existing nodes out.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
-from collections.abc import Callable, Collection, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Final, Literal, final
 
 from nodesmith.api import labels
 from nodesmith.api.requirements import Requirements
 from nodesmith.scheduling import (
+    claimorder,
     daemonsets,
     existingnode,
     fitindex,
@@ -184,54 +191,6 @@ def _pod_order(pod: pods.SchedulingPod) -> tuple[int, int, str, str]:
     return (-pod.requests.get("cpu", 0), -pod.requests.get("memory", 0), pod.creation, pod.ref.uid)
 
 
-@final
-class _ClaimOrder:
-    """This run's NodeClaims, fewest pods first, then creation order, without re-sorting per pod."""
-
-    __slots__ = ("buckets", "by_hostname", "claims", "counts")
-
-    def __init__(self) -> None:
-        self.claims: list[nodeclaim.SimNodeClaim] = []
-        self.by_hostname: dict[str, nodeclaim.SimNodeClaim] = {}
-        self.buckets: dict[int, list[int]] = {}
-        self.counts: list[int] = []
-
-    def _insert(self, count: int, seq: int) -> None:
-        bucket = self.buckets.get(count)
-        if bucket is None:
-            bucket = self.buckets[count] = []
-            bisect.insort(self.counts, count)
-        bisect.insort(bucket, seq)
-
-    def add(self, claim: nodeclaim.SimNodeClaim) -> None:
-        self.claims.append(claim)
-        self.by_hostname[claim.hostname] = claim
-        self._insert(len(claim.pods), claim.seq)
-
-    def bump(self, claim: nodeclaim.SimNodeClaim) -> None:
-        """``claim`` just got one more pod."""
-        old = len(claim.pods) - 1
-        bucket = self.buckets[old]
-        del bucket[bisect.bisect_left(bucket, claim.seq)]
-        if not bucket:
-            del self.buckets[old]
-            self.counts.remove(old)
-        self._insert(old + 1, claim.seq)
-
-    def __iter__(self) -> Iterator[nodeclaim.SimNodeClaim]:
-        claims = self.claims
-        for count in self.counts:
-            for seq in self.buckets[count]:
-                yield claims[seq]
-
-    def among(self, hostnames: set[str]) -> Iterator[nodeclaim.SimNodeClaim]:
-        if len(hostnames) * 4 > len(self.claims):
-            return (c for c in self if c.hostname in hostnames)
-        found = [self.by_hostname[h] for h in hostnames if h in self.by_hostname]
-        found.sort(key=lambda c: (len(c.pods), c.seq))
-        return iter(found)
-
-
 class _Solver:
     """One run's mutable state.
 
@@ -288,7 +247,8 @@ class _Solver:
         for pod in self.pods:
             self.topology.update(pod)
         self.registered: dict[str, pods.SchedulingPod] = {p.ref.uid: p for p in self.pods}
-        self.claims = _ClaimOrder()
+        self.claims = claimorder.ClaimOrder()
+        self.by_domain: dict[str, claimorder.ByDomain] = {}
         self.version = 0
         self.failed: dict[
             tuple[object, ...], tuple[int, tuple[results.NodePoolReason, ...], tuple[str, ...]]
@@ -398,7 +358,12 @@ class _Solver:
                 topo.record(pod, node.taints, reqs, frozenset())
                 self.version += 1
                 return None
-        candidates = self.claims if allowed is None else self.claims.among(allowed)
+        if allowed is not None:
+            candidates: Iterable[nodeclaim.SimNodeClaim] = self.claims.among(allowed)
+        elif filters:
+            candidates = self._within(*filters[0])
+        else:
+            candidates = self.claims
         for claim in candidates:
             if filters and topology.excluded(claim.requirements, filters):
                 continue
@@ -406,6 +371,8 @@ class _Solver:
             if isinstance(fit, nodeclaim.Fit):
                 self._commit(claim, pod, fit)
                 self.claims.bump(claim)
+                for index in self.by_domain.values():
+                    index.refresh(claim)
                 return None
         if not self.templates:
             return (
@@ -420,6 +387,13 @@ class _Solver:
                 return None
             reasons.append(reason)
         return tuple(reasons)
+
+    def _within(self, key: str, allowed: frozenset[str]) -> Iterator[nodeclaim.SimNodeClaim]:
+        """This run's NodeClaims a domain filter on ``key`` does not rule out, in order."""
+        index = self.by_domain.get(key)
+        if index is None:
+            index = self.by_domain[key] = claimorder.ByDomain(key, self.claims.claims)
+        return index.within(allowed)
 
     def _commit(self, claim: nodeclaim.SimNodeClaim, pod: pods.SchedulingPod, fit: nodeclaim.Fit) -> None:
         claim.commit(pod, fit)
@@ -466,6 +440,8 @@ class _Solver:
             return fit
         self._commit(claim, pod, fit)
         self.claims.add(claim)
+        for index in self.by_domain.values():
+            index.refresh(claim)
         if remaining is not None:
             used = catalog.max_capacity(claim.remaining(), list(remaining))
             self.remaining[spec.nodepool] = {n: amount - used.get(n, 0) for n, amount in remaining.items()}
