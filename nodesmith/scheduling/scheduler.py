@@ -136,13 +136,19 @@ class Prepared:
             t.effect == "PreferNoSchedule" for s in specs for t in s.taints
         )
         nodes = [*snapshot.existing_nodes, *snapshot.other_nodes]
-        self.bound_parsed = {n.name: [self.parse(p) for p in n.pods] for n in nodes}
-        bound = [
-            b
-            for n in nodes
-            for p, parsed_pod in zip(n.pods, self.bound_parsed[n.name], strict=True)
-            if (b := topology.BoundPod.from_dict(p, n.name, parsed_pod)) is not None
-        ]
+        # Bound pods are parsed only when their node's view needs them (host ports, volumes) or their
+        # anti-affinity counts; the rest are read for topology by their labels alone.
+        self.bound_parsed: dict[str, list[pods.SchedulingPod]] = {}
+        bound = []
+        for n in nodes:
+            parsed = self.bound_parsed[n.name] = []
+            for p in n.pods:
+                parsed_pod = None if pods.inert_when_bound(p) else self.parse(p)
+                if parsed_pod is not None:
+                    parsed.append(parsed_pod)
+                b = topology.BoundPod.from_dict(p, n.name, parsed_pod)
+                if b is not None:
+                    bound.append(b)
         self.existing = sorted(snapshot.existing_nodes, key=lambda n: (not n.initialized, n.name))
         self.position = {n.name: i for i, n in enumerate(self.existing)}
         self.topology = topologybase.Baseline(

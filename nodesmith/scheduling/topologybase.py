@@ -49,11 +49,14 @@ class BoundPod:
         cls, pod: Mapping[str, Any], node: str, parsed: pods.SchedulingPod | None = None
     ) -> BoundPod | None:
         """``None`` for pods that do not count: terminal or terminating ones. ``parsed``: the pod already
-        parsed, if the caller has it."""
+        parsed, if the caller has it; without it, a pod `pods.inert_when_bound` is read without parsing."""
         meta = pod.get("metadata") or {}
         status = pod.get("status") or {}
         if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
             return None
+        if parsed is None and pods.inert_when_bound(pod):
+            ref, pod_labels = pods.identity(pod)
+            return cls(ref.uid, ref.namespace, pod_labels, node)
         parsed = parsed if parsed is not None else pods.parse_pod(pod)
         return cls(parsed.ref.uid, parsed.namespace, parsed.labels, node, parsed.anti_affinity)
 
