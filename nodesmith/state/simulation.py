@@ -234,15 +234,18 @@ def consolidation_simulator(
     uninitialized node"), since the decision would rest on a node that may never come up; new NodeClaims
     holding only pending pods are left out (the provisioner launches those either way).
 
-    The cluster is prepared once per snapshot (`scheduler.Prepared`: templates, DaemonSet overhead, node
-    views, topology counts of every bound pod) and each run only takes the candidates' machines away and
-    places the pods, so a run costs about what placing those pods costs, not a rebuild of the cluster;
-    `rebuilding_simulator` is the same function done from scratch each time."""
+    The cluster is prepared once per snapshot, on the first run (`scheduler.Prepared`: templates,
+    DaemonSet overhead, node views, topology counts of every bound pod); each run then takes the
+    candidates' machines away and places the pods, so it costs about what placing those pods costs, not a
+    rebuild of the cluster. `rebuilding_simulator` is the same function done from scratch each time."""
     base = scheduling_input(snapshot, [], instance_types)
-    prepared = scheduler.Prepared(base)  # the snapshot keeps every pod dict alive (its parse memo is by id)
+    prepared: list[scheduler.Prepared] = []  # made on the first run: emptiness never simulates
 
     def solve(pods: Sequence[Obj], removed: frozenset[str]) -> results.Results:
-        return prepared.solve(pods, removed=removed, deadline=deadline)
+        if not prepared:
+            # The snapshot keeps every pod dict alive, as Prepared's parse memo (by id) needs.
+            prepared.append(scheduler.Prepared(base))
+        return prepared[0].solve(pods, removed=removed, deadline=deadline)
 
     return _simulator(snapshot, base, solve)
 

@@ -15,9 +15,10 @@ over every candidate of a cluster where nothing can move (pods sized so each nod
 is Karpenter's worst case (sigs#2972: ~3 vCPU at 500 nodes).
 
 Each stage prints wall and CPU seconds (the CPU figure is what the process itself spent, so it stays
-comparable on a shared machine). "simulation adapter" now prepares the cluster once per snapshot
-(``scheduler.Prepared``); "first command from the snapshot" is adapter + single-node to its first
-command, what one disruption pass pays before it can act. The plain path that rebuilds the cluster for
+comparable on a shared machine). The simulation adapter prepares the cluster once per snapshot
+(``scheduler.Prepared``) on its first simulation, so "one simulation" includes that preparation; "first
+command from the snapshot" is a fresh adapter + single-node to its first command, what one disruption
+pass pays before it can act. The plain path that rebuilds the cluster for
 every candidate (``simulation.rebuilding_simulator``, the definition the prepared path is tested
 against) is timed on the first ``--reference`` candidates of the full scan for a before/after figure.
 """
@@ -118,10 +119,8 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
         "budgets",
         lambda: budgets.mapping(snapshot.nodepools.values(), snapshot.nodes, budgets.REASONS[0], NOW),
     )
-    simulate = timed(
-        "simulation adapter (once per snapshot)", lambda: simulation.consolidation_simulator(snapshot, types)
-    )
-    timed("one simulation (1 candidate)", lambda: simulate(found[:1]))
+    simulate = timed("simulation adapter", lambda: simulation.consolidation_simulator(snapshot, types))
+    timed("one simulation (1 candidate; prepares the cluster)", lambda: simulate(found[:1]))
     timed("emptiness", lambda: emptiness.compute(found, allowance))
     if not full:
         outcome = timed(
