@@ -18,7 +18,8 @@ Each stage prints wall and CPU seconds (the CPU figure is what the process itsel
 comparable on a shared machine). The simulation adapter prepares the cluster once per snapshot
 (``scheduler.Prepared``) on its first simulation, so "one simulation" includes that preparation; "first
 command from the snapshot" is a fresh adapter + single-node to its first command, what one disruption
-pass pays before it can act. The plain path that rebuilds the cluster for
+pass pays before it can act; the "yardstick" is one solve of all the cluster's pods as if pending, the
+scale the issue set for a whole scan. The plain path that rebuilds the cluster for
 every candidate (``simulation.rebuilding_simulator``, the definition the prepared path is tested
 against) is timed on the first ``--reference`` candidates of the full scan for a before/after figure.
 """
@@ -33,8 +34,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
+
 from nodesmith.disruption import budgets, candidates, emptiness, multinode, pdb, singlenode
 from nodesmith.kube import resources
+from nodesmith.scheduling import scheduler
 from nodesmith.state import ClusterState, simulation
 from nodesmith.testing import factories, manifests
 
@@ -148,6 +152,12 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
         )
         print(f"    -> {len(outcome.rejections)} rejections, command: {outcome.command is not None}")
         facts["single"] = outcome
+        everything = [p for node in snapshot.nodes for p in node.pods]
+        solo = attrs.evolve(simulation.scheduling_input(snapshot, everything, types), existing_nodes=[])
+        timed(
+            f"yardstick: one solve of all {len(everything)} pods onto new nodes",
+            lambda: scheduler.solve(solo),
+        )
         if reference:
             some = found[:reference]
             plain = simulation.rebuilding_simulator(snapshot, types)
