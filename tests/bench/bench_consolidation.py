@@ -155,7 +155,7 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
         everything = [p for node in snapshot.nodes for p in node.pods]
         solo = attrs.evolve(simulation.scheduling_input(snapshot, everything, types), existing_nodes=[])
         timed(
-            f"yardstick: one solve of all {len(everything)} pods onto new nodes",
+            f"yardstick: solve all {len(everything)} pods as pending",
             lambda: scheduler.solve(solo),
         )
         if reference:
