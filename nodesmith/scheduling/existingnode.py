@@ -63,6 +63,16 @@ class SimExistingNode:
         for pod in bound:
             self.volumes.add(volumes.volume_drivers(catalog, pod.namespace, pod.volume_claims))
 
+    def copy(self) -> SimExistingNode:
+        """A copy a run can place pods on, leaving this one as prepared (``scheduler.Prepared``)."""
+        out = SimExistingNode.__new__(SimExistingNode)
+        out.node, out.hostname, out.taints = self.node, self.hostname, self.taints
+        out.requirements, out.available, out.used = self.requirements, self.available, self.used
+        out.pods = list(self.pods)
+        out.ports = self.ports.copy()
+        out.volumes = self.volumes.copy()
+        return out
+
     def check(
         self,
         pod: pods.SchedulingPod,

@@ -77,5 +77,8 @@ class HostPortUsage:
     def add(self, ports: Iterable[HostPort]) -> None:
         self._ports.extend(ports)
 
+    def copy(self) -> HostPortUsage:
+        return HostPortUsage(self._ports)
+
     def ports(self) -> tuple[HostPort, ...]:
         return tuple(self._ports)

@@ -242,17 +242,37 @@ def _by_weight(items: list[tuple[int, Any]]) -> tuple[tuple[int, Any], ...]:
     return tuple(sorted(items, key=lambda item: -item[0]))
 
 
-def parse_pod(pod: Mapping[str, Any]) -> SchedulingPod:
-    """Parse a Kubernetes pod dict. Invalid scheduling fields do not raise: the pod comes back with
-    :attr:`SchedulingPod.invalid` set, and the scheduler reports it instead of placing it."""
+def identity(pod: Mapping[str, Any]) -> tuple[PodRef, dict[str, str]]:
+    """A pod's reference (the uid falls back to ``namespace/name``) and labels, as :func:`parse_pod`
+    reads them."""
     meta = pod.get("metadata") or {}
-    spec = pod.get("spec") or {}
     pod_labels = {str(k): str(v) for k, v in (meta.get("labels") or {}).items()}
     ref = PodRef(
         str(meta.get("namespace") or "default"), str(meta.get("name") or ""), str(meta.get("uid") or "")
     )
     if not ref.uid:
         ref = attrs.evolve(ref, uid=f"{ref.namespace}/{ref.name}")
+    return ref, pod_labels
+
+
+def inert_when_bound(pod: Mapping[str, Any]) -> bool:
+    """True when a pod bound to a node affects others only through its labels: no pod anti-affinity, no
+    host ports, no persistent or ephemeral volumes. Such a pod need not be parsed to be counted (a cluster
+    has many bound pods and most of them never move in a run)."""
+    spec = pod.get("spec") or {}
+    if (spec.get("affinity") or {}).get("podAntiAffinity"):
+        return False
+    if any(v.get("persistentVolumeClaim") or v.get("ephemeral") for v in spec.get("volumes") or ()):
+        return False
+    return not hostports.pod_host_ports(spec)
+
+
+def parse_pod(pod: Mapping[str, Any]) -> SchedulingPod:
+    """Parse a Kubernetes pod dict. Invalid scheduling fields do not raise: the pod comes back with
+    :attr:`SchedulingPod.invalid` set, and the scheduler reports it instead of placing it."""
+    meta = pod.get("metadata") or {}
+    spec = pod.get("spec") or {}
+    ref, pod_labels = identity(pod)
     invalid: str | None = None
     node_selector = Requirements()
     required: list[Requirements] = []

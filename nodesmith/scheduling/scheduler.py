@@ -19,21 +19,29 @@ Beyond Karpenter, and provably with the same result (see :class:`_Solver`):
 * **candidate pruning**: a pod with hostname anti-affinity (or self-selecting hostname spread with
   ``maxSkew: 1``) is offered only the nodes whose hostname is still empty for that group, still in the
   same order; the others would refuse it in the topology check anyway;
+* **domain pruning**: a pod whose topology allows only some domains of a key is offered only the NodeClaims
+  that can still be in one of them (``claimorder.ByDomain``), in the same order;
+* **room pruning**: existing nodes whose free room cannot hold the pod are skipped (``fitindex``), the
+  others are checked in the same order;
 * instance-type filtering through memoised bit masks and "largest room first" fit checks (``instancetypes``).
+
+:class:`Prepared` holds everything but the pending pods, so a caller that solves one cluster many times
+(a disruption simulation per candidate) builds it once; ``Prepared.solve`` may leave existing nodes out.
 """
 
 from __future__ import annotations
 
-import bisect
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, MutableMapping, Sequence
 from typing import Any, Final, Literal, final
 
 from nodesmith.api import labels
 from nodesmith.api.requirements import Requirements
 from nodesmith.scheduling import (
+    claimorder,
     daemonsets,
     existingnode,
+    fitindex,
     inputs,
     instancetypes,
     nodeclaim,
@@ -41,11 +49,12 @@ from nodesmith.scheduling import (
     preferences,
     results,
     topology,
+    topologybase,
     volumes,
 )
 from nodesmith.scheduling import resources as res
 
-__all__ = ["solve"]
+__all__ = ["Prepared", "solve"]
 
 _HOSTNAME: Final = labels.LABEL_HOSTNAME
 _NO_VOLUMES: Final = (Requirements(),)
@@ -63,62 +72,139 @@ def solve(
     """Decide where the snapshot's pending pods go. ``deadline()`` returning true stops the run; what was
     decided so far is returned and every pod not placed carries a reason.
 
-    ``parsed_pods`` is a memo the caller may keep across runs over the *same* pod dicts (a disruption
-    simulation solves one snapshot many times): parsed pods by ``id()`` of their dict, which is sound only
-    while those dicts stay alive and unchanged — the caller's snapshot guarantees both."""
-    return _Solver(snapshot, preference_policy, min_values_policy, parsed_pods).run(deadline)
+    ``parsed_pods`` is a memo the caller may keep across runs over the *same* pod dicts: parsed pods by
+    ``id()`` of their dict, which is sound only while those dicts stay alive and unchanged."""
+    return Prepared(snapshot, parsed_pods).solve(
+        snapshot.pods,
+        consolidating_pods=snapshot.consolidating_pods,
+        deadline=deadline,
+        preference_policy=preference_policy,
+        min_values_policy=min_values_policy,
+    )
+
+
+@final
+class _Indexed:
+    """The prepared cluster in one run's resource vectors: templates with their instance-type catalogs,
+    the existing nodes as offered to pods (never changed; a run copies a node before placing a pod on
+    it) and their free room in a `fitindex.FitIndex`."""
+
+    __slots__ = ("existing", "fit", "index", "limit_masks", "templates", "vectors")
+
+    def __init__(self, prepared: Prepared, index: res.ResourceIndex) -> None:
+        self.index = index
+        self.templates: list[nodeclaim.Template] = []
+        for position, spec in enumerate(prepared.specs):
+            well_known = prepared.snapshot.well_known_labels
+            group_of, groups = daemonsets.overhead_groups(
+                spec.requirements, spec.taints, spec.instance_types, prepared.daemons, well_known
+            )
+            catalog = instancetypes.Catalog(
+                spec.requirements, spec.instance_types, index, group_of, groups, well_known
+            )
+            self.templates.append(nodeclaim.Template(spec, catalog, position))
+        self.existing = [
+            existingnode.SimExistingNode(
+                n, index, prepared.daemons, prepared.bound_parsed[n.name], prepared.snapshot.volumes
+            )
+            for n in prepared.existing
+        ]
+        self.fit = fitindex.FitIndex([res.vsub(n.available, n.used) for n in self.existing], len(index.names))
+        self.vectors: dict[tuple[object, ...], res.Vector] = {}
+        self.limit_masks: dict[tuple[int, tuple[tuple[str, int], ...]], int] = {}
+
+
+@final
+class Prepared:
+    """Everything about a scheduling input but its pending pods, made once and shared by every run over it:
+    the NodePool templates, DaemonSet overhead, the existing nodes and the topology counts of what is
+    bound to them (`topologybase.Baseline`).
+
+    :meth:`solve` places a list of pods, optionally as if some existing nodes were gone -- what a
+    disruption simulation asks once per candidate. The answer is the one :func:`solve` gives for the same
+    input with those nodes left out and those pods pending; only the work differs (counts and node views
+    are copied, not rebuilt). ``parsed_pods`` as in :func:`solve`; the pods given to :meth:`solve` go
+    through it too."""
+
+    def __init__(
+        self,
+        snapshot: inputs.SchedulingInput,
+        parsed_pods: MutableMapping[int, pods.SchedulingPod] | None = None,
+    ) -> None:
+        self.snapshot = snapshot
+        self._memo: MutableMapping[int, pods.SchedulingPod] = {} if parsed_pods is None else parsed_pods
+        self.daemons = [pods.parse_pod(d) for d in snapshot.daemonset_pods]
+        specs = sorted(snapshot.templates, key=lambda t: t.nodepool, reverse=True)
+        specs.sort(key=lambda t: t.weight, reverse=True)
+        self.specs = specs
+        self.tolerate_prefer_no_schedule = any(
+            t.effect == "PreferNoSchedule" for s in specs for t in s.taints
+        )
+        nodes = [*snapshot.existing_nodes, *snapshot.other_nodes]
+        # Bound pods are parsed only when their node's view needs them (host ports, volumes) or their
+        # anti-affinity counts; the rest are read for topology by their labels alone.
+        self.bound_parsed: dict[str, list[pods.SchedulingPod]] = {}
+        bound = []
+        for n in nodes:
+            parsed = self.bound_parsed[n.name] = []
+            for p in n.pods:
+                parsed_pod = None if pods.inert_when_bound(p) else self.parse(p)
+                if parsed_pod is not None:
+                    parsed.append(parsed_pod)
+                b = topology.BoundPod.from_dict(p, n.name, parsed_pod)
+                if b is not None:
+                    bound.append(b)
+        self.existing = sorted(snapshot.existing_nodes, key=lambda n: (not n.initialized, n.name))
+        self.position = {n.name: i for i, n in enumerate(self.existing)}
+        self.any_under_consolidate_after = any(n.under_consolidate_after for n in self.existing)
+        self.topology = topologybase.Baseline(
+            topology.universe_from_templates(
+                (s.requirements, [it.requirements for it in s.instance_types], s.taints) for s in specs
+            ),
+            [topology.CountingNode(n.name, n.labels, n.taints, not n.in_flight) for n in nodes],
+            bound,
+            {n.name: n.hostname for n in self.existing},
+            snapshot.namespaces,
+        )
+        self._indexed: dict[tuple[str, ...], _Indexed] = {}
+        self.volumes: dict[
+            tuple[object, ...], tuple[tuple[Requirements, ...], Mapping[str, frozenset[str]]]
+        ] = {}
+
+    def parse(self, pod: Mapping[str, Any] | pods.SchedulingPod) -> pods.SchedulingPod:
+        if isinstance(pod, pods.SchedulingPod):
+            return pod
+        hit = self._memo.get(id(pod))
+        if hit is None:
+            hit = self._memo[id(pod)] = pods.parse_pod(pod)
+        return hit
+
+    def indexed(self, index: res.ResourceIndex) -> _Indexed:
+        found = self._indexed.get(index.names)
+        if found is None:
+            found = self._indexed[index.names] = _Indexed(self, index)
+        return found
+
+    def solve(
+        self,
+        pending: Sequence[Mapping[str, Any] | pods.SchedulingPod],
+        *,
+        removed: Collection[str] = (),
+        consolidating_pods: frozenset[str] = frozenset(),
+        deadline: Callable[[], bool] | None = None,
+        preference_policy: Literal["Respect", "Ignore"] = "Respect",
+        min_values_policy: Literal["Strict", "BestEffort"] = "Strict",
+    ) -> results.Results:
+        """Place ``pending`` as if the existing nodes named in ``removed`` were not there; the pods in
+        ``consolidating_pods`` (UIDs) stay off nodes inside their ``consolidateAfter`` window."""
+        solver = _Solver(
+            self, pending, frozenset(removed), consolidating_pods, preference_policy, min_values_policy
+        )
+        return solver.run(deadline)
 
 
 def _pod_order(pod: pods.SchedulingPod) -> tuple[int, int, str, str]:
     return (-pod.requests.get("cpu", 0), -pod.requests.get("memory", 0), pod.creation, pod.ref.uid)
-
-
-@final
-class _ClaimOrder:
-    """This run's NodeClaims, fewest pods first, then creation order, without re-sorting per pod."""
-
-    __slots__ = ("buckets", "by_hostname", "claims", "counts")
-
-    def __init__(self) -> None:
-        self.claims: list[nodeclaim.SimNodeClaim] = []
-        self.by_hostname: dict[str, nodeclaim.SimNodeClaim] = {}
-        self.buckets: dict[int, list[int]] = {}
-        self.counts: list[int] = []
-
-    def _insert(self, count: int, seq: int) -> None:
-        bucket = self.buckets.get(count)
-        if bucket is None:
-            bucket = self.buckets[count] = []
-            bisect.insort(self.counts, count)
-        bisect.insort(bucket, seq)
-
-    def add(self, claim: nodeclaim.SimNodeClaim) -> None:
-        self.claims.append(claim)
-        self.by_hostname[claim.hostname] = claim
-        self._insert(len(claim.pods), claim.seq)
-
-    def bump(self, claim: nodeclaim.SimNodeClaim) -> None:
-        """``claim`` just got one more pod."""
-        old = len(claim.pods) - 1
-        bucket = self.buckets[old]
-        del bucket[bisect.bisect_left(bucket, claim.seq)]
-        if not bucket:
-            del self.buckets[old]
-            self.counts.remove(old)
-        self._insert(old + 1, claim.seq)
-
-    def __iter__(self) -> Iterator[nodeclaim.SimNodeClaim]:
-        claims = self.claims
-        for count in self.counts:
-            for seq in self.buckets[count]:
-                yield claims[seq]
-
-    def among(self, hostnames: set[str]) -> Iterator[nodeclaim.SimNodeClaim]:
-        if len(hostnames) * 4 > len(self.claims):
-            return (c for c in self if c.hostname in hostnames)
-        found = [self.by_hostname[h] for h in hostnames if h in self.by_hostname]
-        found.sort(key=lambda c: (len(c.pods), c.seq))
-        return iter(found)
 
 
 class _Solver:
@@ -133,28 +219,23 @@ class _Solver:
 
     def __init__(
         self,
-        snapshot: inputs.SchedulingInput,
+        prepared: Prepared,
+        pending: Sequence[Mapping[str, Any] | pods.SchedulingPod],
+        removed: frozenset[str],
+        consolidating_pods: frozenset[str],
         preference_policy: str,
         min_values_policy: str,
-        parsed_pods: MutableMapping[int, pods.SchedulingPod] | None = None,
     ) -> None:
-        memo: MutableMapping[int, pods.SchedulingPod] = {} if parsed_pods is None else parsed_pods
-
-        def parse(pod: Mapping[str, Any]) -> pods.SchedulingPod:
-            hit = memo.get(id(pod))
-            if hit is None:
-                hit = memo[id(pod)] = pods.parse_pod(pod)
-            return hit
-
+        self.prepared = prepared
         self.strict_min_values = min_values_policy == "Strict"
         self.errors: dict[str, results.PodSchedulingError] = {}
-        parsed = [p if isinstance(p, pods.SchedulingPod) else pods.parse_pod(p) for p in snapshot.pods]
+        parsed = [prepared.parse(p) for p in pending]
         if preference_policy == "Ignore":
             parsed = [preferences.strip(p) for p in parsed]
         self.pods: list[pods.SchedulingPod] = []
         for pod in parsed:
             invalid = pod.invalid or (
-                volumes.claim_problem(snapshot.volumes, pod.namespace, pod.volume_claims)
+                volumes.claim_problem(prepared.snapshot.volumes, pod.namespace, pod.volume_claims)
                 if pod.volume_claims
                 else None
             )
@@ -165,76 +246,37 @@ class _Solver:
             else:
                 self.pods.append(pod)
         self.pods.sort(key=_pod_order)
-        daemons = [pods.parse_pod(d) for d in snapshot.daemonset_pods]
-        self.index = res.ResourceIndex([*(p.requests for p in self.pods), *(d.requests for d in daemons)])
-        self.volume_catalog = snapshot.volumes
-
-        specs = sorted(snapshot.templates, key=lambda t: t.nodepool, reverse=True)
-        specs.sort(key=lambda t: t.weight, reverse=True)
-        self.templates: list[nodeclaim.Template] = []
-        for position, spec in enumerate(specs):
-            group_of, groups = daemonsets.overhead_groups(
-                spec.requirements, spec.taints, spec.instance_types, daemons, snapshot.well_known_labels
-            )
-            catalog = instancetypes.Catalog(
-                spec.requirements,
-                spec.instance_types,
-                self.index,
-                group_of,
-                groups,
-                snapshot.well_known_labels,
-            )
-            self.templates.append(nodeclaim.Template(spec, catalog, position))
+        index = res.ResourceIndex([*(p.requests for p in self.pods), *(d.requests for d in prepared.daemons)])
+        indexed = prepared.indexed(index)
+        self.index = indexed.index
+        self.templates = indexed.templates
+        self._vectors = indexed.vectors
+        self._limit_masks = indexed.limit_masks
+        self._volumes = prepared.volumes
+        self.volume_catalog = prepared.snapshot.volumes
         self.remaining: dict[str, dict[str, int]] = {
-            s.nodepool: dict(s.remaining_limits) for s in specs if s.remaining_limits is not None
+            s.nodepool: dict(s.remaining_limits) for s in prepared.specs if s.remaining_limits is not None
         }
-        self._limit_masks: dict[tuple[int, tuple[tuple[str, int], ...]], int] = {}
-        self.tolerate_prefer_no_schedule = any(
-            t.effect == "PreferNoSchedule" for s in specs for t in s.taints
-        )
-
-        nodes = [*snapshot.existing_nodes, *snapshot.other_nodes]
-        bound_parsed = {n.name: [parse(p) for p in n.pods] for n in nodes}
-        bound = [
-            b
-            for n in nodes
-            for p, parsed_pod in zip(n.pods, bound_parsed[n.name], strict=True)
-            if (b := topology.BoundPod.from_dict(p, n.name, parsed_pod)) is not None
-        ]
-        self.topology = topology.Topology(
-            topology.universe_from_templates(
-                (s.requirements, [it.requirements for it in s.instance_types], s.taints) for s in specs
-            ),
-            [topology.CountingNode(n.name, n.labels, n.taints, not n.in_flight) for n in nodes],
-            bound,
-            (p.ref.uid for p in self.pods),
-            snapshot.namespaces,
-        )
-        existing = sorted(snapshot.existing_nodes, key=lambda n: (not n.initialized, n.name))
-        self.existing = [
-            existingnode.SimExistingNode(n, self.index, daemons, bound_parsed[n.name], snapshot.volumes)
-            for n in existing
-        ]
-        for node in self.existing:
-            self.topology.register(_HOSTNAME, node.hostname)
+        self.tolerate_prefer_no_schedule = prepared.tolerate_prefer_no_schedule
+        self.topology = topology.Topology(prepared.topology, removed, (p.ref.uid for p in self.pods))
+        # Existing nodes: the prepared views, copied on a node's first pod; removed ones never fit.
+        self.existing = indexed.existing
+        self.placed: dict[int, existingnode.SimExistingNode] = {}
+        self.fit = indexed.fit.copy()
+        self.removed = frozenset(prepared.position[name] for name in removed)
+        for position in self.removed:
+            self.fit.remove(position)
         for pod in self.pods:
             self.topology.update(pod)
         self.registered: dict[str, pods.SchedulingPod] = {p.ref.uid: p for p in self.pods}
         # pods kept off nodes inside their consolidateAfter window; part of the shared-verdict key, since
         # two pods alike but for this may fail differently
-        self.gated = (
-            snapshot.consolidating_pods
-            if any(n.under_consolidate_after for n in snapshot.existing_nodes)
-            else frozenset()
-        )
-        self.claims = _ClaimOrder()
+        self.gated = consolidating_pods if prepared.any_under_consolidate_after else frozenset()
+        self.claims = claimorder.ClaimOrder()
+        self.by_domain: dict[str, claimorder.ByDomain] = {}
         self.version = 0
         self.failed: dict[
             tuple[object, ...], tuple[int, tuple[results.NodePoolReason, ...], tuple[str, ...]]
-        ] = {}
-        self._vectors: dict[tuple[object, ...], res.Vector] = {}
-        self._volumes: dict[
-            tuple[object, ...], tuple[tuple[Requirements, ...], Mapping[str, frozenset[str]]]
         ] = {}
 
     # -- per-key caches -----------------------------------------------------------------------------
@@ -329,7 +371,9 @@ class _Solver:
         allowed = topo.allowed_hostnames(pod) if pod.has_topology else None
         filters = topo.domain_filters(pod) if pod.has_topology else ()
         gated = bool(self.gated) and pod.ref.uid in self.gated
-        for node in self.existing:
+        existing, placed = self.existing, self.placed
+        for position in self.fit.fitting(vector):
+            node = placed.get(position) or existing[position]
             if allowed is not None and node.hostname not in allowed:
                 continue
             if gated and node.node.under_consolidate_after:
@@ -338,11 +382,19 @@ class _Solver:
                 continue
             reqs = node.check(pod, vector, topo, alternatives, drivers)
             if reqs is not None:
+                if position not in placed:
+                    node = placed[position] = node.copy()
                 node.commit(pod, vector, drivers)
+                self.fit.update(position, res.vsub(node.available, node.used))
                 topo.record(pod, node.taints, reqs, frozenset())
                 self.version += 1
                 return None
-        candidates = self.claims if allowed is None else self.claims.among(allowed)
+        if allowed is not None:
+            candidates: Iterable[nodeclaim.SimNodeClaim] = self.claims.among(allowed)
+        elif filters:
+            candidates = self._within(*filters[0])
+        else:
+            candidates = self.claims
         for claim in candidates:
             if filters and topology.excluded(claim.requirements, filters):
                 continue
@@ -350,6 +402,8 @@ class _Solver:
             if isinstance(fit, nodeclaim.Fit):
                 self._commit(claim, pod, fit)
                 self.claims.bump(claim)
+                for index in self.by_domain.values():
+                    index.refresh(claim)
                 return None
         if not self.templates:
             return (
@@ -364,6 +418,13 @@ class _Solver:
                 return None
             reasons.append(reason)
         return tuple(reasons)
+
+    def _within(self, key: str, allowed: frozenset[str]) -> Iterator[nodeclaim.SimNodeClaim]:
+        """This run's NodeClaims a domain filter on ``key`` does not rule out, in order."""
+        index = self.by_domain.get(key)
+        if index is None:
+            index = self.by_domain[key] = claimorder.ByDomain(key, self.claims.claims)
+        return index.within(allowed)
 
     def _commit(self, claim: nodeclaim.SimNodeClaim, pod: pods.SchedulingPod, fit: nodeclaim.Fit) -> None:
         claim.commit(pod, fit)
@@ -412,6 +473,8 @@ class _Solver:
             return fit
         self._commit(claim, pod, fit)
         self.claims.add(claim)
+        for index in self.by_domain.values():
+            index.refresh(claim)
         if remaining is not None:
             used = catalog.max_capacity(claim.remaining(), list(remaining))
             self.remaining[spec.nodepool] = {n: amount - used.get(n, 0) for n, amount in remaining.items()}
@@ -436,7 +499,11 @@ class _Solver:
                     constraint=results.Constraint.TRUNCATED,
                     detail=f"truncating to {instancetypes.MAX_INSTANCE_TYPES} instance types broke minValues",
                 )
-        assignments = {n.node.name: tuple(p.ref for p in n.pods) for n in self.existing if n.pods}
+        assignments = {
+            node.node.name: tuple(p.ref for p in node.pods)
+            for _, node in sorted(self.placed.items())
+            if node.pods
+        }
         order = {p.ref.uid: i for i, p in enumerate(self.pods)}
         errors = dict(sorted(self.errors.items(), key=lambda item: order.get(item[0], -1)))
         return results.Results(tuple(new), assignments, errors, timed_out)

@@ -11,14 +11,14 @@ pods it selects ("inverse" groups). Pods in the batch are not counted from the c
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Final, final
 
 import attrs
 
 from nodesmith.api import labels
 from nodesmith.api.requirements import Requirement, Requirements
-from nodesmith.scheduling import pods, taints, topologygroup
+from nodesmith.scheduling import pods, taints, topologybase, topologygroup
 
 __all__ = ["BoundPod", "CountingNode", "Topology", "TopologyFailure"]
 
@@ -26,41 +26,8 @@ _HOSTNAME: Final = labels.LABEL_HOSTNAME
 _NO_GROUPS: Final[tuple[topologygroup.TopologyGroup, ...]] = ()
 
 
-@final
-@attrs.frozen(slots=True)
-class BoundPod:
-    """A pod already on a node, as topology counting sees it."""
-
-    uid: str
-    namespace: str
-    labels: Mapping[str, str]
-    node: str
-    anti_affinity: tuple[pods.AffinityTerm, ...] = ()
-
-    @classmethod
-    def from_dict(
-        cls, pod: Mapping[str, Any], node: str, parsed: pods.SchedulingPod | None = None
-    ) -> BoundPod | None:
-        """``None`` for pods that do not count: terminal or terminating ones. ``parsed``: the pod already
-        parsed, if the caller has it."""
-        meta = pod.get("metadata") or {}
-        status = pod.get("status") or {}
-        if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
-            return None
-        parsed = parsed if parsed is not None else pods.parse_pod(pod)
-        return cls(parsed.ref.uid, parsed.namespace, parsed.labels, node, parsed.anti_affinity)
-
-
-@final
-@attrs.frozen(slots=True)
-class CountingNode:
-    """A node's labels and taints, for counting the pods on it."""
-
-    name: str
-    labels: Mapping[str, str]
-    taints: tuple[taints.Taint, ...] = ()
-    real: bool = True
-    """False for an in-flight NodeClaim: its labels do not add domains (it has no Node yet)."""
+BoundPod = topologybase.BoundPod
+CountingNode = topologybase.CountingNode
 
 
 @final
@@ -74,23 +41,53 @@ class TopologyFailure:
 
 
 class Topology:
-    """All topology groups of one run (mutable; owned by the scheduler)."""
+    """All topology groups of one run (mutable; owned by the scheduler).
+
+    It starts from a `topologybase.Baseline` (counts over the whole cluster) and behaves as if the
+    ``removed`` nodes and the bound pods it places itself (``batch_uids``) had never been counted: each
+    group the run needs is copied from the baseline's counts and has their contributions taken back out
+    (:meth:`_adopt`); the inverse anti-affinity groups of bound pods are copied only when a pod they select
+    comes up, and keep the order in which they would have been created without the excluded pods.
+    """
 
     def __init__(
-        self,
-        universe: Mapping[str, Mapping[str, Sequence[tuple[taints.Taint, ...]]]],
-        nodes: Sequence[CountingNode],
-        bound: Sequence[BoundPod],
-        batch_uids: Iterable[str],
-        namespaces: Mapping[str, Mapping[str, str]],
+        self, base: topologybase.Baseline, removed: Collection[str], batch_uids: Iterable[str]
     ) -> None:
-        self._universe = {k: dict(v) for k, v in universe.items()}
-        self._nodes = {n.name: (n, Requirements.from_labels(n.labels)) for n in nodes}
-        excluded = set(batch_uids)
-        self._bound = [p for p in bound if p.uid not in excluded and p.node in self._nodes]
-        self._namespace_labels = namespaces
+        self._base = base
+        self._namespace_labels = base.namespace_labels
+        self._removed = [base.nodes[name] for name in removed]
+        self._excluded = sorted(base.excluded(removed, batch_uids))
+        excluded = set(self._excluded)
+        # The domains that exist: a removed node's hostname goes unless another node or a template has it.
+        self._universe: topologybase.Universe = dict(base.universe)
+        self._writable: set[str] = set()
+        dropped: dict[str, int] = {}
+        for name in removed:
+            hostname = base.hostnames[name]
+            dropped[hostname] = dropped.get(hostname, 0) + 1
+        from_templates = base.templates_universe.get(_HOSTNAME, {})
+        self._gone = tuple(
+            h for h, n in dropped.items() if base.carriers.get(h, 0) == n and h not in from_templates
+        )
+        if self._gone:
+            hostnames = self._own_universe(_HOSTNAME)
+            for hostname in self._gone:
+                hostnames.pop(hostname, None)
+        self._registered: dict[str, dict[str, None]] = {}
+        """Domains this run registered (new NodeClaims' hostnames), per key."""
+        # Inverse groups of bound pods whose every owner is excluded do not exist; others may move.
+        self._dead: set[topologybase.GroupKey] = set()
+        self._rank: dict[topologybase.GroupKey, tuple[int, int]] = {}
+        for key in {k for position in self._excluded for k in base.inverse_of.get(position, ())}:
+            first = next((p for p in base.contributors[key] if p not in excluded), None)
+            if first is None:
+                self._dead.add(key)
+            elif first != base.rank[key][0]:
+                self._rank[key] = (first, base.inverse_of[first].index(key))
         self.groups: dict[tuple[Any, ...], topologygroup.TopologyGroup] = {}
         self.inverse: dict[tuple[Any, ...], topologygroup.TopologyGroup] = {}
+        """Inverse groups of this run: the bound pods' ones copied so far, then those its pods created."""
+        self._created: list[topologygroup.TopologyGroup] = []
         self._by_key: dict[str, list[topologygroup.TopologyGroup]] = {}
         self._owned: dict[str, tuple[topologygroup.TopologyGroup, ...]] = {}
         self._inverse_owned: dict[str, tuple[topologygroup.TopologyGroup, ...]] = {}
@@ -104,75 +101,98 @@ class Topology:
         self._inverse_selecting: dict[
             tuple[str, frozenset[tuple[str, str]]], tuple[topologygroup.TopologyGroup, ...]
         ] = {}
-        for pod in self._bound:
-            if pod.anti_affinity:
-                node = self._nodes[pod.node][0]
-                for group in self._inverse_groups(pod.namespace, pod.anti_affinity):
-                    domain = node.labels.get(group.key)
-                    if domain is not None:
-                        group.record(domain)
 
     # -- groups -------------------------------------------------------------------------------------
 
-    def _namespaces(self, namespace: str, term: pods.AffinityTerm) -> frozenset[str] | None:
-        if term.namespace_selector is None:
-            return term.namespaces or frozenset((namespace,))
-        if (
-            not term.namespace_selector.nothing
-            and not term.namespace_selector.match_labels
-            and not term.namespace_selector.expressions
-        ):
-            return None  # an empty namespaceSelector selects every namespace
-        selected = {
-            ns
-            for ns, ns_labels in self._namespace_labels.items()
-            if term.namespace_selector.matches(ns_labels)
-        }
-        return frozenset(selected | term.namespaces)
+    def _own_universe(self, key: str) -> dict[str, list[tuple[taints.Taint, ...]]]:
+        if key not in self._writable:
+            self._universe[key] = dict(self._universe.get(key, {}))
+            self._writable.add(key)
+        return self._universe[key]
 
-    def _domains(self, key: str, tolerations: tuple[taints.Toleration, ...] | None) -> list[str]:
-        universe = self._universe.get(key, {})
-        if tolerations is None:
-            return list(universe)
-        return [
-            d for d, groups in universe.items() if any(taints.tolerates_all(g, tolerations) for g in groups)
-        ]
+    def _known(self, key: str, domain: str, tolerations: tuple[taints.Toleration, ...] | None) -> bool:
+        """Whether a group created now would start with ``domain`` (see `topologybase.domains_of`)."""
+        offered = self._universe.get(key, {}).get(domain)
+        if offered is None:
+            return False
+        return tolerations is None or any(taints.tolerates_all(g, tolerations) for g in offered)
 
-    def _intern(
-        self, table: dict[tuple[Any, ...], topologygroup.TopologyGroup], group: topologygroup.TopologyGroup
+    def _adopt(
+        self, counted: topologygroup.TopologyGroup, support: Mapping[str, int] | None
     ) -> topologygroup.TopologyGroup:
-        existing = table.get(group.hash_key)
-        if existing is not None:
-            return existing
-        table[group.hash_key] = group
-        self._by_key.setdefault(group.key, []).append(group)
-        if table is self.groups:
-            self._count(group)
-            self._selecting.clear()
-        else:
-            self._inverse_selecting.clear()
+        """A copy of a baseline group without what this run's removed nodes and excluded pods added;
+        ``support`` (nodes per domain) for a counted group, ``None`` for a bound pods' inverse group."""
+        base = self._base
+        group = counted.copy()
+        key = group.key
+        node_filter = group.node_filter
+        lost_nodes: dict[str, int] = {}
+        lost_pods: dict[str, int] = {}
+        if support is not None:
+            for node in self._removed:
+                domain = topologybase.node_domain(group, node, base.requirements)
+                if domain is not None:
+                    lost_nodes[domain] = lost_nodes.get(domain, 0) + 1
+        for position in self._excluded:
+            pod = base.bound[position]
+            node = base.nodes[pod.node]
+            if support is None:
+                times = base.inverse_of.get(position, ()).count(group.hash_key)
+                domain = node.labels.get(key) if times else None
+            else:
+                times = 1
+                domain = topologybase.pod_domain(group, pod, node, base.requirements)
+            if domain is not None:
+                lost_pods[domain] = lost_pods.get(domain, 0) + times
+        touched = set(lost_nodes) | set(lost_pods)
+        if key == _HOSTNAME:
+            touched.update(self._gone)
+        for domain in touched:
+            count = counted.domains.get(domain, 0) - lost_pods.get(domain, 0)
+            known = self._known(key, domain, node_filter.tolerations)
+            if not known and support is not None:
+                known = support.get(domain, 0) > lost_nodes.get(domain, 0)
+            group.settle(domain, count, known)
+        for domain in self._registered.get(key, ()):
+            group.register(domain)
+        self._by_key.setdefault(key, []).append(group)
         return group
 
-    def _count(self, group: topologygroup.TopologyGroup) -> None:
-        """Initial counts from bound pods (Karpenter ``countDomains``): only nodes carrying the key (the
-        hostname falls back to the node name) and passing the group's node filter count."""
-        for node, requirements in self._nodes.values():
-            if (
-                node.real
-                and group.key in node.labels
-                and group.node_filter.matches(node.taints, requirements, frozenset())
-            ):
-                group.register(node.labels[group.key])
-        for pod in self._bound:
-            if not group.selects(pod.namespace, pod.labels):
-                continue
-            node, requirements = self._nodes[pod.node]
-            domain = node.labels.get(group.key)
-            if domain is None and group.key == _HOSTNAME:
-                domain = node.name
-            if domain is None or not group.node_filter.matches(node.taints, requirements, frozenset()):
-                continue
-            group.record(domain)
+    def _intern(self, group: topologygroup.TopologyGroup) -> topologygroup.TopologyGroup:
+        found = self.groups.get(group.hash_key)
+        if found is None:
+            counted, support = self._base.counted(group)
+            found = self.groups[group.hash_key] = self._adopt(counted, support)
+            self._selecting.clear()
+        return found
+
+    def _bound_inverse(self, key: topologybase.GroupKey) -> topologygroup.TopologyGroup:
+        found = self.inverse.get(key)
+        if found is None:
+            found = self.inverse[key] = self._adopt(self._base.inverse[key], None)
+        return found
+
+    def _intern_inverse(self, group: topologygroup.TopologyGroup) -> topologygroup.TopologyGroup:
+        key = group.hash_key
+        found = self.inverse.get(key)
+        if found is not None:
+            return found
+        if key in self._base.inverse and key not in self._dead:
+            return self._bound_inverse(key)
+        self.inverse[key] = group
+        self._created.append(group)
+        self._by_key.setdefault(group.key, []).append(group)
+        self._inverse_selecting.clear()
+        return group
+
+    def _has_inverse(self) -> bool:
+        return bool(self._created) or len(self._dead) < len(self._base.inverse)
+
+    def _namespaces(self, namespace: str, term: pods.AffinityTerm) -> frozenset[str] | None:
+        return topologybase.namespaces_of(self._namespace_labels, namespace, term)
+
+    def _domains(self, key: str, tolerations: tuple[taints.Toleration, ...] | None) -> list[str]:
+        return topologybase.domains_of(self._universe, key, tolerations)
 
     def _node_filter(
         self, pod: pods.SchedulingPod, spread: pods.SpreadConstraint
@@ -191,15 +211,14 @@ class Topology:
         self, namespace: str, terms: Iterable[pods.AffinityTerm]
     ) -> tuple[topologygroup.TopologyGroup, ...]:
         return tuple(
-            self._intern(
-                self.inverse,
+            self._intern_inverse(
                 topologygroup.TopologyGroup(
                     topologygroup.Kind.ANTI_AFFINITY,
                     term.topology_key,
                     self._namespaces(namespace, term),
                     term.selector,
                     domains=self._domains(term.topology_key, None),
-                ),
+                )
             )
             for term in terms
         )
@@ -243,7 +262,7 @@ class Topology:
                     )
                 )
         result = (
-            tuple(self._intern(self.groups, g) for g in owned),
+            tuple(self._intern(g) for g in owned),
             self._inverse_groups(pod.namespace, pod.anti_affinity) if pod.anti_affinity else _NO_GROUPS,
         )
         self._for_key[pod.key] = result
@@ -251,7 +270,7 @@ class Topology:
 
     def update(self, pod: pods.SchedulingPod) -> None:
         """(Re-)register the groups ``pod`` owns, as written or relaxed (Karpenter ``Topology.Update``)."""
-        owned, inverse = self._groups_for(pod)
+        owned, inverse = self._groups_for(pod) if pod.has_topology else (_NO_GROUPS, _NO_GROUPS)
         self._owned[pod.ref.uid] = owned
         self._inverse_owned[pod.ref.uid] = inverse
 
@@ -276,8 +295,17 @@ class Topology:
         label_key = self._label_key(pod)
         found = self._inverse_selecting.get(label_key)
         if found is None:
-            found = self._inverse_selecting[label_key] = tuple(
-                g for g in self.inverse.values() if g.selects(pod.namespace, pod.labels)
+            keys = [
+                k
+                for k in self._base.inverse_selecting(pod.namespace, pod.labels, label_key)
+                if k not in self._dead
+            ]
+            if self._rank:
+                rank = self._base.rank
+                keys.sort(key=lambda k: self._rank.get(k) or rank[k])
+            found = self._inverse_selecting[label_key] = (
+                *(self._bound_inverse(k) for k in keys),
+                *(g for g in self._created if g.selects(pod.namespace, pod.labels)),
             )
         return found
 
@@ -285,13 +313,15 @@ class Topology:
 
     def register(self, key: str, domain: str) -> None:
         """A new domain (a new NodeClaim's hostname) exists from now on, for present and future groups."""
-        self._universe.setdefault(key, {}).setdefault(domain, [()])
+        self._own_universe(key).setdefault(domain, [()])
+        self._registered.setdefault(key, {})[domain] = None
         for group in self._by_key.get(key, ()):
             group.register(domain)
 
     def unregister(self, key: str, domain: str) -> None:
         """Undo :meth:`register` for a NodeClaim that was not created after all."""
-        self._universe.get(key, {}).pop(domain, None)
+        self._own_universe(key).pop(domain, None)
+        self._registered.get(key, {}).pop(domain, None)
         for group in self._by_key.get(key, ()):
             group.unregister(domain)
 
@@ -306,7 +336,7 @@ class Topology:
         (Karpenter ``AddRequirements``): one per owned group, one per inverse group selecting the pod."""
         out: list[Requirement] = []
         owned = self._owned.get(pod.ref.uid, _NO_GROUPS)
-        inverse = self.inverse_selecting(pod) if self.inverse else _NO_GROUPS
+        inverse = self.inverse_selecting(pod) if self._has_inverse() else _NO_GROUPS
         if not owned and not inverse:
             return out
         for group in owned:

@@ -105,6 +105,52 @@ class TopologyGroup:
     def __repr__(self) -> str:
         return f"TopologyGroup({self.kind.value} {self.key} {self.selector})"
 
+    def blank(self, domains: Iterable[str]) -> TopologyGroup:
+        """A group with the same constraint and no counts over ``domains``."""
+        return TopologyGroup(
+            self.kind,
+            self.key,
+            self.namespaces,
+            self.selector,
+            max_skew=self.max_skew,
+            min_domains=self.min_domains,
+            node_filter=self.node_filter,
+            domains=domains,
+        )
+
+    def copy(self) -> TopologyGroup:
+        """An independent copy (counts included), for a run that starts from counts made once."""
+        out = TopologyGroup.__new__(TopologyGroup)
+        out.kind, out.key, out.namespaces, out.selector = self.kind, self.key, self.namespaces, self.selector
+        out.max_skew, out.min_domains, out.node_filter = self.max_skew, self.min_domains, self.node_filter
+        out.hash_key = self.hash_key
+        out.domains = dict(self.domains)
+        out.empty = set(self.empty)
+        out.nonzero = set(self.nonzero)
+        out._sorted = self._sorted  # replaced, never changed in place
+        return out
+
+    def settle(self, domain: str, count: int, known: bool) -> None:
+        """Set ``domain``'s count outright; with ``count == 0`` it stays a known (empty) domain only if
+        ``known``. Used to take a node's or a pod's contribution back out of counts made once."""
+        present = domain in self.domains
+        if count == 0 and not known:
+            if present:
+                del self.domains[domain]
+                self.empty.discard(domain)
+                self.nonzero.discard(domain)
+                self._sorted = None
+            return
+        if not present:
+            self._sorted = None
+        self.domains[domain] = count
+        if count:
+            self.empty.discard(domain)
+            self.nonzero.add(domain)
+        else:
+            self.empty.add(domain)
+            self.nonzero.discard(domain)
+
     def selects(self, namespace: str, pod_labels: dict[str, str] | object) -> bool:
         if self.namespaces is not None and namespace not in self.namespaces:
             return False

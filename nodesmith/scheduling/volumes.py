@@ -170,3 +170,8 @@ class VolumeUsage:
     def add(self, drivers: Mapping[str, frozenset[str]]) -> None:
         for driver, ids in drivers.items():
             self._by_driver.setdefault(driver, set()).update(ids)
+
+    def copy(self) -> VolumeUsage:
+        out = VolumeUsage(self._limits)
+        out._by_driver = {driver: set(ids) for driver, ids in self._by_driver.items()}
+        return out

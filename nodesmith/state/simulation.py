@@ -26,7 +26,7 @@ from nodesmith.disruption import consolidation, drift, emptiness, marking, multi
 from nodesmith.disruption import pods as disruption_pods
 from nodesmith.disruption import simulate as disruption_simulate
 from nodesmith.disruption.commands import Method, Outcome, Rejection
-from nodesmith.scheduling import inputs, scheduler
+from nodesmith.scheduling import inputs, results, scheduler
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
@@ -38,6 +38,7 @@ __all__ = [
     "existing_node",
     "pending_pods",
     "provisioning_pods",
+    "rebuilding_simulator",
     "reschedulable_pods",
     "scheduling_input",
     "templates",
@@ -261,23 +262,81 @@ def consolidation_simulator(
     What a run reports: only pods running now can fail (pending pods failing is the provisioner's
     business); a pod placed on a managed machine that is not initialized fails ("would schedule against
     uninitialized node"), since the decision would rest on a node that may never come up; new NodeClaims
-    holding only pending pods are left out (the provisioner launches those either way). The machines'
-    simulation views are built once per snapshot and shared by every run, so a run costs one solve.
+    holding only pending pods are left out (the provisioner launches those either way). Pods that will not
+    be evicted (drift with a grace period waives them) get no capacity.
 
-    With ``enforce_consolidate_after`` (every caller but drift, as Karpenter's ``IsConsolidationSimulation``), running
-    pods moving off the candidates are kept off machines still inside their ``consolidateAfter`` window."""
+    With ``enforce_consolidate_after`` (every caller but drift, as Karpenter's ``IsConsolidationSimulation``),
+    running pods moving off the candidates are kept off machines still inside their ``consolidateAfter``
+    window.
+
+    The cluster is prepared once per snapshot, on the first run (`scheduler.Prepared`: templates,
+    DaemonSet overhead, node views, topology counts of every bound pod); each run then takes the
+    candidates' machines away and places the pods, so it costs about what placing those pods costs, not a
+    rebuild of the cluster. `rebuilding_simulator` is the same function done from scratch each time."""
+    base = _consolidation_base(snapshot, instance_types, enforce_consolidate_after)
+    prepared: list[scheduler.Prepared] = []  # made on the first run: emptiness never simulates
+
+    def solve(pods: Sequence[Obj], removed: frozenset[str], gated: frozenset[str]) -> results.Results:
+        if not prepared:
+            # The snapshot keeps every pod dict alive, as Prepared's parse memo (by id) needs.
+            prepared.append(scheduler.Prepared(base))
+        return prepared[0].solve(pods, removed=removed, consolidating_pods=gated, deadline=deadline)
+
+    return _simulator(snapshot, base, solve, enforce_consolidate_after)
+
+
+def rebuilding_simulator(
+    snapshot: Snapshot,
+    instance_types: Mapping[str, Sequence[InstanceType]],
+    *,
+    deadline: typing.Callable[[], bool] | None = None,
+    enforce_consolidate_after: bool = True,
+) -> disruption_simulate.Simulate:
+    """`consolidation_simulator` the plain way: every run builds a fresh scheduling input without the
+    candidates' machines and solves it from scratch. Slower by the cost of rebuilding the cluster each
+    time; kept as the definition the shared-preparation path must agree with (a test compares them)."""
+    base = _consolidation_base(snapshot, instance_types, enforce_consolidate_after)
+
+    def solve(pods: Sequence[Obj], removed: frozenset[str], gated: frozenset[str]) -> results.Results:
+        kept = [view for view in base.existing_nodes if view.name not in removed]
+        run_input = attrs.evolve(base, pods=pods, existing_nodes=kept, consolidating_pods=gated)
+        return scheduler.solve(run_input, deadline=deadline)
+
+    return _simulator(snapshot, base, solve, enforce_consolidate_after)
+
+
+def _consolidation_base(
+    snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]], enforce_consolidate_after: bool
+) -> inputs.SchedulingInput:
+    """The snapshot's scheduling input with no pods; machines inside their ``consolidateAfter`` window
+    marked when that is enforced."""
+    base = scheduling_input(snapshot, [], instance_types)
+    if not enforce_consolidate_after:
+        return base
+    active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
+    views = [
+        attrs.evolve(view, under_consolidate_after=True) if _under_window(node, snapshot) else view
+        for node, view in zip(active, base.existing_nodes, strict=True)
+    ]
+    return attrs.evolve(base, existing_nodes=views)
+
+
+def _simulator(
+    snapshot: Snapshot,
+    base: inputs.SchedulingInput,
+    solve: typing.Callable[[Sequence[Obj], frozenset[str], frozenset[str]], results.Results],
+    enforce_consolidate_after: bool,
+) -> disruption_simulate.Simulate:
+    """A `Simulate` around ``solve(pods, removed machine names, gated pod UIDs)``; see
+    `consolidation_simulator`."""
     active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
     leaving = [n for n in snapshot.nodes if n.marked_for_deletion or n.deleting]
-    base = scheduling_input(snapshot, [], instance_types)
-    views = list(zip(active, base.existing_nodes, strict=True))
-    if enforce_consolidate_after:
-        views = [
-            (
-                node,
-                attrs.evolve(view, under_consolidate_after=True) if _under_window(node, snapshot) else view,
-            )
-            for node, view in views
-        ]
+    names = {node.key: view.name for node, view in zip(active, base.existing_nodes, strict=True)}
+    uninitialized = {
+        view.name
+        for node, view in zip(active, base.existing_nodes, strict=True)
+        if node.managed and not node.initialized
+    }
     pending = pending_pods(snapshot)
     pending_uids = {str((p.get("metadata") or {}).get("uid")) for p in pending}
     deleting_pods = reschedulable_pods(leaving, snapshot)
@@ -291,14 +350,12 @@ def consolidation_simulator(
         return verdict
 
     deleting_uids = {str((p.get("metadata") or {}).get("uid")) for p in deleting_pods}
-    uninitialized = {view.name for node, view in views if node.managed and not node.initialized}
     pod_keys: dict[str, str] = {}
-    parsed_pods: dict[int, scheduling_pods.SchedulingPod] = {}  # the snapshot keeps every pod dict alive
 
     def simulate(
         candidates: Sequence[disruption_candidates.Candidate],
     ) -> disruption_simulate.SimulationResult:
-        removed = {c.key for c in candidates}
+        removed = frozenset(names[c.key] for c in candidates if c.key in names)
         # pods that will not be evicted (drift with a grace period waives them) get no capacity
         moving = [p for c in candidates for p in c.reschedulable_pods if will_move(p)]
         pods = [*pending, *moving, *deleting_pods]
@@ -307,19 +364,16 @@ def consolidation_simulator(
             pod_keys.setdefault(
                 str(meta.get("uid")), f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
             )
-        run_input = attrs.evolve(
-            base,
-            pods=pods,
-            existing_nodes=[view for node, view in views if node.key not in removed],
-            consolidating_pods=frozenset(
+        gated = (
+            frozenset(
                 str((p.get("metadata") or {}).get("uid"))
                 for p in moving
                 if (p.get("status") or {}).get("phase") != "Pending"
             )
             if enforce_consolidate_after
-            else frozenset(),
+            else frozenset()
         )
-        outcome = scheduler.solve(run_input, deadline=deadline, parsed_pods=parsed_pods)
+        outcome = solve(pods, removed, gated)
         failures: dict[str, str] = {}
         for uid, error in outcome.pod_errors.items():
             if uid not in pending_uids:

@@ -13,6 +13,15 @@ to consolidate. Printed per stage: snapshot, candidates (+ budgets), one simulat
 multi-node (binary search over the 100 best), single-node to its first command, and a single-node scan
 over every candidate of a cluster where nothing can move (pods sized so each node is ~95% full and no pod fits another node's free room), which
 is Karpenter's worst case (sigs#2972: ~3 vCPU at 500 nodes).
+
+Each stage prints wall and CPU seconds (the CPU figure is what the process itself spent, so it stays
+comparable on a shared machine). The simulation adapter prepares the cluster once per snapshot
+(``scheduler.Prepared``) on its first simulation, so "one simulation" includes that preparation; "first
+command from the snapshot" is a fresh adapter + single-node to its first command, what one disruption
+pass pays before it can act; the "yardstick" is one solve of all the cluster's pods as if pending, the
+scale the issue set for a whole scan. The plain path that rebuilds the cluster for
+every candidate (``simulation.rebuilding_simulator``, the definition the prepared path is tested
+against) is timed on the first ``--reference`` candidates of the full scan for a before/after figure.
 """
 
 from __future__ import annotations
@@ -25,8 +34,11 @@ import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+import attrs
+
 from nodesmith.disruption import budgets, candidates, emptiness, multinode, pdb, singlenode
 from nodesmith.kube import resources
+from nodesmith.scheduling import scheduler
 from nodesmith.state import ClusterState, simulation
 from nodesmith.testing import factories, manifests
 
@@ -87,13 +99,15 @@ def build(nodes: int, pods: int, *, full: bool, seed: int = 42) -> ClusterState:
 
 
 def timed(label: str, fn: Callable[[], T]) -> T:
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     result = fn()
-    print(f"  {label:<46} {time.perf_counter() - started:8.3f} s")
+    wall, cpu = time.perf_counter() - started, time.process_time() - cpu
+    print(f"  {label:<50} {wall:8.3f} s wall {cpu:8.3f} s cpu")
     return result
 
 
-def run(nodes: int, pods: int, *, full: bool) -> None:
+def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, Any]:
+    """One cluster's stages, printed; returns the decisions for the smoke test."""
     state = build(nodes, pods, full=full)
     types = {"default": factories.fake_instance_types(20)}
     snapshot = timed("snapshot", state.snapshot)
@@ -104,14 +118,13 @@ def run(nodes: int, pods: int, *, full: bool) -> None:
         pdbs=pdb.Limits.of(snapshot.pdbs.values()),
     )
     found, _ = timed("candidates", lambda: candidates.evaluate_all(snapshot.nodes, ctx))
+    facts: dict[str, Any] = {"candidates": len(found)}
     allowance = timed(
         "budgets",
         lambda: budgets.mapping(snapshot.nodepools.values(), snapshot.nodes, budgets.REASONS[0], NOW),
     )
-    simulate = timed(
-        "simulation adapter (once per snapshot)", lambda: simulation.consolidation_simulator(snapshot, types)
-    )
-    timed("one simulation (1 candidate)", lambda: simulate(found[:1]))
+    simulate = timed("simulation adapter", lambda: simulation.consolidation_simulator(snapshot, types))
+    timed("one simulation (1 candidate; prepares the cluster)", lambda: simulate(found[:1]))
     timed("emptiness", lambda: emptiness.compute(found, allowance))
     if not full:
         outcome = timed(
@@ -119,29 +132,66 @@ def run(nodes: int, pods: int, *, full: bool) -> None:
         )
         command = outcome.command
         print(f"    -> {command.describe() if command else 'nothing'}")
+        facts["multi"] = command
         outcome = timed(
             "single-node (to first command)", lambda: singlenode.compute(found, allowance, simulate)
         )
         command = outcome.command
         print(f"    -> {command.describe() if command else 'nothing'}")
+        facts["single"] = command
+
+        def cold() -> object:
+            fresh = simulation.consolidation_simulator(snapshot, types)
+            return singlenode.compute(found, allowance, fresh).command
+
+        timed("first command from the snapshot (adapter + single)", cold)
     else:
         outcome = timed(
             f"single-node (scan of all {len(found)}, none movable)",
             lambda: singlenode.compute(found, allowance, simulate),
         )
         print(f"    -> {len(outcome.rejections)} rejections, command: {outcome.command is not None}")
+        facts["single"] = outcome
+        everything = [p for node in snapshot.nodes for p in node.pods]
+        solo = attrs.evolve(simulation.scheduling_input(snapshot, everything, types), existing_nodes=[])
+        timed(
+            f"yardstick: solve all {len(everything)} pods as pending",
+            lambda: scheduler.solve(solo),
+        )
+        if reference:
+            some = found[:reference]
+            plain = simulation.rebuilding_simulator(snapshot, types)
+            started = time.process_time()
+            slow = singlenode.compute(some, allowance, plain)
+            per_plain = (time.process_time() - started) / len(some)
+            started = time.process_time()
+            fast = singlenode.compute(some, allowance, simulate)
+            per_prepared = (time.process_time() - started) / len(some)
+            same = slow.to_dict() == fast.to_dict()
+            print(
+                f"  per candidate, first {len(some)}: rebuilt each time {per_plain * 1000:8.2f} ms cpu, "
+                f"prepared once {per_prepared * 1000:8.2f} ms cpu ({per_plain / per_prepared:.0f}x); "
+                f"same decisions: {same}"
+            )
+            print(
+                f"    -> the rebuilding path would scan all {len(found)} in ~{per_plain * len(found):.0f} s cpu"
+            )
+    return facts
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=500)
     parser.add_argument("--pods", type=int, default=5000)
+    parser.add_argument(
+        "--reference", type=int, default=20, help="candidates to time on the rebuilding path (0: none)"
+    )
     args = parser.parse_args()
     print(f"consolidation: {args.nodes} nodes, {args.pods} pods, 20 instance types")
     print("half-used cluster (consolidation possible):")
     run(args.nodes, args.pods, full=False)
     print("full cluster (worst case: every candidate simulated, none movable):")
-    run(args.nodes, args.pods, full=True)
+    run(args.nodes, args.pods, full=True, reference=args.reference)
     print(f"  peak RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
 
 

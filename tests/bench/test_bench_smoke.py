@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bench_consolidation
 import bench_scheduling as bench  # a sibling script: pytest puts this folder on sys.path
 import bench_whatif
 import pytest
@@ -48,3 +49,13 @@ def test_whatif_bench_drifts_every_node_and_repacks_cheaper() -> None:
     assert launched
     assert "fake-it-7" not in launched
     assert pod.verdict in ("existing-node", "new-nodeclaim")
+
+
+@pytest.mark.bench
+def test_consolidation_bench_finds_commands_when_half_used_and_none_when_full() -> None:
+    half = bench_consolidation.run(20, 200, full=False)
+    assert half["single"] is not None
+    assert half["multi"] is not None
+    full = bench_consolidation.run(20, 200, full=True, reference=5)
+    assert full["single"].command is None
+    assert len(full["single"].rejections) == full["candidates"] == 20

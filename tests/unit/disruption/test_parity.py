@@ -13,7 +13,7 @@ from nodesmith.disruption.commands import Decision
 from nodesmith.kube import resources
 from nodesmith.testing import manifests
 
-from .factories import T0, Cluster
+from .factories import Cluster
 
 UNLIMITED = {"default": 100}
 
