@@ -40,6 +40,7 @@ from nodesmith.cloudprovider.types import (
 from nodesmith_aws import drift, interruption, nodeclass
 from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients
+from nodesmith_aws.cluster import ClusterSource
 from nodesmith_aws.instances import Instance, Instances, parse_provider_id
 from nodesmith_aws.instancetypes import Catalog, InstanceTypes
 from nodesmith_aws.launch import Launcher
@@ -87,9 +88,12 @@ class AwsCloudProvider:
         self.unavailable = UnavailableOfferings(clock)
         self.instance_types = InstanceTypes(settings, self.catalog, self.pricing, self.unavailable, clock)
         self.launch_templates = LaunchTemplates(self.clients, self.cluster_tags, clock)
-        self.launcher = Launcher(settings, self.clients, self.launch_templates, self.unavailable)
+        self.cluster = ClusterSource(settings, self.clients)
+        self.launcher = Launcher(
+            settings, self.clients, self.launch_templates, self.unavailable, self.cluster
+        )
         self.instances = Instances(self.clients)
-        self.resolver = Resolver(settings, self.clients)
+        self.resolver = Resolver(settings, self.clients, self.cluster)
         self.zones = interruption.ZoneLocator(self.clients)
         self.interruption_source = (
             interruption.SqsSource(
@@ -331,13 +335,17 @@ class AwsCloudProvider:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Discover instance types and refresh prices (failures of the latter keep the static table)."""
+        """Discover the cluster and instance types and refresh prices (failures of the latter keep the
+        static table). Raises `ConfigError` when a cluster value is missing or contradictory."""
+        await self.cluster.get()
         await self.catalog.ensure()
         await self.pricing.refresh()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Background refreshes for the runtime's task group: instance types and prices (12 h), every
-        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s)."""
+        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s). Raises `ConfigError`
+        before starting when the cluster cannot be discovered (so the daemon stops with that line)."""
+        await self.cluster.get()
         async with anyio.create_task_group() as tg:
             await tg.start(self.catalog.run)
             await tg.start(self.pricing.run)
