@@ -150,7 +150,13 @@ class AwsCloudProvider:
         if ready is None or ready.status is conditions.ConditionStatus.UNKNOWN:
             raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} has not been resolved yet")
         if ready.status is not conditions.ConditionStatus.TRUE:
-            raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} is not ready: {ready.message}")
+            why = "; ".join(
+                f"{c.type}: {c.message}"
+                for c in nc.status.conditions
+                if c.type in nodeclass.CONDITION_TYPES.dependents
+                and c.status is conditions.ConditionStatus.FALSE
+            )
+            raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} is not ready: {why or ready.message}")
         if ready.observed_generation != nc.metadata.generation:
             raise errors.NodeClassNotReadyError(
                 f"EC2NodeClass {name!r} changed and has not been resolved again"

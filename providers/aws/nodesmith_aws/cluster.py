@@ -121,6 +121,12 @@ async def discover(settings: Settings, clients: Clients) -> Cluster:
             raise errors.ConfigError(
                 name, f"not set, and eks:DescribeCluster for {settings.cluster_name!r} does not report it"
             )
+    try:
+        ipaddress.ip_network(values["cluster-cidr"], strict=False)
+    except ValueError:
+        raise errors.ConfigError(
+            "cluster-cidr", f"is not an IPv4 or IPv6 CIDR: {values['cluster-cidr']!r}"
+        ) from None
     return _check(
         Cluster(
             name=settings.cluster_name,

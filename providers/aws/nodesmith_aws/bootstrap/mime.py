@@ -48,10 +48,10 @@ def user_parts(user: str | None) -> list[Part]:
             loaded = None
         return [Part(NODE_CONFIG if isinstance(loaded, dict) else SHELL, user)]
     message = email.message_from_string(user.lstrip(), policy=email.policy.compat32)
-    if not message.is_multipart():
+    if message.get_content_maintype() != "multipart":
         raise UserDataError(f"userData is MIME but not multipart (Content-Type {message.get_content_type()})")
     boundary = message.get_boundary()
-    if not boundary or f"--{boundary}" not in user:
+    if not boundary or f"--{boundary}" not in user or not message.is_multipart():
         raise UserDataError(f"userData is a MIME archive without its boundary {boundary!r}")
     parts = []
     for index, part in enumerate(message.get_payload()):
