@@ -40,7 +40,7 @@ from nodesmith.cloudprovider.types import (
 from nodesmith_aws import drift, interruption, nodeclass
 from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients
-from nodesmith_aws.cluster import ClusterSource
+from nodesmith_aws.cluster import Cluster, ClusterSource
 from nodesmith_aws.instances import Instance, Instances, parse_provider_id
 from nodesmith_aws.instancetypes import Catalog, InstanceTypes
 from nodesmith_aws.launch import Launcher
@@ -59,7 +59,6 @@ EC2_NODE_CLASS: Final = NodeClassKind(nodeclass.GROUP, nodeclass.KIND)
 TAG_NODECLASS: Final = f"{nodeclass.GROUP}/ec2nodeclass"
 TAG_NODECLAIM: Final = f"{core_labels.GROUP}/nodeclaim"
 TAG_CLUSTER_NAME: Final = "eks:eks-cluster-name"
-NODECLASS_REFRESH: Final = 60.0
 
 
 def _now() -> dt.datetime:
@@ -77,6 +76,7 @@ class AwsCloudProvider:
         clients: Clients | None = None,
         catalog: Catalog | None = None,
         pricing: Pricing | None = None,
+        cluster: Cluster | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = _now,
     ) -> None:
@@ -88,7 +88,7 @@ class AwsCloudProvider:
         self.unavailable = UnavailableOfferings(clock)
         self.instance_types = InstanceTypes(settings, self.catalog, self.pricing, self.unavailable, clock)
         self.launch_templates = LaunchTemplates(self.clients, self.cluster_tags, clock)
-        self.cluster = ClusterSource(settings, self.clients)
+        self.cluster = ClusterSource(settings, self.clients, cluster)
         self.launcher = Launcher(
             settings, self.clients, self.launch_templates, self.unavailable, self.cluster
         )
@@ -135,12 +135,50 @@ class AwsCloudProvider:
     # -- node classes ----------------------------------------------------------------------------------
 
     async def reconcile_node_class(self, name: str) -> EC2NodeClass | None:
-        """Resolve one EC2NodeClass's selectors and write its status; ``None`` if it does not exist."""
+        """Resolve one EC2NodeClass's selectors and write its status; ``None`` once it does not exist.
+
+        1. gone → nothing to do;
+        2. being deleted and NodeClaims still use it → wait (the core terminates them first);
+        3. being deleted, no NodeClaim left → delete its launch templates and managed instance
+           profile, then release the finalizer;
+        4. no finalizer yet → add it, so a deletion waits for step 3;
+        5. resolve the selectors into status.
+        """
         nc = await self.store.get(name)
         if nc is None:
             return None
+        if nc.metadata.deletion_timestamp is not None:
+            if nodeclass.FINALIZER not in nc.metadata.finalizers:
+                return nc
+            using = await self.store.nodeclaims_using(name)
+            if using:
+                log.info(
+                    "EC2NodeClass %s is being deleted; waiting for NodeClaims %s", name, ", ".join(using)
+                )
+                return nc
+            await self._clean_up(nc)
+            return await self.store.set_finalizer(nc, present=False)
+        if nodeclass.FINALIZER not in nc.metadata.finalizers:
+            updated = await self.store.set_finalizer(nc, present=True)
+            if updated is None:
+                return None
+            nc = updated
         status = await self.resolver.resolve(nc, self._now())
         return await self.store.write_status(nc, status)
+
+    async def _clean_up(self, nc: EC2NodeClass) -> None:
+        """Delete what nodesmith created for ``nc``: its launch templates and managed instance profile."""
+        deleted = await self.launch_templates.delete_all(
+            [
+                {"Name": f"tag:{TAG_NODECLASS}", "Values": [nc.name]},
+                {"Name": f"tag:{TAG_CLUSTER_NAME}", "Values": [self.settings.cluster_name]},
+            ]
+        )
+        profile = await self.resolver.delete_managed_profile(nc)
+        log.info(
+            "EC2NodeClass %s deleted: removed %d launch template(s)%s",
+            nc.name, deleted, f" and instance profile {profile}" if profile else "",
+        )  # fmt: skip
 
     async def _ready_node_class(self, name: str) -> EC2NodeClass:
         nc = await self.store.get(name)
@@ -366,7 +404,7 @@ class AwsCloudProvider:
                     await self.reconcile_node_class(nc.name)
             except Exception as err:  # boundary: one bad round must not stop the loop
                 log.warning("EC2NodeClass refresh failed: %s", err)
-            await anyio.sleep(NODECLASS_REFRESH)
+            await anyio.sleep(self.settings.nodeclass_refresh_seconds)
 
     async def _sweep_loop(self) -> None:
         while True:

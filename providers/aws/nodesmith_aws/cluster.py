@@ -16,13 +16,15 @@ import re
 from typing import Any, Final, final
 
 import attrs
+import botocore.session
+from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from nodesmith import errors
 from nodesmith_aws.clients import Clients, error_code
 from nodesmith_aws.settings import Settings
 
-__all__ = ["Cluster", "ClusterSource", "discover", "dns_address"]
+__all__ = ["Cluster", "ClusterSource", "discover", "discover_blocking", "dns_address"]
 
 _VERSION: Final = re.compile(r"^1\.\d+$")
 
@@ -49,17 +51,39 @@ def dns_address(cidr: str) -> str:
     return str(network.network_address + 10)
 
 
+def _describe_error(settings: Settings, missing: str, err: ClientError) -> errors.ConfigError:
+    return errors.ConfigError(
+        missing,
+        f"not set, and eks:DescribeCluster for cluster {settings.cluster_name!r} failed: "
+        f"{error_code(err)}: {err.response.get('Error', {}).get('Message', '')}",
+    )
+
+
 async def _describe(settings: Settings, clients: Clients, missing: str) -> dict[str, Any]:
     try:
         eks = await clients.eks()
         answer = await eks.describe_cluster(name=settings.cluster_name)
     except ClientError as err:
-        raise errors.ConfigError(
-            missing,
-            f"not set, and eks:DescribeCluster for cluster {settings.cluster_name!r} failed: "
-            f"{error_code(err)}: {err.response.get('Error', {}).get('Message', '')}",
-        ) from None
+        raise _describe_error(settings, missing, err) from None
     return dict(answer["cluster"])
+
+
+def _describe_blocking(settings: Settings, missing: str) -> dict[str, Any]:
+    session = botocore.session.get_session()
+    client = session.create_client(
+        "eks",
+        region_name=settings.region,
+        endpoint_url=settings.endpoint_url,
+        config=Config(
+            retries={"mode": "standard", "max_attempts": settings.max_attempts}, connect_timeout=10
+        ),
+    )
+    try:
+        return dict(client.describe_cluster(name=settings.cluster_name)["cluster"])
+    except ClientError as err:
+        raise _describe_error(settings, missing, err) from None
+    finally:
+        client.close()
 
 
 def _cidr(described: dict[str, Any]) -> str:
@@ -99,23 +123,27 @@ def _check(cluster: Cluster) -> Cluster:
     return cluster
 
 
-async def discover(settings: Settings, clients: Clients) -> Cluster:
-    """The cluster, from settings first and DescribeCluster for the rest; raises `ConfigError`."""
-    wanted = {
+def _wanted(settings: Settings) -> dict[str, str]:
+    return {
         "cluster-endpoint": settings.cluster_endpoint,
         "cluster-ca-bundle": settings.cluster_ca_bundle,
         "cluster-cidr": settings.cluster_cidr,
         "kubernetes-version": settings.kubernetes_version,
     }
-    missing = [name for name, value in wanted.items() if not value]
-    described: dict[str, Any] = await _describe(settings, clients, missing[0]) if missing else {}
+
+
+def _missing(settings: Settings) -> str | None:
+    return next((name for name, value in _wanted(settings).items() if not value), None)
+
+
+def _combine(settings: Settings, described: dict[str, Any]) -> Cluster:
     found = {
         "cluster-endpoint": str(described.get("endpoint") or ""),
         "cluster-ca-bundle": str((described.get("certificateAuthority") or {}).get("data") or ""),
         "cluster-cidr": _cidr(described),
         "kubernetes-version": str(described.get("version") or ""),
     }
-    values = {name: value or found[name] for name, value in wanted.items()}
+    values = {name: value or found[name] for name, value in _wanted(settings).items()}
     for name, value in values.items():
         if not value:
             raise errors.ConfigError(
@@ -139,13 +167,26 @@ async def discover(settings: Settings, clients: Clients) -> Cluster:
     )
 
 
+async def discover(settings: Settings, clients: Clients) -> Cluster:
+    """The cluster, from settings first and DescribeCluster for the rest; raises `ConfigError`."""
+    missing = _missing(settings)
+    return _combine(settings, await _describe(settings, clients, missing) if missing else {})
+
+
+def discover_blocking(settings: Settings) -> Cluster:
+    """:func:`discover` with a blocking client, for the plugin hook: the daemon builds its provider
+    before any task runs, so a `ConfigError` raised here stops ``nodesmith run`` with its one line."""
+    missing = _missing(settings)
+    return _combine(settings, _describe_blocking(settings, missing) if missing else {})
+
+
 class ClusterSource:
     """Discovers the cluster once and hands the same answer to everyone; a failure is not cached."""
 
-    def __init__(self, settings: Settings, clients: Clients) -> None:
+    def __init__(self, settings: Settings, clients: Clients, known: Cluster | None = None) -> None:
         self.settings = settings
         self.clients = clients
-        self._cluster: Cluster | None = None
+        self._cluster: Cluster | None = known
 
     async def get(self) -> Cluster:
         if self._cluster is None:

@@ -174,6 +174,26 @@ class Resolver:
         digest = hashlib.sha256(f"{self.settings.region}/{nc.name}".encode()).hexdigest()[:16]
         return f"{self.settings.cluster_name}_{digest}"
 
+    async def delete_managed_profile(self, nc: EC2NodeClass) -> str | None:
+        """Delete the instance profile nodesmith created for ``nc`` (none when the NodeClass names its
+        own ``instanceProfile``); its name, or ``None`` when there was nothing to delete."""
+        if "instanceProfile" in nc.spec:
+            return None
+        name = self.managed_profile_name(nc)
+        iam = await self.clients.iam()
+        try:
+            profile = (await iam.get_instance_profile(InstanceProfileName=name))["InstanceProfile"]
+            for role in profile.get("Roles") or ():
+                await iam.remove_role_from_instance_profile(
+                    InstanceProfileName=name, RoleName=role["RoleName"]
+                )
+            await iam.delete_instance_profile(InstanceProfileName=name)
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":
+                raise
+            return None
+        return name
+
     async def instance_profile(self, nc: EC2NodeClass) -> tuple[str | None, str]:
         """The profile to launch with, or ``None`` and why. A ``role`` gets a managed profile (created,
         and its role replaced when it changed); an ``instanceProfile`` is used as given."""

@@ -78,6 +78,8 @@ class Settings:
     interruption_queue: str = ""
     """``INTERRUPTION_QUEUE``: SQS queue name or URL of EventBridge interruption messages; empty = no
     interruption source (`nodesmith_aws.interruption`)."""
+    nodeclass_refresh_seconds: float = 60.0
+    """How often every EC2NodeClass is resolved again (and a deleting one cleaned up)."""
     interruption_wait_seconds: int = 20
     """Long-poll time of each ReceiveMessage on the interruption queue (0-20 s; Karpenter uses 20)."""
 
@@ -122,5 +124,6 @@ class Settings:
             isolated_vpc=_bool(settings, "isolated_vpc", False),
             max_attempts=int(_number(settings, "max_attempts", 8, low=1, high=50)),
             interruption_queue=settings.get("interruption_queue", ""),
+            nodeclass_refresh_seconds=_number(settings, "nodeclass_refresh_seconds", 60.0, low=1, high=3600),
             interruption_wait_seconds=int(_number(settings, "interruption_wait_seconds", 20, low=0, high=20)),
         )

@@ -61,3 +61,29 @@ async def test_an_alias_of_another_family_makes_the_nodeclass_not_ready(env: Env
     assert validation is not None
     assert validation.status == "False"
     assert "alias 'bottlerocket@latest' is an Bottlerocket AMI but amiFamily is 'AL2'" in validation.message
+
+
+async def test_deletion_waits_for_nodeclaims_then_removes_launch_templates_and_the_profile(env: Env) -> None:
+    nc = await ready_nodeclass(env)
+    assert nodeclass.FINALIZER in nc.metadata.finalizers
+    pool = conformance.nodepool("default", REF)
+    await env.provider.create(conformance.nodeclaim(pool, name="claim-a"))
+    ec2 = await env.ec2()
+    iam = await env.clients.iam()
+    assert (await ec2.describe_launch_templates())["LaunchTemplates"]
+    assert (await iam.list_instance_profiles())["InstanceProfiles"]
+
+    # 1. a NodeClaim still uses it: nothing is removed
+    env.store.nodeclaims["claim-a"] = "default"
+    env.store.delete("default")
+    waiting = await env.provider.reconcile_node_class("default")
+    assert waiting is not None
+    assert waiting.metadata.deletion_timestamp is not None
+    assert (await ec2.describe_launch_templates())["LaunchTemplates"]
+
+    # 2. the NodeClaim is gone: templates and the managed profile are deleted, the finalizer released
+    del env.store.nodeclaims["claim-a"]
+    assert await env.provider.reconcile_node_class("default") is None
+    assert await env.store.get("default") is None
+    assert (await ec2.describe_launch_templates())["LaunchTemplates"] == []
+    assert (await iam.list_instance_profiles())["InstanceProfiles"] == []

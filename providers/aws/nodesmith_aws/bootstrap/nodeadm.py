@@ -42,5 +42,7 @@ def node_config(boot: Bootstrap) -> dict[str, Any]:
 
 
 def user_data(boot: Bootstrap, user: str | None) -> str:
-    ours = "# nodesmith generated NodeConfig\n" + yaml.safe_dump(node_config(boot), sort_keys=False)
+    ours = "# nodesmith generated NodeConfig\n" + yaml.safe_dump(
+        node_config(boot), sort_keys=False, width=1_000_000
+    )
     return mime.archive([mime.Part(mime.NODE_CONFIG, ours), *mime.user_parts(user)])

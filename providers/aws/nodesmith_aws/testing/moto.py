@@ -9,11 +9,13 @@ botocore as in production.
 from __future__ import annotations
 
 import logging
+import pathlib
 import urllib.request
 from types import TracebackType
 from typing import Final
 
 import aioboto3
+from moto import moto_api
 from moto.server import ThreadedMotoServer
 
 __all__ = ["REGION", "MotoServer"]
@@ -43,6 +45,22 @@ class MotoServer:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=30) as answer:
             answer.read()
+
+    def _post(self, path: str) -> None:
+        request = urllib.request.Request(f"{self.url}{path}", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+
+    def start_recording(self, path: pathlib.Path) -> None:
+        """Record every request the server receives (method, URL, headers, body) into ``path``, one
+        JSON object a line (moto's recorder, pointed at ``path`` so nothing lands in the working
+        directory). The server runs in this process, so its recorder is this module's."""
+        moto_api.recorder._location = str(path)  # the recorder reads it from the environment at import
+        path.write_text("")
+        self._post("/moto-api/recorder/start-recording")
+
+    def stop_recording(self) -> None:
+        self._post("/moto-api/recorder/stop-recording")
 
     @staticmethod
     def session(region: str = REGION) -> aioboto3.Session:
