@@ -32,35 +32,63 @@ ARCHES: Final = {"x86_64": "amd64", "arm64": "arm64"}
 MIME_BOUNDARY: Final = "//"
 
 
-def alias_parameters(alias: str, kubernetes_version: str) -> dict[str, str]:
-    """SSM parameter name → the architecture (``amd64``/``arm64``) its AMI serves, for an alias such as
-    ``al2023@latest``, ``al2@v20240807`` or ``bottlerocket@1.20.3``."""
+GPU_COUNT: Final = "aws.nodesmith.io/instance-gpu-count"
+ACCELERATOR_COUNT: Final = "aws.nodesmith.io/instance-accelerator-count"
+VARIANTS: Final[dict[str, tuple[dict[str, Any], ...]]] = {
+    "standard": (
+        {"key": ACCELERATOR_COUNT, "operator": "DoesNotExist"},
+        {"key": GPU_COUNT, "operator": "DoesNotExist"},
+    ),
+    "nvidia": ({"key": GPU_COUNT, "operator": "Exists"},),
+    "neuron": ({"key": ACCELERATOR_COUNT, "operator": "Exists"},),
+}
+"""Which instance types each AMI variant serves (Karpenter's ``Variant.Requirements``): the standard
+AMI only types without GPUs or accelerators, the NVIDIA one GPU types, the Neuron one accelerators."""
+
+
+def alias_parameters(alias: str, kubernetes_version: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """SSM parameter name → (the architecture its AMI serves, the variants it serves), for an alias such
+    as ``al2023@latest``, ``al2@v20240807`` or ``bottlerocket@1.20.3`` — the same parameters Karpenter
+    reads, accelerated variants included."""
     family, _, version = alias.partition("@")
     k8s = kubernetes_version
-    out: dict[str, str] = {}
-    for arch, label in ARCHES.items():
-        if family == "al2023":
-            leaf = (
-                "recommended"
-                if version == "latest"
-                else f"amazon-eks-node-al2023-{arch}-standard-{k8s}-{version}"
+    latest = version == "latest"
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    if family == "al2023":
+        for arch, variants in (
+            ("x86_64", ("standard", "nvidia", "neuron")),
+            ("arm64", ("standard", "nvidia")),
+        ):
+            for variant in variants:
+                leaf = "recommended" if latest else f"amazon-eks-node-al2023-{arch}-{variant}-{k8s}-{version}"
+                path = (
+                    f"/aws/service/eks/optimized-ami/{k8s}/amazon-linux-2023/{arch}/{variant}/{leaf}/image_id"
+                )
+                out[path] = (ARCHES[arch], (variant,))
+    elif family == "al2":
+        al2: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+            ("amazon-linux-2", "x86_64", "node", ("standard",)),
+            ("amazon-linux-2-arm64", "arm64", "arm64-node", ("standard",)),
+            ("amazon-linux-2-gpu", "x86_64", "gpu-node", ("neuron", "nvidia")),
+        )
+        for path_part, arch, name, kinds in al2:
+            leaf = "recommended" if latest else f"amazon-eks-{name}-{k8s}-{version}"
+            out[f"/aws/service/eks/optimized-ami/{k8s}/{path_part}/{leaf}/image_id"] = (ARCHES[arch], kinds)
+    elif family == "bottlerocket":
+        leaf = "latest" if latest else version.removeprefix("v")
+        bottlerocket: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+            ("", "x86_64", ("standard", "neuron")),
+            ("", "arm64", ("standard",)),
+            ("-nvidia", "x86_64", ("nvidia",)),
+            ("-nvidia", "arm64", ("nvidia",)),
+        )
+        for suffix, arch, kinds in bottlerocket:
+            out[f"/aws/service/bottlerocket/aws-k8s-{k8s}{suffix}/{arch}/{leaf}/image_id"] = (
+                ARCHES[arch],
+                kinds,
             )
-            out[f"/aws/service/eks/optimized-ami/{k8s}/amazon-linux-2023/{arch}/standard/{leaf}/image_id"] = (
-                label
-            )
-        elif family == "al2":
-            variant = "amazon-linux-2" if arch == "x86_64" else "amazon-linux-2-arm64"
-            leaf = (
-                "recommended"
-                if version == "latest"
-                else f"amazon-eks-{'arm64-' if arch == 'arm64' else ''}node-{k8s}-{version}"
-            )
-            out[f"/aws/service/eks/optimized-ami/{k8s}/{variant}/{leaf}/image_id"] = label
-        elif family == "bottlerocket":
-            leaf = "latest" if version == "latest" else version.removeprefix("v")
-            out[f"/aws/service/bottlerocket/aws-k8s-{k8s}/{arch}/{leaf}/image_id"] = label
-        else:
-            raise ValueError(f"unknown AMI alias family {family!r}")
+    else:
+        raise ValueError(f"unknown AMI alias family {family!r}")
     return out
 
 

@@ -37,7 +37,7 @@ from nodesmith.cloudprovider.types import (
     InterruptionKind,
     RepairPolicy,
 )
-from nodesmith_aws import drift, interruption, nodeclass
+from nodesmith_aws import drift, interruption, nodeclass, offered
 from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients
 from nodesmith_aws.cluster import Cluster, ClusterSource
@@ -204,11 +204,11 @@ class AwsCloudProvider:
     # -- the contract --------------------------------------------------------------------------------
 
     async def get_instance_types(self, nodepool: NodePool) -> Sequence[InstanceType]:
-        """Every instance type the NodePool's EC2NodeClass could launch, unavailable offerings included.
-        Raises `NodeClassNotReadyError` when the NodeClass is missing or not Ready."""
+        """Every instance type the NodePool's EC2NodeClass could launch, unavailable offerings included;
+        GPU, accelerator and metal types only when the NodePool's requirements ask (`offered`). Raises `NodeClassNotReadyError` when the NodeClass is missing or not Ready."""
         nc = await self._ready_node_class(nodepool.spec.template.spec.node_class_ref.name)
         await self.catalog.ensure()
-        return self.instance_types.list(nc)
+        return offered.offered(self.instance_types.list(nc), nodepool.requirements)
 
     async def create(self, nodeclaim: NodeClaim) -> NodeClaim:
         """Launch one instance for ``nodeclaim`` and return it hydrated (labels, providerID, imageID,

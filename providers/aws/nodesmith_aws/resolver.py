@@ -128,16 +128,20 @@ class Resolver:
         return list(answer.get("Images") or ())
 
     async def amis(self, nc: EC2NodeClass) -> tuple[list[ResolvedAMI], list[str]]:
-        """Matching AMIs, newest first, one per distinct requirement set (Karpenter keeps the newest)."""
+        """Matching AMIs, newest first, one per distinct requirement set (Karpenter keeps the newest).
+        An alias's AMIs carry their variant's requirements too, so a GPU type gets the NVIDIA AMI and
+        a type without accelerators the standard one."""
         images: list[Mapping[str, Any]] = []
+        variants: dict[str, tuple[str, ...]] = {}
         empty = []
         for index, term in enumerate(nc.spec["amiSelectorTerms"]):
             matched: list[Mapping[str, Any]] = []
             if "alias" in term:
                 version = (await self.cluster.get()).kubernetes_version
-                for parameter in amifamily.alias_parameters(term["alias"], version):
+                for parameter, (_, kinds) in amifamily.alias_parameters(term["alias"], version).items():
                     image_id = await self._parameter(parameter)
                     if image_id:
+                        variants[image_id] = kinds
                         matched += await self._images(ImageIds=[image_id])
             elif "ssmParameter" in term:
                 image_id = await self._parameter(term["ssmParameter"])
@@ -162,12 +166,14 @@ class Resolver:
             arch = amifamily.ARCHES.get(str(image.get("Architecture")))
             if arch is None:
                 continue
-            requirements = ({"key": core_labels.LABEL_ARCH, "operator": "In", "values": [arch]},)
-            key = json.dumps(requirements, sort_keys=True)
-            if key not in out:
-                out[key] = ResolvedAMI(
-                    image["ImageId"], requirements, image.get("Name"), bool(image.get("DeprecationTime"))
-                )
+            arch_requirement = {"key": core_labels.LABEL_ARCH, "operator": "In", "values": [arch]}
+            for kind in variants.get(image["ImageId"], (None,)):
+                requirements = (arch_requirement, *(amifamily.VARIANTS[kind] if kind else ()))
+                key = json.dumps(requirements, sort_keys=True)
+                if key not in out:
+                    out[key] = ResolvedAMI(
+                        image["ImageId"], requirements, image.get("Name"), bool(image.get("DeprecationTime"))
+                    )
         return list(out.values()), empty
 
     def managed_profile_name(self, nc: EC2NodeClass) -> str:

@@ -135,7 +135,12 @@ def test_static_hash_ignores_selectors_and_follows_other_fields() -> None:
 
 
 def test_alias_parameters() -> None:
-    assert amifamily.alias_parameters("al2023@latest", "1.31") == {
+    standard = {
+        path: arch
+        for path, (arch, variants) in amifamily.alias_parameters("al2023@latest", "1.31").items()
+        if variants == ("standard",)
+    }
+    assert standard == {
         "/aws/service/eks/optimized-ami/1.31/amazon-linux-2023/x86_64/standard/recommended/image_id": "amd64",
         "/aws/service/eks/optimized-ami/1.31/amazon-linux-2023/arm64/standard/recommended/image_id": "arm64",
     }

@@ -63,6 +63,34 @@ class MotoServer:
         self._post("/moto-api/recorder/stop-recording")
 
     @staticmethod
+    def put_public_parameter(name: str, value: str, region: str = REGION) -> None:
+        """Publish an AWS-owned SSM parameter (``/aws/service/...``), as AWS does for its AMI aliases.
+        Clients may not write that namespace (moto refuses it as AWS does), so this seeds moto's
+        in-process backend the way moto loads the few public parameters it ships."""
+        import datetime as dt
+
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.ssm.models import Parameter, ssm_backends
+
+        parameters = ssm_backends[DEFAULT_ACCOUNT_ID][region]._parameters
+        versions = dict.__getitem__(parameters, name) if name in parameters else []
+        versions.append(
+            Parameter(  # type: ignore[abstract]
+                account_id=DEFAULT_ACCOUNT_ID,
+                name=name,
+                value=value,
+                parameter_type="String",
+                description=None,
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=dt.datetime.now(dt.UTC),
+                version=len(versions) + 1,
+                data_type="aws:ec2:image",
+            )
+        )
+        dict.__setitem__(parameters, name, versions)
+
+    @staticmethod
     def session(region: str = REGION) -> aioboto3.Session:
         """A session with dummy credentials; register fault injectors on it before creating clients."""
         return aioboto3.Session(
