@@ -14,12 +14,14 @@ from __future__ import annotations
 import base64
 import collections.abc
 import contextlib
+import email
 import json
 import os
 import pathlib
 import subprocess
 import sys
 import time
+import tomllib
 from typing import Any
 
 import anyio
@@ -351,3 +353,145 @@ async def test_aws_provider_provisions_replaces_on_spot_interruption_and_termina
         with contextlib.suppress(kube_errors.NotFoundError):
             await kube.delete(EC2_NODE_CLASSES, name)
         await provider.close()
+
+
+FAMILY_SHAPES: dict[str, dict[str, Any]] = {
+    "al2": {
+        "amiFamily": "AL2",
+        "kubelet": {"evictionHard": {"memory.available": "5%"}, "systemReserved": {"memory": "200Mi"}},
+        "userData": "#!/bin/bash\necho before bootstrap\n",
+    },
+    "br": {
+        "amiFamily": "Bottlerocket",
+        "kubelet": {
+            "evictionSoft": {"memory.available": "10%"},
+            "evictionSoftGracePeriod": {"memory.available": "2m"},
+            "kubeReserved": {"cpu": "100m"},
+        },
+        "userData": '[settings.host-containers.admin]\nenabled = true\n[settings.kubernetes.node-labels]\nmine = "yes"\n',
+    },
+}
+
+
+async def test_every_family_boots_with_user_data_its_agent_accepts_and_deletion_cleans_up(
+    kube: KubeClient,
+    kubeconfig: pathlib.Path,
+    moto: MotoServer,
+    namespace: str,
+    name: str,
+    tmp_path: pathlib.Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.unit.aws import bottlerocket_model
+
+    settings = Settings(cluster_name=CLUSTER, region=REGION, endpoint_url=moto.url, isolated_vpc=True)
+    clients = Clients(settings, moto.session())
+    await prepare_account(clients, name)
+    names = {shape: f"{name}-{shape}" for shape in FAMILY_SHAPES}
+    taint = {"key": "dedicated", "value": "infra", "effect": "NoSchedule"}
+    for shape, spec in FAMILY_SHAPES.items():
+        manifest = ec2_nodeclass(names[shape])
+        manifest["spec"].update(spec)
+        terms = [{"tags": {DISCOVERY: name}}]
+        for key in ("subnetSelectorTerms", "securityGroupSelectorTerms", "amiSelectorTerms"):
+            manifest["spec"][key] = terms
+        await kube.create(EC2_NODE_CLASSES, manifest)
+        pool = aws_nodepool(names[shape])
+        pool["spec"]["template"]["spec"]["taints"] = [taint]
+        await kube.create(resources.NODEPOOLS, pool)
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": DAEMON_KEY,
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "NODESMITH_AWS_NODECLASS_REFRESH_SECONDS": "2",
+        "NODESMITH_AWS_ENDPOINT_URL": moto.url,
+        "NODESMITH_AWS_REGION": REGION,
+        "NODESMITH_AWS_ISOLATED_VPC": "true",
+    }.items():
+        monkeypatch.setenv(key, value)
+    daemon = e2e.DaemonProcess(
+        kubeconfig, tmp_path / "nodesmith-aws.log", "--cluster-name", CLUSTER, provider="aws"
+    )
+    ec2 = await clients.ec2()
+    iam_client = await clients.iam()
+    pools = list(names.values())
+
+    async def launched() -> set[str]:
+        claims = (await kube.list(resources.NODECLAIMS)).items
+        done = {
+            c["metadata"]["labels"].get(labels.LABEL_NODEPOOL)
+            for c in claims
+            if c.get("status", {}).get("providerID")
+        }
+        return done if set(pools) <= done else set()
+
+    try:
+        daemon.start()
+        await daemon.wait_ready(120)
+        toleration = [{"key": "dedicated", "operator": "Exists"}]
+        for pool_name in pools:
+            await kube.create(
+                e2e.DEPLOYMENTS,
+                e2e.deployment(pool_name, namespace, 1, pool=pool_name, tolerations=toleration),
+                namespace,
+            )
+        await e2e.eventually(launched, 180, "an instance launched for each family's NodePool")
+
+        # Bottlerocket: every key nodesmith wrote passes Bottlerocket's settings model
+        templates = await launch_template_user_data(ec2, names["br"])
+        assert templates
+        for text in templates.values():  # one template per (AMI, max pods) group of the launch
+            document = tomllib.loads(text)
+            kubernetes = document["settings"]["kubernetes"]
+            assert bottlerocket_model.problems(document, ours=set(kubernetes)) == []
+            assert kubernetes["node-taints"]["dedicated"] == ["infra:NoSchedule"]
+            assert kubernetes["node-taints"]["nodesmith.io/unregistered"] == [":NoExecute"]
+            assert kubernetes["eviction-soft-grace-period"] == {"memory.available": "2m"}
+            assert kubernetes["node-labels"]["mine"] == "yes"
+            assert document["settings"]["host-containers"]["admin"]["enabled"] is True
+
+        # AL2: the user's script first, then bootstrap.sh with the kubelet overrides
+        templates = await launch_template_user_data(ec2, names["al2"])
+        assert templates
+        for text in templates.values():
+            parts = email.message_from_string(text).get_payload()
+            assert "echo before bootstrap" in parts[0].get_payload()
+            script = parts[-1].get_payload()
+            assert "/etc/eks/bootstrap.sh e2e-aws" in script
+            assert "--eviction-hard=memory.available<5%" in script
+            assert "--system-reserved=memory=200Mi" in script
+            assert (
+                "--register-with-taints=dedicated=infra:NoSchedule,nodesmith.io/unregistered:NoExecute"
+                in script
+            )
+
+        # deleting the NodeClasses (after their NodeClaims) leaves no template or profile behind
+        await e2e.cleanup(kube, namespace=namespace, nodepools=pools)
+        for nodeclass_name in names.values():
+            await kube.delete(EC2_NODE_CLASSES, nodeclass_name)
+
+        async def all_gone() -> bool:
+            left = [n for n in names.values() if await _exists(kube, n)]
+            return not left
+
+        await e2e.eventually(all_gone, 90, "the EC2NodeClasses gone (finalizers released)")
+        for nodeclass_name in names.values():
+            assert await launch_template_user_data(ec2, nodeclass_name) == {}
+        profiles = (await iam_client.list_instance_profiles())["InstanceProfiles"]
+        assert [p["InstanceProfileName"] for p in profiles if p["Path"].startswith("/nodesmith/")] == []
+    finally:
+        daemon.stop()
+        print(f"--- nodesmith (aws) log (last lines) ---\n{daemon.tail(40)}")
+        await e2e.cleanup(kube, namespace=None, nodepools=pools)
+        for nodeclass_name in names.values():
+            with contextlib.suppress(kube_errors.NotFoundError):
+                await kube.delete(EC2_NODE_CLASSES, nodeclass_name)
+        await clients.close()
+
+
+async def _exists(kube: KubeClient, nodeclass_name: str) -> bool:
+    try:
+        await kube.get(EC2_NODE_CLASSES, nodeclass_name)
+    except kube_errors.NotFoundError:
+        return False
+    return True
