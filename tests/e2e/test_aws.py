@@ -465,6 +465,21 @@ async def test_every_family_boots_with_user_data_its_agent_accepts_and_deletion_
                 in script
             )
 
+        # `nodesmith-aws render --from-cluster` shows what such a node boots with, from the live objects
+        described = (await (await clients.eks()).describe_cluster(name=CLUSTER))["cluster"]
+        rendered = await anyio.run_process(
+            [sys.executable, "-m", "nodesmith_aws.cli", "render", "--from-cluster", "--user-data-only",
+             "--nodeclass", names["br"], "--nodepool", names["br"], "--instance-type", "m5.large",
+             "--cluster-name", CLUSTER, "--region", REGION, "--endpoint-url", moto.url],
+            env={**os.environ, "KUBECONFIG": str(kubeconfig), "AWS_ACCESS_KEY_ID": "testing"},
+            check=False,
+        )  # fmt: skip
+        assert rendered.returncode == 0, rendered.stderr.decode()
+        document = tomllib.loads(rendered.stdout.decode())
+        assert document["settings"]["kubernetes"]["api-server"] == described["endpoint"]
+        assert document["settings"]["kubernetes"]["node-taints"]["dedicated"] == ["infra:NoSchedule"]
+        assert bottlerocket_model.problems(document, ours=set(document["settings"]["kubernetes"])) == []
+
         # deleting the NodeClasses (after their NodeClaims) leaves no template or profile behind
         await e2e.cleanup(kube, namespace=namespace, nodepools=pools)
         for nodeclass_name in names.values():

@@ -51,6 +51,7 @@ def main() -> None:
 @click.option("--cluster-dns", default="", help="Cluster DNS IP (default: service CIDR + 10).")
 @click.option("--kubernetes-version", default="", help="e.g. 1.31 (default: eks:DescribeCluster).")
 @click.option("--region", default="", help="Only needed when something is discovered (AWS_REGION otherwise).")
+@click.option("--endpoint-url", default="", help="Send DescribeCluster here (a VPC endpoint, moto ...).")
 @click.option(
     "--max-pods", type=int, default=None, help="Default: the NodeClass's kubelet.maxPods, else 110."
 )
