@@ -388,6 +388,11 @@ async def test_every_family_boots_with_user_data_its_agent_accepts_and_deletion_
     clients = Clients(settings, moto.session())
     await prepare_account(clients, name)
     names = {shape: f"{name}-{shape}" for shape in FAMILY_SHAPES}
+    # the API server itself refuses a soft eviction threshold without its grace period (CEL)
+    bad = ec2_nodeclass(f"{name}-bad")
+    bad["spec"]["kubelet"] = {"evictionSoft": {"memory.available": "10%"}}
+    with pytest.raises(kube_errors.InvalidError, match="evictionSoft OwnerKey does not have a matching"):
+        await kube.create(EC2_NODE_CLASSES, bad)
     taint = {"key": "dedicated", "value": "infra", "effect": "NoSchedule"}
     for shape, spec in FAMILY_SHAPES.items():
         manifest = ec2_nodeclass(names[shape])
