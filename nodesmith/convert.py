@@ -78,7 +78,20 @@ EC2NODECLASS_FIELDS: Final = frozenset(
 )
 # The kubelet settings nodesmith-aws implements (Karpenter v1 has a few more).
 KUBELET_FIELDS: Final = frozenset(
-    {"maxPods", "podsPerCore", "kubeReserved", "systemReserved", "evictionHard", "evictionSoft", "clusterDNS"}
+    {
+        "maxPods",
+        "podsPerCore",
+        "kubeReserved",
+        "systemReserved",
+        "evictionHard",
+        "evictionSoft",
+        "evictionSoftGracePeriod",
+        "evictionMaxPodGracePeriod",
+        "imageGCHighThresholdPercent",
+        "imageGCLowThresholdPercent",
+        "cpuCFSQuota",
+        "clusterDNS",
+    }
 )
 _ALIAS_FAMILIES: Final = {
     "AL2": "al2",

@@ -140,7 +140,7 @@ def test_helm_template_aws(helm_bin: pathlib.Path) -> None:
     assert {
         "apiGroups": ["aws.nodesmith.io"],
         "resources": ["ec2nodeclasses"],
-        "verbs": ["get", "list", "watch"],
+        "verbs": ["get", "list", "watch", "patch"],  # patch: the termination finalizer
     } in rules
     # Only the kwok provider creates Node objects itself.
     assert not any("nodes" in r["resources"] and "create" in r["verbs"] for r in rules)

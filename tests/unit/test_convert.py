@@ -123,17 +123,21 @@ def test_v1alpha5_reference_provisioner_maps_every_field_or_reports_it() -> None
         "kubeReserved": {"cpu": "200m", "memory": "100Mi", "ephemeral-storage": "3Gi"},
         "evictionHard": {"memory.available": "5%", "nodefs.available": "10%", "nodefs.inodesFree": "10%"},
         "evictionSoft": {"memory.available": "500Mi", "nodefs.available": "15%", "nodefs.inodesFree": "15%"},
+        "evictionSoftGracePeriod": {
+            "memory.available": "1m",
+            "nodefs.available": "1m30s",
+            "nodefs.inodesFree": "2m",
+        },
+        "evictionMaxPodGracePeriod": 60,
+        "imageGCHighThresholdPercent": 85,
+        "imageGCLowThresholdPercent": 80,
+        "cpuCFSQuota": True,
         "podsPerCore": 2,
         "maxPods": 20,
     }
     assert notes(result, convert.NoteKind.DROPPED) == {
         "spec.ttlSecondsAfterEmpty",
         "spec.kubeletConfiguration.containerRuntime",
-        "spec.kubeletConfiguration.evictionSoftGracePeriod",
-        "spec.kubeletConfiguration.evictionMaxPodGracePeriod",
-        "spec.kubeletConfiguration.imageGCHighThresholdPercent",
-        "spec.kubeletConfiguration.imageGCLowThresholdPercent",
-        "spec.kubeletConfiguration.cpuCFSQuota",
     }
     assert "spec.kubeletConfiguration" in notes(result, convert.NoteKind.MOVED)
     # The AWSNodeTemplate's amiSelector keeps amiFamily (no alias), the rest is copied.
@@ -177,10 +181,11 @@ def test_v1beta1_nodepool_kubelet_moves_to_its_node_class() -> None:
         "clusterDNS": ["10.0.1.100"],
         "systemReserved": {"cpu": "100m", "memory": "100Mi"},
         "maxPods": 110,
+        "cpuCFSQuota": True,
     }
     assert node_class["amiSelectorTerms"] == [{"alias": "bottlerocket@latest"}]
     assert "amiFamily" not in node_class
-    assert notes(result, convert.NoteKind.DROPPED) == {"spec.template.spec.kubelet.cpuCFSQuota"}
+    assert notes(result, convert.NoteKind.DROPPED) == set()
 
 
 def test_v1beta1_kubelet_without_its_node_class_is_reported_not_lost() -> None:
@@ -214,7 +219,6 @@ def test_v1_fields_nodesmith_lacks_are_reported() -> None:
     }
     assert pool["template"]["spec"]["requirements"][0]["minValues"] == 2
     assert notes(result, convert.NoteKind.DROPPED) == {
-        "spec.kubelet.imageGCHighThresholdPercent",
         "spec.capacityReservationSelectorTerms",
         "spec.networkInterfaces",
     }

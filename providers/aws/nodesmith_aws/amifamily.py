@@ -4,64 +4,91 @@ Pure. Fed by the EC2NodeClass (family, alias, userData, kubelet), the cluster se
 taints of the NodeClaim being launched; consumed by `nodesmith_aws.resolver` (alias resolution) and
 `nodesmith_aws.launchtemplates` (user data and block devices of each launch template).
 
-User data is *merged*, as Karpenter merges it: for AL2 and AL2023 the user's MIME parts (or their script
-or NodeConfig, wrapped as one part) come first and nodesmith's bootstrap part last; for Bottlerocket the
-user's TOML is read and nodesmith's ``settings.kubernetes`` keys are laid over it; Custom is passed
-through untouched. Every generated bootstrap registers the node with the ``nodesmith.io/unregistered``
-taint (NoExecute), removed by the core at registration, and the kubelet settings used to compute
-allocatable (max pods, reserved resources, eviction thresholds), so the node matches the simulation.
+User data is *merged* with the user's, as Karpenter merges it; each family's format is rendered by a
+module of `nodesmith_aws.bootstrap` (AL2023: nodesmith's NodeConfig first, then the user's MIME parts;
+AL2: the user's parts, then bootstrap.sh; Bottlerocket: nodesmith's ``settings.kubernetes`` over the
+user's TOML; Custom: the user's data untouched). Every generated bootstrap registers the node with the
+``nodesmith.io/unregistered`` taint (NoExecute), removed by the core at registration, and the kubelet
+settings used to compute allocatable, so the node matches the simulation.
 """
 
 from __future__ import annotations
 
-import email
-import email.mime.multipart
-import email.policy
-import json
-import shlex
-import tomllib
-from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-import attrs
+from nodesmith_aws.bootstrap import bottlerocket, eksbootstrap, mime, nodeadm
+from nodesmith_aws.bootstrap.options import Bootstrap, UserDataError
 
-from nodesmith.api import labels as core_labels
-
-__all__ = ["Bootstrap", "alias_parameters", "default_block_device_mappings", "user_data"]
+__all__ = [
+    "Bootstrap",
+    "UserDataError",
+    "alias_parameters",
+    "check_user_data",
+    "default_block_device_mappings",
+    "user_data",
+]
 
 ARCHES: Final = {"x86_64": "amd64", "arm64": "arm64"}
 MIME_BOUNDARY: Final = "//"
 
 
-def alias_parameters(alias: str, kubernetes_version: str) -> dict[str, str]:
-    """SSM parameter name → the architecture (``amd64``/``arm64``) its AMI serves, for an alias such as
-    ``al2023@latest``, ``al2@v20240807`` or ``bottlerocket@1.20.3``."""
+GPU_COUNT: Final = "aws.nodesmith.io/instance-gpu-count"
+ACCELERATOR_COUNT: Final = "aws.nodesmith.io/instance-accelerator-count"
+VARIANTS: Final[dict[str, tuple[dict[str, Any], ...]]] = {
+    "standard": (
+        {"key": ACCELERATOR_COUNT, "operator": "DoesNotExist"},
+        {"key": GPU_COUNT, "operator": "DoesNotExist"},
+    ),
+    "nvidia": ({"key": GPU_COUNT, "operator": "Exists"},),
+    "neuron": ({"key": ACCELERATOR_COUNT, "operator": "Exists"},),
+}
+"""Which instance types each AMI variant serves (Karpenter's ``Variant.Requirements``): the standard
+AMI only types without GPUs or accelerators, the NVIDIA one GPU types, the Neuron one accelerators."""
+
+
+def alias_parameters(alias: str, kubernetes_version: str) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """SSM parameter name → (the architecture its AMI serves, the variants it serves), for an alias such
+    as ``al2023@latest``, ``al2@v20240807`` or ``bottlerocket@1.20.3`` — the same parameters Karpenter
+    reads, accelerated variants included."""
     family, _, version = alias.partition("@")
     k8s = kubernetes_version
-    out: dict[str, str] = {}
-    for arch, label in ARCHES.items():
-        if family == "al2023":
-            leaf = (
-                "recommended"
-                if version == "latest"
-                else f"amazon-eks-node-al2023-{arch}-standard-{k8s}-{version}"
+    latest = version == "latest"
+    out: dict[str, tuple[str, tuple[str, ...]]] = {}
+    if family == "al2023":
+        for arch, variants in (
+            ("x86_64", ("standard", "nvidia", "neuron")),
+            ("arm64", ("standard", "nvidia")),
+        ):
+            for variant in variants:
+                leaf = "recommended" if latest else f"amazon-eks-node-al2023-{arch}-{variant}-{k8s}-{version}"
+                path = (
+                    f"/aws/service/eks/optimized-ami/{k8s}/amazon-linux-2023/{arch}/{variant}/{leaf}/image_id"
+                )
+                out[path] = (ARCHES[arch], (variant,))
+    elif family == "al2":
+        al2: tuple[tuple[str, str, str, tuple[str, ...]], ...] = (
+            ("amazon-linux-2", "x86_64", "node", ("standard",)),
+            ("amazon-linux-2-arm64", "arm64", "arm64-node", ("standard",)),
+            ("amazon-linux-2-gpu", "x86_64", "gpu-node", ("neuron", "nvidia")),
+        )
+        for path_part, arch, name, kinds in al2:
+            leaf = "recommended" if latest else f"amazon-eks-{name}-{k8s}-{version}"
+            out[f"/aws/service/eks/optimized-ami/{k8s}/{path_part}/{leaf}/image_id"] = (ARCHES[arch], kinds)
+    elif family == "bottlerocket":
+        leaf = "latest" if latest else version.removeprefix("v")
+        bottlerocket: tuple[tuple[str, str, tuple[str, ...]], ...] = (
+            ("", "x86_64", ("standard", "neuron")),
+            ("", "arm64", ("standard",)),
+            ("-nvidia", "x86_64", ("nvidia",)),
+            ("-nvidia", "arm64", ("nvidia",)),
+        )
+        for suffix, arch, kinds in bottlerocket:
+            out[f"/aws/service/bottlerocket/aws-k8s-{k8s}{suffix}/{arch}/{leaf}/image_id"] = (
+                ARCHES[arch],
+                kinds,
             )
-            out[f"/aws/service/eks/optimized-ami/{k8s}/amazon-linux-2023/{arch}/standard/{leaf}/image_id"] = (
-                label
-            )
-        elif family == "al2":
-            variant = "amazon-linux-2" if arch == "x86_64" else "amazon-linux-2-arm64"
-            leaf = (
-                "recommended"
-                if version == "latest"
-                else f"amazon-eks-{'arm64-' if arch == 'arm64' else ''}node-{k8s}-{version}"
-            )
-            out[f"/aws/service/eks/optimized-ami/{k8s}/{variant}/{leaf}/image_id"] = label
-        elif family == "bottlerocket":
-            leaf = "latest" if version == "latest" else version.removeprefix("v")
-            out[f"/aws/service/bottlerocket/aws-k8s-{k8s}/{arch}/{leaf}/image_id"] = label
-        else:
-            raise ValueError(f"unknown AMI alias family {family!r}")
+    else:
+        raise ValueError(f"unknown AMI alias family {family!r}")
     return out
 
 
@@ -83,185 +110,25 @@ def default_block_device_mappings(family: str) -> list[dict[str, Any]]:
     ]
 
 
-@attrs.frozen(slots=True)
-class Bootstrap:
-    """Everything a node's bootstrap needs; part of the launch template's identity."""
-
-    cluster_name: str
-    cluster_endpoint: str
-    ca_bundle: str
-    labels: Mapping[str, str]
-    taints: Sequence[Mapping[str, str]]
-    """``{key, value?, effect}``; the unregistered taint is added by :func:`user_data`."""
-    max_pods: int
-    kubelet: Mapping[str, Any]
-    cluster_dns: Sequence[str] = ()
-
-
-def _taints(boot: Bootstrap) -> list[dict[str, str]]:
-    unregistered = {"key": core_labels.TAINT_UNREGISTERED, "effect": "NoExecute"}
-    out = [dict(t) for t in boot.taints if t.get("key") != unregistered["key"]]
-    return [*out, unregistered]
-
-
-def _kubelet_config(boot: Bootstrap) -> dict[str, Any]:
-    config: dict[str, Any] = {"maxPods": boot.max_pods}
-    for key in ("kubeReserved", "systemReserved", "evictionHard", "evictionSoft"):
-        if boot.kubelet.get(key):
-            config[key] = dict(boot.kubelet[key])
-    dns = list(boot.kubelet.get("clusterDNS") or boot.cluster_dns)
-    if dns:
-        config["clusterDNS"] = dns
-    config["registerWithTaints"] = _taints(boot)
-    return config
-
-
-def _label_flag(boot: Bootstrap) -> str:
-    return ",".join(f"{k}={v}" for k, v in sorted(boot.labels.items()))
-
-
-def _taint_flag(boot: Bootstrap) -> str:
-    return ",".join(
-        f"{t['key']}={t.get('value', '')}:{t['effect']}" if t.get("value") else f"{t['key']}:{t['effect']}"
-        for t in _taints(boot)
-    )
-
-
-def _mime(user: str | None, ours: str, content_type: str) -> str:
-    """The user's parts first, then ours, as one multipart/mixed document."""
-    outer = email.mime.multipart.MIMEMultipart("mixed", boundary=MIME_BOUNDARY)
-    if user:
-        parsed = email.message_from_string(user, policy=email.policy.compat32)
-        if parsed.is_multipart():
-            for part in parsed.get_payload():
-                outer.attach(part)
-        else:
-            kind = (
-                "application/node.eks.aws"
-                if "kind: NodeConfig" in user
-                else 'text/x-shellscript; charset="us-ascii"'
-            )
-            outer.attach(_part(user, kind))
-    outer.attach(_part(ours, content_type))
-    return outer.as_string()
-
-
-def _part(body: str, content_type: str) -> email.message.Message:
-    part = email.message.Message()
-    part["Content-Type"] = content_type
-    part.set_payload(body)
-    return part
-
-
-def _al2023(boot: Bootstrap, user: str | None) -> str:
-    node_config = {
-        "apiVersion": "node.eks.aws/v1alpha1",
-        "kind": "NodeConfig",
-        "spec": {
-            "cluster": {
-                "name": boot.cluster_name,
-                "apiServerEndpoint": boot.cluster_endpoint,
-                "certificateAuthority": boot.ca_bundle,
-            },
-            "kubelet": {"config": _kubelet_config(boot), "flags": [f"--node-labels={_label_flag(boot)}"]},
-        },
-    }
-    # JSON is YAML: nodeadm reads it, and it needs no YAML writer.
-    return _mime(user, json.dumps(node_config, indent=2, sort_keys=True), "application/node.eks.aws")
-
-
-def _al2(boot: Bootstrap, user: str | None) -> str:
-    extra = [
-        f"--node-labels={_label_flag(boot)}",
-        f"--register-with-taints={_taint_flag(boot)}",
-        f"--max-pods={boot.max_pods}",
-    ]
-    args = [
-        "/etc/eks/bootstrap.sh",
-        boot.cluster_name,
-        "--apiserver-endpoint",
-        boot.cluster_endpoint,
-        "--b64-cluster-ca",
-        boot.ca_bundle,
-        "--use-max-pods",
-        "false",
-        "--kubelet-extra-args",
-        " ".join(extra),
-    ]
-    dns = list(boot.kubelet.get("clusterDNS") or boot.cluster_dns)
-    if dns:
-        args += ["--dns-cluster-ip", dns[0]]
-    script = (
-        "#!/bin/bash -xe\nexec > >(tee /var/log/user-data.log|logger -t user-data -s 2>/dev/console) 2>&1\n"
-    )
-    script += " ".join(shlex.quote(a) for a in args) + "\n"
-    return _mime(user, script, 'text/x-shellscript; charset="us-ascii"')
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return str(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    return json.dumps(str(value))
-
-
-def _toml(table: Mapping[str, Any], prefix: str = "") -> str:
-    """A minimal TOML writer for Bottlerocket settings: nested tables of scalars and lists."""
-    scalars = [(k, v) for k, v in table.items() if not isinstance(v, Mapping)]
-    tables = [(k, v) for k, v in table.items() if isinstance(v, Mapping)]
-    lines = [f"[{prefix}]"] if prefix and scalars else []
-    lines += [f"{json.dumps(k)} = {_toml_value(v)}" for k, v in scalars]
-    out = "\n".join(lines) + ("\n\n" if lines else "")
-    for key, sub in tables:
-        out += _toml(
-            sub,
-            f"{prefix}.{json.dumps(key) if not key.replace('-', '').isalnum() else key}" if prefix else key,
-        )
-    return out
-
-
-def _merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    for key, value in over.items():
-        if isinstance(value, Mapping) and isinstance(base.get(key), dict):
-            _merge(base[key], value)
-        else:
-            base[key] = value
-    return base
-
-
-def _bottlerocket(boot: Bootstrap, user: str | None) -> str:
-    settings: dict[str, Any] = tomllib.loads(user) if user else {}
-    kubernetes: dict[str, Any] = {
-        "cluster-name": boot.cluster_name,
-        "api-server": boot.cluster_endpoint,
-        "cluster-certificate": boot.ca_bundle,
-        "max-pods": boot.max_pods,
-        "node-labels": dict(boot.labels),
-        "node-taints": {t["key"]: [f"{t.get('value', '')}:{t['effect']}".lstrip(":")] for t in _taints(boot)},
-    }
-    for key, name in (
-        ("kubeReserved", "kube-reserved"),
-        ("systemReserved", "system-reserved"),
-        ("evictionHard", "eviction-hard"),
-    ):
-        if boot.kubelet.get(key):
-            kubernetes[name] = dict(boot.kubelet[key])
-    dns = list(boot.kubelet.get("clusterDNS") or boot.cluster_dns)
-    if dns:
-        kubernetes["cluster-dns-ip"] = dns if len(dns) > 1 else dns[0]
-    merged = _merge(settings, {"settings": {"kubernetes": kubernetes}})
-    return _toml(merged)
-
-
 def user_data(family: str, boot: Bootstrap, user: str | None) -> str:
-    """The merged user data (plain text; the launch template base64-encodes it)."""
+    """The merged user data (plain text; the launch template base64-encodes it). Raises
+    `UserDataError` when the user's part cannot be read in the family's format."""
     if family == "AL2023":
-        return _al2023(boot, user)
+        return nodeadm.user_data(boot, user)
     if family == "AL2":
-        return _al2(boot, user)
+        return eksbootstrap.user_data(boot, user)
     if family == "Bottlerocket":
-        return _bottlerocket(boot, user)
+        return bottlerocket.user_data(boot, user)
     return user or ""
+
+
+def check_user_data(family: str, user: str | None) -> str | None:
+    """Why ``spec.userData`` cannot be used with ``family``, or ``None``; the resolver reports it."""
+    try:
+        if family == "Bottlerocket":
+            bottlerocket.parse_user(user)
+        elif family in ("AL2", "AL2023"):
+            mime.user_parts(user)
+    except UserDataError as err:
+        return str(err)
+    return None

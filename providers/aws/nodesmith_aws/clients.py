@@ -84,6 +84,10 @@ class Clients:
     async def iam(self) -> Any:
         return await self._client("iam")
 
+    async def eks(self) -> Any:
+        """Cluster discovery (DescribeCluster)."""
+        return await self._client("eks")
+
     async def sqs(self) -> Any:
         """The interruption queue's client."""
         return await self._client("sqs")

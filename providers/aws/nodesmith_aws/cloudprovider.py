@@ -37,9 +37,10 @@ from nodesmith.cloudprovider.types import (
     InterruptionKind,
     RepairPolicy,
 )
-from nodesmith_aws import drift, interruption, nodeclass
+from nodesmith_aws import drift, interruption, nodeclass, offered
 from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients
+from nodesmith_aws.cluster import Cluster, ClusterSource
 from nodesmith_aws.instances import Instance, Instances, parse_provider_id
 from nodesmith_aws.instancetypes import Catalog, InstanceTypes
 from nodesmith_aws.launch import Launcher
@@ -58,7 +59,6 @@ EC2_NODE_CLASS: Final = NodeClassKind(nodeclass.GROUP, nodeclass.KIND)
 TAG_NODECLASS: Final = f"{nodeclass.GROUP}/ec2nodeclass"
 TAG_NODECLAIM: Final = f"{core_labels.GROUP}/nodeclaim"
 TAG_CLUSTER_NAME: Final = "eks:eks-cluster-name"
-NODECLASS_REFRESH: Final = 60.0
 
 
 def _now() -> dt.datetime:
@@ -76,6 +76,7 @@ class AwsCloudProvider:
         clients: Clients | None = None,
         catalog: Catalog | None = None,
         pricing: Pricing | None = None,
+        cluster: Cluster | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = _now,
     ) -> None:
@@ -87,9 +88,12 @@ class AwsCloudProvider:
         self.unavailable = UnavailableOfferings(clock)
         self.instance_types = InstanceTypes(settings, self.catalog, self.pricing, self.unavailable, clock)
         self.launch_templates = LaunchTemplates(self.clients, self.cluster_tags, clock)
-        self.launcher = Launcher(settings, self.clients, self.launch_templates, self.unavailable)
+        self.cluster = ClusterSource(settings, self.clients, cluster)
+        self.launcher = Launcher(
+            settings, self.clients, self.launch_templates, self.unavailable, self.cluster
+        )
         self.instances = Instances(self.clients)
-        self.resolver = Resolver(settings, self.clients)
+        self.resolver = Resolver(settings, self.clients, self.cluster)
         self.zones = interruption.ZoneLocator(self.clients)
         self.interruption_source = (
             interruption.SqsSource(
@@ -131,12 +135,50 @@ class AwsCloudProvider:
     # -- node classes ----------------------------------------------------------------------------------
 
     async def reconcile_node_class(self, name: str) -> EC2NodeClass | None:
-        """Resolve one EC2NodeClass's selectors and write its status; ``None`` if it does not exist."""
+        """Resolve one EC2NodeClass's selectors and write its status; ``None`` once it does not exist.
+
+        1. gone → nothing to do;
+        2. being deleted and NodeClaims still use it → wait (the core terminates them first);
+        3. being deleted, no NodeClaim left → delete its launch templates and managed instance
+           profile, then release the finalizer;
+        4. no finalizer yet → add it, so a deletion waits for step 3;
+        5. resolve the selectors into status.
+        """
         nc = await self.store.get(name)
         if nc is None:
             return None
+        if nc.metadata.deletion_timestamp is not None:
+            if nodeclass.FINALIZER not in nc.metadata.finalizers:
+                return nc
+            using = await self.store.nodeclaims_using(name)
+            if using:
+                log.info(
+                    "EC2NodeClass %s is being deleted; waiting for NodeClaims %s", name, ", ".join(using)
+                )
+                return nc
+            await self._clean_up(nc)
+            return await self.store.set_finalizer(nc, present=False)
+        if nodeclass.FINALIZER not in nc.metadata.finalizers:
+            updated = await self.store.set_finalizer(nc, present=True)
+            if updated is None:
+                return None
+            nc = updated
         status = await self.resolver.resolve(nc, self._now())
         return await self.store.write_status(nc, status)
+
+    async def _clean_up(self, nc: EC2NodeClass) -> None:
+        """Delete what nodesmith created for ``nc``: its launch templates and managed instance profile."""
+        deleted = await self.launch_templates.delete_all(
+            [
+                {"Name": f"tag:{TAG_NODECLASS}", "Values": [nc.name]},
+                {"Name": f"tag:{TAG_CLUSTER_NAME}", "Values": [self.settings.cluster_name]},
+            ]
+        )
+        profile = await self.resolver.delete_managed_profile(nc)
+        log.info(
+            "EC2NodeClass %s deleted: removed %d launch template(s)%s",
+            nc.name, deleted, f" and instance profile {profile}" if profile else "",
+        )  # fmt: skip
 
     async def _ready_node_class(self, name: str) -> EC2NodeClass:
         nc = await self.store.get(name)
@@ -146,7 +188,13 @@ class AwsCloudProvider:
         if ready is None or ready.status is conditions.ConditionStatus.UNKNOWN:
             raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} has not been resolved yet")
         if ready.status is not conditions.ConditionStatus.TRUE:
-            raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} is not ready: {ready.message}")
+            why = "; ".join(
+                f"{c.type}: {c.message}"
+                for c in nc.status.conditions
+                if c.type in nodeclass.CONDITION_TYPES.dependents
+                and c.status is conditions.ConditionStatus.FALSE
+            )
+            raise errors.NodeClassNotReadyError(f"EC2NodeClass {name!r} is not ready: {why or ready.message}")
         if ready.observed_generation != nc.metadata.generation:
             raise errors.NodeClassNotReadyError(
                 f"EC2NodeClass {name!r} changed and has not been resolved again"
@@ -156,11 +204,11 @@ class AwsCloudProvider:
     # -- the contract --------------------------------------------------------------------------------
 
     async def get_instance_types(self, nodepool: NodePool) -> Sequence[InstanceType]:
-        """Every instance type the NodePool's EC2NodeClass could launch, unavailable offerings included.
-        Raises `NodeClassNotReadyError` when the NodeClass is missing or not Ready."""
+        """Every instance type the NodePool's EC2NodeClass could launch, unavailable offerings included;
+        GPU, accelerator and metal types only when the NodePool's requirements ask (`offered`). Raises `NodeClassNotReadyError` when the NodeClass is missing or not Ready."""
         nc = await self._ready_node_class(nodepool.spec.template.spec.node_class_ref.name)
         await self.catalog.ensure()
-        return self.instance_types.list(nc)
+        return offered.offered(self.instance_types.list(nc), nodepool.requirements)
 
     async def create(self, nodeclaim: NodeClaim) -> NodeClaim:
         """Launch one instance for ``nodeclaim`` and return it hydrated (labels, providerID, imageID,
@@ -331,13 +379,17 @@ class AwsCloudProvider:
     # -- lifecycle -----------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Discover instance types and refresh prices (failures of the latter keep the static table)."""
+        """Discover the cluster and instance types and refresh prices (failures of the latter keep the
+        static table). Raises `ConfigError` when a cluster value is missing or contradictory."""
+        await self.cluster.get()
         await self.catalog.ensure()
         await self.pricing.refresh()
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Background refreshes for the runtime's task group: instance types and prices (12 h), every
-        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s)."""
+        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s). Raises `ConfigError`
+        before starting when the cluster cannot be discovered (so the daemon stops with that line)."""
+        await self.cluster.get()
         async with anyio.create_task_group() as tg:
             await tg.start(self.catalog.run)
             await tg.start(self.pricing.run)
@@ -352,7 +404,7 @@ class AwsCloudProvider:
                     await self.reconcile_node_class(nc.name)
             except Exception as err:  # boundary: one bad round must not stop the loop
                 log.warning("EC2NodeClass refresh failed: %s", err)
-            await anyio.sleep(NODECLASS_REFRESH)
+            await anyio.sleep(self.settings.nodeclass_refresh_seconds)
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -35,12 +35,13 @@ from nodesmith.cloudprovider.types import InstanceType, Offering
 from nodesmith_aws import amifamily, instancetypes
 from nodesmith_aws.cache import UnavailableOfferings
 from nodesmith_aws.clients import Clients, error_code
+from nodesmith_aws.cluster import Cluster, ClusterSource
 from nodesmith_aws.launchtemplates import LaunchTemplates, Options
 from nodesmith_aws.nodeclass import EC2NodeClass
 from nodesmith_aws.plugin import WELL_KNOWN_LABELS
 from nodesmith_aws.settings import Settings
 
-__all__ = ["ICE_CODES", "MAX_INSTANCE_TYPES", "Launched", "Launcher"]
+__all__ = ["ICE_CODES", "MAX_INSTANCE_TYPES", "Launched", "Launcher", "options"]
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,10 @@ class Launcher:
         clients: Clients,
         launch_templates: LaunchTemplates,
         unavailable: UnavailableOfferings,
+        cluster: ClusterSource,
     ) -> None:
         self.settings = settings
+        self.cluster = cluster
         self.clients = clients
         self.launch_templates = launch_templates
         self.unavailable = unavailable
@@ -178,7 +181,7 @@ class Launcher:
         names: list[str] = []
         for (image_id, max_pods), members in groups.items():
             name = await self.launch_templates.ensure(
-                self._options(nodeclaim, nc, image_id, max_pods, ct, tags)
+                options(await self.cluster.get(), nodeclaim, nc, image_id, max_pods, ct, tags)
             )
             names.append(name)
             overrides = [
@@ -223,42 +226,6 @@ class Launcher:
             request["Context"] = nc.spec["context"]
         return request, names
 
-    def _options(
-        self,
-        nodeclaim: NodeClaim,
-        nc: EC2NodeClass,
-        image_id: str,
-        max_pods: int,
-        ct: str,
-        tags: Mapping[str, str],
-    ) -> Options:
-        family = nc.ami_family
-        node_labels = {**nodeclaim.metadata.labels, core_labels.LABEL_CAPACITY_TYPE: ct}
-        taints = [t.to_dict() for t in (*nodeclaim.spec.taints, *nodeclaim.spec.startup_taints)]
-        boot = amifamily.Bootstrap(
-            cluster_name=self.settings.cluster_name,
-            cluster_endpoint=self.settings.cluster_endpoint,
-            ca_bundle=self.settings.cluster_ca_bundle,
-            labels=node_labels,
-            taints=taints,
-            max_pods=max_pods,
-            kubelet=nc.kubelet,
-            cluster_dns=[self.settings.cluster_dns] if self.settings.cluster_dns else [],
-        )
-        bdms = nc.block_device_mappings or amifamily.default_block_device_mappings(family)
-        lt_tags = {k: v for k, v in tags.items() if k not in ("Name", "nodesmith.io/nodeclaim")}
-        return Options(
-            image_id=image_id,
-            user_data=amifamily.user_data(family, boot, nc.spec.get("userData")),
-            security_group_ids=tuple(g.id for g in nc.status.security_groups),
-            instance_profile=nc.status.instance_profile or "",
-            block_device_mappings=tuple(bdms),
-            metadata_options=nc.spec.get("metadataOptions") or {},
-            tags=lt_tags,
-            detailed_monitoring=bool(nc.spec.get("detailedMonitoring")),
-            associate_public_ip=nc.spec.get("associatePublicIPAddress"),
-        )
-
     def _result(self, answer: Mapping[str, Any], ct: str, request: Mapping[str, Any]) -> Launched:
         problems = []
         for error in answer.get("Errors") or ():
@@ -300,3 +267,44 @@ class Launcher:
                 if override["SubnetId"] == subnet_id:
                     return str(override["AvailabilityZone"])
         return ""
+
+
+def options(
+    cluster: Cluster,
+    nodeclaim: NodeClaim,
+    nc: EC2NodeClass,
+    image_id: str,
+    max_pods: int,
+    ct: str,
+    tags: Mapping[str, str],
+) -> Options:
+    """The launch template options for one (AMI, max pods) group of a launch; also what the ``render``
+    command prints."""
+    family = nc.ami_family
+    node_labels = {**nodeclaim.metadata.labels, core_labels.LABEL_CAPACITY_TYPE: ct}
+    taints = [t.to_dict() for t in (*nodeclaim.spec.taints, *nodeclaim.spec.startup_taints)]
+    boot = amifamily.Bootstrap(
+        cluster_name=cluster.name,
+        cluster_endpoint=cluster.endpoint,
+        ca_bundle=cluster.ca_bundle,
+        labels=node_labels,
+        taints=taints,
+        max_pods=max_pods,
+        kubelet=nc.kubelet,
+        cluster_dns=[cluster.dns],
+        cluster_cidr=cluster.service_cidr,
+        instance_store_policy=nc.spec.get("instanceStorePolicy"),
+    )
+    bdms = nc.block_device_mappings or amifamily.default_block_device_mappings(family)
+    lt_tags = {k: v for k, v in tags.items() if k not in ("Name", "nodesmith.io/nodeclaim")}
+    return Options(
+        image_id=image_id,
+        user_data=amifamily.user_data(family, boot, nc.spec.get("userData")),
+        security_group_ids=tuple(g.id for g in nc.status.security_groups),
+        instance_profile=nc.status.instance_profile or "",
+        block_device_mappings=tuple(bdms),
+        metadata_options=nc.spec.get("metadataOptions") or {},
+        tags=lt_tags,
+        detailed_monitoring=bool(nc.spec.get("detailedMonitoring")),
+        associate_public_ip=nc.spec.get("associatePublicIPAddress"),
+    )

@@ -40,6 +40,7 @@ __all__ = [
     "ANNOTATION_HASH_VERSION",
     "API_VERSION",
     "CONDITION_TYPES",
+    "FINALIZER",
     "GROUP",
     "HASH_VERSION",
     "KIND",
@@ -58,6 +59,9 @@ ANNOTATION_HASH: Final = f"{GROUP}/ec2nodeclass-hash"
 ANNOTATION_HASH_VERSION: Final = f"{GROUP}/ec2nodeclass-hash-version"
 ANNOTATION_INSTANCE_PROFILE: Final = f"{GROUP}/instance-profile-name"
 HASH_VERSION: Final = "v1"
+FINALIZER: Final = f"{GROUP}/termination"
+"""Held until the EC2NodeClass's NodeClaims are gone and its instance profile and launch templates
+deleted (Karpenter's ``karpenter.k8s.aws/termination``)."""
 
 
 class Condition:

@@ -124,17 +124,88 @@ BLOCK_DEVICE_MAPPING: Final = schema.obj(
     },
     "A block device mapping for the launch template.",
 )
+_EVICTION_SIGNALS: Final = (
+    "memory.available",
+    "nodefs.available",
+    "nodefs.inodesFree",
+    "imagefs.available",
+    "imagefs.inodesFree",
+    "pid.available",
+)
+
+
+def _signals(field: str) -> schema.Rule:
+    names = ", ".join(f"'{s}'" for s in _EVICTION_SIGNALS)
+    return schema.Rule(
+        f"self.all(x, x in [{names}])",
+        f"valid keys for {field} are {list(_EVICTION_SIGNALS)}",
+        lambda m: all(k in _EVICTION_SIGNALS for k in m),
+    )
+
+
+def _matched(field: str, other: str) -> schema.Rule:
+    """CEL: every signal in ``field`` also appears in ``other`` (a soft threshold needs its grace period,
+    and a grace period its threshold: the kubelet refuses to start otherwise)."""
+    return schema.Rule(
+        f"has(self.{field}) ? self.{field}.all(e, has(self.{other}) && e in self.{other}) : true",
+        f"{field} OwnerKey does not have a matching {other}",
+        lambda k: all(e in (k.get(other) or {}) for e in k.get(field) or {}),
+    )
+
+
+_DURATION: Final = r"^([0-9]+(\.[0-9]+)?(s|m|h))+$"
+
 KUBELET: Final = schema.obj(
     {
         "maxPods": schema.integer("Overrides the ENI-limited max pods.", minimum=0, format="int32"),
         "podsPerCore": schema.integer("Caps pods at podsPerCore x vCPUs.", minimum=0, format="int32"),
         "kubeReserved": schema.map_of(schema.string(), "kube-reserved overrides (cpu, memory, ...)."),
         "systemReserved": schema.map_of(schema.string(), "system-reserved overrides."),
-        "evictionHard": schema.map_of(schema.string(), "Hard eviction thresholds (memory.available...)."),
-        "evictionSoft": schema.map_of(schema.string(), "Soft eviction thresholds."),
+        "evictionHard": schema.map_of(
+            schema.string(),
+            "Hard eviction thresholds (memory.available...).",
+            max_properties=len(_EVICTION_SIGNALS),
+            rules=(_signals("evictionHard"),),
+        ),
+        "evictionSoft": schema.map_of(
+            schema.string(),
+            "Soft eviction thresholds.",
+            max_properties=len(_EVICTION_SIGNALS),
+            rules=(_signals("evictionSoft"),),
+        ),
+        "evictionSoftGracePeriod": schema.map_of(
+            schema.string(pattern=_DURATION),
+            "How long each soft threshold must hold before pods are evicted (e.g. 1m30s).",
+            max_properties=len(_EVICTION_SIGNALS),
+            rules=(_signals("evictionSoftGracePeriod"),),
+        ),
+        "evictionMaxPodGracePeriod": schema.integer(
+            "Longest pod termination grace period (seconds) honoured on soft eviction.", format="int32"
+        ),
+        "imageGCHighThresholdPercent": schema.integer(
+            "Disk usage percent that always triggers image garbage collection.", minimum=0, maximum=100
+        ),
+        "imageGCLowThresholdPercent": schema.integer(
+            "Disk usage percent image garbage collection frees down to.", minimum=0, maximum=100
+        ),
+        "cpuCFSQuota": schema.boolean("Enforce CPU limits with CFS quota."),
         "clusterDNS": schema.array(schema.string(), "DNS server IPs for the kubelet."),
     },
     "Kubelet settings, applied through the user data and used to compute allocatable.",
+    rules=(
+        _matched("evictionSoft", "evictionSoftGracePeriod"),
+        _matched("evictionSoftGracePeriod", "evictionSoft"),
+        schema.Rule(
+            "has(self.imageGCHighThresholdPercent) && has(self.imageGCLowThresholdPercent) ? "
+            "self.imageGCHighThresholdPercent > self.imageGCLowThresholdPercent : true",
+            "imageGCHighThresholdPercent must be greater than imageGCLowThresholdPercent",
+            lambda k: (
+                "imageGCHighThresholdPercent" not in k
+                or "imageGCLowThresholdPercent" not in k
+                or k["imageGCHighThresholdPercent"] > k["imageGCLowThresholdPercent"]
+            ),
+        ),
+    ),
 )
 _METADATA_DEFAULT: Final = {
     "httpEndpoint": "enabled",

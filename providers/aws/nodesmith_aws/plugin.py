@@ -60,18 +60,23 @@ def nodesmith_provider_names() -> Sequence[str]:
 
 @hookimpl
 def nodesmith_cloud_provider(name: str, context: ProviderContext) -> CloudProvider | None:
-    """The AWS provider for ``--provider aws``; no I/O until its methods are awaited."""
+    """The AWS provider for ``--provider aws``. Its one I/O before its methods are awaited: the region
+    from instance metadata and ``eks:DescribeCluster`` when settings leave them out, so a missing or
+    contradictory cluster value raises `ConfigError` here and the daemon stops before it starts."""
     if name != "aws":
         return None
     from nodesmith.clock import SYSTEM
-    from nodesmith_aws import cloudprovider, settings, store
+    from nodesmith_aws import cloudprovider, cluster, settings, store
 
     parsed = settings.Settings.from_context(context.cluster_name, context.settings)
+    found = cluster.discover_blocking(parsed) if context.kube is not None else None
     node_classes: store.NodeClassStore = (
         store.KubeNodeClassStore(context.kube) if context.kube is not None else store.MemoryNodeClassStore()
     )
     clock = context.clock or SYSTEM
-    return cloudprovider.AwsCloudProvider(parsed, node_classes, clock=clock.monotonic, now=clock.now)
+    return cloudprovider.AwsCloudProvider(
+        parsed, node_classes, cluster=found, clock=clock.monotonic, now=clock.now
+    )
 
 
 @hookimpl

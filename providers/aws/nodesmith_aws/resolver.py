@@ -7,7 +7,11 @@ through the node-class store, and by everything that reads ``status`` (instance 
 Selector semantics are Karpenter's: terms are ORed, the fields of one term ANDed; a tag value ``*``
 matches any value. Each part that resolves to nothing gets its condition False with a message naming
 the selector that failed (``subnetSelectorTerms matched no subnet: [0] tags={"env": "nope"}``), and
-``Ready`` turns False; the parts that did resolve are still reported.
+``Ready`` turns False; the parts that did resolve are still reported. An AWS error in one part (say
+``UnauthorizedOperation`` on DescribeSubnets) turns that part's condition False with the call and the
+error code (reason = the code), instead of only a log line; what the selectors alone cannot catch
+(user data that does not parse, an alias of another family) is ``ValidationSucceeded=False``
+(`nodesmith_aws.validation`).
 """
 
 from __future__ import annotations
@@ -16,20 +20,23 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Awaitable, Mapping, Sequence
+from typing import Any, TypeVar
 
 from botocore.exceptions import ClientError
 
 from nodesmith.api import labels as core_labels
-from nodesmith_aws import amifamily, nodeclass
+from nodesmith_aws import amifamily, nodeclass, validation
 from nodesmith_aws.clients import Clients, error_code
+from nodesmith_aws.cluster import ClusterSource
 from nodesmith_aws.nodeclass import EC2NodeClass, ResolvedAMI, ResolvedSecurityGroup, ResolvedSubnet, Status
 from nodesmith_aws.settings import Settings
 
 __all__ = ["Resolver", "describe_term"]
 
 log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
 
 
 def describe_term(index: int, term: Mapping[str, Any]) -> str:
@@ -48,9 +55,10 @@ def _tag_filters(tags: Mapping[str, str]) -> list[dict[str, Any]]:
 class Resolver:
     """Resolves selectors against AWS. Stateless apart from the clients; callers cache the status."""
 
-    def __init__(self, settings: Settings, clients: Clients) -> None:
+    def __init__(self, settings: Settings, clients: Clients, cluster: ClusterSource) -> None:
         self.settings = settings
         self.clients = clients
+        self.cluster = cluster
 
     async def subnets(self, terms: Sequence[Mapping[str, Any]]) -> tuple[list[ResolvedSubnet], list[str]]:
         """Matching subnets (most free IPs first) and the terms that matched nothing."""
@@ -120,15 +128,20 @@ class Resolver:
         return list(answer.get("Images") or ())
 
     async def amis(self, nc: EC2NodeClass) -> tuple[list[ResolvedAMI], list[str]]:
-        """Matching AMIs, newest first, one per distinct requirement set (Karpenter keeps the newest)."""
+        """Matching AMIs, newest first, one per distinct requirement set (Karpenter keeps the newest).
+        An alias's AMIs carry their variant's requirements too, so a GPU type gets the NVIDIA AMI and
+        a type without accelerators the standard one."""
         images: list[Mapping[str, Any]] = []
+        variants: dict[str, tuple[str, ...]] = {}
         empty = []
         for index, term in enumerate(nc.spec["amiSelectorTerms"]):
             matched: list[Mapping[str, Any]] = []
             if "alias" in term:
-                for parameter in amifamily.alias_parameters(term["alias"], self.settings.kubernetes_version):
+                version = (await self.cluster.get()).kubernetes_version
+                for parameter, (_, kinds) in amifamily.alias_parameters(term["alias"], version).items():
                     image_id = await self._parameter(parameter)
                     if image_id:
+                        variants[image_id] = kinds
                         matched += await self._images(ImageIds=[image_id])
             elif "ssmParameter" in term:
                 image_id = await self._parameter(term["ssmParameter"])
@@ -153,17 +166,39 @@ class Resolver:
             arch = amifamily.ARCHES.get(str(image.get("Architecture")))
             if arch is None:
                 continue
-            requirements = ({"key": core_labels.LABEL_ARCH, "operator": "In", "values": [arch]},)
-            key = json.dumps(requirements, sort_keys=True)
-            if key not in out:
-                out[key] = ResolvedAMI(
-                    image["ImageId"], requirements, image.get("Name"), bool(image.get("DeprecationTime"))
-                )
+            arch_requirement = {"key": core_labels.LABEL_ARCH, "operator": "In", "values": [arch]}
+            for kind in variants.get(image["ImageId"], (None,)):
+                requirements = (arch_requirement, *(amifamily.VARIANTS[kind] if kind else ()))
+                key = json.dumps(requirements, sort_keys=True)
+                if key not in out:
+                    out[key] = ResolvedAMI(
+                        image["ImageId"], requirements, image.get("Name"), bool(image.get("DeprecationTime"))
+                    )
         return list(out.values()), empty
 
     def managed_profile_name(self, nc: EC2NodeClass) -> str:
         digest = hashlib.sha256(f"{self.settings.region}/{nc.name}".encode()).hexdigest()[:16]
         return f"{self.settings.cluster_name}_{digest}"
+
+    async def delete_managed_profile(self, nc: EC2NodeClass) -> str | None:
+        """Delete the instance profile nodesmith created for ``nc`` (none when the NodeClass names its
+        own ``instanceProfile``); its name, or ``None`` when there was nothing to delete."""
+        if "instanceProfile" in nc.spec:
+            return None
+        name = self.managed_profile_name(nc)
+        iam = await self.clients.iam()
+        try:
+            profile = (await iam.get_instance_profile(InstanceProfileName=name))["InstanceProfile"]
+            for role in profile.get("Roles") or ():
+                await iam.remove_role_from_instance_profile(
+                    InstanceProfileName=name, RoleName=role["RoleName"]
+                )
+            await iam.delete_instance_profile(InstanceProfileName=name)
+        except ClientError as err:
+            if error_code(err) != "NoSuchEntity":
+                raise
+            return None
+        return name
 
     async def instance_profile(self, nc: EC2NodeClass) -> tuple[str | None, str]:
         """The profile to launch with, or ``None`` and why. A ``role`` gets a managed profile (created,
@@ -223,33 +258,60 @@ class Resolver:
                 generation=generation,
             )
 
-        subnets, empty = await self.subnets(nc.spec["subnetSelectorTerms"])
-        set_condition(
-            nodeclass.Condition.SUBNETS_READY,
-            bool(subnets),
-            "SubnetsNotFound",
-            "subnetSelectorTerms matched no subnet: " + "; ".join(empty),
+        async def attempt(kind: str, step: Awaitable[_T], default: _T) -> tuple[_T, bool]:
+            """Run one resolution step; an AWS error turns ``kind`` False naming the call and code."""
+            try:
+                return await step, True
+            except ClientError as err:
+                call = err.operation_name or "AWS call"
+                code = error_code(err) or "Error"
+                message = str(err.response.get("Error", {}).get("Message", ""))
+                log.warning("EC2NodeClass %s: %s failed: %s: %s", nc.name, call, code, message)
+                set_condition(kind, False, code, f"{call} failed: {code}: {message}".rstrip(": "))
+                return default, False
+
+        (subnets, empty), ok = await attempt(
+            nodeclass.Condition.SUBNETS_READY, self.subnets(nc.spec["subnetSelectorTerms"]), ([], [])
         )
-        groups, empty = await self.security_groups(nc.spec["securityGroupSelectorTerms"])
-        set_condition(
+        if ok:
+            set_condition(
+                nodeclass.Condition.SUBNETS_READY,
+                bool(subnets),
+                "SubnetsNotFound",
+                "subnetSelectorTerms matched no subnet: " + "; ".join(empty),
+            )
+        (groups, empty), ok = await attempt(
             nodeclass.Condition.SECURITY_GROUPS_READY,
-            bool(groups),
-            "SecurityGroupsNotFound",
-            "securityGroupSelectorTerms matched no security group: " + "; ".join(empty),
+            self.security_groups(nc.spec["securityGroupSelectorTerms"]),
+            ([], []),
         )
-        amis, empty = await self.amis(nc)
+        if ok:
+            set_condition(
+                nodeclass.Condition.SECURITY_GROUPS_READY,
+                bool(groups),
+                "SecurityGroupsNotFound",
+                "securityGroupSelectorTerms matched no security group: " + "; ".join(empty),
+            )
+        (amis, empty), ok = await attempt(nodeclass.Condition.AMIS_READY, self.amis(nc), ([], []))
+        if ok:
+            set_condition(
+                nodeclass.Condition.AMIS_READY,
+                bool(amis),
+                "AMINotFound",
+                "amiSelectorTerms matched no AMI: " + "; ".join(empty),
+            )
+        (profile, why), ok = await attempt(
+            nodeclass.Condition.INSTANCE_PROFILE_READY, self.instance_profile(nc), (None, "")
+        )
+        if ok:
+            set_condition(
+                nodeclass.Condition.INSTANCE_PROFILE_READY,
+                profile is not None,
+                "InstanceProfileNotFound",
+                f"instance profile for role could not be set up: {why}",
+            )
+        problem = validation.problem(nc)
         set_condition(
-            nodeclass.Condition.AMIS_READY,
-            bool(amis),
-            "AMINotFound",
-            "amiSelectorTerms matched no AMI: " + "; ".join(empty),
+            nodeclass.Condition.VALIDATION_SUCCEEDED, problem is None, "InvalidNodeClass", problem or ""
         )
-        profile, why = await self.instance_profile(nc)
-        set_condition(
-            nodeclass.Condition.INSTANCE_PROFILE_READY,
-            profile is not None,
-            "InstanceProfileNotFound",
-            f"instance profile for role could not be set up: {why}",
-        )
-        set_condition(nodeclass.Condition.VALIDATION_SUCCEEDED, True, "", "")
         return Status(tuple(subnets), tuple(groups), tuple(amis), profile, conds)

@@ -30,14 +30,35 @@ AL2023_X86 = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86
 AL2023_ARM = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
 
 
+@pytest.fixture(autouse=True)
+def _no_instance_metadata(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nothing here may ask 169.254.169.254 for the region: tests run off EC2 and on loopback only."""
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoServer]:
     with MotoServer() as server:
         yield server
 
 
+CLUSTER_SETTINGS: dict[str, str] = {
+    "cluster_endpoint": "https://test-cluster.example",
+    "cluster_ca_bundle": "Q0E=",
+    "cluster_cidr": "10.100.0.0/16",
+    "kubernetes_version": "1.31",
+}
+"""What an operator would set so the provider need not call eks:DescribeCluster."""
+
+
 def settings_for(moto: MotoServer, **changes: Any) -> Settings:
-    return Settings(cluster_name=CLUSTER, region=REGION, endpoint_url=moto.url, max_attempts=4, **changes)
+    return Settings(
+        cluster_name=CLUSTER,
+        region=REGION,
+        endpoint_url=moto.url,
+        max_attempts=4,
+        **{**CLUSTER_SETTINGS, **changes},
+    )
 
 
 @attrs.frozen

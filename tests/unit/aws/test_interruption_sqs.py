@@ -205,7 +205,13 @@ def test_a_missing_time_falls_back_to_the_sent_timestamp() -> None:
 
 def test_settings_accept_dashed_keys_and_validate_the_poll_time() -> None:
     parsed = Settings.from_context(
-        CLUSTER, {"interruption-queue": "q", "interruption-wait-seconds": "2", "endpoint-url": "http://x"}
+        CLUSTER,
+        {
+            "interruption-queue": "q",
+            "interruption-wait-seconds": "2",
+            "endpoint-url": "http://x",
+            "region": "r",
+        },
     )
     assert (parsed.interruption_queue, parsed.interruption_wait_seconds, parsed.endpoint_url) == (
         "q",
@@ -213,7 +219,7 @@ def test_settings_accept_dashed_keys_and_validate_the_poll_time() -> None:
         "http://x",
     )
     with pytest.raises(errors.ConfigError):
-        Settings.from_context(CLUSTER, {"interruption-wait-seconds": "21"})
+        Settings.from_context(CLUSTER, {"interruption-wait-seconds": "21", "region": "r"})
 
 
 # -- the queue ---------------------------------------------------------------------------------------

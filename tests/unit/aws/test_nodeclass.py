@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import email
 import pathlib
-import tomllib
 from typing import Any
 
 import pytest
@@ -83,6 +81,27 @@ def test_defaults_require_imdsv2() -> None:
             "spec.blockDeviceMappings[0].ebs.volumeSize",
             "",
         ),
+        (
+            {"kubelet": {"evictionSoft": {"memory.available": "10%"}}},
+            "spec.kubelet",
+            "evictionSoft OwnerKey does not have a matching evictionSoftGracePeriod",
+        ),
+        (
+            {"kubelet": {"evictionSoftGracePeriod": {"memory.available": "1m"}}},
+            "spec.kubelet",
+            "evictionSoftGracePeriod OwnerKey does not have a matching evictionSoft",
+        ),
+        ({"kubelet": {"evictionHard": {"memory.free": "1Gi"}}}, "spec.kubelet.evictionHard", "valid keys"),
+        (
+            {
+                "kubelet": {
+                    "evictionSoft": {"memory.available": "1Gi"},
+                    "evictionSoftGracePeriod": {"memory.available": "soon"},
+                }
+            },
+            "spec.kubelet.evictionSoftGracePeriod.memory.available",
+            "",
+        ),
     ],
 )
 def test_invalid_specs_name_the_field(change: dict[str, Any], field: str, message: str) -> None:
@@ -116,7 +135,12 @@ def test_static_hash_ignores_selectors_and_follows_other_fields() -> None:
 
 
 def test_alias_parameters() -> None:
-    assert amifamily.alias_parameters("al2023@latest", "1.31") == {
+    standard = {
+        path: arch
+        for path, (arch, variants) in amifamily.alias_parameters("al2023@latest", "1.31").items()
+        if variants == ("standard",)
+    }
+    assert standard == {
         "/aws/service/eks/optimized-ami/1.31/amazon-linux-2023/x86_64/standard/recommended/image_id": "amd64",
         "/aws/service/eks/optimized-ami/1.31/amazon-linux-2023/arm64/standard/recommended/image_id": "arm64",
     }
@@ -133,34 +157,8 @@ BOOT = amifamily.Bootstrap(
     taints=[{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}],
     max_pods=29,
     kubelet={"systemReserved": {"memory": "1Gi"}},
+    cluster_cidr="10.100.0.0/16",
 )
-
-
-def test_al2023_user_data_puts_the_users_part_first_and_registers_with_the_unregistered_taint() -> None:
-    text = amifamily.user_data("AL2023", BOOT, "#!/bin/bash\necho user\n")
-    parts = email.message_from_string(text).get_payload()
-    assert [p.get_content_type() for p in parts] == ["text/x-shellscript", "application/node.eks.aws"]
-    node_config = parts[1].get_payload()
-    assert '"maxPods": 29' in node_config
-    assert '"key": "nodesmith.io/unregistered"' in node_config
-    assert '"effect": "NoExecute"' in node_config
-    assert '"key": "dedicated"' in node_config
-    assert '"memory": "1Gi"' in node_config
-    assert "--node-labels=nodesmith.io/nodepool=default" in node_config
-
-
-def test_bottlerocket_user_data_merges_toml() -> None:
-    text = amifamily.user_data(
-        "Bottlerocket",
-        BOOT,
-        "[settings.kubernetes]\nmax-pods = 5\n[settings.host-containers.admin]\nenabled = true\n",
-    )
-    parsed = tomllib.loads(text)
-    kubernetes = parsed["settings"]["kubernetes"]
-    assert kubernetes["max-pods"] == 29
-    assert kubernetes["node-taints"]["nodesmith.io/unregistered"] == ["NoExecute"]
-    assert kubernetes["node-taints"]["dedicated"] == ["gpu:NoSchedule"]
-    assert parsed["settings"]["host-containers"]["admin"]["enabled"] is True
 
 
 def test_al2_user_data_calls_bootstrap_with_kubelet_flags() -> None:

@@ -109,9 +109,14 @@ async def test_instance_types_carry_karpenter_allocatable_and_aws_labels(env: En
     assert all(o.available for o in m5.offerings)
     assert types["m6g.large"].requirements.get(labels.LABEL_ARCH).has("arm64")
     assert types["c5.18xlarge"].capacity["pods"] == 737_000
-    gpu = types["g4dn.xlarge"].requirements
+    assert "g4dn.xlarge" not in types  # GPU types only for NodePools that ask for them
+    gpu_pool = conformance.nodepool(
+        "default", REF, [{"key": "aws.nodesmith.io/instance-gpu-count", "operator": "Exists"}]
+    )
+    asked = {it.name: it for it in await env.provider.get_instance_types(gpu_pool)}
+    gpu = asked["g4dn.xlarge"].requirements
     assert gpu.get("aws.nodesmith.io/instance-gpu-manufacturer").has("nvidia")
-    assert types["g4dn.xlarge"].capacity["nvidia.com/gpu"] == 1000
+    assert asked["g4dn.xlarge"].capacity["nvidia.com/gpu"] == 1000
 
 
 @pytest.mark.anyio

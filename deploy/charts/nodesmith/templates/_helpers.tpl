@@ -54,7 +54,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if eq .Values.provider "aws" }}
 - apiGroups: ["aws.nodesmith.io"]
   resources: ["ec2nodeclasses"]
-  verbs: ["get", "list", "watch"]
+  verbs: ["get", "list", "watch", "patch"]
 - apiGroups: ["aws.nodesmith.io"]
   resources: ["ec2nodeclasses/status"]
   verbs: ["patch"]

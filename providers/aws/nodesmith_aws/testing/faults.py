@@ -15,7 +15,11 @@ hooks on an ``aioboto3.Session`` (register before the provider creates its clien
   ``RequestLimitExceeded`` error (HTTP 503, EC2's XML error body) from ``before-send``, i.e. inside
   botocore's retry loop, so its throttling backoff is what is exercised.
 
-`FaultInjector.calls` counts API calls per operation and ``attempts`` HTTP attempts (retries included).
+* **Denied calls** (`FaultInjector.deny`): every call of an operation fails with an error code such as
+  ``UnauthorizedOperation`` (HTTP 403), as an IAM policy without the action answers (``before-call``).
+
+`FaultInjector.calls` counts API calls per operation, ``actions`` per IAM action (``ec2:DescribeSubnets``)
+and ``attempts`` HTTP attempts (retries included).
 """
 
 from __future__ import annotations
@@ -51,13 +55,21 @@ class _Http:
     headers: Mapping[str, str] = {}
 
 
+class _Denied:
+    status_code = 403
+    headers: Mapping[str, str] = {}
+
+
 class FaultInjector:
     def __init__(self, session: aioboto3.Session) -> None:
         self.ice: set[tuple[str, str, str]] = set()
         self._throttles: dict[str, int] = collections.Counter()
         self.calls: collections.Counter[str] = collections.Counter()
         self.attempts: collections.Counter[str] = collections.Counter()
+        self.actions: collections.Counter[str] = collections.Counter()
+        self._denied: dict[str, str] = {}
         events = session.events
+        events.register("before-call", self._deny)
         events.register("provide-client-params.ec2.CreateFleet", self._strip_ice_pools)
         events.register("before-call.ec2.CreateFleet", self._all_pools_failed)
         events.register("after-call.ec2.CreateFleet", self._report_ice_pools)
@@ -72,10 +84,22 @@ class FaultInjector:
         """The next ``times`` HTTP attempts of ``operation`` (e.g. ``DescribeInstanceTypes``) are throttled."""
         self._throttles[operation] += times
 
+    def deny(self, operation: str, code: str = "UnauthorizedOperation") -> None:
+        """From now on every call of ``operation`` (e.g. ``DescribeSubnets``) fails with ``code``."""
+        self._denied[operation] = code
+
     # -- handlers --------------------------------------------------------------------------------------
 
     def _count_call(self, params: Any, model: Any, **_: Any) -> None:
         self.calls[model.name] += 1
+        self.actions[f"{model.service_model.signing_name}:{model.name}"] += 1
+
+    def _deny(self, model: Any, **_: Any) -> tuple[_Denied, dict[str, Any]] | None:
+        code = self._denied.get(model.name)
+        if code is None:
+            return None
+        message = f"You are not authorized to perform this operation. (injected: {model.name})"
+        return _Denied(), {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {}}
 
     def _send(self, request: Any, **_: Any) -> AioAWSResponse | None:
         operation = _operation_of(request)

@@ -9,11 +9,13 @@ botocore as in production.
 from __future__ import annotations
 
 import logging
+import pathlib
 import urllib.request
 from types import TracebackType
 from typing import Final
 
 import aioboto3
+from moto import moto_api
 from moto.server import ThreadedMotoServer
 
 __all__ = ["REGION", "MotoServer"]
@@ -43,6 +45,50 @@ class MotoServer:
         request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")
         with urllib.request.urlopen(request, timeout=30) as answer:
             answer.read()
+
+    def _post(self, path: str) -> None:
+        request = urllib.request.Request(f"{self.url}{path}", method="POST")
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            answer.read()
+
+    def start_recording(self, path: pathlib.Path) -> None:
+        """Record every request the server receives (method, URL, headers, body) into ``path``, one
+        JSON object a line (moto's recorder, pointed at ``path`` so nothing lands in the working
+        directory). The server runs in this process, so its recorder is this module's."""
+        moto_api.recorder._location = str(path)  # the recorder reads it from the environment at import
+        path.write_text("")
+        self._post("/moto-api/recorder/start-recording")
+
+    def stop_recording(self) -> None:
+        self._post("/moto-api/recorder/stop-recording")
+
+    @staticmethod
+    def put_public_parameter(name: str, value: str, region: str = REGION) -> None:
+        """Publish an AWS-owned SSM parameter (``/aws/service/...``), as AWS does for its AMI aliases.
+        Clients may not write that namespace (moto refuses it as AWS does), so this seeds moto's
+        in-process backend the way moto loads the few public parameters it ships."""
+        import datetime as dt
+
+        from moto.core.models import DEFAULT_ACCOUNT_ID
+        from moto.ssm.models import Parameter, ssm_backends
+
+        parameters = ssm_backends[DEFAULT_ACCOUNT_ID][region]._parameters
+        versions = dict.__getitem__(parameters, name) if name in parameters else []
+        versions.append(
+            Parameter(  # type: ignore[abstract]
+                account_id=DEFAULT_ACCOUNT_ID,
+                name=name,
+                value=value,
+                parameter_type="String",
+                description=None,
+                allowed_pattern=None,
+                keyid=None,
+                last_modified_date=dt.datetime.now(dt.UTC),
+                version=len(versions) + 1,
+                data_type="aws:ec2:image",
+            )
+        )
+        dict.__setitem__(parameters, name, versions)
 
     @staticmethod
     def session(region: str = REGION) -> aioboto3.Session:
