@@ -129,22 +129,32 @@ class LeaseClient:
         )
         return Lease.from_dict(obj)
 
-    async def release(self, lease: Lease) -> None:
-        """Give the lease up (clear the holder) so a successor need not wait for expiry; a no-op if
-        it changed since ``lease`` was read (then it is not ours to release)."""
-        try:
-            await self.client.merge_patch(
-                LEASES,
-                lease.name,
-                {
-                    "spec": {
-                        "holderIdentity": None,
-                        "leaseDurationSeconds": 1,
-                        "renewTime": _micro(self.clock.now()),
-                    }
-                },
-                lease.namespace,
-                resource_version=lease.resource_version,
-            )
-        except (errors.ConflictError, errors.NotFoundError):
-            return
+    async def release(self, lease: Lease) -> bool:
+        """Give the lease up (clear the holder) so a successor need not wait for expiry. Guarded by the
+        resourceVersion; on a conflict the lease is read again and released if it is still ours (ours but
+        newer than ``lease``: a renewal the caller did not see). Returns whether it was released; not
+        ours (or gone) is ``False``."""
+        for _ in range(2):
+            try:
+                await self.client.merge_patch(
+                    LEASES,
+                    lease.name,
+                    {
+                        "spec": {
+                            "holderIdentity": None,
+                            "leaseDurationSeconds": 1,
+                            "renewTime": _micro(self.clock.now()),
+                        }
+                    },
+                    lease.namespace,
+                    resource_version=lease.resource_version,
+                )
+                return True
+            except errors.NotFoundError:
+                return False
+            except errors.ConflictError:
+                current = await self.get(lease.name, lease.namespace)
+                if current is None or current.holder != self.identity:
+                    return False
+                lease = current
+        return False

@@ -44,11 +44,13 @@ class LeaderElector:
     clock: Clock = SYSTEM
     on_change: Callable[[bool], None] = lambda leading: None
     leading: bool = attrs.field(init=False, default=False)
+    _held: Lease | None = attrs.field(init=False, default=None)
+    """The lease as last written by a renewal: releasing needs its current resourceVersion."""
 
     async def run(self, lead: Callable[[], Awaitable[None]]) -> None:
         """Wait for the lease, then run ``lead()`` while holding it; release it when ``lead`` ends or is
         cancelled. Raises ``LeadershipLost`` if renewal fails for longer than the renew deadline."""
-        lease = await self._acquire()
+        lease = self._held = await self._acquire()
         self._set_leading(True)
         log.info(
             "became leader",
@@ -63,8 +65,8 @@ class LeaderElector:
                     group.cancel_scope.cancel()
 
                 async def renew_or_stop() -> None:
-                    nonlocal lost, lease
-                    lease = await self._renew_forever(lease)
+                    nonlocal lost
+                    await self._renew_forever(lease)
                     lost = True
                     group.cancel_scope.cancel()
 
@@ -74,7 +76,7 @@ class LeaderElector:
             self._set_leading(False)
             if not lost:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(5):
-                    await self._release(lease)
+                    await self._release(self._held or lease)
         if lost:
             raise LeadershipLost(
                 f"could not renew lease {self.namespace}/{self.name} within {self.renew_deadline}"
@@ -98,13 +100,13 @@ class LeaderElector:
         while True:
             await self.clock.sleep(self.retry_period.total_seconds())
             try:
-                lease = await self.leases.renew(lease)
+                lease = self._held = await self.leases.renew(lease)
                 last_renewed = self.clock.monotonic()
                 continue
             except kube_errors.ConflictError:
                 current = await self._reread()
                 if current is not None and current.holder == self.leases.identity:
-                    lease = current
+                    lease = self._held = current
                     continue
                 log.error("leader election: lease taken by %s", current.holder if current else "nobody")
                 return lease
@@ -121,10 +123,14 @@ class LeaderElector:
 
     async def _release(self, lease: Lease) -> None:
         try:
-            await self.leases.release(lease)
-            log.info("released leadership", extra={"lease": f"{self.namespace}/{self.name}"})
+            released = await self.leases.release(lease)
         except kube_errors.KubeError as err:
             log.warning("leader election: release failed: %s", err)
+            return
+        if released:
+            log.info("released leadership", extra={"lease": f"{self.namespace}/{self.name}"})
+        else:
+            log.info("leadership not released: the lease is no longer ours")
 
     def _set_leading(self, leading: bool) -> None:
         self.leading = leading

@@ -171,6 +171,33 @@ async def test_sigterm_releases_the_lease_at_once(
     assert "released leadership" in daemon.log.read_text()
 
 
+async def test_sigterm_after_renewals_releases_the_lease_at_once(
+    kubeconfig: pathlib.Path, daemons: collections.abc.Callable[..., Daemon]
+) -> None:
+    """Each renewal moves the Lease's resourceVersion; the release must use the newest one (it used the
+    one from acquisition, hit a conflict and left the lease held until it expired)."""
+    lease_name = f"nodesmith-renewed-{os.getpid()}-{time.monotonic_ns() % 10**6}"
+    leases = LeaseClient(await KubeClient.connect(kubeconfig), "observer")
+    daemon = daemons(lease_name, "daemon-r")
+
+    async def elected() -> bool:
+        return await holder(leases, lease_name) == "daemon-r"
+
+    await wait_for(elected)
+    acquired = await leases.get(lease_name, NAMESPACE)
+    assert acquired is not None
+
+    async def renewed_twice() -> bool:
+        current = await leases.get(lease_name, NAMESPACE)
+        return current is not None and int(current.resource_version) >= int(acquired.resource_version) + 2
+
+    await wait_for(renewed_twice)
+    daemon.stop(signal.SIGTERM)
+    assert daemon.process.returncode == 0
+    assert await holder(leases, lease_name) is None
+    assert "released leadership" in daemon.log.read_text()
+
+
 def test_invalid_settings_are_refused_naming_the_flag() -> None:
     result = subprocess.run(
         [sys.executable, "-m", "nodesmith", "run", "--provider", "kwok", "--batch-idle-duration", "soon"],
