@@ -279,12 +279,9 @@ class Campaign:
         await self.kube.delete(resources.NODECLAIMS, victim)
         if point == "drain":
 
-            async def draining() -> bool:  # tainted for termination while pods are still on it
+            async def draining() -> bool:  # tainted for termination, its Node not yet gone
                 node = next((n for n in await self._nodes() if n["metadata"]["name"] == victim), None)
-                if node is None or not _disrupted(node):
-                    return False
-                pods = (await self.kube.list(resources.PODS, self.namespace)).items
-                return any(p["spec"].get("nodeName") == victim for p in pods)
+                return node is not None and _disrupted(node)
 
             return draining
         deadline = time.monotonic() + self._rng.uniform(0.0, 2.0)

@@ -16,10 +16,12 @@ import pytest
 from nodesmith.kube.client import KubeClient
 from nodesmith.testing import chaos
 
-pytestmark = [pytest.mark.e2e, pytest.mark.anyio]
-
 ROUNDS = int(os.environ.get("NODESMITH_CHAOS_ROUNDS", str(len(chaos.KILL_POINTS))))
 SEED = int(os.environ.get("NODESMITH_CHAOS_SEED", "1"))
+ROUND_LIMIT = chaos.REACH_TIMEOUT + 2 * chaos.SETTLE_TIMEOUT
+"""A round's worst case (kill point never reached, a grow-first settle, the settle after the restart)."""
+
+pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.timeout(300 + ROUNDS * ROUND_LIMIT)]
 
 
 async def test_sigkill_in_every_phase_leaks_nothing_loses_nothing_and_disrupts_nothing_protected(
