@@ -19,6 +19,7 @@ from nodesmith.cloudprovider.protocol import ProviderContext
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
+from nodesmith.testing.clock import FakeClock
 from nodesmith_kwok import catalogue
 from nodesmith_kwok import provider as kwok_provider
 
@@ -189,8 +190,8 @@ async def test_launch_takes_the_cheapest_offering_with_capacity_across_types_and
 async def test_a_launch_without_capacity_reports_and_marks_every_offering_it_tried(
     kube: KubeClient, spot_exhausted: str
 ) -> None:
-    now = [1000.0]
-    kwok = kwok_provider.KWOKProvider(ProviderContext(cluster_name="test", kube=kube), clock=lambda: now[0])
+    clock = FakeClock()
+    kwok = kwok_provider.KWOKProvider(ProviderContext(cluster_name="test", kube=kube, clock=clock))
     types = ("c-1x-amd64-linux", "c-2x-amd64-linux")
     spot_only = claim(f"nc-{uuid.uuid4().hex[:6]}", spot_exhausted, *types, capacity_types=("spot",))
     every_spot = {(t, z, "spot") for t in types for z in catalogue.ZONES}
@@ -202,7 +203,7 @@ async def test_a_launch_without_capacity_reports_and_marks_every_offering_it_tri
     with pytest.raises(errors.InsufficientCapacityError, match="no available kwok offering"):
         await kwok.create(spot_only)  # nothing left to try: no second round of failures
 
-    now[0] += kwok_provider.ICE_TTL + 1  # the unavailable-offerings cache expires through the clock
+    clock.step(kwok_provider.ICE_TTL + 1)  # the unavailable-offerings cache expires through the clock
     assert await unavailable_offerings(kwok, spot_exhausted) == set()
 
 
