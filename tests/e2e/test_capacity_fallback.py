@@ -90,16 +90,24 @@ async def test_burst_into_an_exhausted_spot_pool_falls_back_to_on_demand(
         assert nodes
         assert all(n["metadata"]["labels"][labels.LABEL_CAPACITY_TYPE] == "on-demand" for n in nodes)
 
-        status = (await kube.get(resources.NODEPOOLS, spot)).get("status") or {}
-        backoff = [c for c in status.get("conditions") or () if c["type"] == "CapacityAvailable"]
-        assert backoff, status
+        # The status reconciler writes the backoff on its own pass, which may come after the pods run.
+        async def backoff_shown() -> list[dict[str, Any]]:
+            status = (await kube.get(resources.NODEPOOLS, spot)).get("status") or {}
+            return [c for c in status.get("conditions") or () if c["type"] == "CapacityAvailable"]
+
+        backoff = await e2e.eventually(backoff_shown, 60, f"CapacityAvailable on {spot}'s status")
         assert backoff[0]["status"] == "False"
         assert backoff[0]["reason"] == "InsufficientCapacity"
         assert "spot" in backoff[0]["message"]
         assert "until" in backoff[0]["message"]
 
-        events = (await kube.list(resources.CORE_EVENTS, namespace)).items
-        assert any(e.get("reason") == "NodePoolBackedOff" and spot in e.get("message", "") for e in events)
+        async def backed_off_event() -> bool:
+            events = (await kube.list(resources.CORE_EVENTS, namespace)).items
+            return any(
+                e.get("reason") == "NodePoolBackedOff" and spot in e.get("message", "") for e in events
+            )
+
+        await e2e.eventually(backed_off_event, 60, "a NodePoolBackedOff event on the pods")
     finally:
         await e2e.cleanup(kube, namespace=None, nodepools=[spot, od])
         for node_class in (exhausted, od):
