@@ -14,7 +14,7 @@ import math
 from collections.abc import Mapping
 from typing import Any, Final, TypeAlias
 
-from nodesmith.api import labels, meta
+from nodesmith.api import meta
 from nodesmith.disruption import pdb
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "is_terminating",
     "key",
     "started_at",
-    "tolerates_disrupted_taint",
 ]
 
 Obj: TypeAlias = Mapping[str, Any]
@@ -77,34 +76,19 @@ def is_mirror(pod: Obj) -> bool:
     return _controller_kind(pod) == "Node" or MIRROR_ANNOTATION in (_meta(pod).get("annotations") or {})
 
 
-def tolerates_disrupted_taint(pod: Obj) -> bool:
-    """Tolerates ``nodesmith.io/disrupted:NoSchedule`` (so draining leaves it where it is)."""
-    for toleration in (pod.get("spec") or {}).get("tolerations") or ():
-        operator = toleration.get("operator") or "Equal"
-        tkey = toleration.get("key") or ""
-        effect = toleration.get("effect") or ""
-        if effect not in ("", "NoSchedule"):
-            continue
-        if operator == "Exists" and tkey in ("", labels.TAINT_DISRUPTED):
-            return True
-        if operator == "Equal" and tkey == labels.TAINT_DISRUPTED and not toleration.get("value"):
-            return True
-    return False
-
-
 def is_statefulset(pod: Obj) -> bool:
     return _controller_kind(pod) == "StatefulSet"
 
 
 def is_reschedulable(pod: Obj) -> bool:
     """Would need a new home if its node went away: active -- or a terminating StatefulSet pod, which its
-    controller re-creates only once it is gone -- not a DaemonSet or mirror pod, and not tolerating the
-    disrupted taint (Karpenter's ``IsReschedulable``)."""
+    controller re-creates only once it is gone -- not a DaemonSet or mirror pod (Karpenter's
+    ``IsReschedulable``). A pod tolerating the disrupted taint still counts: drain leaves it in place, but the
+    node it runs on goes away all the same, so the simulation must find it a home."""
     return (
         (is_active(pod) or (is_statefulset(pod) and is_terminating(pod)))
         and not is_daemonset(pod)
         and not is_mirror(pod)
-        and not tolerates_disrupted_taint(pod)
     )
 
 

@@ -42,6 +42,26 @@ def test_a_node_with_a_terminating_statefulset_pod_is_not_empty() -> None:
     assert [c.name for c in outcome.command.candidates] == ["b"]
 
 
+def test_a_node_whose_pod_tolerates_every_taint_is_not_empty() -> None:
+    """Karpenter's ``IsReschedulable`` (pkg/utils/pod/scheduling.go) no longer excludes pods that tolerate the
+    disrupted taint: drain leaves such a pod in place, but its node goes away all the same, so the node is
+    not empty and the pod is simulated like any other."""
+    cluster = Cluster()
+    cluster.pool()
+    cluster.machine("a", "small")
+    pod = cluster.pod("a")
+    tolerant = {**pod, "spec": {**pod["spec"], "tolerations": [{"operator": "Exists"}]}}
+    cluster.state.on_upsert(resources.PODS, tolerant)
+    cluster.machine("b", "small")
+    found, _ = cluster.candidates()
+    by_name = {c.name: c for c in found}
+    assert not by_name["a"].is_empty
+    assert [p["metadata"]["name"] for p in by_name["a"].reschedulable_pods] == [pod["metadata"]["name"]]
+    outcome = emptiness.compute(found, UNLIMITED)
+    assert outcome.command is not None
+    assert [c.name for c in outcome.command.candidates] == ["b"]
+
+
 def _drift_outcome(setup: Any) -> Any:
     """Drift of machine "a" (drifted, terminationGracePeriod 5m) with one pod set up by ``setup``, next to
     a full machine "b" so that any pod that is simulated needs a replacement."""
