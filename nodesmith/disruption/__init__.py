@@ -17,7 +17,8 @@ disruptions per NodePool and reason, time-window budgets, evaluated budgets for 
 (`Command`, `Rejection`, `Outcome` records), ``simulate`` (the scheduling seam), ``emptiness``,
 ``drift``, ``consolidation`` (shared rules and price filters), ``multinode``, ``singlenode``,
 ``balanced`` (savings-vs-disruption score), ``validation`` (the 15 s re-check), ``marking`` (Drifted,
-Consolidatable and expiration verdicts per NodeClaim).
+Consolidatable and expiration verdicts per NodeClaim), ``repair`` (node repair: unhealthy conditions
+and the pool-wide circuit breaker).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from nodesmith.disruption import (
     multinode,
     pdb,
     pods,
+    repair,
     simulate,
     singlenode,
     validation,
@@ -76,6 +78,7 @@ __all__ = [
     "multinode",
     "pdb",
     "pods",
+    "repair",
     "simulate",
     "singlenode",
     "validation",

@@ -25,6 +25,7 @@ from nodesmith.reconcilers import (
     nodeclaim_marking,
     nodeclaim_termination,
     nodepool_status,
+    noderepair,
     orchestration,
     provisioner,
     termination,
@@ -52,6 +53,8 @@ class Collaborators:
     replace_on_rebalance: bool = False
     disruption: disruption_loop.Options = attrs.field(factory=disruption_loop.Options)
     """Disruption knobs; the runtime sets ``spot_to_spot`` from the SpotToSpotConsolidation gate."""
+    node_repair: bool = False
+    """Replace Nodes the provider's repair policies call unhealthy (the NodeRepair gate)."""
 
 
 def build(collaborators: Collaborators) -> list[Reconciler]:
@@ -86,6 +89,8 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
             c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance
         ),
     ]
+    if c.node_repair:
+        reconcilers.append(noderepair.NodeRepair(c.kube, c.state, provider, c.events, c.clock))
     reconcilers += [
         nodeclaim_marking.NodeClaimMarking(c.kube, c.state, provider, c.plugins, c.events, c.clock),
         queue,

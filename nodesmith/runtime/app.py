@@ -94,6 +94,7 @@ class Daemon:
                 batch_max=settings.batch_max_duration,
                 cluster_name=settings.cluster_name,
                 replace_on_rebalance=settings.gate("RebalanceReplacement"),
+                node_repair=settings.gate("NodeRepair"),
                 disruption=disruption_loop.Options(spot_to_spot=settings.gate("SpotToSpotConsolidation")),
             )
         )

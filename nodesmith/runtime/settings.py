@@ -23,6 +23,7 @@ FEATURE_GATES: Final = {
     "SpotToSpotConsolidation": False,
     "KarpenterLabelAliases": False,
     "RebalanceReplacement": False,
+    "NodeRepair": False,
 }
 """Known feature gates and their defaults; ``--feature-gates A=true,B=false`` overrides them."""
 
