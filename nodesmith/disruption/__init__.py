@@ -18,7 +18,7 @@ disruptions per NodePool and reason, time-window budgets, evaluated budgets for 
 ``drift``, ``consolidation`` (shared rules and price filters), ``multinode``, ``singlenode``,
 ``balanced`` (savings-vs-disruption score), ``validation`` (the 15 s re-check), ``marking`` (Drifted,
 Consolidatable and expiration verdicts per NodeClaim), ``repair`` (node repair: unhealthy conditions
-and the pool-wide circuit breaker).
+and the pool-wide circuit breaker), ``static`` (static NodePools: NodeClaims to add or remove).
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from nodesmith.disruption import (
     repair,
     simulate,
     singlenode,
+    static,
     validation,
 )
 from nodesmith.disruption.candidates import Candidate, Context, DisruptionClass, NodeView
@@ -81,5 +82,6 @@ __all__ = [
     "repair",
     "simulate",
     "singlenode",
+    "static",
     "validation",
 ]

@@ -28,6 +28,7 @@ from nodesmith.reconcilers import (
     noderepair,
     orchestration,
     provisioner,
+    staticcapacity,
     termination,
 )
 from nodesmith.reconcilers import disruption as disruption_loop
@@ -84,6 +85,7 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
         nodepool_status.NodePoolStatusReconciler(
             c.kube, c.state, c.clock, budget_history=queue.history, backoff=backoff
         ),
+        staticcapacity.StaticCapacity(c.kube, c.state, c.events, c.clock),
         cost.CostReconciler(c.state, provider, c.plugins, c.clock),
         interruption.Interruption(
             c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance

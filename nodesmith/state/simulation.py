@@ -72,11 +72,12 @@ def remaining_limits(pool: api_nodepool.NodePool, snapshot: Snapshot) -> dict[st
 def templates(
     snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]
 ) -> list[inputs.NodeClaimTemplate]:
-    """One template per usable NodePool that has instance types."""
+    """One template per usable NodePool that has instance types; static NodePools (``spec.replicas``) keep
+    their own count and never launch for pods (their existing nodes still take pods)."""
     out = []
     for pool in usable_nodepools(snapshot):
         types = instance_types.get(pool.name)
-        if not types:
+        if not types or pool.is_static:
             continue
         spec = pool.spec.template.spec
         out.append(

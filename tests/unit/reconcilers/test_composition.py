@@ -1,4 +1,5 @@
-"""The composition root runs node repair only behind the NodeRepair gate (off by default, as Karpenter)."""
+"""The composition root: node repair runs only behind the NodeRepair gate (off by default, as Karpenter);
+static capacity always runs (a NodePool without ``spec.replicas`` is not its business)."""
 
 from __future__ import annotations
 
@@ -45,3 +46,7 @@ def test_node_repair_runs_only_when_its_gate_is_on() -> None:
 @pytest.mark.parametrize(("flag", "on"), [("", False), ("NodeRepair=true", True)])
 def test_the_node_repair_gate_defaults_off(flag: str, on: bool) -> None:
     assert settings.Settings.from_raw(provider="kwok", feature_gates=flag).gate("NodeRepair") is on
+
+
+def test_static_capacity_always_runs() -> None:
+    assert "nodepool.staticcapacity" in _names(node_repair=False)
