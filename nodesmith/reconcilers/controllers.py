@@ -32,6 +32,7 @@ from nodesmith.reconcilers import (
     termination,
 )
 from nodesmith.reconcilers import disruption as disruption_loop
+from nodesmith.scheduling import defaultspread
 from nodesmith.state import capacity_backoff
 from nodesmith.state.cluster import ClusterState
 
@@ -54,6 +55,8 @@ class Collaborators:
     replace_on_rebalance: bool = False
     disruption: disruption_loop.Options = attrs.field(factory=disruption_loop.Options)
     """Disruption knobs; the runtime sets ``spot_to_spot`` from the SpotToSpotConsolidation gate."""
+    default_spread: defaultspread.DefaultSpread | None = None
+    """The kube-scheduler's cluster-default topology spread (``--scheduler-config``), if configured."""
     node_repair: bool = False
     """Replace Nodes the provider's repair policies call unhealthy (the NodeRepair gate)."""
 
@@ -77,6 +80,7 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
             batch_idle=c.batch_idle,
             batch_max=c.batch_max,
             backoff=backoff,
+            default_spread=c.default_spread,
         ),
         lifecycle.LifecycleReconciler(c.kube, c.state, provider, c.events, c.clock, backoff=backoff),
         nodeclaim_termination.NodeClaimTerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
