@@ -55,3 +55,17 @@ def test_a_static_pool_offers_no_template_to_provisioning() -> None:
     snapshot = cluster.snapshot()
     types = {name: list(factories.CATALOGUE) for name in ("dynamic", "static")}
     assert [t.nodepool for t in simulation.templates(snapshot, types)] == ["dynamic"]
+
+
+def test_a_drifted_static_node_whose_pods_fit_nowhere_else_is_still_replaced() -> None:
+    """Karpenter's static drift replaces one for one without simulating the pods; here the static loop
+    launches the replacement once the node is being disrupted."""
+    cluster = Cluster()
+    cluster.pool(replicas=1)
+    cluster.machine("a", "large", drifted="NodePoolDrifted")
+    cluster.pod("a", cpu="7")
+    found, _ = cluster.candidates(candidates.DisruptionClass.EVENTUAL)
+    outcome = drift.compute(found, UNLIMITED, cluster.simulate())
+    assert outcome.command is not None
+    assert [c.name for c in outcome.command.candidates] == ["a"]
+    assert outcome.command.replacements == ()
