@@ -140,7 +140,7 @@ class Settings:
             raise errors.ConfigError("scheduler-config", "must be a KubeSchedulerConfiguration object")
         try:
             return defaultspread.from_scheduler_config(document)
-        except errors.ValidationError as err:
+        except defaultspread.SchedulerConfigError as err:
             raise errors.ConfigError("scheduler-config", str(err)) from err
 
     @property

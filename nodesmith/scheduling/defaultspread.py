@@ -22,13 +22,13 @@ from typing import Any, Final
 
 import attrs
 
-from nodesmith import errors
 from nodesmith.api import labels
 
 __all__ = [
     "OWNER_KINDS",
     "SYSTEM_DEFAULTS",
     "DefaultSpread",
+    "SchedulerConfigError",
     "apply",
     "default_selector",
     "from_scheduler_config",
@@ -53,6 +53,14 @@ _DEFAULT_SCHEDULER: Final = "default-scheduler"
 _WHEN: Final = ("DoNotSchedule", "ScheduleAnyway")
 
 
+class SchedulerConfigError(ValueError):
+    """Raised when a scheduler configuration is one kube-scheduler itself would refuse; says which field."""
+
+    def __init__(self, path: str, message: str) -> None:
+        super().__init__(f"{path}: {message}")
+        self.path = path
+
+
 @typing.final
 @attrs.frozen(slots=True)
 class DefaultSpread:
@@ -63,11 +71,11 @@ class DefaultSpread:
 
 def from_scheduler_config(config: Obj, source: str = "scheduler-config") -> DefaultSpread:
     """The defaults a ``KubeSchedulerConfiguration`` gives the default scheduler's profile (the profile
-    named ``default-scheduler``, else the first). Raises `errors.ValidationError` on what kube-scheduler
+    named ``default-scheduler``, else the first). Raises `SchedulerConfigError` on what kube-scheduler
     itself would refuse (a selector on a default constraint, constraints listed with ``System``)."""
     profiles = config.get("profiles") or [{}]
     if not isinstance(profiles, Sequence) or not profiles:
-        raise errors.ValidationError(f"{source}.profiles", "must be a non-empty list")
+        raise SchedulerConfigError(f"{source}.profiles", "must be a non-empty list")
     profile = next(
         (p for p in profiles if (p.get("schedulerName") or _DEFAULT_SCHEDULER) == _DEFAULT_SCHEDULER),
         profiles[0],
@@ -83,12 +91,12 @@ def from_scheduler_config(config: Obj, source: str = "scheduler-config") -> Defa
     defaulting = args.get("defaultingType") or "System"
     if defaulting == "System":
         if listed:
-            raise errors.ValidationError(
+            raise SchedulerConfigError(
                 f"{path}.defaultConstraints", "must be empty when defaultingType is System"
             )
         return DefaultSpread(SYSTEM_DEFAULTS)
     if defaulting != "List":
-        raise errors.ValidationError(f"{path}.defaultingType", f"must be System or List, got {defaulting!r}")
+        raise SchedulerConfigError(f"{path}.defaultingType", f"must be System or List, got {defaulting!r}")
     return DefaultSpread(tuple(_checked(c, f"{path}.defaultConstraints[{i}]") for i, c in enumerate(listed)))
 
 
@@ -103,16 +111,16 @@ def _disabled(profile: Obj) -> bool:
 
 def _checked(constraint: Obj, path: str) -> Obj:
     if not isinstance(constraint, Mapping):
-        raise errors.ValidationError(path, "must be an object")
+        raise SchedulerConfigError(path, "must be an object")
     if constraint.get("labelSelector") is not None:
-        raise errors.ValidationError(f"{path}.labelSelector", "must not be set on a default constraint")
+        raise SchedulerConfigError(f"{path}.labelSelector", "must not be set on a default constraint")
     if not constraint.get("topologyKey"):
-        raise errors.ValidationError(f"{path}.topologyKey", "is required")
+        raise SchedulerConfigError(f"{path}.topologyKey", "is required")
     skew = constraint.get("maxSkew")
     if not isinstance(skew, int) or isinstance(skew, bool) or skew <= 0:
-        raise errors.ValidationError(f"{path}.maxSkew", f"must be a positive integer, got {skew!r}")
+        raise SchedulerConfigError(f"{path}.maxSkew", f"must be a positive integer, got {skew!r}")
     if constraint.get("whenUnsatisfiable") not in _WHEN:
-        raise errors.ValidationError(f"{path}.whenUnsatisfiable", f"must be one of {', '.join(_WHEN)}")
+        raise SchedulerConfigError(f"{path}.whenUnsatisfiable", f"must be one of {', '.join(_WHEN)}")
     return dict(constraint)
 
 

@@ -69,7 +69,7 @@ def test_list_defaulting_uses_exactly_the_listed_constraints() -> None:
     ],
 )
 def test_what_kube_scheduler_refuses_is_refused(args: dict[str, Any], field: str) -> None:
-    with pytest.raises(errors.ValidationError, match=field):
+    with pytest.raises(defaultspread.SchedulerConfigError, match=field):
         defaultspread.from_scheduler_config(config(args))
 
 
