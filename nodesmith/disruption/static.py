@@ -28,6 +28,8 @@ class Member:
     """Non-DaemonSet pods bound to its node: scale-down removes the emptiest first."""
     created: str = ""
     """``metadata.creationTimestamp`` (RFC 3339, so it sorts as text): among equals, the newest goes first."""
+    launched: bool = True
+    """Has a providerID; scale-down removes NodeClaims that have not launched before any other."""
 
 
 @typing.final
@@ -48,7 +50,7 @@ def plan(replicas: int, members: Sequence[Member], *, node_limit: int | None = N
     a scale-down is never held back by it."""
     have = len(members)
     if have > replicas:
-        surplus = sorted(members, key=lambda m: (m.pods, _newest_first(m.created), m.name))
+        surplus = sorted(members, key=lambda m: (m.launched, m.pods, _newest_first(m.created), m.name))
         return Plan(delete=tuple(m.name for m in surplus[: have - replicas]))
     missing = replicas - have
     if node_limit is None:

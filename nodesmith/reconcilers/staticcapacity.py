@@ -4,7 +4,7 @@ NodeClaims, whatever the pods need.
 Fed by the cluster state (NodePools, their NodeClaims, the pods on their nodes); the decision is
 `nodesmith.disruption.static.plan`. Writes: NodeClaims created from the pool's template (with no resource
 requests: the provider picks its cheapest compatible instance type) and NodeClaims deleted on scale-down
-(emptiest first); a ``StaticCapacityLimited`` event when ``limits.nodes`` holds launches back.
+(not yet launched first, then the emptiest); a ``StaticCapacityLimited`` event when ``limits.nodes`` holds launches back.
 
 What it leaves to others, as Karpenter does: provisioning never launches for a static pool (its template
 is left out of the simulation) though pods may land on its nodes; emptiness and consolidation never
@@ -125,7 +125,7 @@ def _members(pool: str, snapshot: Snapshot) -> list[static.Member]:
         if (claim := n.nodeclaim) is not None and claim.nodepool_name == pool and not n.marked_for_deletion
     ]
     out += [
-        static.Member(claim.name, 0, _created(claim))
+        static.Member(claim.name, 0, _created(claim), launched=False)
         for claim in snapshot.unlaunched_nodeclaims
         if claim.nodepool_name == pool and not claim.deleting
     ]

@@ -5,9 +5,8 @@ block is reported as an event.
 
 To hold a kwok Node NotReady the test takes it away from the kwok controller (removes the annotation it
 selects Nodes by) and writes the Node's status itself, as a kubelet that stopped working would leave it.
-Karpenter's cases: ``pkg/controllers/node/health/suite_test.go`` ("should delete nodes that are unhealthy
-past their toleration", "should not delete ... before toleration", "should ignore unhealthy nodes if more
-than 20% of the nodes are unhealthy", "should set the termination grace period annotation to now")."""
+Karpenter's specification: ``pkg/controllers/node/health/{controller.go,suite_test.go}`` (repair only
+past the toleration, the 20% per-NodePool threshold rounded up, the termination timestamp set to now)."""
 
 from __future__ import annotations
 

@@ -2,9 +2,9 @@
 gets that many NodeClaims with no pod asking for them, follows ``kubectl scale`` (the scale subresource)
 up and down, stops at ``limits.nodes``, and replaces a NodeClaim that is deleted or being disrupted.
 
-Karpenter's cases: ``pkg/controllers/static/provisioning/suite_test.go`` ("should create NodeClaims to
-reach replicas", "should respect node limits"), ``static/deprovisioning/suite_test.go`` ("should scale
-down to replicas"), and the NodePool CRD's scale subresource (``.spec.replicas`` / ``.status.nodes``)."""
+Karpenter's specification: ``pkg/controllers/static/{provisioning,deprovisioning}/{controller.go,
+suite_test.go}`` (launch up to replicas within the nodes limit, delete the surplus) and the NodePool CRD's
+scale subresource (``.spec.replicas`` / ``.status.nodes``)."""
 
 from __future__ import annotations
 

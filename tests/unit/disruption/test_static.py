@@ -1,6 +1,6 @@
-"""Static NodePools (``spec.replicas``) under disruption, after Karpenter's static-capacity suites
-(``pkg/controllers/disruption/*_test.go`` "should not consolidate nodes of a static NodePool"): emptiness
-and consolidation leave their nodes alone (the static reconciler owns the count), drift still replaces them."""
+"""Static NodePools (``spec.replicas``) under disruption, as Karpenter treats them (emptiness and
+consolidation skip static pools; ``disruption/staticdrift.go`` replaces drifted ones): emptiness and
+consolidation leave their nodes alone (the static reconciler owns the count), drift still replaces them."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The static NodePool plan (`nodesmith.disruption.static`), after Karpenter's
 ``pkg/controllers/static/provisioning/suite_test.go`` and ``static/deprovisioning/suite_test.go``: launch
-up to ``replicas`` within ``limits.nodes``; scale down by removing the emptiest (then newest) NodeClaims."""
+up to ``replicas`` within ``limits.nodes``; scale down by removing NodeClaims not yet launched, then the emptiest (then newest)."""
 
 from __future__ import annotations
 
@@ -34,3 +34,8 @@ def test_scale_down_removes_the_emptiest_then_the_newest() -> None:
 
 def test_scale_down_is_not_held_back_by_the_limit() -> None:
     assert static.plan(1, [A, B, C], node_limit=1) == static.Plan(delete=("c", "b"))
+
+
+def test_scale_down_removes_nodeclaims_that_have_not_launched_first() -> None:
+    pending = static.Member("d", pods=0, created="2024-12-31T00:00:00Z", launched=False)
+    assert static.plan(3, [A, B, C, pending]) == static.Plan(delete=("d",))
