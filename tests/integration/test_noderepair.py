@@ -5,7 +5,7 @@ block is reported as an event.
 
 To hold a kwok Node NotReady the test takes it away from the kwok controller (removes the annotation it
 selects Nodes by) and writes the Node's status itself, as a kubelet that stopped working would leave it.
-Karpenter's specification: ``pkg/controllers/node/health/{controller.go,suite_test.go}`` (repair only
+Karpenter's specification: ``pkg/controllers/node/health/controller.go`` (repair only
 past the toleration, the 20% per-NodePool threshold rounded up, the termination timestamp set to now)."""
 
 from __future__ import annotations

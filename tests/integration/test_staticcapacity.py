@@ -2,9 +2,9 @@
 gets that many NodeClaims with no pod asking for them, follows ``kubectl scale`` (the scale subresource)
 up and down, stops at ``limits.nodes``, and replaces a NodeClaim that is deleted or being disrupted.
 
-Karpenter's specification: ``pkg/controllers/static/{provisioning,deprovisioning}/{controller.go,
-suite_test.go}`` (launch up to replicas within the nodes limit, delete the surplus) and the NodePool CRD's
-scale subresource (``.spec.replicas`` / ``.status.nodes``)."""
+Karpenter's specification: ``pkg/controllers/static/deprovisioning/controller.go`` (delete the surplus,
+unlaunched first), the spec's summary of static provisioning (launch up to replicas within the nodes
+limit) and the NodePool CRD's scale subresource (``.spec.replicas`` / ``.status.nodes``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Node repair verdicts (`nodesmith.disruption.repair`), after Karpenter's ``node/health/suite_test.go``:
+"""Node repair verdicts (`nodesmith.disruption.repair`), after Karpenter's ``node/health/controller.go``:
 a Node is due once a policy's condition has held for its toleration; the earliest-ending policy wins; the
 pool-wide circuit breaker allows 20% of a pool's Nodes, rounded up."""
 

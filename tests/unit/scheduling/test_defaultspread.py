@@ -1,6 +1,6 @@
 """Cluster-default topology spread (`nodesmith.scheduling.defaultspread`), with kube-scheduler's defaulting
 (PodTopologySpread ``defaultConstraints`` / ``defaultingType`` System|List, ``helper.DefaultSelector``) and
-Karpenter's ``defaultconstraints_test.go`` as the specification: defaults apply only to pods with no
+Karpenter's ``defaultconstraints.go`` as the specification: defaults apply only to pods with no
 constraints of their own, carry a selector deduced from Services and the controller, and none is applied
 when nothing can be deduced."""
 
