@@ -122,6 +122,11 @@ def _provider_settings(provider: str, pairs: tuple[str, ...]) -> dict[str, str]:
 @click.option("--retry-period", default="2s", help="Interval between acquire/renew attempts.")
 @click.option("--feature-gates", default="", help="Comma-separated Name=true|false.")
 @click.option(
+    "--scheduler-config",
+    default=None,
+    help="KubeSchedulerConfiguration file: its PodTopologySpread defaults apply to pods without spread constraints.",
+)
+@click.option(
     "--identity", default="", help="Leader election identity (default: hostname and a random suffix)."
 )
 @click.option(

@@ -78,6 +78,8 @@ class CustomResource:
     short_names: tuple[str, ...] = ()
     printer_columns: tuple[PrinterColumn, ...] = ()
     spec_required: bool = True
+    scale: tuple[str, str] | None = None
+    """``(specReplicasPath, statusReplicasPath)`` for a scale subresource (``kubectl scale``)."""
 
     @property
     def name(self) -> str:
@@ -123,8 +125,16 @@ def custom_resource_definition(resource: CustomResource) -> dict[str, Any]:
     }
     if resource.printer_columns:
         version["additionalPrinterColumns"] = [column.to_dict() for column in resource.printer_columns]
+    subresources: dict[str, Any] = {}
     if resource.status is not None:
-        version["subresources"] = {"status": {}}
+        subresources["status"] = {}
+    if resource.scale is not None:
+        subresources["scale"] = {
+            "specReplicasPath": resource.scale[0],
+            "statusReplicasPath": resource.scale[1],
+        }
+    if subresources:
+        version["subresources"] = subresources
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
@@ -163,6 +173,7 @@ NODEPOOL: Final = CustomResource(
     spec=nodepool.SPEC_SCHEMA,
     status=nodepool.STATUS_SCHEMA,
     description=nodepool.OBJECT_SCHEMA.description,
+    scale=(".spec.replicas", ".status.nodes"),
     printer_columns=(
         PrinterColumn("NodeClass", ".spec.template.spec.nodeClassRef.name"),
         PrinterColumn("Nodes", ".status.nodes"),

@@ -158,9 +158,25 @@ SPEC_SCHEMA: Final = schema.obj(
             maximum=100,
             format="int32",
         ),
+        "replicas": schema.integer(
+            "Makes the NodePool static (alpha, as Karpenter's): it keeps this many NodeClaims whatever the "
+            "pods need, and neither provisioning nor consolidation touches them. Scaled with `kubectl scale`.",
+            minimum=0,
+        ),
     },
     "NodePoolSpec: the nodes this NodePool may launch for unschedulable pods, and how they may be disrupted.",
     required=("template",),
+    rules=(
+        schema.Rule(
+            "has(self.replicas) == has(oldSelf.replicas)",
+            "a NodePool cannot change between static (replicas set) and dynamic (replicas unset)",
+        ),
+        schema.Rule(
+            "!has(self.replicas) || !has(self.limits) || self.limits.all(k, k == 'nodes')",
+            "a static NodePool (replicas set) may only limit nodes",
+            lambda spec: spec.get("replicas") is None or all(k == "nodes" for k in spec.get("limits") or {}),
+        ),
+    ),
 )
 STATUS_SCHEMA: Final = schema.obj(
     {
@@ -290,6 +306,8 @@ class NodePoolSpec:
     limits: Mapping[str, int] = attrs.field(factory=dict)
     """Milli-units, keyed by resource name (``nodes`` included)."""
     weight: int | None = None
+    replicas: int | None = None
+    """Set: a static NodePool that keeps this many NodeClaims (``nodesmith.reconcilers.staticcapacity``)."""
 
     @classmethod
     def _build(cls, d: Mapping[str, Any], path: str) -> NodePoolSpec:
@@ -298,6 +316,7 @@ class NodePoolSpec:
             disruption=Disruption._build(d["disruption"], f"{path}.disruption"),
             limits=_resources(d.get("limits"), f"{path}.limits"),
             weight=d.get("weight"),
+            replicas=d.get("replicas"),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -306,6 +325,8 @@ class NodePoolSpec:
             out["limits"] = quantity.format_resources(self.limits)
         if self.weight is not None:
             out["weight"] = self.weight
+        if self.replicas is not None:
+            out["replicas"] = self.replicas
         return out
 
 
@@ -390,6 +411,11 @@ class NodePool:
     @property
     def name(self) -> str:
         return self.metadata.name
+
+    @property
+    def is_static(self) -> bool:
+        """``spec.replicas`` is set: a fixed number of nodes, not provisioned for pods nor consolidated."""
+        return self.spec.replicas is not None
 
     @property
     def weight(self) -> int:

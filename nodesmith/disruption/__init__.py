@@ -17,7 +17,8 @@ disruptions per NodePool and reason, time-window budgets, evaluated budgets for 
 (`Command`, `Rejection`, `Outcome` records), ``simulate`` (the scheduling seam), ``emptiness``,
 ``drift``, ``consolidation`` (shared rules and price filters), ``multinode``, ``singlenode``,
 ``balanced`` (savings-vs-disruption score), ``validation`` (the 15 s re-check), ``marking`` (Drifted,
-Consolidatable and expiration verdicts per NodeClaim).
+Consolidatable and expiration verdicts per NodeClaim), ``repair`` (node repair: unhealthy conditions
+and the pool-wide circuit breaker), ``static`` (static NodePools: NodeClaims to add or remove).
 """
 
 from __future__ import annotations
@@ -34,8 +35,10 @@ from nodesmith.disruption import (
     multinode,
     pdb,
     pods,
+    repair,
     simulate,
     singlenode,
+    static,
     validation,
 )
 from nodesmith.disruption.candidates import Candidate, Context, DisruptionClass, NodeView
@@ -76,7 +79,9 @@ __all__ = [
     "multinode",
     "pdb",
     "pods",
+    "repair",
     "simulate",
     "singlenode",
+    "static",
     "validation",
 ]

@@ -61,6 +61,7 @@ class RejectionReason(enum.StrEnum):
     NODEPOOL_NOT_FOUND = "nodepool-not-found"
     INSTANCE_TYPE_UNKNOWN = "instance-type-unknown"
     CONSOLIDATION_DISABLED = "consolidation-disabled"
+    STATIC_NODEPOOL = "static-nodepool"
     NOT_CONSOLIDATABLE = "not-consolidatable"
     NOT_EMPTY = "not-empty"
     POLICY = "policy"
@@ -86,6 +87,7 @@ _QUIET = frozenset(
         RejectionReason.MARKED_FOR_DELETION,
         RejectionReason.NOT_CONSOLIDATABLE,
         RejectionReason.NOT_EMPTY,
+        RejectionReason.STATIC_NODEPOOL,
         RejectionReason.INSTANCE_TYPE_UNKNOWN,
         RejectionReason.TIMEOUT,
     }

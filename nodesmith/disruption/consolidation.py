@@ -62,6 +62,8 @@ def eligible(candidate: Candidate) -> Rejection | None:
     def no(reason: RejectionReason, message: str) -> Rejection:
         return Rejection(candidate.name, reason, message, candidate.nodeclaim.name)
 
+    if pool.is_static:
+        return no(RejectionReason.STATIC_NODEPOOL, f"NodePool {pool.name} is static (spec.replicas)")
     if disruption.consolidate_after.value is None:
         return no(RejectionReason.CONSOLIDATION_DISABLED, f"NodePool {pool.name} has consolidateAfter: Never")
     if candidate.is_empty:

@@ -1,7 +1,8 @@
 """Drift: replace nodes whose ``Drifted`` condition is set, one command per loop, within each NodePool's
 ``Drifted`` budget (spec §4.4 "Drift"; Karpenter's ``drift.go``).
 
-Empty drifted nodes go first, all of them within budget in one delete command; otherwise the drifted
+Empty drifted nodes (and drifted nodes of static NodePools, which the static capacity loop replaces one
+for one) go first, all of them within budget in one delete command; otherwise the drifted
 nodes are tried oldest drift first, and the first whose pods all fit on the rest of the cluster plus any
 number of new nodes (drift is not a cost decision, so 1→N is fine) becomes a command. Drift is
 *eventual* disruption: candidates were evaluated with blocking pods waived when the NodeClaim has a
@@ -31,6 +32,12 @@ def _drifted_since(candidate: Candidate) -> dt.datetime:
     return _EPOCH if condition is None else condition.last_transition_time
 
 
+def _needs_no_room(candidate: Candidate) -> bool:
+    """Empty, or of a static NodePool: its replacement is the static loop's (one for one, launched as soon
+    as the node is being disrupted, as Karpenter's static drift), so no pod simulation is needed."""
+    return candidate.is_empty or candidate.nodepool.is_static
+
+
 def compute(
     candidates: Sequence[Candidate],
     allowance: Mapping[str, int],
@@ -38,14 +45,14 @@ def compute(
     deadline: Callable[[], bool] | None = None,
 ) -> Outcome:
     drifted = [c for c in candidates if c.drifted is not None]
-    drifted.sort(key=lambda c: (not c.is_empty, _drifted_since(c), c.name))
-    empty = [c for c in drifted if c.is_empty]
+    drifted.sort(key=lambda c: (not _needs_no_room(c), _drifted_since(c), c.name))
+    empty = [c for c in drifted if _needs_no_room(c)]
     kept, rejected = budgets.take_within(empty, allowance, METHOD)
     if kept:
         command = Command(METHOD, tuple(kept), (), sum(c.price or 0.0 for c in kept))
         return Outcome(METHOD, command, tuple(rejected), budgets=dict(allowance))
     rejections: list[Rejection] = list(rejected)
-    for candidate in (c for c in drifted if not c.is_empty):
+    for candidate in (c for c in drifted if not _needs_no_room(c)):
         pool = candidate.nodepool.name
         if allowance.get(pool, 0) <= 0:
             rejections += budgets.take_within([candidate], allowance, METHOD)[1]

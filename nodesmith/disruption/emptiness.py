@@ -22,6 +22,14 @@ METHOD = Method.EMPTINESS
 def eligible(candidate: Candidate) -> Rejection | None:
     """``None`` when emptiness may delete the candidate, else why not (all quiet reasons)."""
     pool = candidate.nodepool
+    if pool.is_static:
+        return Rejection(
+            candidate.name,
+            RejectionReason.STATIC_NODEPOOL,
+            f"NodePool {pool.name} is static (spec.replicas)",
+            candidate.nodeclaim.name,
+            METHOD,
+        )
     if pool.spec.disruption.consolidate_after.value is None:
         return Rejection(
             candidate.name,

@@ -30,6 +30,10 @@ __all__ = [
     "PODS",
     "PVCS",
     "PVS",
+    "REPLICASETS",
+    "REPLICATIONCONTROLLERS",
+    "SERVICES",
+    "STATEFULSETS",
     "STORAGECLASSES",
     "VOLUMEATTACHMENTS",
     "Resource",
@@ -96,6 +100,12 @@ PVS = Resource("", "v1", "persistentvolumes", "PersistentVolume", namespaced=Fal
 CORE_EVENTS = Resource("", "v1", "events", "Event", namespaced=True)
 EVENTS = Resource("events.k8s.io", "v1", "events", "Event", namespaced=True)
 DAEMONSETS = Resource("apps", "v1", "daemonsets", "DaemonSet", namespaced=True)
+SERVICES = Resource("", "v1", "services", "Service", namespaced=True)
+REPLICATIONCONTROLLERS = Resource(
+    "", "v1", "replicationcontrollers", "ReplicationController", namespaced=True
+)
+REPLICASETS = Resource("apps", "v1", "replicasets", "ReplicaSet", namespaced=True)
+STATEFULSETS = Resource("apps", "v1", "statefulsets", "StatefulSet", namespaced=True)
 PDBS = Resource("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", namespaced=True)
 STORAGECLASSES = Resource("storage.k8s.io", "v1", "storageclasses", "StorageClass", namespaced=False)
 CSINODES = Resource("storage.k8s.io", "v1", "csinodes", "CSINode", namespaced=False)

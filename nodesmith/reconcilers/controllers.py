@@ -25,11 +25,14 @@ from nodesmith.reconcilers import (
     nodeclaim_marking,
     nodeclaim_termination,
     nodepool_status,
+    noderepair,
     orchestration,
     provisioner,
+    staticcapacity,
     termination,
 )
 from nodesmith.reconcilers import disruption as disruption_loop
+from nodesmith.scheduling import defaultspread
 from nodesmith.state import capacity_backoff
 from nodesmith.state.cluster import ClusterState
 
@@ -52,6 +55,10 @@ class Collaborators:
     replace_on_rebalance: bool = False
     disruption: disruption_loop.Options = attrs.field(factory=disruption_loop.Options)
     """Disruption knobs; the runtime sets ``spot_to_spot`` from the SpotToSpotConsolidation gate."""
+    default_spread: defaultspread.DefaultSpread | None = None
+    """The kube-scheduler's cluster-default topology spread (``--scheduler-config``), if configured."""
+    node_repair: bool = False
+    """Replace Nodes the provider's repair policies call unhealthy (the NodeRepair gate)."""
 
 
 def build(collaborators: Collaborators) -> list[Reconciler]:
@@ -73,6 +80,7 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
             batch_idle=c.batch_idle,
             batch_max=c.batch_max,
             backoff=backoff,
+            default_spread=c.default_spread,
         ),
         lifecycle.LifecycleReconciler(c.kube, c.state, provider, c.events, c.clock, backoff=backoff),
         nodeclaim_termination.NodeClaimTerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
@@ -81,11 +89,14 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
         nodepool_status.NodePoolStatusReconciler(
             c.kube, c.state, c.clock, budget_history=queue.history, backoff=backoff
         ),
+        staticcapacity.StaticCapacity(c.kube, c.state, c.events, c.clock),
         cost.CostReconciler(c.state, provider, c.plugins, c.clock),
         interruption.Interruption(
             c.kube, c.state, provider, c.events, c.clock, replace_on_rebalance=c.replace_on_rebalance
         ),
     ]
+    if c.node_repair:
+        reconcilers.append(noderepair.NodeRepair(c.kube, c.state, provider, c.events, c.clock))
     reconcilers += [
         nodeclaim_marking.NodeClaimMarking(c.kube, c.state, provider, c.plugins, c.events, c.clock),
         queue,

@@ -34,8 +34,8 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers.queues import Batcher
+from nodesmith.scheduling import defaultspread, results, scheduler
 from nodesmith.scheduling import pods as scheduling_pods
-from nodesmith.scheduling import results, scheduler
 from nodesmith.state import capacity_backoff, simulation
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
@@ -105,6 +105,8 @@ class Provisioner:
     name: str = "provisioner"
     backoff: capacity_backoff.CapacityBackoff = attrs.field(factory=capacity_backoff.CapacityBackoff)
     """NodePools backed off for want of capacity (fed by the NodeClaim lifecycle)."""
+    default_spread: defaultspread.DefaultSpread | None = None
+    """The kube-scheduler's cluster-default spread, for pods without constraints of their own."""
     last_decision: Decision | None = attrs.field(init=False, default=None)
     _batcher: Batcher = attrs.field(init=False)
 
@@ -165,7 +167,7 @@ class Provisioner:
             if not any(it.available_offerings() for it in instance_types.get(backoff.nodepool, ())):
                 skipped = {**skipped, backoff.nodepool: backoff.message()}
         # 5. Solve off the event loop, bounded by a deadline.
-        sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
+        sim_input = simulation.scheduling_input(snapshot, pods, instance_types, self.default_spread)
         deadline_at = self.clock.monotonic() + SOLVE_TIMEOUT
         outcome = await anyio.to_thread.run_sync(
             lambda: scheduler.solve(sim_input, deadline=lambda: self.clock.monotonic() > deadline_at)

@@ -31,8 +31,9 @@ from nodesmith.reconcilers import disruption as disruption_loop
 from nodesmith.runtime import http, leader, telemetry
 from nodesmith.runtime.decisions import DecisionLog
 from nodesmith.runtime.settings import Settings
+from nodesmith.state import simulation
 from nodesmith.state.cluster import ClusterState
-from nodesmith.state.informer import Informers
+from nodesmith.state.informer import DEFAULT_RESOURCES, Informers
 
 __all__ = ["Daemon", "run"]
 
@@ -81,7 +82,11 @@ class Daemon:
         state = ClusterState(
             clock=clock.now, node_classes=node_classes, well_known_labels=plugins.well_known_labels()
         )
-        informers = Informers.for_state(kube, state, node_classes=node_classes, sleep=clock.sleep)
+        default_spread = settings.default_spread()
+        kinds = (*DEFAULT_RESOURCES, *(simulation.WORKLOAD_RESOURCES if default_spread is not None else ()))
+        informers = Informers.for_state(
+            kube, state, node_classes=node_classes, kinds=kinds, sleep=clock.sleep
+        )
         reconcilers = controllers.build(
             controllers.Collaborators(
                 kube=kube,
@@ -94,6 +99,8 @@ class Daemon:
                 batch_max=settings.batch_max_duration,
                 cluster_name=settings.cluster_name,
                 replace_on_rebalance=settings.gate("RebalanceReplacement"),
+                node_repair=settings.gate("NodeRepair"),
+                default_spread=default_spread,
                 disruption=disruption_loop.Options(spot_to_spot=settings.gate("SpotToSpotConsolidation")),
             )
         )

@@ -8,14 +8,17 @@ variable); the composition root hands it to every collaborator. Invalid values r
 from __future__ import annotations
 
 import logging
+import pathlib
 from collections.abc import Mapping
 from datetime import timedelta
 from typing import Final
 
 import attrs
+import yaml
 
 from nodesmith import errors
 from nodesmith.api import duration
+from nodesmith.scheduling import defaultspread
 
 __all__ = ["FEATURE_GATES", "Settings"]
 
@@ -23,6 +26,7 @@ FEATURE_GATES: Final = {
     "SpotToSpotConsolidation": False,
     "KarpenterLabelAliases": False,
     "RebalanceReplacement": False,
+    "NodeRepair": False,
 }
 """Known feature gates and their defaults; ``--feature-gates A=true,B=false`` overrides them."""
 
@@ -64,6 +68,9 @@ class Settings:
     feature_gates: Mapping[str, bool] = attrs.field(factory=lambda: dict(FEATURE_GATES))
     provider_settings: Mapping[str, str] = attrs.field(factory=dict)
     identity: str = ""
+    scheduler_config: str | None = None
+    """Path of a ``KubeSchedulerConfiguration`` whose PodTopologySpread defaults the simulation applies to
+    pods without spread constraints (Karpenter's ``--scheduler-config``); unset: no cluster defaults."""
 
     @classmethod
     def from_raw(
@@ -116,6 +123,25 @@ class Settings:
             )
         if not self.cluster_name:
             raise errors.ConfigError("cluster-name", "must not be empty")
+        self.default_spread()
+
+    def default_spread(self) -> defaultspread.DefaultSpread | None:
+        """The cluster-default spread read from ``scheduler_config`` (``None`` when unset); raises
+        ``ConfigError`` when the file is unreadable or kube-scheduler would refuse it."""
+        if not self.scheduler_config:
+            return None
+        try:
+            document = yaml.safe_load(pathlib.Path(self.scheduler_config).read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as err:
+            raise errors.ConfigError(
+                "scheduler-config", f"cannot read {self.scheduler_config}: {err}"
+            ) from err
+        if not isinstance(document, Mapping):
+            raise errors.ConfigError("scheduler-config", "must be a KubeSchedulerConfiguration object")
+        try:
+            return defaultspread.from_scheduler_config(document)
+        except defaultspread.SchedulerConfigError as err:
+            raise errors.ConfigError("scheduler-config", str(err)) from err
 
     @property
     def logging_level(self) -> int:

@@ -13,7 +13,8 @@ Front door::
 Modules, one concept each: ``pods`` (pod dict → :class:`SchedulingPod`), ``taints``, ``hostports``,
 ``volumes``, ``selectors``, ``topologygroup`` / ``topology``, ``preferences`` (relaxation order),
 ``daemonsets`` (overhead per instance type), ``instancetypes`` (masks, fit, ordering, truncation),
-``nodeclaim`` / ``existingnode`` (simulated nodes), ``scheduler`` (the loop), ``results``, ``inputs``.
+``nodeclaim`` / ``existingnode`` (simulated nodes), ``scheduler`` (the loop), ``results``, ``inputs``,
+``defaultspread`` (cluster-default topology spread from the kube-scheduler configuration).
 """
 
 from __future__ import annotations

@@ -26,12 +26,14 @@ from nodesmith.disruption import consolidation, drift, emptiness, marking, multi
 from nodesmith.disruption import pods as disruption_pods
 from nodesmith.disruption import simulate as disruption_simulate
 from nodesmith.disruption.commands import Method, Outcome, Rejection
-from nodesmith.scheduling import inputs, results, scheduler
+from nodesmith.kube import resources
+from nodesmith.scheduling import defaultspread, inputs, results, scheduler
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
 
 __all__ = [
+    "WORKLOAD_RESOURCES",
     "consolidation_simulator",
     "disruption_context",
     "disruption_outcome",
@@ -43,6 +45,7 @@ __all__ = [
     "scheduling_input",
     "templates",
     "usable_nodepools",
+    "with_default_spread",
 ]
 
 Obj: typing.TypeAlias = Mapping[str, typing.Any]
@@ -72,11 +75,12 @@ def remaining_limits(pool: api_nodepool.NodePool, snapshot: Snapshot) -> dict[st
 def templates(
     snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]
 ) -> list[inputs.NodeClaimTemplate]:
-    """One template per usable NodePool that has instance types."""
+    """One template per usable NodePool that has instance types; static NodePools (``spec.replicas``) keep
+    their own count and never launch for pods (their existing nodes still take pods)."""
     out = []
     for pool in usable_nodepools(snapshot):
         types = instance_types.get(pool.name)
-        if not types:
+        if not types or pool.is_static:
             continue
         spec = pool.spec.template.spec
         out.append(
@@ -212,8 +216,12 @@ def scheduling_input(
     snapshot: Snapshot,
     pods: Sequence[Obj],
     instance_types: Mapping[str, Sequence[InstanceType]],
+    default_spread: defaultspread.DefaultSpread | None = None,
 ) -> inputs.SchedulingInput:
-    """Everything one provisioning run needs: the pods to place, the templates, the machines."""
+    """Everything one provisioning run needs: the pods to place, the templates, the machines. With
+    ``default_spread`` (the kube-scheduler's defaults), pods without spread constraints get them here."""
+    if default_spread is not None:
+        pods = with_default_spread(snapshot, pods, default_spread)
     active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
     leaving = [n for n in snapshot.nodes if n.marked_for_deletion or n.deleting]
     return inputs.SchedulingInput(
@@ -231,6 +239,43 @@ def scheduling_input(
         other_nodes=[existing_node(n, snapshot) for n in leaving],
         well_known_labels=snapshot.well_known_labels,
     )
+
+
+WORKLOAD_RESOURCES: typing.Final = (
+    resources.SERVICES,
+    resources.REPLICATIONCONTROLLERS,
+    resources.REPLICASETS,
+    resources.STATEFULSETS,
+)
+"""What deducing a default spread selector reads; watched only when cluster-default spread is configured."""
+
+
+def with_default_spread(
+    snapshot: Snapshot, pods: Sequence[Obj], spread: defaultspread.DefaultSpread
+) -> list[Obj]:
+    """``pods`` with the cluster-default spread constraints, selectors deduced from the Services and
+    controllers in the snapshot (kube-scheduler's ``DefaultSelector``)."""
+    services: dict[str, list[Mapping[str, str] | None]] = {}
+    for service in snapshot.of(resources.SERVICES).values():
+        meta = service.get("metadata") or {}
+        selector = (service.get("spec") or {}).get("selector")
+        services.setdefault(str(meta.get("namespace") or "default"), []).append(selector)
+    owners: dict[tuple[str, str, str, str], Obj] = {}
+    for resource in WORKLOAD_RESOURCES[1:]:
+        for obj in snapshot.of(resource).values():
+            meta = obj.get("metadata") or {}
+            selector = (obj.get("spec") or {}).get("selector")
+            if resource == resources.REPLICATIONCONTROLLERS and selector:
+                selector = {"matchLabels": selector}
+            if selector:
+                key = (
+                    str(meta.get("namespace") or "default"),
+                    resource.api_version,
+                    resource.kind,
+                    str(meta.get("name")),
+                )
+                owners[key] = selector
+    return defaultspread.apply(pods, spread, services, owners)
 
 
 def _namespaced(obj: Obj) -> tuple[str, str]:

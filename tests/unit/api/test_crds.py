@@ -63,7 +63,10 @@ def test_nodepool_crd_names_scope_and_subresources() -> None:
     )
     version = spec["versions"][0]
     assert (version["name"], version["served"], version["storage"]) == ("v1", True, True)
-    assert version["subresources"] == {"status": {}}
+    assert version["subresources"] == {
+        "status": {},
+        "scale": {"specReplicasPath": ".spec.replicas", "statusReplicasPath": ".status.nodes"},
+    }
     columns = [(c["name"], c.get("priority", 0)) for c in version["additionalPrinterColumns"]]
     assert columns == [
         ("NodeClass", 0),

@@ -308,8 +308,27 @@ def test_nulls_are_treated_as_absent_like_the_apiserver_prunes_them() -> None:
 
 
 def test_unknown_fields_are_ignored_like_the_apiserver_prunes_them() -> None:
+    pool = nodepool.NodePool.from_dict(_set(MINIMAL_NODEPOOL, "spec.surprise", 3))
+    assert "surprise" not in pool.to_dict()["spec"]
+
+
+def test_replicas_make_a_static_nodepool_and_round_trip() -> None:
     pool = nodepool.NodePool.from_dict(_set(MINIMAL_NODEPOOL, "spec.replicas", 3))
-    assert "replicas" not in pool.to_dict()["spec"]
+    assert pool.is_static
+    assert pool.spec.replicas == 3
+    assert pool.to_dict()["spec"]["replicas"] == 3
+    assert not nodepool.NodePool.from_dict(MINIMAL_NODEPOOL).is_static
+
+
+def test_a_static_nodepool_may_only_limit_nodes() -> None:
+    static = _set(MINIMAL_NODEPOOL, "spec.replicas", 2)
+    assert nodepool.NodePool.from_dict(_set(static, "spec.limits", {"nodes": "3"})).spec.limits == {
+        "nodes": 3000
+    }
+    with pytest.raises(errors.ValidationError, match="may only limit nodes"):
+        nodepool.NodePool.from_dict(_set(static, "spec.limits", {"cpu": "10"}))
+    with pytest.raises(errors.ValidationError):
+        nodepool.NodePool.from_dict(_set(MINIMAL_NODEPOOL, "spec.replicas", -1))
 
 
 # -- fuzzing: mutate one leaf of a valid manifest, expect success or a ValidationError -------------------

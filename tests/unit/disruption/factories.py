@@ -39,8 +39,9 @@ def nodepool_dict(
     annotations: Mapping[str, str] | None = None,
     template_labels: Mapping[str, str] | None = None,
     requirements: Sequence[Mapping[str, Any]] = (),
+    replicas: int | None = None,
 ) -> dict[str, Any]:
-    return manifests.nodepool_manifest(
+    pool = manifests.nodepool_manifest(
         name,
         annotations=annotations or {},
         requirements=requirements,
@@ -49,6 +50,9 @@ def nodepool_dict(
             policy=policy, consolidate_after=consolidate_after, budgets=budgets
         ),
     )
+    if replicas is not None:
+        pool["spec"]["replicas"] = replicas
+    return pool
 
 
 class Cluster:
