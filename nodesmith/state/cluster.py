@@ -16,6 +16,11 @@ list -- from then on every API Node and NodeClaim is in the state by constructio
 fed synchronously from the informers' events -- and every NodeClaim the state knows has a providerID
 (its launch returned) and no managed Node is waiting for one.
 
+The change feed: after applying each informer event the state
+publishes a `nodesmith.state.changes.Change` (kind and key, never the object) to its subscribers, the
+reconcilers' ``on_change`` methods, subscribed by the composition root. Pods are parsed once here into
+`nodesmith.state.views.PodView`s.
+
 Everything here is synchronous and single-threaded (the informers and reconcilers run on one event
 loop), so no locks; the clock is injected. Objects that cannot be parsed are logged with kind and name
 and skipped; a previously good version of the object stays in place.
