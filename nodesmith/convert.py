@@ -9,10 +9,11 @@ Handled here, following Karpenter's own migration paths (v1alpha5 → v1beta1 �
 * ``karpenter.sh/v1alpha5`` Provisioner → ``nodesmith.io/v1`` NodePool;
 * ``karpenter.sh/v1beta1`` NodePool → v1 semantics; ``karpenter.sh/v1`` NodePool → key renames only.
 
-Node classes belong to providers, so the core knows none: each provider plugin hands a `KarpenterConverter`
-to ``convert_all`` (hook ``nodesmith_karpenter_converter``) that converts its Karpenter group's objects
-(e.g. nodesmith-aws: AWSNodeTemplate and EC2NodeClass), a Provisioner's inline ``spec.provider``, and says
-which kubelet settings its node class keeps. Without the plugin, its objects are reported, not converted.
+Node classes belong to providers, so the core knows none: each provider plugin hands a
+`KarpenterConverter` to ``convert_all`` (hook ``nodesmith_karpenter_converter``) that converts its
+Karpenter group's objects (nodesmith-aws: AWSNodeTemplate and EC2NodeClass; nodesmith-kwok:
+KWOKNodeClass), a Provisioner's inline ``spec.provider``, and says which kubelet settings its node class
+keeps. Without the plugin, its objects are reported, not converted.
 
 Label, annotation, taint and requirement keys are renamed ``karpenter.sh/*`` → ``nodesmith.io/*`` and each
 converter's Karpenter group to its nodesmith group. Kubelet settings live on the node class in v1, so a
@@ -45,8 +46,6 @@ __all__ = [
 ]
 
 KARPENTER_GROUP: Final = "karpenter.sh"
-KARPENTER_KWOK_GROUP: Final = "karpenter.kwok.sh"
-KWOK_GROUP: Final = "kwok.nodesmith.io"
 KARPENTER_DEFAULT_CLASS_GROUP: Final = "karpenter.k8s.aws"
 """The group Karpenter assumes for a v1alpha5/v1beta1 node class reference that names none; whichever
 plugin converts that group receives it."""
@@ -59,7 +58,6 @@ _RENAMED_KEYS: Final = {
 }
 _GROUP_RENAMES: Final = {
     KARPENTER_GROUP: labels.GROUP,
-    KARPENTER_KWOK_GROUP: KWOK_GROUP,
 }
 _DROPPED_METADATA: Final = (
     "uid",
@@ -432,11 +430,6 @@ def _convert_one(d: Mapping[str, Any], ctx: Context) -> list[dict[str, Any]]:
     converter = ctx.converter(group)
     if converter is not None and (converted := converter.convert(d, version, ctx)) is not None:
         return converted
-    if group in (KARPENTER_KWOK_GROUP,) and kind == "KWOKNodeClass":
-        out = copy.deepcopy(dict(d))
-        out["apiVersion"] = f"{KWOK_GROUP}/v1"
-        out["metadata"] = ctx.metadata(d, f"{kind}/{name}")
-        return [out]
     if group in _GROUP_RENAMES or converter is not None:
         ctx.note(
             f"{kind}/{name}",

@@ -16,9 +16,10 @@ from nodesmith.api import nodepool
 from nodesmith.cloudprovider import manager
 from nodesmith_aws import nodeclass
 from nodesmith_aws import plugin as aws_plugin
+from nodesmith_kwok import plugin as kwok_plugin
 
-# The AWS plugin's converter, as `nodesmith convert` receives it: through the plugin hook.
-AWS = manager.Plugins(load_entry_points=False, plugins=[aws_plugin]).karpenter_converters()
+# The providers' converters, as `nodesmith convert` receives them: through the plugin hook.
+AWS = manager.Plugins(load_entry_points=False, plugins=[aws_plugin, kwok_plugin]).karpenter_converters()
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "karpenter"
 # What the getting-started guides' `envsubst` fills in.
@@ -272,6 +273,20 @@ def test_the_aws_conversion_comes_through_the_plugin_hook() -> None:
 def test_core_keys_rename_without_any_plugin() -> None:
     assert convert.rename_key("karpenter.sh/capacity-type") == "nodesmith.io/capacity-type"
     assert convert.rename_key("karpenter.k8s.aws/instance-family") == "karpenter.k8s.aws/instance-family"
+    assert convert.rename_key("karpenter.kwok.sh/kwoknodeclass") == "karpenter.kwok.sh/kwoknodeclass"
+
+
+def test_a_kwok_node_class_comes_through_the_kwok_plugin_hook() -> None:
+    doc = {
+        "apiVersion": "karpenter.kwok.sh/v1alpha1",
+        "kind": "KWOKNodeClass",
+        "metadata": {"name": "default", "labels": {"karpenter.sh/discovery": "demo"}},
+        "spec": {},
+    }
+    (out,) = convert.convert_all([doc], converters=AWS).objects
+    assert out["apiVersion"] == "kwok.nodesmith.io/v1"
+    assert out["metadata"]["labels"] == {"nodesmith.io/discovery": "demo"}
+    assert convert.convert_all([doc]).objects == []
 
 
 def test_cli_reads_files_writes_yaml_and_reports_on_stderr(tmp_path: pathlib.Path) -> None:
