@@ -219,7 +219,8 @@ def convert(
         raise cli_input.fail(f"expected Kubernetes objects, got {type(bad[0]).__name__}")
     options = convert_module.Options(role=role, instance_profile=instance_profile)
     try:
-        result = convert_module.convert_all([d for d in docs if isinstance(d, dict)], options)
+        converters = manager.Plugins.load().karpenter_converters()
+        result = convert_module.convert_all([d for d in docs if isinstance(d, dict)], options, converters)
     except errors.ValidationError as err:
         raise cli_input.fail(str(err)) from err
     header = "".join(f"# {note}\n" for note in result.notes)

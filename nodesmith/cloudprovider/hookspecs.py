@@ -16,7 +16,8 @@ lives on the object a hook returns (a provider implements the async
 Who implements what:
 
 * a **cloud provider** (``nodesmith-aws``, ``nodesmith-kwok``, a third party's): ``nodesmith_provider_names``,
-  ``nodesmith_cloud_provider``, usually ``nodesmith_crds`` and ``nodesmith_well_known_labels``;
+  ``nodesmith_cloud_provider``, usually ``nodesmith_crds`` and ``nodesmith_well_known_labels``, and
+  ``nodesmith_karpenter_converter`` when Karpenter has a node class it converts;
 * an **extension plugin** (price overlays, notifications, audit): ``nodesmith_adjust_instance_types``,
   ``nodesmith_observe_decision``.
 """
@@ -31,6 +32,7 @@ import pluggy
 if TYPE_CHECKING:
     from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
     from nodesmith.cloudprovider.types import InstanceType
+    from nodesmith.convert import KarpenterConverter
 
 __all__ = ["PROJECT_NAME", "hookimpl", "hookspec"]
 
@@ -85,6 +87,17 @@ def nodesmith_well_known_labels() -> Sequence[str]:
     ``nodesmith.api.labels.CORE_WELL_KNOWN_LABELS``, and that value travels in the cluster state's
     snapshots and the scheduling inputs (and in snapshot files), so a pod may require them even though a
     NodePool does not mention them.
+    """
+    raise NotImplementedError
+
+
+@hookspec
+def nodesmith_karpenter_converter() -> KarpenterConverter:
+    """Return the converter of this provider's Karpenter objects for ``nodesmith convert``.
+
+    Called for every plugin; the core converts Karpenter's own NodePools and Provisioners and hands each
+    object of the converter's ``karpenter_group`` (its node classes), a Provisioner's inline provider and
+    the kubelet settings bound for its node class to it (see `nodesmith.convert.KarpenterConverter`).
     """
     raise NotImplementedError
 

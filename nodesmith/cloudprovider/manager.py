@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import types
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -20,6 +20,9 @@ from nodesmith.api import labels
 from nodesmith.api.nodepool import NodePool
 from nodesmith.cloudprovider import hookspecs, protocol
 from nodesmith.cloudprovider.types import InstanceType
+
+if TYPE_CHECKING:
+    from nodesmith.convert import KarpenterConverter
 
 __all__ = ["Plugins"]
 
@@ -109,6 +112,11 @@ class Plugins:
         cluster state, so each decision (and each snapshot file) carries it."""
         declared = {key for keys in self.pm.hook.nodesmith_well_known_labels() for key in keys}
         return labels.CORE_WELL_KNOWN_LABELS | declared
+
+    def karpenter_converters(self) -> list[KarpenterConverter]:
+        """Every plugin's converter of its Karpenter objects (`nodesmith.convert.KarpenterConverter`),
+        what ``nodesmith convert`` passes to ``convert_all``."""
+        return list(self.pm.hook.nodesmith_karpenter_converter())
 
     # -- extension hooks ---------------------------------------------------------------------------
 

@@ -1,12 +1,15 @@
 """The composition root: builds every reconciler from the shared collaborators, once.
 
 Called by the runtime after the cluster state, kube client and provider exist; returns a flat list the
-runtime starts while leading. Nothing else constructs reconcilers or reaches for globals.
+runtime starts while leading. Nothing else constructs reconcilers or reaches for globals. It is also
+where every reconciler that hears of changes is subscribed to the cluster state's one change feed
+(`listen`), the same way for each.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 
 import attrs
 
@@ -34,9 +37,10 @@ from nodesmith.reconcilers import (
 from nodesmith.reconcilers import disruption as disruption_loop
 from nodesmith.scheduling import defaultspread
 from nodesmith.state import capacity_backoff
+from nodesmith.state.changes import Listener
 from nodesmith.state.cluster import ClusterState
 
-__all__ = ["Collaborators", "build"]
+__all__ = ["Collaborators", "build", "listen"]
 
 
 @attrs.frozen(slots=True, kw_only=True)
@@ -62,33 +66,46 @@ class Collaborators:
 
 
 def build(collaborators: Collaborators) -> list[Reconciler]:
-    """Every reconciler, in start order."""
+    """Every reconciler, in start order, those that hear of changes subscribed to the state's feed."""
     c = collaborators
     provider = instrumented.InstrumentedProvider(c.provider)
     queue = orchestration.Orchestrator(
         c.kube, c.state, c.events, c.clock, min_timeout=c.disruption.queue_timeout
     )
     backoff = capacity_backoff.CapacityBackoff()
+    provisioning = provisioner.Provisioner(
+        kube=c.kube,
+        state=c.state,
+        provider=provider,
+        plugins=c.plugins,
+        events=c.events,
+        clock=c.clock,
+        batch_idle=c.batch_idle,
+        batch_max=c.batch_max,
+        backoff=backoff,
+        default_spread=c.default_spread,
+    )
+    claim_lifecycle = lifecycle.LifecycleReconciler(
+        c.kube, c.state, provider, c.events, c.clock, backoff=backoff
+    )
+    claim_termination = nodeclaim_termination.NodeClaimTerminationReconciler(
+        c.kube, c.state, provider, c.events, c.clock
+    )
+    node_termination = termination.TerminationReconciler(c.kube, c.state, provider, c.events, c.clock)
+    pool_status = nodepool_status.NodePoolStatusReconciler(
+        c.kube, c.state, c.clock, budget_history=queue.history, backoff=backoff
+    )
+    marking = nodeclaim_marking.NodeClaimMarking(c.kube, c.state, provider, c.plugins, c.events, c.clock)
+    listen(
+        c.state, [provisioning, claim_lifecycle, claim_termination, node_termination, pool_status, marking]
+    )
     reconcilers: list[Reconciler] = [
-        provisioner.Provisioner(
-            kube=c.kube,
-            state=c.state,
-            provider=provider,
-            plugins=c.plugins,
-            events=c.events,
-            clock=c.clock,
-            batch_idle=c.batch_idle,
-            batch_max=c.batch_max,
-            backoff=backoff,
-            default_spread=c.default_spread,
-        ),
-        lifecycle.LifecycleReconciler(c.kube, c.state, provider, c.events, c.clock, backoff=backoff),
-        nodeclaim_termination.NodeClaimTerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
-        termination.TerminationReconciler(c.kube, c.state, provider, c.events, c.clock),
+        provisioning,
+        claim_lifecycle,
+        claim_termination,
+        node_termination,
         garbagecollection.GarbageCollector(c.kube, c.state, provider, c.events, c.clock),
-        nodepool_status.NodePoolStatusReconciler(
-            c.kube, c.state, c.clock, budget_history=queue.history, backoff=backoff
-        ),
+        pool_status,
         staticcapacity.StaticCapacity(c.kube, c.state, c.events, c.clock),
         cost.CostReconciler(c.state, provider, c.plugins, c.clock),
         interruption.Interruption(
@@ -98,10 +115,17 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
     if c.node_repair:
         reconcilers.append(noderepair.NodeRepair(c.kube, c.state, provider, c.events, c.clock))
     reconcilers += [
-        nodeclaim_marking.NodeClaimMarking(c.kube, c.state, provider, c.plugins, c.events, c.clock),
+        marking,
         queue,
         disruption_loop.Disruption(
             c.kube, c.state, provider, c.plugins, c.events, c.clock, queue, options=c.disruption
         ),
     ]
     return reconcilers
+
+
+def listen(state: ClusterState, listeners: Iterable[Listener]) -> None:
+    """Subscribe each listener's ``on_change`` to ``state``'s change feed: how every reconciler hears of
+    changes (tests that build reconcilers by hand wire them with this too)."""
+    for listener in listeners:
+        state.subscribe(listener.on_change)

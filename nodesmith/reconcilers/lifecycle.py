@@ -35,6 +35,7 @@ from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
 from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state import capacity_backoff
+from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["LAUNCH_CACHE_TTL", "LifecycleReconciler"]
@@ -90,19 +91,25 @@ class LifecycleReconciler:
     def _queue(self) -> WorkQueue[str]:
         return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
+    poller: statepoll.Poller[str] = attrs.field(init=False)
+
+    @poller.default
+    def _poller(self) -> statepoll.Poller[str]:
+        return statepoll.Poller(
+            self.state, statepoll.NODECLAIMS, self.queue.add, self.clock, self.poll_interval
+        )
+
+    def on_change(self, change: Change) -> None:
+        """Subscribed to the cluster state by the composition root."""
+        self.poller.on_change(change)
+
     @property
     def name(self) -> str:
         return "nodeclaim.lifecycle"
 
     async def run(self) -> None:
         """Reconcile NodeClaims as they change, until cancelled."""
-        await statepoll.drive(
-            self.queue,
-            self.state,
-            statepoll.nodeclaim_versions,
-            clock=self.clock,
-            interval=self.poll_interval,
-        )
+        await statepoll.drive(self.queue, self.poller)
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""

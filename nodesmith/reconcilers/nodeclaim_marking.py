@@ -1,17 +1,16 @@
 """NodeClaim marking: ``Drifted`` and ``Consolidatable`` conditions, ``status.lastPodEventTime``, and
 expiration (Karpenter's ``nodeclaim/disruption``, ``nodeclaim/podevents`` and ``nodeclaim/expiration``).
 
-Per NodeClaim, through a keyed work queue. It hears of changes through the cluster state's
-subscription: a NodeClaim or its Node changed, its NodePool changed (every claim of the pool), or a pod
-came to, left, finished or started terminating on its node. The verdicts are pure
+Per NodeClaim, through a keyed work queue. It hears of changes through the cluster state's change feed
+(``on_change``): a NodeClaim or its Node changed, its NodePool changed (every claim of the pool, found in
+the state), or a pod came to, left, finished or started terminating on its node (the change's
+`nodesmith.state.changes.PodMove`). The verdicts are pure
 (`nodesmith.disruption.marking`); this module reads the instance types (cached a minute per NodePool)
 and the provider's ``is_drifted`` (cached five minutes per NodeClaim) and writes.
 
 ``lastPodEventTime`` is stamped here rather than derived from state, because a pod that left is no
-longer in the state: every non-DaemonSet pod bound to a node is remembered by a small fingerprint
-(node, terminal, terminating); a change of fingerprint or a deletion is a pod event at *now*; a pod seen
-for the first time counts from its ``PodScheduled`` transition (so a restart does not reset every
-node's timer). Writes are deduplicated (at most one per NodeClaim per 10 s, like Karpenter), so pod
+longer in the state: a pod event is at *now*, except a pod that arrived on its node, which counts from its
+``PodScheduled`` transition (so a restart does not reset every node's timer). Writes are deduplicated (at most one per NodeClaim per 10 s, like Karpenter), so pod
 churn does not turn into a status write per pod. Expiration is forceful: the NodeClaim is deleted
 without budgets once ``creationTimestamp + expireAfter`` has passed; termination drains it.
 """
@@ -26,7 +25,7 @@ from typing import Any, Final
 import attrs
 
 from nodesmith import errors, metrics
-from nodesmith.api import conditions, labels, meta
+from nodesmith.api import conditions, meta
 from nodesmith.api import nodeclaim as api_nodeclaim
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.clock import Clock
@@ -39,13 +38,13 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers.queues import WorkQueue
+from nodesmith.state.changes import Change, PodMove
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["NodeClaimMarking", "clear_condition", "set_condition"]
 
 log = logging.getLogger(__name__)
 
-Obj = Mapping[str, Any]
 
 POD_EVENT_DEDUPE: Final = dt.timedelta(seconds=10)
 DRIFT_RECHECK: Final = 300.0
@@ -112,28 +111,6 @@ def clear_condition(obj: dict[str, Any], condition_type: str) -> bool:
     return True
 
 
-def _pod_fingerprint(pod: Obj) -> tuple[str, bool, bool] | None:
-    spec = pod.get("spec") or {}
-    node = spec.get("nodeName")
-    if not node:
-        return None
-    pod_meta = pod.get("metadata") or {}
-    if any(o.get("kind") == "DaemonSet" for o in pod_meta.get("ownerReferences") or ()):
-        return None
-    phase = (pod.get("status") or {}).get("phase")
-    return (str(node), phase in ("Succeeded", "Failed"), bool(pod_meta.get("deletionTimestamp")))
-
-
-def _scheduled_at(pod: Obj) -> dt.datetime | None:
-    for condition in (pod.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "PodScheduled" and condition.get("lastTransitionTime"):
-            try:
-                return meta.parse_time(str(condition["lastTransitionTime"]), "lastTransitionTime")
-            except ValueError:
-                return None
-    return None
-
-
 @attrs.define
 class NodeClaimMarking:
     """Per-NodeClaim marking and expiration; build through ``controllers.build``."""
@@ -147,52 +124,36 @@ class NodeClaimMarking:
     workers: int = 8
     name: str = "nodeclaim.marking"
     _queue: WorkQueue[str] = attrs.field(init=False)
-    _pools: dict[str, api_nodepool.NodePool] = attrs.field(init=False, factory=dict)
-    _claims_by_pool: dict[str, set[str]] = attrs.field(init=False, factory=dict)
-    _pods: dict[str, tuple[str, bool, bool]] = attrs.field(init=False, factory=dict)
     _pod_events: dict[str, dt.datetime] = attrs.field(init=False, factory=dict)
     _instance_types: dict[str, tuple[float, Sequence[InstanceType]]] = attrs.field(init=False, factory=dict)
     _provider_drift: dict[str, tuple[float, str | None]] = attrs.field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         self._queue = WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
-        self.state.subscribe(self._on_change)
 
     async def run(self) -> None:
         await self._queue.run()
 
     # -- hearing of changes --------------------------------------------------------------------------
 
-    def _on_change(self, resource: resources.Resource, obj: Obj, deleted: bool) -> None:
-        if resource == resources.PODS:
-            self._on_pod(obj, deleted)
-        elif resource == resources.NODECLAIMS:
-            name = str(obj["metadata"]["name"])
-            pool = (obj["metadata"].get("labels") or {}).get(labels.LABEL_NODEPOOL)
-            if deleted:
-                self._pod_events.pop(name, None)
-                self._provider_drift.pop(name, None)
-                if pool:
-                    self._claims_by_pool.get(pool, set()).discard(name)
+    def on_change(self, change: Change) -> None:
+        """Subscribed to the cluster state by the composition root."""
+        if change.resource == resources.PODS:
+            if change.pod_move is not None:
+                self._on_pod(change.key, change.pod_move)
+        elif change.resource == resources.NODECLAIMS:
+            if change.deleted:
+                self._pod_events.pop(change.key, None)
+                self._provider_drift.pop(change.key, None)
                 return
-            if pool:
-                self._claims_by_pool.setdefault(pool, set()).add(name)
-            self._queue.add(name)
-        elif resource == resources.NODEPOOLS:
-            name = str(obj["metadata"]["name"])
-            self._instance_types.pop(name, None)
-            if deleted:
-                self._pools.pop(name, None)
-            else:
-                try:
-                    self._pools[name] = api_nodepool.NodePool.from_dict(obj)
-                except errors.ValidationError:
-                    return
-            for claim in self._claims_by_pool.get(name, ()):
+            self._queue.add(change.key)
+        elif change.resource == resources.NODEPOOLS:
+            self._instance_types.pop(change.key, None)
+            for claim in self.state.nodeclaims_of(change.key):
                 self._provider_drift.pop(claim, None)
                 self._queue.add(claim)
-        elif resource == resources.NODES and not deleted:
-            owner = self._claim_of_node(str(obj["metadata"]["name"]))
+        elif change.resource == resources.NODES and not change.deleted:
+            owner = self._claim_of_node(change.key)
             if owner is not None:
                 self._queue.add(owner)
 
@@ -201,22 +162,13 @@ class NodeClaimMarking:
         node = self.state.state_node(key) if key else None
         return node.nodeclaim.name if node is not None and node.nodeclaim is not None else None
 
-    def _on_pod(self, pod: Obj, deleted: bool) -> None:
-        key = f"{pod['metadata'].get('namespace')}/{pod['metadata']['name']}"
-        previous = self._pods.get(key)
-        current = None if deleted else _pod_fingerprint(pod)
-        if current == previous:
-            return
-        if current is None:
-            self._pods.pop(key, None)
-        else:
-            self._pods[key] = current
+    def _on_pod(self, key: str, move: PodMove) -> None:
         when = self.clock.now()
-        if previous is None and current is not None and not current[1] and not current[2]:
-            when = min(when, _scheduled_at(pod) or when)
-        for fingerprint in {previous, current} - {None}:
-            assert fingerprint is not None
-            claim = self._claim_of_node(fingerprint[0])
+        if move.arrived:
+            pod = self.state.pod(key)
+            when = min(when, (pod.scheduled_at if pod is not None else None) or when)
+        for node in move.nodes:
+            claim = self._claim_of_node(node)
             if claim is None:
                 continue
             if claim not in self._pod_events or self._pod_events[claim] < when:
@@ -263,7 +215,7 @@ class NodeClaimMarking:
         expires = marking.expires_at(claim)
         recheck = [DRIFT_RECHECK] + ([(expires - now).total_seconds()] if expires is not None else [])
         # 3. Not launched or its NodePool unknown → look again soon.
-        pool = self._pools.get(claim.nodepool_name or "")
+        pool = self.state.nodepool(claim.nodepool_name or "")
         if pool is None or not claim.is_true(conditions.ConditionType.LAUNCHED):
             return min([NOT_LAUNCHED_RECHECK, *recheck])
         # 4. Drift: the pure checks, then the provider's.
@@ -345,7 +297,7 @@ class NodeClaimMarking:
             return True
         return stamp is not None
 
-    async def _expire(self, claim: api_nodeclaim.NodeClaim, node: Obj | None) -> None:
+    async def _expire(self, claim: api_nodeclaim.NodeClaim, node: Mapping[str, Any] | None) -> None:
         try:
             await self.kube.delete(resources.NODECLAIMS, claim.name, uid=claim.metadata.uid)
         except (kube_errors.NotFoundError, kube_errors.ConflictError):

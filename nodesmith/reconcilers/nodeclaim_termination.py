@@ -29,6 +29,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
 from nodesmith.reconcilers.queues import WorkQueue
+from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["NodeClaimTerminationReconciler"]
@@ -59,19 +60,25 @@ class NodeClaimTerminationReconciler:
     def _queue(self) -> WorkQueue[str]:
         return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
+    poller: statepoll.Poller[str] = attrs.field(init=False)
+
+    @poller.default
+    def _poller(self) -> statepoll.Poller[str]:
+        return statepoll.Poller(
+            self.state, statepoll.NODECLAIMS, self.queue.add, self.clock, self.poll_interval
+        )
+
+    def on_change(self, change: Change) -> None:
+        """Subscribed to the cluster state by the composition root."""
+        self.poller.on_change(change)
+
     @property
     def name(self) -> str:
         return "nodeclaim.termination"
 
     async def run(self) -> None:
         """Finalize deleted NodeClaims as they change, until cancelled."""
-        await statepoll.drive(
-            self.queue,
-            self.state,
-            statepoll.nodeclaim_versions,
-            clock=self.clock,
-            interval=self.poll_interval,
-        )
+        await statepoll.drive(self.queue, self.poller)
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""

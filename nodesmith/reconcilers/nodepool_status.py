@@ -32,6 +32,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.reconcilers import statepoll
 from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state import capacity_backoff
+from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
@@ -92,6 +93,18 @@ class NodePoolStatusReconciler:
     def _queue(self) -> WorkQueue[str]:
         return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
+    poller: statepoll.Poller[str] = attrs.field(init=False)
+
+    @poller.default
+    def _poller(self) -> statepoll.Poller[str]:
+        return statepoll.Poller(
+            self.state, statepoll.NODEPOOLS, self.queue.add, self.clock, self.poll_interval
+        )
+
+    def on_change(self, change: Change) -> None:
+        """Subscribed to the cluster state by the composition root."""
+        self.poller.on_change(change)
+
     @property
     def name(self) -> str:
         return "nodepool.status"
@@ -100,13 +113,7 @@ class NodePoolStatusReconciler:
         """Keep every NodePool's status current, until cancelled (then stop reporting usage: another
         replica takes over)."""
         try:
-            await statepoll.drive(
-                self.queue,
-                self.state,
-                statepoll.nodepool_versions,
-                clock=self.clock,
-                interval=self.poll_interval,
-            )
+            await statepoll.drive(self.queue, self.poller)
         finally:
             metrics.NODEPOOLS_USAGE.clear()
 

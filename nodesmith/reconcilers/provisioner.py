@@ -35,8 +35,8 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers.queues import Batcher
 from nodesmith.scheduling import defaultspread, results, scheduler
-from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state import capacity_backoff, simulation
+from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
@@ -114,12 +114,15 @@ class Provisioner:
         self._batcher = Batcher(
             self.batch_idle.total_seconds(), self.batch_max.total_seconds(), clock=self.clock
         )
-        self.state.subscribe(self._on_change)
 
-    def _on_change(self, resource: resources.Resource, obj: Mapping[str, Any], deleted: bool) -> None:
-        if (resource == resources.PODS and not deleted and scheduling_pods.is_provisionable(obj)) or (
-            resource in (resources.NODEPOOLS, resources.NODECLAIMS) and deleted
-        ):
+    def on_change(self, change: Change) -> None:
+        """Subscribed to the cluster state by the composition root: a provisionable pod, or a NodePool or
+        NodeClaim gone, starts (or extends) a batch."""
+        if change.resource == resources.PODS and not change.deleted:
+            pod = self.state.pod(change.key)
+            if pod is not None and pod.provisionable:
+                self._batcher.trigger()
+        elif change.resource in (resources.NODEPOOLS, resources.NODECLAIMS) and change.deleted:
             self._batcher.trigger()
 
     async def run(self) -> None:

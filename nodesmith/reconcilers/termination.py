@@ -42,6 +42,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
 from nodesmith.reconcilers.queues import WorkQueue
+from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 
 __all__ = ["MIN_DRAIN_TIME", "TerminationReconciler"]
@@ -97,15 +98,25 @@ class TerminationReconciler:
     def _queue(self) -> WorkQueue[str]:
         return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
 
+    poller: statepoll.Poller[str] = attrs.field(init=False)
+
+    @poller.default
+    def _poller(self) -> statepoll.Poller[str]:
+        return statepoll.Poller(
+            self.state, statepoll.DELETING_NODES, self.queue.add, self.clock, self.poll_interval
+        )
+
+    def on_change(self, change: Change) -> None:
+        """Subscribed to the cluster state by the composition root."""
+        self.poller.on_change(change)
+
     @property
     def name(self) -> str:
         return "node.termination"
 
     async def run(self) -> None:
         """Terminate deleted Nodes as they change, until cancelled."""
-        await statepoll.drive(
-            self.queue, self.state, statepoll.node_versions, clock=self.clock, interval=self.poll_interval
-        )
+        await statepoll.drive(self.queue, self.poller)
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the Node ``name``; returns seconds to requeue after, or ``None``."""

@@ -16,6 +16,11 @@ list -- from then on every API Node and NodeClaim is in the state by constructio
 fed synchronously from the informers' events -- and every NodeClaim the state knows has a providerID
 (its launch returned) and no managed Node is waiting for one.
 
+The change feed: after applying each informer event the state
+publishes a `nodesmith.state.changes.Change` (kind and key, never the object) to its subscribers, the
+reconcilers' ``on_change`` methods, subscribed by the composition root. Pods are parsed once here into
+`nodesmith.state.views.PodView`s.
+
 Everything here is synchronous and single-threaded (the informers and reconcilers run on one event
 loop), so no locks; the clock is injected. Objects that cannot be parsed are logged with kind and name
 and skipped; a previously good version of the object stays in place.
@@ -35,7 +40,9 @@ from nodesmith.api import nodeclaim as api_nodeclaim
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.kube import resources
 from nodesmith.state import podindex, statenode
+from nodesmith.state.changes import Change, PodMove
 from nodesmith.state.snapshot import Snapshot, frozen_mapping
+from nodesmith.state.views import PodView
 
 __all__ = ["CONSOLIDATION_REFRESH", "ClusterState", "object_key"]
 
@@ -47,8 +54,8 @@ Obj: typing.TypeAlias = Mapping[str, typing.Any]
 #: re-evaluates even when nothing it can see changed (say, an instance type became available).
 CONSOLIDATION_REFRESH = dt.timedelta(minutes=5)
 
-Subscriber: typing.TypeAlias = Callable[[resources.Resource, Obj, bool], None]
-"""``(resource, object, deleted)``: told of every applied informer event (see `ClusterState.subscribe`)."""
+Subscriber: typing.TypeAlias = Callable[[Change], None]
+"""Told of every applied informer event (see `ClusterState.subscribe`)."""
 
 #: What a malformed object can raise while being parsed.
 PARSE_ERRORS: tuple[type[Exception], ...] = (
@@ -100,16 +107,18 @@ class ClusterState:
         self._subscribers: list[Subscriber] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
-        """Call ``subscriber(resource, obj, deleted)`` after every informer event has been applied.
+        """Call ``subscriber(change)`` (`nodesmith.state.changes.Change`) after every informer event has
+        been applied.
 
-        How reconcilers learn that something changed without polling: they enqueue keys and return at
-        once (a subscriber runs on the informer's path; one that raises is logged and skipped)."""
+        The one way reconcilers learn that something changed: they read what they need from the state,
+        enqueue keys and return at once (a subscriber runs on the informer's path; one that raises is
+        logged and skipped). The composition root subscribes every reconciler's ``on_change``."""
         self._subscribers.append(subscriber)
 
-    def _notify(self, resource: resources.Resource, obj: Obj, deleted: bool) -> None:
+    def _notify(self, change: Change) -> None:
         for subscriber in self._subscribers:
             try:
-                subscriber(resource, obj, deleted)
+                subscriber(change)
             except Exception:
                 log.exception("state subscriber %r failed", subscriber)
 
@@ -118,13 +127,16 @@ class ClusterState:
     def on_upsert(self, resource: resources.Resource, obj: Obj, old: Obj | None = None) -> None:
         """An object was added or changed (or found in a relist)."""
         name = _describe(obj)
+        pod_move = None
         try:
             if resource == resources.NODES:
                 self.update_node(obj)
             elif resource == resources.NODECLAIMS:
                 self.update_nodeclaim(obj)
             elif resource == resources.PODS:
-                self.update_pod(obj)
+                pod = PodView.parse(obj)
+                pod_move = _pod_move(self._pods.views.get(pod.key), pod)
+                self.update_pod(pod)
             elif resource == resources.NODEPOOLS:
                 self._update_nodepool(obj)
             else:
@@ -134,7 +146,7 @@ class ClusterState:
             log.warning("skipping malformed %s %s: %s", resource.kind, name, err)
             return
         self._malformed.get(resource, set()).discard(name)
-        self._notify(resource, obj, False)
+        self._notify(Change(resource, name, pod_move=pod_move))
 
     def on_delete(self, resource: resources.Resource, obj: Obj) -> None:
         """An object is gone (watch DELETED, or absent from a relist)."""
@@ -144,11 +156,13 @@ class ClusterState:
             log.warning("skipping malformed %s deletion: %s", resource.kind, err)
             return
         self._malformed.get(resource, set()).discard(key)
+        pod_move = None
         if resource == resources.NODES:
             self.delete_node(key)
         elif resource == resources.NODECLAIMS:
             self.delete_nodeclaim(key)
         elif resource == resources.PODS:
+            pod_move = _pod_move(self._pods.views.get(key), None)
             self.delete_pod(key)
         elif resource == resources.NODEPOOLS:
             self._objects.get(resource, {}).pop(key, None)
@@ -156,7 +170,7 @@ class ClusterState:
                 self.mark_unconsolidated()
         else:
             self._objects.get(resource, {}).pop(key, None)
-        self._notify(resource, obj, True)
+        self._notify(Change(resource, key, deleted=True, pod_move=pod_move))
 
     def on_synced(self, resource: resources.Resource) -> None:
         """The informer of ``resource`` finished its first list."""
@@ -258,7 +272,7 @@ class ClusterState:
 
     # -- pods and other objects ------------------------------------------------------------------
 
-    def update_pod(self, pod: Obj) -> None:
+    def update_pod(self, pod: PodView) -> None:
         changed = self._pods.upsert(pod)
         if changed:
             self._dirty_names |= changed
@@ -360,6 +374,32 @@ class ClusterState:
     def key_for_nodeclaim(self, name: str) -> str | None:
         return self._claim_slot.get(name)
 
+    def node_names(self) -> list[str]:
+        """Names of the Nodes the state holds (a managed Node still waiting for its providerID excluded)."""
+        return list(self._node_slot)
+
+    def nodeclaim_names(self) -> list[str]:
+        return list(self._claim_slot)
+
+    def nodeclaims_of(self, nodepool: str) -> list[str]:
+        """Names of the NodeClaims labelled with the NodePool ``nodepool``."""
+        return [
+            name
+            for name, key in self._claim_slot.items()
+            if (claim := self._slots[key].nodeclaim) is not None and claim.nodepool_name == nodepool
+        ]
+
+    def nodepool(self, name: str) -> api_nodepool.NodePool | None:
+        """The last NodePool ``name`` that parsed, while it exists."""
+        return self._nodepools.get(name)
+
+    def nodepool_names(self) -> list[str]:
+        return list(self._nodepools)
+
+    def pod(self, key: str) -> PodView | None:
+        """The pod at ``namespace/name``, as last seen."""
+        return self._pods.views.get(key)
+
     def _view(self, slot: statenode.Slot) -> statenode.StateNode:
         name = slot.node_name
         if slot.view is None or (name is not None and name in self._dirty_names):
@@ -409,6 +449,22 @@ def _describe(obj: Obj) -> str:
         return object_key(obj)
     except (KeyError, TypeError, AttributeError):
         return "<unnamed>"
+
+
+def _workload_fingerprint(pod: PodView | None) -> tuple[str, bool, bool] | None:
+    """(node, terminal, terminating) of a bound non-DaemonSet pod; None for anything else."""
+    if pod is None or pod.node_name is None or pod.owned_by_daemonset:
+        return None
+    return (pod.node_name, pod.terminal, pod.terminating)
+
+
+def _pod_move(previous: PodView | None, current: PodView | None) -> PodMove | None:
+    before, after = _workload_fingerprint(previous), _workload_fingerprint(current)
+    if before == after:
+        return None
+    nodes = frozenset(f[0] for f in (before, after) if f is not None)
+    arrived = before is None and after is not None and not after[1] and not after[2]
+    return PodMove(nodes, arrived)
 
 
 def _consolidation_relevant(old: Mapping[str, str], new: Mapping[str, str]) -> bool:

@@ -1,11 +1,10 @@
 """The pod side of the cluster state: every pod, pods by node, requests per node, daemonset pods, and
 the inverse anti-affinity index -- all maintained incrementally, one event at a time.
 
-Fed by `nodesmith.state.cluster.ClusterState` (which receives Pod events from the informer and passes
-each pod dict here); consumed by ClusterState's `StateNode` views and snapshots. Requests are computed
-with `nodesmith.scheduling.pods.pod_requests` (the Kubernetes ``PodRequests`` formula, plus
-``pods: 1``) when a pod is added, and subtracted again by recomputing them from the stored dict when it
-changes or goes, so nothing per pod is kept beyond the dict itself and a few index slots.
+Fed by `nodesmith.state.cluster.ClusterState` (which receives Pod events from the informer and parses
+each pod once into a `nodesmith.state.views.PodView`); consumed by ClusterState's `StateNode` views and
+snapshots. Requests (the Kubernetes ``PodRequests`` formula, plus ``pods: 1``) come parsed with the view,
+added when a pod comes and subtracted from the stored view when it changes or goes.
 
 What counts against a node (Karpenter's ``state.Cluster.updateNodeUsageFromPod``): every pod bound to
 it (``spec.nodeName``) that is not terminal (phase Succeeded/Failed); terminating pods still count until
@@ -18,47 +17,9 @@ import typing
 from collections.abc import Mapping
 
 from nodesmith.api import quantity
-from nodesmith.scheduling import pods as scheduling_pods
+from nodesmith.state.views import PodView
 
-__all__ = [
-    "PodIndex",
-    "daemonset_of",
-    "has_required_anti_affinity",
-    "is_terminal",
-    "pod_key",
-]
-
-Obj: typing.TypeAlias = Mapping[str, typing.Any]
-
-
-def pod_key(pod: Obj) -> str:
-    """``namespace/name``."""
-    meta = pod["metadata"]
-    return f"{meta.get('namespace') or 'default'}/{meta['name']}"
-
-
-def is_terminal(pod: Obj) -> bool:
-    return (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed")
-
-
-def daemonset_of(pod: Obj) -> str | None:
-    """``namespace/name`` of the DaemonSet controlling ``pod``, if any."""
-    meta = pod.get("metadata") or {}
-    for owner in meta.get("ownerReferences") or ():
-        if owner.get("kind") == "DaemonSet" and owner.get("controller", True):
-            return f"{meta.get('namespace') or 'default'}/{owner.get('name')}"
-    return None
-
-
-def has_required_anti_affinity(pod: Obj) -> bool:
-    anti = ((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
-    return bool(anti.get("requiredDuringSchedulingIgnoredDuringExecution"))
-
-
-def _node_of(pod: Obj) -> str | None:
-    """The node the pod counts against, or None (unbound or terminal)."""
-    node = (pod.get("spec") or {}).get("nodeName")
-    return str(node) if node and not is_terminal(pod) else None
+__all__ = ["PodIndex"]
 
 
 def _add_into(target: dict[str, int], values: Mapping[str, int], sign: int) -> None:
@@ -72,44 +33,44 @@ def _add_into(target: dict[str, int], values: Mapping[str, int], sign: int) -> N
 
 @typing.final
 class PodIndex:
-    """Pods and their per-node aggregates; `upsert`/`delete` return the node names whose view changed."""
+    """Pods and their per-node aggregates; `upsert`/`delete` return the node names whose view changed.
+
+    ``views`` holds each pod as parsed (`PodView`); the other maps hold the informer's dicts, which
+    snapshots hand to the simulation."""
 
     def __init__(self) -> None:
-        self.pods: dict[str, Obj] = {}
-        self.unbound: dict[str, Obj] = {}
-        self.by_node: dict[str, dict[str, Obj]] = {}
+        self.views: dict[str, PodView] = {}
+        self.pods: dict[str, Mapping[str, typing.Any]] = {}
+        self.unbound: dict[str, Mapping[str, typing.Any]] = {}
+        self.by_node: dict[str, dict[str, Mapping[str, typing.Any]]] = {}
         self.requests: dict[str, dict[str, int]] = {}
         self.daemonset_requests: dict[str, dict[str, int]] = {}
-        self.daemonset_pods: dict[str, dict[str, Obj]] = {}
-        self.anti_affinity: dict[str, Obj] = {}
+        self.daemonset_pods: dict[str, dict[str, PodView]] = {}
+        self.anti_affinity: dict[str, Mapping[str, typing.Any]] = {}
         self.anti_affinity_by_topology: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self.pods)
 
-    def upsert(self, pod: Obj) -> set[str]:
-        """Add or replace ``pod``. Raises ``ValueError``/``KeyError`` (``QuantityError`` is a
-        ``ValueError``) before changing anything if it cannot be parsed."""
-        key = pod_key(pod)
-        node = _node_of(pod)
-        requests = scheduling_pods.pod_requests(pod.get("spec") or {}) if node else {}
-        anti_terms = _anti_affinity_topologies(pod) if node and has_required_anti_affinity(pod) else ()
+    def upsert(self, pod: PodView) -> set[str]:
+        """Add or replace ``pod`` (parsed already, so this cannot fail halfway)."""
+        key = pod.key
+        node = pod.counts_on
         changed = self._remove(key)
-        self.pods[key] = pod
-        spec = pod.get("spec") or {}
-        if not spec.get("nodeName") and not is_terminal(pod):
-            self.unbound[key] = pod
-        daemonset = daemonset_of(pod)
-        if daemonset is not None:
-            self.daemonset_pods.setdefault(daemonset, {})[key] = pod
+        self.views[key] = pod
+        self.pods[key] = pod.body
+        if not pod.node_name and not pod.terminal:
+            self.unbound[key] = pod.body
+        if pod.daemonset is not None:
+            self.daemonset_pods.setdefault(pod.daemonset, {})[key] = pod
         if node is not None:
-            self.by_node.setdefault(node, {})[key] = pod
-            _add_into(self.requests.setdefault(node, {}), requests, +1)
-            if daemonset is not None:
-                _add_into(self.daemonset_requests.setdefault(node, {}), requests, +1)
-            if anti_terms:
-                self.anti_affinity[key] = pod
-                for topology in anti_terms:
+            self.by_node.setdefault(node, {})[key] = pod.body
+            _add_into(self.requests.setdefault(node, {}), pod.requests, +1)
+            if pod.daemonset is not None:
+                _add_into(self.daemonset_requests.setdefault(node, {}), pod.requests, +1)
+            if pod.anti_affinity_topologies:
+                self.anti_affinity[key] = pod.body
+                for topology in pod.anti_affinity_topologies:
                     self.anti_affinity_by_topology.setdefault(topology, set()).add(key)
             changed.add(node)
         return changed
@@ -119,35 +80,33 @@ class PodIndex:
         return self._remove(key)
 
     def _remove(self, key: str) -> set[str]:
-        old = self.pods.pop(key, None)
+        old = self.views.pop(key, None)
         if old is None:
             return set()
+        del self.pods[key]
         self.unbound.pop(key, None)
-        daemonset = daemonset_of(old)
-        if daemonset is not None:
-            members = self.daemonset_pods.get(daemonset)
+        if old.daemonset is not None:
+            members = self.daemonset_pods.get(old.daemonset)
             if members is not None:
                 members.pop(key, None)
                 if not members:
-                    del self.daemonset_pods[daemonset]
-        node = _node_of(old)
+                    del self.daemonset_pods[old.daemonset]
+        node = old.counts_on
         if node is None or key not in self.by_node.get(node, {}):
             return set()
-        # It was indexed, so it parsed when it came in: recomputing its requests cannot fail.
-        requests = scheduling_pods.pod_requests(old.get("spec") or {})
         bound = self.by_node[node]
         del bound[key]
         if not bound:
             del self.by_node[node]
-        _add_into(self.requests[node], requests, -1)
+        _add_into(self.requests[node], old.requests, -1)
         if not self.requests[node]:
             del self.requests[node]
-        if daemonset is not None:
-            _add_into(self.daemonset_requests[node], requests, -1)
+        if old.daemonset is not None:
+            _add_into(self.daemonset_requests[node], old.requests, -1)
             if not self.daemonset_requests[node]:
                 del self.daemonset_requests[node]
         if self.anti_affinity.pop(key, None) is not None:
-            for topology in _anti_affinity_topologies(old):
+            for topology in old.anti_affinity_topologies:
                 keys = self.anti_affinity_by_topology.get(topology)
                 if keys is not None:
                     keys.discard(key)
@@ -155,23 +114,15 @@ class PodIndex:
                         del self.anti_affinity_by_topology[topology]
         return {node}
 
-    def newest_daemonset_pod(self, daemonset: str) -> Obj | None:
+    def newest_daemonset_pod(self, daemonset: str) -> Mapping[str, typing.Any] | None:
         """The most recently created pod of ``daemonset`` (Karpenter simulates daemonset overhead with it)."""
         members = self.daemonset_pods.get(daemonset)
         if not members:
             return None
-        return max(
-            members.values(), key=lambda p: str((p.get("metadata") or {}).get("creationTimestamp") or "")
-        )
+        return max(members.values(), key=lambda p: p.created).body
 
     def requests_on(self, node: str) -> Mapping[str, int]:
         return self.requests.get(node, {})
 
     def total_requests(self) -> dict[str, int]:
         return quantity.sum_of(self.requests.values())
-
-
-def _anti_affinity_topologies(pod: Obj) -> tuple[str, ...]:
-    anti = ((pod.get("spec") or {}).get("affinity") or {}).get("podAntiAffinity") or {}
-    terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution") or ()
-    return tuple(sorted({str(term.get("topologyKey") or "") for term in terms}))

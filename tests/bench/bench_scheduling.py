@@ -36,7 +36,7 @@ KARPENTER = {1000: 0.89, 5000: 5.1, 10000: 12.1, 20000: 35.7}
 KARPENTER_NODES = {1000: 200, 5000: 1000, 10000: 2000, 20000: 4000}
 
 
-def _sized(rng: random.Random) -> dict[str, str]:
+def _sized(rng: random.Random) -> dict[str, Any]:
     return {"cpu": rng.choice(CPUS), "memory": rng.choice(MEMORIES)}
 
 

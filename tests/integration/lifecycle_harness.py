@@ -28,6 +28,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import (
+    controllers,
     garbagecollection,
     instrumented,
     lifecycle,
@@ -73,6 +74,9 @@ class Harness:
         )
         self.nodepool_status = nodepool_status.NodePoolStatusReconciler(
             self.kube, self.state, self.clock, resync=0.5, poll_interval=0.2, backoff=backoff
+        )
+        controllers.listen(
+            self.state, [self.lifecycle, self.nodeclaim_termination, self.termination, self.nodepool_status]
         )
 
     def start(self, *names: str) -> None:

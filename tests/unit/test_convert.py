@@ -13,7 +13,13 @@ from click.testing import CliRunner
 
 from nodesmith import cli, convert
 from nodesmith.api import nodepool
+from nodesmith.cloudprovider import manager
 from nodesmith_aws import nodeclass
+from nodesmith_aws import plugin as aws_plugin
+from nodesmith_kwok import plugin as kwok_plugin
+
+# The providers' converters, as `nodesmith convert` receives them: through the plugin hook.
+AWS = manager.Plugins(load_entry_points=False, plugins=[aws_plugin, kwok_plugin]).karpenter_converters()
 
 FIXTURES = pathlib.Path(__file__).parent.parent / "fixtures" / "karpenter"
 # What the getting-started guides' `envsubst` fills in.
@@ -26,7 +32,7 @@ def load(name: str) -> list[dict[str, Any]]:
 
 
 def run(name: str, **options: str) -> convert.Conversion:
-    return convert.convert_all(load(name), convert.Options(**options))
+    return convert.convert_all(load(name), convert.Options(**options), AWS)
 
 
 def by_kind(result: convert.Conversion, kind: str) -> dict[str, Any]:
@@ -190,7 +196,7 @@ def test_v1beta1_nodepool_kubelet_moves_to_its_node_class() -> None:
 
 def test_v1beta1_kubelet_without_its_node_class_is_reported_not_lost() -> None:
     (pool_doc, _) = load("v1beta1-nodepool-kubelet.yaml")
-    result = convert.convert_all([pool_doc])
+    result = convert.convert_all([pool_doc], converters=AWS)
     (note,) = [n for n in result.notes if n.field == "spec.template.spec.kubelet"]
     assert note.kind is convert.NoteKind.DROPPED
     assert "maxPods" in note.message
@@ -198,7 +204,7 @@ def test_v1beta1_kubelet_without_its_node_class_is_reported_not_lost() -> None:
 
 def test_v1_objects_only_change_group_and_keys() -> None:
     docs = load("v1-getting-started.yaml")
-    result = convert.convert_all(docs)
+    result = convert.convert_all(docs, converters=AWS)
     assert result.notes == []
     pool, node_class = result.objects
     assert pool["spec"]["disruption"] == docs[0]["spec"]["disruption"]
@@ -227,7 +233,7 @@ def test_v1_fields_nodesmith_lacks_are_reported() -> None:
 def test_non_karpenter_objects_pass_through_and_runtime_objects_are_reported() -> None:
     deployment = {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "inflate"}}
     claim = {"apiVersion": "karpenter.sh/v1", "kind": "NodeClaim", "metadata": {"name": "default-abcde"}}
-    result = convert.convert_all([deployment, None, claim])
+    result = convert.convert_all([deployment, None, claim], converters=AWS)
     assert result.objects == [deployment]
     assert [(n.source, n.kind) for n in result.notes] == [
         ("NodeClaim/default-abcde", convert.NoteKind.DROPPED)
@@ -246,7 +252,41 @@ def test_non_karpenter_objects_pass_through_and_runtime_objects_are_reported() -
     ],
 )
 def test_rename_key(key: str, expected: str) -> None:
-    assert convert.rename_key(key) == expected
+    assert convert.rename_key(key, AWS) == expected
+
+
+def test_the_aws_conversion_comes_through_the_plugin_hook() -> None:
+    docs = load("v1alpha5-getting-started.yaml")
+    with_plugin = convert.convert_all(docs, convert.Options(role="r"), AWS)
+    without = convert.convert_all(docs, convert.Options(role="r"))
+    assert [o["kind"] for o in with_plugin.objects] == ["NodePool", "EC2NodeClass"]
+    assert with_plugin.objects[1]["apiVersion"] == "aws.nodesmith.io/v1"
+    # Without the plugin the core converts its own kind and reports the AWS objects instead.
+    assert [o["kind"] for o in without.objects] == ["NodePool"]
+    reported = {(n.source, n.field, n.kind) for n in without.notes}
+    assert ("AWSNodeTemplate/default", "<object>", convert.NoteKind.DROPPED) in reported
+    assert ("Provisioner/default", "spec.providerRef", convert.NoteKind.INVALID) in reported
+    pool_spec = without.objects[0]["spec"]["template"]["spec"]
+    assert pool_spec["requirements"] == with_plugin.objects[0]["spec"]["template"]["spec"]["requirements"]
+
+
+def test_core_keys_rename_without_any_plugin() -> None:
+    assert convert.rename_key("karpenter.sh/capacity-type") == "nodesmith.io/capacity-type"
+    assert convert.rename_key("karpenter.k8s.aws/instance-family") == "karpenter.k8s.aws/instance-family"
+    assert convert.rename_key("karpenter.kwok.sh/kwoknodeclass") == "karpenter.kwok.sh/kwoknodeclass"
+
+
+def test_a_kwok_node_class_comes_through_the_kwok_plugin_hook() -> None:
+    doc = {
+        "apiVersion": "karpenter.kwok.sh/v1alpha1",
+        "kind": "KWOKNodeClass",
+        "metadata": {"name": "default", "labels": {"karpenter.sh/discovery": "demo"}},
+        "spec": {},
+    }
+    (out,) = convert.convert_all([doc], converters=AWS).objects
+    assert out["apiVersion"] == "kwok.nodesmith.io/v1"
+    assert out["metadata"]["labels"] == {"nodesmith.io/discovery": "demo"}
+    assert convert.convert_all([doc]).objects == []
 
 
 def test_cli_reads_files_writes_yaml_and_reports_on_stderr(tmp_path: pathlib.Path) -> None:
@@ -278,7 +318,7 @@ EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "deploy" / "examples"
 
 def test_shipped_aws_example_is_the_converted_getting_started_and_valid() -> None:
     source = yaml.safe_load_all((EXAMPLES / "karpenter-v1alpha5-getting-started.yaml").read_text())
-    result = convert.convert_all(source, convert.Options(role="NodesmithNodeRole-my-cluster"))
+    result = convert.convert_all(source, convert.Options(role="NodesmithNodeRole-my-cluster"), AWS)
     shipped = [
         d for d in yaml.safe_load_all((EXAMPLES / "aws-spot-with-on-demand-fallback.yaml").read_text()) if d
     ]

@@ -16,6 +16,7 @@ from nodesmith.cloudprovider.hookspecs import hookimpl
 
 if TYPE_CHECKING:
     from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
+    from nodesmith.convert import KarpenterConverter
 
 LABEL_GROUP = "aws.nodesmith.io"
 INSTANCE_LABELS = tuple(
@@ -84,3 +85,11 @@ def nodesmith_crds() -> Sequence[Mapping[str, Any]]:
     from nodesmith_aws import crds
 
     return [crds.crd()]
+
+
+@hookimpl
+def nodesmith_karpenter_converter() -> KarpenterConverter:
+    """``nodesmith convert`` hands Karpenter's AWSNodeTemplate and EC2NodeClass objects to this."""
+    from nodesmith_aws import convert
+
+    return convert.AwsConverter()

@@ -18,6 +18,7 @@ from nodesmith.cloudprovider.hookspecs import hookimpl
 if TYPE_CHECKING:
     from nodesmith.cloudprovider.protocol import CloudProvider, ProviderContext
     from nodesmith.cloudprovider.types import InstanceType
+    from nodesmith.convert import KarpenterConverter
 
 LABEL_GROUP = "kwok.nodesmith.io"
 INSTANCE_LABELS = tuple(f"{LABEL_GROUP}/instance-{suffix}" for suffix in ("family", "size", "cpu", "memory"))
@@ -44,6 +45,14 @@ def nodesmith_cloud_provider(name: str, context: ProviderContext) -> CloudProvid
 
     path = context.settings.get("instance-types-file")
     return provider.KWOKProvider(context, _load_catalogue(path) if path else None)
+
+
+@hookimpl
+def nodesmith_karpenter_converter() -> KarpenterConverter:
+    """``nodesmith convert`` hands Karpenter's KWOKNodeClass objects to this."""
+    from nodesmith_kwok import convert
+
+    return convert.KwokConverter()
 
 
 @hookimpl

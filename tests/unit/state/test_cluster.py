@@ -10,6 +10,7 @@ import pytest
 from nodesmith.api import labels
 from nodesmith.kube import resources
 from nodesmith.state import ClusterState
+from nodesmith.state.changes import Change, PodMove
 from nodesmith.testing.clock import FakeClock
 
 from . import factories as f
@@ -121,6 +122,27 @@ def test_pod_moves_and_terminal_pods_stop_counting(state: ClusterState) -> None:
 
     state.on_delete(resources.PODS, f.pod("p1"))
     assert state.snapshot().pods == {}
+
+
+def test_the_change_feed_names_what_changed_and_where_workload_pods_moved(state: ClusterState) -> None:
+    heard: list[Change] = []
+    state.subscribe(heard.append)
+    state.on_upsert(resources.NODES, f.node("a", provider_id="kwok://a"))
+    state.on_upsert(resources.PODS, f.pod("p1"))  # pending: no node touched
+    state.on_upsert(resources.PODS, f.pod("p1", node_name="a"))  # bound: arrived on a
+    state.on_upsert(resources.PODS, f.pod("p1", node_name="a"))  # same fingerprint: no pod event
+    state.on_upsert(resources.PODS, f.pod("p1", node_name="a", phase="Succeeded"))  # finished on a
+    state.on_upsert(resources.PODS, f.pod("ds", node_name="a", daemonset="agent"))  # DaemonSet: none
+    state.on_delete(resources.PODS, f.pod("p1"))  # gone from a
+    assert heard == [
+        Change(resources.NODES, "a"),
+        Change(resources.PODS, "default/p1"),
+        Change(resources.PODS, "default/p1", pod_move=PodMove(frozenset({"a"}), arrived=True)),
+        Change(resources.PODS, "default/p1"),
+        Change(resources.PODS, "default/p1", pod_move=PodMove(frozenset({"a"}), arrived=False)),
+        Change(resources.PODS, "default/ds"),
+        Change(resources.PODS, "default/p1", deleted=True, pod_move=PodMove(frozenset({"a"}), arrived=False)),
+    ]
 
 
 def test_pod_bound_before_its_node_appears_is_counted_once_the_node_arrives(state: ClusterState) -> None:
@@ -335,14 +357,12 @@ def test_provider_id_change_moves_the_node(state: ClusterState) -> None:
 def test_subscribers_hear_every_applied_event_and_a_failing_one_is_skipped(state: ClusterState) -> None:
     heard: list[tuple[str, str, bool]] = []
 
-    def broken(resource: resources.Resource, obj: object, deleted: bool) -> None:
+    def broken(change: Change) -> None:
         raise RuntimeError("subscriber bug")
 
     state.subscribe(broken)
-    state.subscribe(
-        lambda resource, obj, deleted: heard.append((resource.kind, obj["metadata"]["name"], deleted))
-    )
+    state.subscribe(lambda change: heard.append((change.resource.kind, change.key, change.deleted)))
     pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "u1"}, "spec": {}, "status": {}}
     state.on_upsert(resources.PODS, pod)
     state.on_delete(resources.PODS, pod)
-    assert heard == [("Pod", "p", False), ("Pod", "p", True)]
+    assert heard == [("Pod", "ns/p", False), ("Pod", "ns/p", True)]

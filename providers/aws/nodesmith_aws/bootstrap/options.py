@@ -14,7 +14,7 @@ import attrs
 
 from nodesmith.api import labels as core_labels
 
-__all__ = ["KUBELET_KEYS", "Bootstrap", "UserDataError", "taints"]
+__all__ = ["KUBELET_FIELDS", "KUBELET_KEYS", "Bootstrap", "UserDataError", "taints"]
 
 KUBELET_KEYS: Final = (
     "podsPerCore",
@@ -30,6 +30,9 @@ KUBELET_KEYS: Final = (
 )
 """EC2NodeClass ``spec.kubelet`` keys passed to the kubelet as they are (KubeletConfiguration names);
 ``maxPods`` and ``clusterDNS`` are decided by the caller and carried separately."""
+KUBELET_FIELDS: Final = frozenset({*KUBELET_KEYS, "maxPods", "clusterDNS"})
+"""Every ``spec.kubelet`` setting nodesmith-aws implements (Karpenter v1 has a few more); ``nodesmith
+convert`` keeps these and reports the rest."""
 
 
 class UserDataError(ValueError):

@@ -1,0 +1,109 @@
+"""`PodView`: a Pod parsed once, when the informer hands it to the cluster state, into the few facts
+the state and the reconcilers read about it -- so no code past the state digs through the pod's dict
+for its node, phase, owner or scheduling time.
+
+Built by `nodesmith.state.cluster.ClusterState` (``on_upsert``) and kept by `nodesmith.state.podindex`;
+read through ``ClusterState.pod``. Nodes have their counterpart in `nodesmith.state.statenode.NodePart`.
+The informer's dict stays reachable as ``body`` for the simulation, which still parses pods itself
+(`nodesmith.scheduling.pods`) from snapshots.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import typing
+from collections.abc import Mapping
+
+import attrs
+
+from nodesmith.api import meta
+from nodesmith.scheduling import pods as scheduling_pods
+
+__all__ = ["PodView"]
+
+
+@typing.final
+@attrs.frozen(slots=True)
+class PodView:
+    """What the state knows about one pod. ``requests`` are only computed for a pod that counts against
+    a node (bound, not terminal); a malformed pod fails `parse` and is never indexed."""
+
+    key: str
+    """``namespace/name`` (``default`` when the namespace is missing)."""
+    name: str
+    node_name: str | None
+    terminal: bool
+    """Phase Succeeded or Failed: it no longer counts against its node."""
+    terminating: bool
+    """Has a ``deletionTimestamp``."""
+    daemonset: str | None
+    """``namespace/name`` of the DaemonSet controlling it."""
+    owned_by_daemonset: bool
+    """Any owner reference is a DaemonSet (controller or not)."""
+    provisionable: bool
+    """Karpenter's ``IsProvisionable`` (`nodesmith.scheduling.pods.is_provisionable`)."""
+    scheduled_at: dt.datetime | None
+    """When its ``PodScheduled`` condition last changed, if it has a readable one."""
+    created: str
+    """``creationTimestamp`` as written (RFC 3339 sorts as text)."""
+    anti_affinity_topologies: tuple[str, ...]
+    """Topology keys of its required pod anti-affinity terms, sorted; empty without such terms (and
+    for a pod that does not count against a node)."""
+    requests: Mapping[str, int]
+    body: Mapping[str, typing.Any] = attrs.field(repr=False, eq=False)
+
+    @property
+    def counts_on(self) -> str | None:
+        """The node the pod counts against: bound and not terminal."""
+        return self.node_name if self.node_name and not self.terminal else None
+
+    @classmethod
+    def parse(cls, pod: Mapping[str, typing.Any]) -> PodView:
+        """Raises ``KeyError``/``ValueError`` (``QuantityError`` is one) on a malformed pod."""
+        pod_meta = pod["metadata"]
+        namespace = pod_meta.get("namespace") or "default"
+        spec = pod.get("spec") or {}
+        status = pod.get("status") or {}
+        node_name = str(spec["nodeName"]) if spec.get("nodeName") else None
+        terminal = status.get("phase") in ("Succeeded", "Failed")
+        owners = pod_meta.get("ownerReferences") or ()
+        daemonset = next(
+            (
+                f"{namespace}/{o.get('name')}"
+                for o in owners
+                if o.get("kind") == "DaemonSet" and o.get("controller", True)
+            ),
+            None,
+        )
+        counts = node_name is not None and not terminal
+        return cls(
+            key=f"{namespace}/{pod_meta['name']}",
+            name=str(pod_meta["name"]),
+            node_name=node_name,
+            terminal=terminal,
+            terminating=bool(pod_meta.get("deletionTimestamp")),
+            daemonset=daemonset,
+            owned_by_daemonset=any(o.get("kind") == "DaemonSet" for o in owners),
+            provisionable=scheduling_pods.is_provisionable(pod),
+            scheduled_at=_scheduled_at(status),
+            created=str(pod_meta.get("creationTimestamp") or ""),
+            anti_affinity_topologies=_anti_affinity_topologies(spec) if counts else (),
+            requests=scheduling_pods.pod_requests(spec) if counts else {},
+            body=pod,
+        )
+
+
+def _scheduled_at(status: Mapping[str, typing.Any]) -> dt.datetime | None:
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "PodScheduled" and condition.get("lastTransitionTime"):
+            try:
+                return meta.parse_time(str(condition["lastTransitionTime"]), "lastTransitionTime")
+            except ValueError:
+                return None
+    return None
+
+
+def _anti_affinity_topologies(spec: Mapping[str, typing.Any]) -> tuple[str, ...]:
+    anti = (spec.get("affinity") or {}).get("podAntiAffinity") or {}
+    terms = anti.get("requiredDuringSchedulingIgnoredDuringExecution") or ()
+    return tuple(sorted({str(term.get("topologyKey") or "") for term in terms}))
