@@ -32,12 +32,18 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Iterable, Iterator, Sequence
-from typing import final
+from typing import Final, final
 
 from nodesmith.scheduling import fitindex, instancetypes, nodeclaim, pods, results
 from nodesmith.scheduling import resources as res
 
 __all__ = ["CostPacking", "balanced", "preferred"]
+
+_CENT: Final = 1e-6
+"""Price differences below this are float noise (0.6 + 0.3 < 0.9), not savings."""
+_LOOKAHEAD: Final = 16
+"""At the tail, how many of the dearest types too small for the whole remainder are tried with a second
+node for what they leave (the ones that leave little; bounded so opening a NodeClaim stays cheap)."""
 
 
 def balanced(ordered: Sequence[pods.SchedulingPod]) -> list[pods.SchedulingPod]:
@@ -76,7 +82,7 @@ class CostPacking:
     """One run's packing state: the demand of the pods not yet placed, and the room of the run's
     NodeClaims by sequence number for first-fit offers."""
 
-    __slots__ = ("_caps", "_fit", "demand")
+    __slots__ = ("_by_hostname", "_cap_memo", "_caps", "_fit", "_keep", "_options", "_rooms", "demand")
 
     def __init__(self, vectors: Iterable[res.Vector], zero: res.Vector) -> None:
         demand = list(zero)
@@ -85,6 +91,12 @@ class CostPacking:
                 demand[r] += amount
         self.demand: res.Vector = tuple(demand)
         self._fit = fitindex.FitIndex([], len(zero))
+        self._rooms: list[res.Vector] = []
+        self._by_hostname: dict[str, int] = {}
+        # memos keyed by masks (and the id of a price list or catalog, kept alive in the value)
+        self._options: dict[tuple[int, int], tuple[object, list[tuple[float, int]]]] = {}
+        self._keep: dict[tuple[int, int, float], int] = {}
+        self._cap_memo: dict[tuple[int, int], tuple[object, res.Vector]] = {}
         self._caps: list[res.Vector] = []
         """Per NodeClaim: the per-resource maximum room among the types it could be when opened (its mask
         only narrows later, so this bounds its room for the rest of the run)."""
@@ -97,7 +109,16 @@ class CostPacking:
         self, vector: res.Vector, claims: Sequence[nodeclaim.SimNodeClaim], allowed: set[str] | None
     ) -> Iterator[nodeclaim.SimNodeClaim]:
         """The run's NodeClaims, oldest first, that may have room for ``vector`` (and whose hostname is
-        in ``allowed``, when given)."""
+        in ``allowed``, when given: few hostnames are looked up rather than walked past)."""
+        if allowed is not None and len(allowed) * 4 <= len(claims):
+            seqs = sorted(self._by_hostname[h] for h in allowed if h in self._by_hostname)
+            rooms = self._rooms
+            return (claims[seq] for seq in seqs if res.fits(vector, rooms[seq]))
+        return self._walk(vector, claims, allowed)
+
+    def _walk(
+        self, vector: res.Vector, claims: Sequence[nodeclaim.SimNodeClaim], allowed: set[str] | None
+    ) -> Iterator[nodeclaim.SimNodeClaim]:
         for seq in self._fit.fitting(vector):
             claim = claims[seq]
             if allowed is None or claim.hostname in allowed:
@@ -105,44 +126,86 @@ class CostPacking:
 
     def opened(self, claim: nodeclaim.SimNodeClaim) -> None:
         """``claim`` was just created (its first pod committed); sequence numbers are dense."""
-        budgets = claim.template.catalog.budgets
-        remaining = claim.remaining()
-        cap = (
-            tuple(map(max, *(budgets[i] for i in remaining))) if len(remaining) > 1 else budgets[remaining[0]]
-        )
-        self._caps.append(cap)
-        self._fit.append(res.vsub(cap, claim.total))
+        catalog = claim.template.catalog
+        mask = claim.mask & catalog.fits_mask(claim.total)
+        key = (id(catalog), mask)
+        cached = self._cap_memo.get(key)
+        if cached is None:
+            budgets = catalog.budgets
+            remaining = instancetypes.bits(mask)
+            cap = (
+                tuple(map(max, *(budgets[i] for i in remaining)))
+                if len(remaining) > 1
+                else budgets[remaining[0]]
+            )
+            cached = self._cap_memo[key] = (catalog, cap)
+        self._caps.append(cached[1])
+        self._by_hostname[claim.hostname] = claim.seq
+        self._rooms.append(res.vsub(cached[1], claim.total))
+        self._fit.append(self._rooms[-1])
 
     def committed(self, claim: nodeclaim.SimNodeClaim) -> None:
         """``claim`` just took one more pod."""
-        self._fit.update(claim.seq, res.vsub(self._caps[claim.seq], claim.total))
+        room = self._rooms[claim.seq] = res.vsub(self._caps[claim.seq], claim.total)
+        self._fit.update(claim.seq, room)
 
     def aim(self, catalog: instancetypes.Catalog, fit: nodeclaim.Fit) -> int:
-        """The mask a new NodeClaim keeps: its types no dearer than the one with the lowest price per share
-        of the remaining demand it can hold (share capped at all of it), among the types that hold its
-        first pod. Unpriced types are never aimed at; with no priced type the mask is left as it is."""
+        """The mask a new NodeClaim keeps: its types no dearer than the one :meth:`_target` picks among the
+        priced types that hold its first pod; with none priced the mask is left as it is."""
         prices = catalog.prices(fit.requirements)
-        demand = self.demand
-        best: tuple[float, float] | None = None
-        for i in instancetypes.bits(fit.mask & catalog.fits_mask(fit.total)):
-            price = prices[i]
-            if price is None:
-                continue
-            share = 1.0
-            for need, room in zip(demand, catalog.budgets[i], strict=True):
-                if need > 0:
-                    share = min(share, room / need)
-            if share <= 0:
-                continue
-            key = (price / share, price)
-            if best is None or key < best:
-                best = key
-        if best is None:
+        holding = fit.mask & catalog.fits_mask(fit.total)
+        key = (id(prices), holding)
+        cached = self._options.get(key)
+        if cached is None:
+            found = sorted(
+                (price, i) for i in instancetypes.bits(holding) if (price := prices[i]) is not None
+            )
+            cached = self._options[key] = (prices, found)
+        options = cached[1]
+        if not options:
             return fit.mask
-        limit = best[1]
-        keep = 0
-        for i in instancetypes.bits(fit.mask):
-            price = prices[i]
-            if price is not None and price <= limit:
-                keep |= 1 << i
+        limit = self._target(options, holding & catalog.fits_mask(self.demand), catalog.budgets)
+        keep_key = (id(prices), fit.mask, limit)
+        keep = self._keep.get(keep_key)
+        if keep is None:
+            keep = 0
+            for i in instancetypes.bits(fit.mask):
+                price = prices[i]
+                if price is not None and price <= limit:
+                    keep |= 1 << i
+            self._keep[keep_key] = keep
         return keep
+
+    def _target(
+        self, options: Sequence[tuple[float, int]], whole_mask: int, budgets: Sequence[res.Vector]
+    ) -> float:
+        """The price to aim at, ``options`` being (price, type) ascending and ``whole_mask`` the types that
+        hold all the remaining demand.
+
+        While no type holds it all: the lowest price per share of it a type holds. At the tail, when one
+        does: the cheapest such type, unless a cheaper type plus the cheapest type holding what it leaves
+        over cost less together. (Price per share alone would aim at a type cheaper per unit but a little
+        too small there, and buy the remainder as a second node.)"""
+        demand = self.demand
+        whole = next((price for price, i in options if whole_mask >> i & 1), None)
+        if whole is None:
+            needed = [(r, need) for r, need in enumerate(demand) if need > 0]
+            best = (float("inf"), options[-1][0])
+            for price, i in options:
+                budget = budgets[i]
+                share = 1.0
+                for r, need in needed:
+                    room = budget[r] / need
+                    if room < share:
+                        share = room
+                if share > 0 and price / share < best[0]:
+                    best = (price / share, price)
+            return best[1]
+        total, target = whole, whole
+        below = [option for option in options if option[0] < whole]
+        for price, i in reversed(below[-_LOOKAHEAD:]):
+            left = tuple(max(0, need - room) for need, room in zip(demand, budgets[i], strict=True))
+            rest = next((p for p, j in options if res.fits(left, budgets[j])), None)
+            if rest is not None and price + rest < total - _CENT:
+                total, target = price + rest, price
+        return target
