@@ -7,12 +7,14 @@ CPU-heavy pods come first) and launches whatever type that forces. On generic wo
 1.2-1.4x the LP lower bound until consolidation catches up.
 
 What changes in a run where some NodePool opts in -- only the order things are tried in and how big a new
-NodeClaim may grow, never a check:
+NodeClaim may grow, never a check -- and only for the pods an opted-in pool could take (its taints
+tolerated, its requirements compatible: :attr:`CostPacking.eligible`); other pods keep their places in
+Karpenter's order and see the NodeClaims fewest pods first, as Karpenter offers them:
 
-1. pods are offered in a *balanced* order (:func:`balanced`): Karpenter's order within each request shape,
+1. those pods are offered in a *balanced* order (:func:`balanced`): Karpenter's order within each request shape,
    the shapes interleaved in proportion to their counts, so every prefix of the queue -- what one node
    receives -- is a representative mix and a node fills up in all resources at once;
-2. the run's NodeClaims are offered oldest first (first fit), skipping those whose room -- the largest room
+2. the run's NodeClaims are offered to them oldest first (first fit), skipping those whose room -- the largest room
    among the types they can still be, less what they hold -- cannot take the pod (:class:`CostPacking`,
    through `fitindex`), instead of fewest pods first;
 3. a new NodeClaim of an opted-in pool is aimed (:meth:`CostPacking.aim`) at the type with the lowest
@@ -31,9 +33,10 @@ money (:func:`preferred`): opting in never costs more than the default.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Final, final
 
+from nodesmith.api.nodepool import Packing
 from nodesmith.scheduling import fitindex, instancetypes, nodeclaim, pods, results
 from nodesmith.scheduling import resources as res
 
@@ -82,13 +85,43 @@ class CostPacking:
     """One run's packing state: the demand of the pods not yet placed, and the room of the run's
     NodeClaims by sequence number for first-fit offers."""
 
-    __slots__ = ("_by_hostname", "_cap_memo", "_caps", "_fit", "_keep", "_options", "_rooms", "demand")
+    __slots__ = (
+        "_by_hostname",
+        "_cap_memo",
+        "_caps",
+        "_fit",
+        "_keep",
+        "_options",
+        "_rooms",
+        "demand",
+        "eligible",
+    )
 
-    def __init__(self, vectors: Iterable[res.Vector], zero: res.Vector) -> None:
+    def __init__(
+        self,
+        templates: Sequence[nodeclaim.Template],
+        ordered: Sequence[pods.SchedulingPod],
+        vector: Callable[[pods.SchedulingPod], res.Vector],
+        zero: res.Vector,
+    ) -> None:
+        opted = [t for t in templates if t.spec.packing is Packing.COST_OPTIMISED]
+        self.eligible: frozenset[str] = frozenset(
+            pod.ref.uid
+            for pod in ordered
+            if any(
+                t.untolerated(pod.tolerations) is None
+                and t.spec.requirements.is_compatible(pod.requirements, t.catalog.well_known)
+                for t in opted
+            )
+        )
+        """Pods an opted-in pool could take (its taints tolerated, its requirements compatible): the
+        pods this packing orders, offers first fit and counts as demand. The others are tried exactly as
+        Karpenter would (their order among themselves, NodeClaims fewest pods first)."""
         demand = list(zero)
-        for vector in vectors:
-            for r, amount in enumerate(vector):
-                demand[r] += amount
+        for pod in ordered:
+            if pod.ref.uid in self.eligible:
+                for r, amount in enumerate(vector(pod)):
+                    demand[r] += amount
         self.demand: res.Vector = tuple(demand)
         self._fit = fitindex.FitIndex([], len(zero))
         self._rooms: list[res.Vector] = []
@@ -101,9 +134,16 @@ class CostPacking:
         """Per NodeClaim: the per-resource maximum room among the types it could be when opened (its mask
         only narrows later, so this bounds its room for the rest of the run)."""
 
-    def placed(self, vector: res.Vector) -> None:
-        """A pod with ``vector`` was placed somewhere: it no longer counts as demand."""
-        self.demand = res.vsub(self.demand, vector)
+    def order(self, ordered: Sequence[pods.SchedulingPod]) -> list[pods.SchedulingPod]:
+        """``ordered`` (Karpenter's order) with the eligible pods' places refilled in :func:`balanced`
+        order; the other pods keep their places."""
+        mixed = iter(balanced([p for p in ordered if p.ref.uid in self.eligible]))
+        return [next(mixed) if p.ref.uid in self.eligible else p for p in ordered]
+
+    def placed(self, pod: pods.SchedulingPod, vector: res.Vector) -> None:
+        """``pod`` was placed somewhere: it no longer counts as demand."""
+        if pod.ref.uid in self.eligible:
+            self.demand = res.vsub(self.demand, vector)
 
     def claims(
         self, vector: res.Vector, claims: Sequence[nodeclaim.SimNodeClaim], allowed: set[str] | None

@@ -280,8 +280,8 @@ class _Solver:
         self.by_domain: dict[str, claimorder.ByDomain] = {}
         self.packing: packing.CostPacking | None = None
         if cost_optimised:
-            self.pods = packing.balanced(self.pods)
-            self.packing = packing.CostPacking(map(self._vector, self.pods), self.index.zero)
+            self.packing = packing.CostPacking(self.templates, self.pods, self._vector, self.index.zero)
+            self.pods = self.packing.order(self.pods)
         self.version = 0
         self.failed: dict[
             tuple[object, ...], tuple[int, tuple[results.NodePoolReason, ...], tuple[str, ...]]
@@ -328,7 +328,7 @@ class _Solver:
             if error is None:
                 self.errors.pop(pod.ref.uid, None)
                 if self.packing is not None:
-                    self.packing.placed(self._vector(pod))
+                    self.packing.placed(pod, self._vector(pod))
             else:
                 self.errors[pod.ref.uid] = error
                 queue.append(pod)
@@ -399,7 +399,7 @@ class _Solver:
                 topo.record(pod, node.taints, reqs, frozenset())
                 self.version += 1
                 return None
-        if self.packing is not None:
+        if self.packing is not None and pod.ref.uid in self.packing.eligible:
             candidates: Iterable[nodeclaim.SimNodeClaim] = self.packing.claims(
                 vector, self.claims.claims, allowed
             )

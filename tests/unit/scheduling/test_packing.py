@@ -232,6 +232,46 @@ def test_cost_optimised_mixes_cpu_heavy_and_memory_heavy_pods() -> None:
     assert_bindable(cost_input, cost)
 
 
+def test_pods_only_a_default_pool_can_take_are_packed_as_karpenter_packs_them() -> None:
+    """Two pools selected by a label: pods for the default pool get exactly Karpenter's NodeClaims in a
+    run where the other pool opts in (and its pods get the cheaper packing)."""
+    rng = random.Random(3)
+
+    def workload(pool: str) -> list[dict[str, Any]]:
+        return [
+            factories.pod(
+                cpu=rng.choice(("250m", "1", "1500m")),
+                memory=rng.choice(("256Mi", "2Gi", "4Gi")),
+                node_selector={"pool": pool},
+            )
+            for _ in range(120)
+        ]
+
+    plain, opted = workload("plain"), workload("opted")
+    types = factories.fake_instance_types(40)
+    karpenter = factories.template("plain", types, labels={"pool": "plain"})
+    alone = scheduling.solve(scheduling.SchedulingInput(pods=plain, templates=[karpenter]))
+    cheap = factories.template("opted", types, labels={"pool": "opted"}, packing=COST)
+    default_both = scheduling.solve(
+        scheduling.SchedulingInput(
+            pods=plain + opted, templates=[karpenter, attrs.evolve(cheap, packing=Packing.KARPENTER)]
+        )
+    )
+    both = scheduling.solve(scheduling.SchedulingInput(pods=plain + opted, templates=[karpenter, cheap]))
+
+    def shapes(result: scheduling.Results, pool: str) -> list[tuple[tuple[str, ...], float | None]]:
+        return [
+            (tuple(p.uid for p in c.pods), c.cheapest_price())
+            for c in result.new_nodeclaims
+            if c.nodepool == pool
+        ]
+
+    assert shapes(both, "plain") == shapes(alone, "plain") == shapes(default_both, "plain")
+    assert sum(p or 0 for _, p in shapes(both, "opted")) < sum(
+        p or 0 for _, p in shapes(default_both, "opted")
+    )
+
+
 def test_karpenters_packing_is_kept_when_the_cost_optimised_one_is_dearer() -> None:
     """26 small generic pods (seed 2) on 20 types: the cost-optimised packing alone needs 6.6/h where
     Karpenter's needs 6.3/h; the run keeps Karpenter's NodeClaims."""
