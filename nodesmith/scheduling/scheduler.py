@@ -25,6 +25,10 @@ Beyond Karpenter, and provably with the same result (see :class:`_Solver`):
   others are checked in the same order;
 * instance-type filtering through memoised bit masks and "largest room first" fit checks (``instancetypes``).
 
+A NodePool annotated ``nodesmith.io/packing: cost-optimised`` changes the order pods and NodeClaims are
+tried in and how far a new NodeClaim may grow, for the pods such a pool can take (``packing``); the run
+then solves both ways and keeps the cost-optimised result only if it is no worse (``packing.preferred``).
+
 :class:`Prepared` holds everything but the pending pods, so a caller that solves one cluster many times
 (a disruption simulation per candidate) builds it once; ``Prepared.solve`` may leave existing nodes out.
 """
