@@ -44,6 +44,9 @@ __all__ = ["CostPacking", "balanced", "preferred"]
 
 _CENT: Final = 1e-6
 """Price differences below this are float noise (0.6 + 0.3 < 0.9), not savings."""
+_TAIL_MARGIN: Final = 1.25
+"""At the tail, the lowest price per share still wins over one or two nodes holding everything when its
+(fractional, so optimistic) estimate of the whole cost is below theirs by this factor."""
 _LOOKAHEAD: Final = 16
 """At the tail, how many of the dearest types too small for the whole remainder are tried with a second
 node for what they leave (the ones that leave little; bounded so opening a NodeClaim stays cheap)."""
@@ -224,22 +227,24 @@ class CostPacking:
 
         While no type holds it all: the lowest price per share of it a type holds. At the tail, when one
         does: the cheapest such type, unless a cheaper type plus the cheapest type holding what it leaves
-        over cost less together. (Price per share alone would aim at a type cheaper per unit but a little
-        too small there, and buy the remainder as a second node.)"""
+        over cost less together (price per share alone would aim at a type cheaper per unit but a little too
+        small, and buy the remainder as a second node) -- and unless price per share promises to cost
+        :data:`_TAIL_MARGIN` times less than both (one node holding everything can be far dearer than
+        several when the only types that large are expensive per unit)."""
         demand = self.demand
         whole = next((price for price, i in options if whole_mask >> i & 1), None)
+        needed = [(r, need) for r, need in enumerate(demand) if need > 0]
+        best = (float("inf"), options[-1][0])
+        for price, i in options:
+            budget = budgets[i]
+            share = 1.0
+            for r, need in needed:
+                room = budget[r] / need
+                if room < share:
+                    share = room
+            if share > 0 and price / share < best[0]:
+                best = (price / share, price)
         if whole is None:
-            needed = [(r, need) for r, need in enumerate(demand) if need > 0]
-            best = (float("inf"), options[-1][0])
-            for price, i in options:
-                budget = budgets[i]
-                share = 1.0
-                for r, need in needed:
-                    room = budget[r] / need
-                    if room < share:
-                        share = room
-                if share > 0 and price / share < best[0]:
-                    best = (price / share, price)
             return best[1]
         total, target = whole, whole
         below = [option for option in options if option[0] < whole]
@@ -248,4 +253,6 @@ class CostPacking:
             rest = next((p for p, j in options if res.fits(left, budgets[j])), None)
             if rest is not None and price + rest < total - _CENT:
                 total, target = price + rest, price
+        if best[0] * _TAIL_MARGIN < total:
+            return best[1]
         return target
