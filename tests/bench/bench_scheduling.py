@@ -174,13 +174,13 @@ def main() -> None:
     print("diverse pods: Karpenter's packing (default) vs nodesmith.io/packing: cost-optimised")
     print(
         f"{'pods':>7} {'default $/h':>12} {'nodes':>6} {'cost-opt $/h':>13} {'nodes':>6} {'unplaced':>8} "
-        f"{'saving':>7} {'cost-opt s':>10}"
+        f"{'saving':>7} {'cost-opt s':>10} {'cpu s':>7} {'default cpu s':>13}"
     )
     for size in sizes:
         d, c = defaults[size], _spawn(size, "diverse", COST_OPTIMISED)
         print(
             f"{size:>7} {d['price']:>12.2f} {d['nodes']:>6} {c['price']:>13.2f} {c['nodes']:>6} {c['errors']:>8} "
-            f"{_saving(d['price'], c['price']):>7} {c['seconds']:>10.3f}"
+            f"{_saving(d['price'], c['price']):>7} {c['seconds']:>10.3f} {c['cpu_seconds']:>7.3f} {d['cpu_seconds']:>13.3f}"
         )
     print()
     print("generic pods, cost against the LP lower bound: default vs cost-optimised packing")
