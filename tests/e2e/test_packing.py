@@ -27,7 +27,7 @@ WORKLOAD = (
     ("small", 6, "250m", "256Mi"),
 )
 """(name, replicas, cpu, memory): offline, Karpenter's packing puts all 21 pods on one c-32x (0.61/h);
-the cost-optimised packing on a c-16x and a c-8x (0.46/h)."""
+the cost-optimised packing on a c-16x, a c-4x and an s-2x (0.42/h)."""
 REPLICAS = sum(replicas for _, replicas, _, _ in WORKLOAD)
 
 
