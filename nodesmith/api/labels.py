@@ -16,6 +16,7 @@ __all__ = [
     "ANNOTATION_NODECLAIM_TERMINATION_TIMESTAMP",
     "ANNOTATION_NODEPOOL_HASH",
     "ANNOTATION_NODEPOOL_HASH_VERSION",
+    "ANNOTATION_PACKING",
     "CORE_WELL_KNOWN_LABELS",
     "DO_NOT_DISRUPT_ANNOTATIONS",
     "FINALIZER_TERMINATION",
@@ -80,6 +81,9 @@ ANNOTATION_NODEPOOL_HASH: Final = f"{GROUP}/nodepool-hash"
 ANNOTATION_NODEPOOL_HASH_VERSION: Final = f"{GROUP}/nodepool-hash-version"
 ANNOTATION_NODECLAIM_TERMINATION_TIMESTAMP: Final = f"{GROUP}/nodeclaim-termination-timestamp"
 ANNOTATION_MIN_VALUES_RELAXED: Final = f"{GROUP}/nodeclaim-min-values-relaxed"
+ANNOTATION_PACKING: Final = f"{GROUP}/packing"
+"""On a NodePool: ``cost-optimised`` (or ``cost-optimized``) opts its new NodeClaims into cost-optimised
+packing (`nodesmith.scheduling.packing`); absent or any other value keeps Karpenter's packing."""
 
 # Taints and finalizer.
 TAINT_DISRUPTED: Final = f"{GROUP}/disrupted"

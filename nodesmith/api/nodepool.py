@@ -52,6 +52,7 @@ __all__ = [
     "NodePool",
     "NodePoolSpec",
     "NodePoolStatus",
+    "Packing",
     "runtime_errors",
 ]
 
@@ -67,6 +68,24 @@ CONDITION_TYPES: Final = conditions.ConditionTypes(
     dependents=(conditions.ConditionType.VALIDATION_SUCCEEDED, conditions.ConditionType.NODE_CLASS_READY)
 )
 """``Ready`` = ValidationSucceeded ∧ NodeClassReady; ``NodeRegistrationHealthy`` is informational."""
+
+
+class Packing(enum.StrEnum):
+    """How the scheduling engine sizes this pool's new NodeClaims (annotation ``nodesmith.io/packing``).
+
+    ``KARPENTER`` (the default): each NodeClaim keeps every instance type that fits its pods and launches
+    the cheapest. ``COST_OPTIMISED``: each NodeClaim is aimed at the instance type cheapest for the pods
+    still to place and filled first-fit (`nodesmith.scheduling.packing`), a nodesmith extension."""
+
+    KARPENTER = "karpenter"
+    COST_OPTIMISED = "cost-optimised"
+
+    @classmethod
+    def from_annotation(cls, value: str | None) -> Packing:
+        """The annotation's value read leniently: both spellings opt in; anything else is the default."""
+        if value is not None and value.strip().lower() in ("cost-optimised", "cost-optimized"):
+            return cls.COST_OPTIMISED
+        return cls.KARPENTER
 
 
 class ConsolidationPolicy(enum.StrEnum):
@@ -416,6 +435,12 @@ class NodePool:
     def is_static(self) -> bool:
         """``spec.replicas`` is set: a fixed number of nodes, not provisioned for pods nor consolidated."""
         return self.spec.replicas is not None
+
+    @property
+    def packing(self) -> Packing:
+        """The ``nodesmith.io/packing`` annotation: an annotation, not a spec field, so manifests stay
+        Karpenter v1's and the drift hash is untouched."""
+        return Packing.from_annotation(self.metadata.annotations.get(labels.ANNOTATION_PACKING))
 
     @property
     def weight(self) -> int:

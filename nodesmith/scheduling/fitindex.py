@@ -64,6 +64,24 @@ class FitIndex:
             start = position * FANOUT
             levels[k][position] = _maxima(below[start : start + FANOUT])
 
+    def append(self, room: res.Vector) -> int:
+        """A new position at the end with ``room`` free (the index of this run's NodeClaims grows); returns it."""
+        levels = self._levels
+        levels[0].append(room)
+        for k in range(1, len(levels)):
+            below = levels[k - 1]
+            parent = (len(below) - 1) // FANOUT
+            start = parent * FANOUT
+            value = _maxima(below[start : start + FANOUT])
+            if parent < len(levels[k]):
+                levels[k][parent] = value
+            else:
+                levels[k].append(value)
+        while len(levels[-1]) > 1:
+            below = levels[-1]
+            levels.append([_maxima(below[i : i + FANOUT]) for i in range(0, len(below), FANOUT)])
+        return len(levels[0]) - 1
+
     def remove(self, position: int) -> None:
         """Node ``position`` takes no pod in this run."""
         self.update(position, self._gone)

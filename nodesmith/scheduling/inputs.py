@@ -15,6 +15,7 @@ from typing import Any, TypeAlias, final
 import attrs
 
 from nodesmith.api import labels
+from nodesmith.api.nodepool import Packing
 from nodesmith.api.requirements import Requirement, Requirements
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.scheduling import pods, taints
@@ -36,6 +37,7 @@ class NodeClaimTemplate:
     ``requirements`` are the template's requirements ∩ its labels, including
     ``nodesmith.io/nodepool In [nodepool]`` (added here if missing). ``remaining_limits`` is
     ``spec.limits`` minus what the pool's existing nodes already use (``None``: unlimited).
+    ``packing`` is the NodePool's ``nodesmith.io/packing`` annotation.
     """
 
     nodepool: str
@@ -46,6 +48,8 @@ class NodeClaimTemplate:
     taints: TaintList = attrs.field(default=(), converter=_taints)
     startup_taints: TaintList = attrs.field(default=(), converter=_taints)
     remaining_limits: Mapping[str, int] | None = None
+    packing: Packing = Packing.KARPENTER
+    """``COST_OPTIMISED``: the run packs this pool's new NodeClaims the `packing` way."""
 
     def __attrs_post_init__(self) -> None:
         reqs = self.requirements.intersect(Requirements.from_labels(self.labels))

@@ -206,12 +206,17 @@ class Catalog:
 
     # -- finalizing ---------------------------------------------------------------------------------
 
-    def ordered(self, indices: Iterable[int], requirements: Requirements) -> list[InstanceType]:
-        """Types ascending by their cheapest compatible available offering, ties by name."""
+    def prices(self, requirements: Requirements) -> list[float | None]:
+        """Per type, its cheapest compatible available offering's price (``None``: no such offering)."""
         signature = self._signature(requirements)
         prices = self._prices.get(signature)
         if prices is None:
             prices = self._prices[signature] = [it.cheapest_price(requirements) for it in self.types]
+        return prices
+
+    def ordered(self, indices: Iterable[int], requirements: Requirements) -> list[InstanceType]:
+        """Types ascending by their cheapest compatible available offering, ties by name."""
+        prices = self.prices(requirements)
         inf = float("inf")
         types = self.types
         ranked = sorted(indices, key=lambda i: (inf if prices[i] is None else prices[i], types[i].name))

@@ -25,6 +25,10 @@ Beyond Karpenter, and provably with the same result (see :class:`_Solver`):
   others are checked in the same order;
 * instance-type filtering through memoised bit masks and "largest room first" fit checks (``instancetypes``).
 
+A NodePool annotated ``nodesmith.io/packing: cost-optimised`` changes the order pods and NodeClaims are
+tried in and how far a new NodeClaim may grow, for the pods such a pool can take (``packing``); the run
+then solves both ways and keeps the cost-optimised result only if it is no worse (``packing.preferred``).
+
 :class:`Prepared` holds everything but the pending pods, so a caller that solves one cluster many times
 (a disruption simulation per candidate) builds it once; ``Prepared.solve`` may leave existing nodes out.
 """
@@ -36,6 +40,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, M
 from typing import Any, Final, Literal, final
 
 from nodesmith.api import labels
+from nodesmith.api.nodepool import Packing
 from nodesmith.api.requirements import Requirements
 from nodesmith.scheduling import (
     claimorder,
@@ -45,6 +50,7 @@ from nodesmith.scheduling import (
     inputs,
     instancetypes,
     nodeclaim,
+    packing,
     pods,
     preferences,
     results,
@@ -197,10 +203,11 @@ class Prepared:
     ) -> results.Results:
         """Place ``pending`` as if the existing nodes named in ``removed`` were not there; the pods in
         ``consolidating_pods`` (UIDs) stay off nodes inside their ``consolidateAfter`` window."""
-        solver = _Solver(
-            self, pending, frozenset(removed), consolidating_pods, preference_policy, min_values_policy
-        )
-        return solver.run(deadline)
+        args = (self, pending, frozenset(removed), consolidating_pods, preference_policy, min_values_policy)
+        default = _Solver(*args).run(deadline)
+        if not any(s.packing is Packing.COST_OPTIMISED for s in self.specs):
+            return default
+        return packing.preferred(_Solver(*args, cost_optimised=True).run(deadline), default)
 
 
 def _pod_order(pod: pods.SchedulingPod) -> tuple[int, int, str, str]:
@@ -225,6 +232,7 @@ class _Solver:
         consolidating_pods: frozenset[str],
         preference_policy: str,
         min_values_policy: str,
+        cost_optimised: bool = False,
     ) -> None:
         self.prepared = prepared
         self.strict_min_values = min_values_policy == "Strict"
@@ -274,6 +282,10 @@ class _Solver:
         self.gated = consolidating_pods if prepared.any_under_consolidate_after else frozenset()
         self.claims = claimorder.ClaimOrder()
         self.by_domain: dict[str, claimorder.ByDomain] = {}
+        self.packing: packing.CostPacking | None = None
+        if cost_optimised:
+            self.packing = packing.CostPacking(self.templates, self.pods, self._vector, self.index.zero)
+            self.pods = self.packing.order(self.pods)
         self.version = 0
         self.failed: dict[
             tuple[object, ...], tuple[int, tuple[results.NodePoolReason, ...], tuple[str, ...]]
@@ -319,6 +331,8 @@ class _Solver:
             error = self._try_schedule(pod)
             if error is None:
                 self.errors.pop(pod.ref.uid, None)
+                if self.packing is not None:
+                    self.packing.placed(pod, self._vector(pod))
             else:
                 self.errors[pod.ref.uid] = error
                 queue.append(pod)
@@ -389,8 +403,12 @@ class _Solver:
                 topo.record(pod, node.taints, reqs, frozenset())
                 self.version += 1
                 return None
-        if allowed is not None:
-            candidates: Iterable[nodeclaim.SimNodeClaim] = self.claims.among(allowed)
+        if self.packing is not None and pod.ref.uid in self.packing.eligible:
+            candidates: Iterable[nodeclaim.SimNodeClaim] = self.packing.claims(
+                vector, self.claims.claims, allowed
+            )
+        elif allowed is not None:
+            candidates = self.claims.among(allowed)
         elif filters:
             candidates = self._within(*filters[0])
         else:
@@ -402,6 +420,8 @@ class _Solver:
             if isinstance(fit, nodeclaim.Fit):
                 self._commit(claim, pod, fit)
                 self.claims.bump(claim)
+                if self.packing is not None:
+                    self.packing.committed(claim)
                 for index in self.by_domain.values():
                     index.refresh(claim)
                 return None
@@ -471,8 +491,12 @@ class _Solver:
         if not isinstance(fit, nodeclaim.Fit):
             self.topology.unregister(_HOSTNAME, hostname)
             return fit
+        if self.packing is not None and spec.packing is Packing.COST_OPTIMISED:
+            fit.mask = self.packing.aim(catalog, fit)
         self._commit(claim, pod, fit)
         self.claims.add(claim)
+        if self.packing is not None:
+            self.packing.opened(claim)
         for index in self.by_domain.values():
             index.refresh(claim)
         if remaining is not None:

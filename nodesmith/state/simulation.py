@@ -93,6 +93,7 @@ def templates(
                 taints=tuple(t.to_dict() for t in spec.taints),
                 startup_taints=tuple(t.to_dict() for t in spec.startup_taints),
                 remaining_limits=remaining_limits(pool, snapshot),
+                packing=pool.packing,
             )
         )
     return out

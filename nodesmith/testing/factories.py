@@ -16,6 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from nodesmith.api import labels, quantity
+from nodesmith.api.nodepool import Packing
 from nodesmith.api.requirements import Requirement, Requirements
 from nodesmith.cloudprovider.types import InstanceType, Offering, Overhead
 from nodesmith.scheduling import inputs
@@ -254,9 +255,10 @@ def template(
     taints: Sequence[Mapping[str, Any]] = (),
     startup_taints: Sequence[Mapping[str, Any]] = (),
     limits: Mapping[str, str] | None = None,
+    packing: str = "karpenter",
 ) -> inputs.NodeClaimTemplate:
     """A NodeClaim template (a NodePool as the engine sees it); ``limits`` are remaining limits as
-    quantities (``{"cpu": "10", "nodes": "2"}``)."""
+    quantities (``{"cpu": "10", "nodes": "2"}``); ``packing`` the ``nodesmith.io/packing`` annotation."""
     if requirements is None:
         reqs = Requirements()
     elif isinstance(requirements, Requirements):
@@ -272,6 +274,7 @@ def template(
         taints=tuple(taints),
         startup_taints=tuple(startup_taints),
         remaining_limits=None if limits is None else quantity.parse_resources(limits),
+        packing=Packing.from_annotation(packing),
     )
 
 

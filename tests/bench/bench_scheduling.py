@@ -7,6 +7,10 @@ the generic-pods workload, the cost against an LP lower bound (the LP relaxation
 fractional machines of any type covering total cpu, memory and pods, solved with scipy's HiGHS).
 Prints, never asserts time; ``test_bench_smoke.py`` checks correctness facts at a small size.
 
+Both tables run each size twice: Karpenter's packing (the default, the same decisions Karpenter makes) and
+the NodePool opted into ``nodesmith.io/packing: cost-optimised`` (`nodesmith.scheduling.packing`; its
+seconds include the Karpenter-packing run it compares itself with).
+
 Workload (seeded ``random.Random(42)``): one fifth each of generic pods, zonal spread (maxSkew 1), hostname
 spread (maxSkew 1), zonal self-affinity and hostname self-anti-affinity; CPU ∈ {100m, 250m, 500m, 1, 1.5},
 memory ∈ {100Mi, 256Mi, 512Mi, 1Gi, 2Gi, 4Gi}; labels and selectors drawn from seven values, as in
@@ -33,6 +37,7 @@ CPUS = ("100m", "250m", "500m", "1", "1500m")
 MEMORIES = ("100Mi", "256Mi", "512Mi", "1Gi", "2Gi", "4Gi")
 VALUES = ("a", "b", "c", "d", "e", "f", "g")
 KARPENTER = {1000: 0.89, 5000: 5.1, 10000: 12.1, 20000: 35.7}
+COST_OPTIMISED = "cost-optimised"
 KARPENTER_NODES = {1000: 200, 5000: 1000, 10000: 2000, 20000: 4000}
 
 
@@ -80,10 +85,14 @@ def generic_pods(count: int, rng: random.Random | None = None) -> list[dict[str,
     return [factories.pod(labels={"my-label": rng.choice(VALUES)}, **_sized(rng)) for _ in range(count)]
 
 
-def snapshot(pod_dicts: list[dict[str, Any]], instance_types: int = 400) -> scheduling.SchedulingInput:
+def snapshot(
+    pod_dicts: list[dict[str, Any]], instance_types: int = 400, packing: str = "karpenter"
+) -> scheduling.SchedulingInput:
     return scheduling.SchedulingInput(
         pods=pod_dicts,
-        templates=[factories.template("default", factories.fake_instance_types(instance_types))],
+        templates=[
+            factories.template("default", factories.fake_instance_types(instance_types), packing=packing)
+        ],
     )
 
 
@@ -103,9 +112,9 @@ def lp_lower_bound(pod_dicts: list[dict[str, Any]], instance_types: int = 400) -
     return float(result.fun)
 
 
-def run_one(size: int, workload: str) -> dict[str, Any]:
+def run_one(size: int, workload: str, packing: str = "karpenter") -> dict[str, Any]:
     pod_dicts = diverse_pods(size) if workload == "diverse" else generic_pods(size)
-    snap = snapshot(pod_dicts)
+    snap = snapshot(pod_dicts, packing=packing)
     start, cpu = time.perf_counter(), time.process_time()
     result = scheduling.solve(snap)
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
@@ -125,9 +134,9 @@ def run_one(size: int, workload: str) -> dict[str, Any]:
     return out
 
 
-def _spawn(size: int, workload: str) -> dict[str, Any]:
+def _spawn(size: int, workload: str, packing: str = "karpenter") -> dict[str, Any]:
     proc = subprocess.run(
-        [sys.executable, __file__, "--one", str(size), "--workload", workload],
+        [sys.executable, __file__, "--one", str(size), "--workload", workload, "--packing", packing],
         check=True,
         capture_output=True,
         text=True,
@@ -143,30 +152,54 @@ def main() -> None:
     parser.add_argument("--generic-sizes", default="100,1000,5000,20000")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--workload", default="diverse", help=argparse.SUPPRESS)
+    parser.add_argument("--packing", default="karpenter", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(run_one(args.one, args.workload)))
+        print(json.dumps(run_one(args.one, args.workload, args.packing)))
         return
     print("diverse pods, 400 instance types, 1 NodePool")
     print(
         f"{'pods':>7} {'seconds':>9} {'cpu s':>9} {'pods/s':>9} {'nodes':>6} {'$/h':>10} {'unplaced':>8} {'peak RSS MB':>11}  Karpenter (s / nodes)"
     )
-    for size in [int(s) for s in args.sizes.split(",") if s]:
-        r = _spawn(size, "diverse")
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    defaults = {}
+    for size in sizes:
+        r = defaults[size] = _spawn(size, "diverse")
         ref = f"{KARPENTER[size]:.2f} / {KARPENTER_NODES[size]}" if size in KARPENTER else ""
         print(
             f"{size:>7} {r['seconds']:>9.3f} {r['cpu_seconds']:>9.3f} {size / r['seconds']:>9.0f} {r['nodes']:>6} "
             f"{r['price']:>10.2f} {r['errors']:>8} {r['peak_rss_mb']:>11.0f}  {ref}"
         )
     print()
-    print("generic pods, cost against the LP lower bound")
-    print(f"{'pods':>7} {'seconds':>9} {'pods/s':>9} {'nodes':>6} {'$/h':>10} {'LP bound':>10} {'ratio':>7}")
+    print("diverse pods: Karpenter's packing (default) vs nodesmith.io/packing: cost-optimised")
+    print(
+        f"{'pods':>7} {'default $/h':>12} {'nodes':>6} {'cost-opt $/h':>13} {'nodes':>6} {'unplaced':>8} "
+        f"{'saving':>7} {'cost-opt s':>10} {'cpu s':>7} {'default cpu s':>13}"
+    )
+    for size in sizes:
+        d, c = defaults[size], _spawn(size, "diverse", COST_OPTIMISED)
+        print(
+            f"{size:>7} {d['price']:>12.2f} {d['nodes']:>6} {c['price']:>13.2f} {c['nodes']:>6} {c['errors']:>8} "
+            f"{_saving(d['price'], c['price']):>7} {c['seconds']:>10.3f} {c['cpu_seconds']:>7.3f} {d['cpu_seconds']:>13.3f}"
+        )
+    print()
+    print("generic pods, cost against the LP lower bound: default vs cost-optimised packing")
+    print(
+        f"{'pods':>7} {'seconds':>9} {'pods/s':>9} {'nodes':>6} {'$/h':>10} {'LP bound':>10} {'ratio':>7}"
+        f" {'cost-opt s':>10} {'nodes':>6} {'$/h':>10} {'ratio':>7}"
+    )
     for size in [int(s) for s in args.generic_sizes.split(",") if s]:
         r = _spawn(size, "generic")
+        c = _spawn(size, "generic", COST_OPTIMISED)
         print(
             f"{size:>7} {r['seconds']:>9.3f} {size / r['seconds']:>9.0f} {r['nodes']:>6} {r['price']:>10.2f} "
             f"{r['lp_bound']:>10.2f} {r['price'] / r['lp_bound']:>7.3f}"
+            f" {c['seconds']:>10.3f} {c['nodes']:>6} {c['price']:>10.2f} {c['price'] / c['lp_bound']:>7.3f}"
         )
+
+
+def _saving(default: float, cost: float) -> str:
+    return f"{100 * (1 - cost / default):.1f}%" if default else "-"
 
 
 if __name__ == "__main__":

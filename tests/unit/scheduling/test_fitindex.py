@@ -49,3 +49,19 @@ def test_fitting_positions_are_those_of_a_full_scan(
         scan = [i for i, room in enumerate(expected) if room is not None and res.fits(need, room)]
         assert list(index.fitting(need)) == scan
         assert list(original.fitting(need)) == [i for i, room in enumerate(rooms) if res.fits(need, room)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    rooms=st.lists(vectors, max_size=2 * fitindex.FANOUT**2 + 3),
+    probes=st.lists(requests, min_size=1, max_size=5),
+)
+def test_appending_one_room_at_a_time_answers_like_the_index_built_at_once(
+    rooms: list[res.Vector], probes: list[res.Vector]
+) -> None:
+    """The cost-optimised packing grows an index of its NodeClaims' rooms as it opens them."""
+    grown = fitindex.FitIndex([], WIDTH)
+    for position, room in enumerate(rooms):
+        assert grown.append(room) == position
+    for probe in probes:
+        assert list(grown.fitting(probe)) == [i for i, room in enumerate(rooms) if res.fits(probe, room)]

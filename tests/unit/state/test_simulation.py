@@ -6,12 +6,15 @@ import datetime as dt
 from typing import Any
 
 from nodesmith.api import labels
+from nodesmith.api.nodepool import NodePool, Packing
 from nodesmith.api.requirements import Requirements
 from nodesmith.kube import resources
 from nodesmith.scheduling import daemonsets
 from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state import ClusterState, simulation
 from nodesmith.testing import factories
+
+from . import factories as state_factories
 
 
 def unschedulable(name: str, **meta: Any) -> dict[str, Any]:
@@ -104,3 +107,26 @@ def test_a_live_daemonset_pod_takes_the_templates_required_node_affinity() -> No
 
 def test_a_live_daemonset_pod_without_template_affinity_runs_everywhere() -> None:
     assert _daemon_overhead(None) == {"arm": [500], "amd": [500]}
+
+
+def test_templates_carry_each_nodepools_packing_annotation() -> None:
+    """``nodesmith.io/packing: cost-optimised`` on a NodePool reaches the engine's template for it; a pool
+    without it, or with an unknown value, keeps Karpenter's packing; the annotation is no drift."""
+    state = ClusterState(clock=lambda: dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    values = {"plain": None, "cheap": "cost-optimised", "typo": "cheapest"}
+    pools = {}
+    for name, value in values.items():
+        body = state_factories.nodepool(name)
+        if value is not None:
+            body["metadata"].setdefault("annotations", {})[labels.ANNOTATION_PACKING] = value
+        state.on_upsert(resources.NODEPOOLS, body)
+        pools[name] = body
+    types = factories.fake_instance_types(3)
+    templates = simulation.templates(state.snapshot(), dict.fromkeys(values, types))
+    assert {t.nodepool: t.packing for t in templates} == {
+        "plain": Packing.KARPENTER,
+        "cheap": Packing.COST_OPTIMISED,
+        "typo": Packing.KARPENTER,
+    }
+    plain = state_factories.nodepool("cheap")
+    assert NodePool.from_dict(pools["cheap"]).hash() == NodePool.from_dict(plain).hash()
