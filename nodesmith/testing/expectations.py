@@ -13,16 +13,20 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import anyio
+
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.state.cluster import ClusterState
+from nodesmith.testing.clock import FakeClock
 
 __all__ = [
     "ObjectReconciler",
     "SingletonReconciler",
     "expect_applied",
     "expect_object_reconciled",
+    "expect_reconciled_stepping",
     "expect_refreshed",
     "expect_singleton_reconciled",
     "synced_state",
@@ -103,3 +107,27 @@ async def expect_object_reconciled(reconciler: ObjectReconciler[K], key: K) -> f
 async def expect_singleton_reconciled(reconciler: SingletonReconciler) -> object:
     """One pass of a singleton reconciler (provisioner, disruption, garbage collection)."""
     return await reconciler.reconcile()
+
+
+T = typing.TypeVar("T")
+
+
+async def expect_reconciled_stepping(
+    reconcile: typing.Callable[[], typing.Awaitable[T]], clock: FakeClock
+) -> T:
+    """Run ``reconcile()`` to the end, stepping ``clock`` to each deadline the subject sleeps until (a
+    validation delay, a wait for the synced gate), as Karpenter's tests step the fake clock while a
+    controller waits. Returns what ``reconcile()`` returned; stepped time is visible in ``clock.now()``."""
+    outcome: list[T] = []
+    async with anyio.create_task_group() as group:
+
+        async def run() -> None:
+            outcome.append(await reconcile())
+            group.cancel_scope.cancel()
+
+        group.start_soon(run)
+        while True:
+            deadline = await clock.sleeping()
+            clock.step(max(0.0, deadline - clock.monotonic()))
+            await anyio.lowlevel.checkpoint()
+    return outcome[0]
