@@ -63,15 +63,19 @@ async def test_an_empty_node_is_disrupted_only_after_the_validation_delay(env: D
 async def test_a_pod_landing_during_the_validation_delay_drops_the_command(env: DisruptionEnv) -> None:
     name = await env.machine("Consolidatable")
     outcome: list[bool] = []
+    landed: list[str] = []
     async with anyio.create_task_group() as group:
 
         async def run() -> None:
             outcome.append(await env.loop.reconcile())
+            group.cancel_scope.cancel()  # (also ends the wait below if the loop never waited)
 
         group.start_soon(run)
         deadline = await env.clock.sleeping()  # the loop waits out the validation delay
-        await env.pod(name, annotations={labels.ANNOTATION_DO_NOT_DISRUPT: "true"})
+        landed.append(await env.pod(name, annotations={labels.ANNOTATION_DO_NOT_DISRUPT: "true"}))
         env.clock.step(deadline - env.clock.monotonic())
+        await anyio.sleep_forever()  # until run() is done
+    assert len(landed) == 1  # the loop did wait, and the pod landed meanwhile
     assert outcome == [False]
     rejected = [d for d in env.loop.decisions if d.outcome.method is Method.EMPTINESS]
     assert rejected

@@ -162,11 +162,11 @@ async def frozen_env(kube: KubeClient) -> collections.abc.AsyncIterator[Env]:
 
 async def test_a_spot_warning_deletes_the_nodeclaim_and_marks_it_for_deletion(env: Env) -> None:
     event = env.acks.event_for(env.provider_id, InterruptionKind.SPOT_INTERRUPTION)
-    assert await env.handle(event) is Action.DELETE
-    assert await env.deleting()
+    assert await env.reconciler.handle(event) is Action.DELETE
     node = env.state.state_node(env.provider_id)
     assert node is not None
-    assert node.marked_for_deletion  # the provisioner replaces it while it drains
+    assert node.marked  # before the watch says it is deleting: the provisioner replaces it at once
+    assert await env.deleting()
     assert env.acks.counts == {event.message_id: 1}
     assert env.provider.delete_calls == []  # the instance goes through termination, not from here
 
