@@ -12,6 +12,7 @@ own. Async tests run on asyncio (``anyio_backend``).
 from __future__ import annotations
 
 import collections.abc
+import functools
 import pathlib
 
 import pytest
@@ -24,11 +25,11 @@ from nodesmith.testing import cluster as testing_cluster
 from nodesmith.testing import faults
 
 
-def _live_progress(config: pytest.Config) -> binaries.Progress:
-    """Progress lines that reach the terminal even while pytest captures output (a cold build takes
-    minutes and should not look like a hang)."""
+def _live_progress(config: pytest.Config, label: str) -> binaries.Progress:
+    """Progress lines, prefixed ``label``, that reach the terminal even while pytest captures output (a
+    cold build takes minutes and should not look like a hang)."""
     capture = config.pluginmanager.getplugin("capturemanager")
-    emit = binaries.stderr_progress("nodesmith test cluster")
+    emit = binaries.stderr_progress(label)
 
     def progress(message: str) -> None:
         if capture is None:
@@ -41,10 +42,19 @@ def _live_progress(config: pytest.Config) -> binaries.Progress:
 
 
 @pytest.fixture(scope="session")
+def live_progress(pytestconfig: pytest.Config) -> collections.abc.Callable[[str], binaries.Progress]:
+    """``live_progress(label)``: a progress callback for long builds and cluster starts that prints past
+    pytest's capture (the in-cluster e2e's image build and cluster use it too)."""
+    return functools.partial(_live_progress, pytestconfig)
+
+
+@pytest.fixture(scope="session")
 def control_plane(pytestconfig: pytest.Config) -> collections.abc.Iterator[testing_cluster.ControlPlane]:
     try:
         with (
-            testing_cluster.start_local_cluster(progress=_live_progress(pytestconfig)) as plane,
+            testing_cluster.start_local_cluster(
+                progress=_live_progress(pytestconfig, "nodesmith test cluster")
+            ) as plane,
             pytest.MonkeyPatch.context() as patch,
         ):
             patch.setenv("KUBECONFIG", str(plane.kubeconfig))

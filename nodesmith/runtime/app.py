@@ -66,10 +66,15 @@ class Daemon:
         *,
         plugins: manager.Plugins | None = None,
         clock: Clock = SYSTEM,
+        disruption: disruption_loop.Options | None = None,
     ) -> Daemon:
         """Connect, load plugins, build the provider, state, informers and reconcilers (no task started).
 
-        ``clock`` is the one clock everything that reads time is given (tests pass a stepped one)."""
+        ``clock`` is the one clock everything that reads time is given (tests pass a stepped one).
+        ``disruption`` replaces the disruption loop's timings (the e2e scenarios shorten the validation
+        delay and poll interval); the SpotToSpotConsolidation gate still decides ``spot_to_spot``."""
+        spot_to_spot = settings.gate("SpotToSpotConsolidation")
+        disruption = attrs.evolve(disruption or disruption_loop.Options(), spot_to_spot=spot_to_spot)
         kube = await KubeClient.connect(settings.kubeconfig)
         plugins = plugins or manager.Plugins.load()
         provider = plugins.cloud_provider(
@@ -101,7 +106,7 @@ class Daemon:
                 replace_on_rebalance=settings.gate("RebalanceReplacement"),
                 node_repair=settings.gate("NodeRepair"),
                 default_spread=default_spread,
-                disruption=disruption_loop.Options(spot_to_spot=settings.gate("SpotToSpotConsolidation")),
+                disruption=disruption,
             )
         )
         identity = settings.identity or f"{socket.gethostname()}-{uuid.uuid4().hex[:8]}"

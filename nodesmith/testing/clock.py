@@ -43,6 +43,7 @@ class FakeClock:
         self._real_start = time.monotonic()
         self._sleepers: dict[int, tuple[float, anyio.CancelScope]] = {}
         self._seq = 0
+        self._slept: anyio.Event | None = None
 
     # -- reading ------------------------------------------------------------------------------------
 
@@ -80,6 +81,16 @@ class FakeClock:
         finite = (deadline for deadline, _ in self._sleepers.values() if not math.isinf(deadline))
         return min(finite, default=None)
 
+    async def sleeping(self) -> float:
+        """Wait until some task sleeps on this clock until a finite deadline; return the earliest one.
+
+        Lets a test step exactly as far as its subject waits (`expectations.expect_reconciled_stepping`)
+        without polling: every new sleeper wakes this up."""
+        while (deadline := self.next_deadline()) is None:
+            self._slept = anyio.Event()
+            await self._slept.wait()
+        return deadline
+
     # -- sleeping -----------------------------------------------------------------------------------
     # A sleeper is a cancel scope `step` cancels once its deadline has passed; with a ``rate`` the scope
     # also gets the real-time deadline at which the flowing clock reaches it.
@@ -110,6 +121,8 @@ class FakeClock:
         self._seq += 1
         seq = self._seq
         self._sleepers[seq] = (deadline, scope)
+        if self._slept is not None:
+            self._slept.set()
         try:
             with scope:
                 yield

@@ -9,20 +9,29 @@ a test reads as a sequence of numbered cases: apply, reconcile, refresh, assert,
 
 from __future__ import annotations
 
+import datetime as dt
 import typing
 from collections.abc import Mapping
 from typing import Any, Protocol
 
+import anyio
+
+from nodesmith.api import labels, meta
+from nodesmith.api.nodeclaim import NodeClaim
+from nodesmith.cloudprovider.protocol import CloudProvider
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.state.cluster import ClusterState
+from nodesmith.testing.clock import T0, FakeClock
 
 __all__ = [
     "ObjectReconciler",
     "SingletonReconciler",
     "expect_applied",
+    "expect_initialized_machine",
     "expect_object_reconciled",
+    "expect_reconciled_stepping",
     "expect_refreshed",
     "expect_singleton_reconciled",
     "synced_state",
@@ -103,3 +112,88 @@ async def expect_object_reconciled(reconciler: ObjectReconciler[K], key: K) -> f
 async def expect_singleton_reconciled(reconciler: SingletonReconciler) -> object:
     """One pass of a singleton reconciler (provisioner, disruption, garbage collection)."""
     return await reconciler.reconcile()
+
+
+T = typing.TypeVar("T")
+
+
+async def expect_reconciled_stepping(
+    reconcile: typing.Callable[[], typing.Awaitable[T]], clock: FakeClock
+) -> T:
+    """Run ``reconcile()`` to the end, stepping ``clock`` to each deadline the subject sleeps until (a
+    validation delay, a wait for the synced gate), as Karpenter's tests step the fake clock while a
+    controller waits. Returns what ``reconcile()`` returned; stepped time is visible in ``clock.now()``."""
+    outcome: list[T] = []
+    async with anyio.create_task_group() as group:
+
+        async def run() -> None:
+            outcome.append(await reconcile())
+            group.cancel_scope.cancel()
+
+        group.start_soon(run)
+        while True:
+            deadline = await clock.sleeping()
+            clock.step(max(0.0, deadline - clock.monotonic()))
+            await anyio.lowlevel.checkpoint()
+    return outcome[0]
+
+
+async def expect_initialized_machine(
+    kube: KubeClient,
+    state: ClusterState,
+    provider: CloudProvider,
+    claim_name: str,
+    *,
+    conditions: typing.Sequence[str] = (),
+    now: dt.datetime = T0,
+) -> tuple[Obj, Obj]:
+    """Bring the NodeClaim ``claim_name`` (already in the API) to what lifecycle, a kubelet and the
+    initialization check would make of it, without waiting for any of them (Karpenter's
+    ``ExpectMakeNodesAndNodeClaimsInitializedAndStateUpdated``): launched through ``provider``, its Node
+    (named like the claim) registered, Ready and initialized, the NodeClaim's status Launched, Registered,
+    Initialized, Ready plus ``conditions`` (say ``Consolidatable``, ``Drifted``), all read back into
+    ``state``. Returns ``(node, nodeclaim)`` as stored."""
+    claim = NodeClaim.from_dict(await kube.get(resources.NODECLAIMS, claim_name))
+    machine = await provider.create(claim)
+    provider_id = str(machine.status.provider_id)
+    machine_labels = {**claim.metadata.labels, **machine.metadata.labels}
+    await kube.merge_patch(resources.NODECLAIMS, claim_name, {"metadata": {"labels": machine_labels}})
+    stamp = meta.format_time(now)
+    types = ("Launched", "Registered", "Initialized", "Ready", *conditions)
+    resources_ = machine.to_dict()["status"]
+    stored_claim = await kube.update_status(
+        resources.NODECLAIMS,
+        claim_name,
+        {
+            "providerID": provider_id,
+            "nodeName": claim_name,
+            "capacity": resources_.get("capacity", {}),
+            "allocatable": resources_.get("allocatable", {}),
+            "conditions": [
+                {"type": t, "status": "True", "reason": t, "message": "", "lastTransitionTime": stamp}
+                for t in types
+            ],
+        },
+    )
+    node_labels = {
+        **machine_labels,
+        labels.LABEL_HOSTNAME: claim_name,
+        labels.LABEL_REGISTERED: "true",
+        labels.LABEL_INITIALIZED: "true",
+    }
+    await kube.create(
+        resources.NODES,
+        {"metadata": {"name": claim_name, "labels": node_labels}, "spec": {"providerID": provider_id}},
+    )
+    stored_node = await kube.update_status(
+        resources.NODES,
+        claim_name,
+        {
+            "capacity": resources_.get("capacity", {}),
+            "allocatable": resources_.get("allocatable", {}),
+            "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+        },
+    )
+    state.on_upsert(resources.NODECLAIMS, stored_claim)
+    state.on_upsert(resources.NODES, stored_node)
+    return stored_node, stored_claim

@@ -1,6 +1,6 @@
-"""Support for the disruption scenarios: nodesmith run *in this process* (every reconciler from
-``controllers.build``, the kwok provider, the real informers) with short disruption timings, plus
-probes that read the API.
+"""Support for the disruption scenarios: nodesmith run *in this process* (the daemon as
+``nodesmith.runtime.app.Daemon.build`` wires it: the kwok provider, the real informers, every reconciler)
+with short disruption timings, plus probes that read the API.
 
 In-process rather than ``nodesmith run`` so the scenarios can set the validation delay and poll interval
 (seconds instead of 15 s / 10 s) through `nodesmith.reconcilers.disruption.Options` -- the same knob the
@@ -19,15 +19,12 @@ import anyio
 import attrs
 
 from nodesmith.api import labels
-from nodesmith.clock import SYSTEM
-from nodesmith.cloudprovider import manager
-from nodesmith.cloudprovider.protocol import ProviderContext
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
-from nodesmith.kube.events import EventRecorder
-from nodesmith.reconcilers import controllers
 from nodesmith.reconcilers import disruption as disruption_loop
-from nodesmith.state import ClusterState, Informers
+from nodesmith.runtime import app
+from nodesmith.runtime.settings import Settings
+from nodesmith.state import ClusterState
 from nodesmith.testing import e2e
 
 FAST = disruption_loop.Options(
@@ -52,46 +49,31 @@ async def nodesmith(
     namespace: str | None = None,
     nodepools: collections.abc.Sequence[str] = (),
 ) -> collections.abc.AsyncIterator[Nodesmith]:
-    """Every reconciler running against the control plane until the block ends; on the way out the
-    test's namespace and NodePools are cleaned up while the reconcilers still run (so nodes drain)."""
-    kube = await KubeClient.connect(kubeconfig)
-    plugins = manager.Plugins.load()
-    provider = plugins.cloud_provider("kwok", ProviderContext("e2e", {}, kube, SYSTEM))
-    node_classes = [
-        resources.node_class(kind.group, kind.kind, version=kind.version)
-        for kind in provider.supported_node_classes()
-    ]
-    state = ClusterState(clock=SYSTEM.now, node_classes=node_classes)
-    informers = Informers.for_state(kube, state, node_classes=node_classes)
-    reconcilers = controllers.build(
-        controllers.Collaborators(
-            kube=kube,
-            state=state,
-            provider=provider,
-            plugins=plugins,
-            events=EventRecorder(kube, clock=SYSTEM),
-            clock=SYSTEM,
-            batch_idle=dt.timedelta(milliseconds=500),
-            batch_max=dt.timedelta(seconds=3),
-            cluster_name="e2e",
-            disruption=options,
-        )
+    """The daemon as ``nodesmith run`` builds it (`app.Daemon.build`: kwok provider, informers, every
+    reconciler), leading at once, until the block ends; on the way out the test's namespace and NodePools
+    are cleaned up while the reconcilers still run (so nodes drain)."""
+    settings = Settings(
+        provider="kwok",
+        cluster_name="e2e",
+        kubeconfig=str(kubeconfig),
+        batch_idle_duration=dt.timedelta(milliseconds=500),
+        batch_max_duration=dt.timedelta(seconds=3),
+        metrics_port=0,
+        health_port=0,
+        leader_election=False,
     )
-    loop = next(r for r in reconcilers if isinstance(r, disruption_loop.Disruption))
+    settings.validate()
+    daemon = await app.Daemon.build(settings, disruption=options)
+    loop = next(r for r in daemon.reconcilers if isinstance(r, disruption_loop.Disruption))
     async with anyio.create_task_group() as group:
-        await group.start(informers.run)
-        provider_run = getattr(provider, "run", None)
-        if provider_run is not None:
-            await group.start(provider_run)
-        await informers.wait_synced()
-        for reconciler in reconcilers:
-            group.start_soon(reconciler.run, name=reconciler.name)
+        await group.start(daemon.serve)
+        await daemon.informers.wait_synced()
         try:
-            yield Nodesmith(kube, state, loop)
+            yield Nodesmith(daemon.kube, daemon.state, loop)
         finally:
             if namespace is not None or nodepools:
                 with anyio.CancelScope(shield=True):
-                    await e2e.cleanup(kube, namespace=namespace, nodepools=list(nodepools))
+                    await e2e.cleanup(daemon.kube, namespace=namespace, nodepools=list(nodepools))
             group.cancel_scope.cancel()
 
 

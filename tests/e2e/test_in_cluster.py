@@ -80,25 +80,13 @@ class InCluster:
         return result.stdout
 
 
-def _progress(config: pytest.Config) -> binaries.Progress:
-    capture = config.pluginmanager.getplugin("capturemanager")
-    emit = binaries.stderr_progress("in-cluster e2e")
-
-    def progress(message: str) -> None:
-        if capture is None:
-            emit(message)
-            return
-        with capture.global_and_fixture_disabled():
-            emit(message)
-
-    return progress
-
-
 @pytest.fixture(scope="module")
-def in_cluster(pytestconfig: pytest.Config) -> collections.abc.Iterator[InCluster]:
+def in_cluster(
+    live_progress: collections.abc.Callable[[str], binaries.Progress],
+) -> collections.abc.Iterator[InCluster]:
     if os.geteuid() != 0:
         pytest.fail("the in-cluster e2e tests need root (CI runs them as root)", pytrace=False)
-    progress = _progress(pytestconfig)
+    progress = live_progress("in-cluster e2e")
     local = cluster.LocalCluster(f"incluster-{os.getpid()}", progress=progress, die_with_parent=True)
     leftovers: list[str] = []
     try:

@@ -16,6 +16,8 @@ import subprocess
 import sys
 from typing import Any
 
+from nodesmith.testing import dashboard as dashboard_series
+
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DASHBOARD = ROOT / "deploy" / "grafana" / "nodesmith.json"
 SOURCES = [ROOT / "nodesmith", ROOT / "providers"]
@@ -109,3 +111,37 @@ def test_dashboard_metrics_appear_in_the_real_exposition() -> None:
     )
     exposed = set(re.findall(r"^(nodesmith_[a-z0-9_]+)", result.stdout, re.MULTILINE))
     assert dashboard_metrics() - exposed == set(), result.stdout[:2000]
+
+
+# -- series that never move ---------------------------------------------------------------------------
+
+
+def test_every_panel_drawing_nodesmith_series_is_found_and_each_flat_reason_says_something() -> None:
+    drawn = dashboard_series.panels(json.loads(DASHBOARD.read_text()))
+    assert {m for p in drawn for m in p.metrics} == dashboard_metrics()
+    for panel in drawn:
+        assert panel.flat_reason is None or len(panel.flat_reason) > 20, panel
+
+
+def test_a_gauge_only_ever_set_to_zero_never_moves_and_its_panel_is_reported() -> None:
+    log = dashboard_series.SeriesLog()
+    for depth, unschedulable in ((0, 0), (4, 0), (0, 0)):
+        log.record(
+            f"# TYPE nodesmith_scheduler_queue_depth gauge\nnodesmith_scheduler_queue_depth {depth}\n"
+            f"nodesmith_pods_unschedulable {unschedulable}\n"
+        )
+    drawn = [
+        dashboard_series.Panel("Batch", frozenset({"nodesmith_scheduler_queue_depth"}), None),
+        dashboard_series.Panel("Unschedulable", frozenset({"nodesmith_pods_unschedulable"}), None),
+        dashboard_series.Panel("Errors", frozenset({"nodesmith_reconcile_errors_total"}), "errors only"),
+    ]
+    assert log.moved() == {"nodesmith_scheduler_queue_depth"}
+    assert log.flat_panels(drawn) == ["Unschedulable: nodesmith_pods_unschedulable"]
+
+
+def test_a_series_appearing_with_a_value_or_changing_labels_moved() -> None:
+    log = dashboard_series.SeriesLog()
+    log.record('nodesmith_nodes_created_total{nodepool="a"} 0\n')
+    log.record('nodesmith_nodes_created_total{nodepool="a"} 0\nnodesmith_leader 1\n')
+    log.record('nodesmith_nodes_created_total{nodepool="a"} 0\nnodesmith_leader 1\n')
+    assert log.moved() == {"nodesmith_leader"}  # absent, then 1; the counter stayed at 0

@@ -9,6 +9,7 @@ import anyio
 import pytest
 
 from nodesmith.clock import SYSTEM, Clock
+from nodesmith.testing import expectations
 from nodesmith.testing.clock import T0, FakeClock
 
 pytestmark = pytest.mark.anyio
@@ -134,3 +135,29 @@ async def test_the_system_clock_sleeps_and_waits_on_real_time() -> None:
     await SYSTEM.sleep_until(before)
     assert SYSTEM.monotonic() >= before
     assert SYSTEM.now().tzinfo is dt.UTC
+
+
+async def test_a_reconcile_that_sleeps_is_stepped_exactly_to_each_deadline() -> None:
+    clock = FakeClock()
+    woke: list[float] = []
+
+    async def reconcile() -> str:
+        for seconds in (15.0, 0.5, 30.0):
+            await clock.sleep(seconds)
+            woke.append(clock.monotonic())
+        return "done"
+
+    assert await expectations.expect_reconciled_stepping(reconcile, clock) == "done"
+    assert woke == [15.0, 15.5, 45.5]
+    assert clock.sleepers == 0
+
+
+async def test_stepping_a_reconcile_that_never_sleeps_leaves_the_clock_alone() -> None:
+    clock = FakeClock()
+
+    async def reconcile() -> int:
+        await anyio.lowlevel.checkpoint()
+        return 7
+
+    assert await expectations.expect_reconciled_stepping(reconcile, clock) == 7
+    assert clock.monotonic() == 0.0
