@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
+import attrs
 from anyio.abc import TaskStatus
 
 from nodesmith.api import labels as core_labels
@@ -234,9 +235,15 @@ class InstanceTypes:
     ) -> tuple[Requirements, builtins.list[Offering]]:
         """The type's requirements and offerings with its capacity reservations added as reserved offerings."""
         prices = [p for z in subnet_zones if (p := self.pricing.price(name, z, "on-demand")) is not None]
-        reserved = capacityreservations.offerings(
-            name, subnet_zones, reservations, min(prices, default=None), usable=has_ami
-        )
+        reserved = [
+            # a reservation that just refused a launch (ReservationCapacityExceeded) rests like any ICE
+            attrs.evolve(o, available=False)
+            if self.unavailable.is_unavailable(o.capacity_type, name, o.zone)
+            else o
+            for o in capacityreservations.offerings(
+                name, subnet_zones, reservations, min(prices, default=None), usable=has_ami
+            )
+        ]
         if not reserved:
             return reqs, offerings
         types = set(reqs.get(core_labels.LABEL_CAPACITY_TYPE).values) | {core_labels.CapacityType.RESERVED}

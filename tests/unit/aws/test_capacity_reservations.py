@@ -130,3 +130,37 @@ async def test_reservations_become_reserved_offerings_and_survive_a_failed_descr
     assert reserved.price < min(o.price for o in m5.offerings if o.capacity_type == "on-demand")
     assert m5.requirements.get(labels.LABEL_CAPACITY_TYPE).has("reserved")
     assert not any(o.reserved for name, it in types.items() if name != "m5.large" for o in it.offerings)
+
+
+@pytest.mark.anyio
+async def test_a_nodeclaim_pinned_to_a_reservation_launches_into_it(env: Env) -> None:
+    (reservation,) = capacityreservations.from_api([_answer("cr-0abc")])
+    manifest = nodeclass_manifest(capacityReservationSelectorTerms=[{"id": "cr-0abc"}])
+    manifest["status"] = {"capacityReservations": [reservation.to_dict()]}
+    env.store.put(manifest)
+    assert await env.provider.reconcile_node_class("default") is not None
+    pool = conformance.nodepool("default", REF)
+    pinned = [
+        {"key": labels.LABEL_INSTANCE_TYPE, "operator": "In", "values": ["m5.large", "m5.xlarge"]},
+        {"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["reserved"]},
+        {"key": labels.LABEL_RESERVATION_ID, "operator": "In", "values": ["cr-0abc"]},
+    ]
+    created = await env.provider.create(conformance.nodeclaim(pool, pinned, name="claim-r"))
+    assert created.metadata.labels[labels.LABEL_CAPACITY_TYPE] == "reserved"
+    assert created.metadata.labels[labels.LABEL_RESERVATION_ID] == "cr-0abc"
+    assert created.metadata.labels[labels.LABEL_INSTANCE_TYPE] == "m5.large"
+    assert created.metadata.labels[labels.LABEL_ZONE] == "us-west-2a"
+    # the instance came from a launch template that targets the reservation
+    ec2 = await env.ec2()
+    instance_id = created.status.provider_id.rsplit("/", 1)[1]
+    raw = (await ec2.describe_instances(InstanceIds=[instance_id]))["Reservations"][0]["Instances"][0]
+    assert raw["InstanceType"] == "m5.large"
+    templates = (await ec2.describe_launch_templates())["LaunchTemplates"]
+    targets = []
+    for template in templates:
+        versions = await ec2.describe_launch_template_versions(LaunchTemplateId=template["LaunchTemplateId"])
+        for version in versions["LaunchTemplateVersions"]:
+            spec = version["LaunchTemplateData"].get("CapacityReservationSpecification")
+            if spec:
+                targets.append(spec)
+    assert targets == [{"CapacityReservationTarget": {"CapacityReservationId": "cr-0abc"}}]
