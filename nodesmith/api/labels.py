@@ -32,6 +32,7 @@ __all__ = [
     "LABEL_OS",
     "LABEL_REGION",
     "LABEL_REGISTERED",
+    "LABEL_RESERVATION_ID",
     "LABEL_WINDOWS_BUILD",
     "LABEL_ZONE",
     "NORMALIZED_LABELS",
@@ -50,6 +51,8 @@ API_VERSION: Final = f"{GROUP}/v1"
 # Labels nodesmith owns.
 LABEL_NODEPOOL: Final = f"{GROUP}/nodepool"
 LABEL_CAPACITY_TYPE: Final = f"{GROUP}/capacity-type"
+LABEL_RESERVATION_ID: Final = f"{GROUP}/reservation-id"
+"""The capacity reservation a reserved offering (and the node launched into it) belongs to."""
 LABEL_REGISTERED: Final = f"{GROUP}/registered"
 LABEL_INITIALIZED: Final = f"{GROUP}/initialized"
 LABEL_DO_NOT_SYNC_TAINTS: Final = f"{GROUP}/do-not-sync-taints"
@@ -112,6 +115,7 @@ CORE_WELL_KNOWN_LABELS: Final = frozenset(
         LABEL_ARCH,
         LABEL_OS,
         LABEL_CAPACITY_TYPE,
+        LABEL_RESERVATION_ID,
         LABEL_WINDOWS_BUILD,
     }
 )

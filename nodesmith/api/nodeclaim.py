@@ -78,7 +78,8 @@ def claim_spec_properties(key_rules: tuple[schema.Rule, ...]) -> dict[str, schem
 
 
 NODECLAIM_KEY_RULES: Final = nodeselector.restricted_key_rules(
-    allowed=(labels.LABEL_CAPACITY_TYPE, labels.LABEL_NODEPOOL), forbidden=(labels.LABEL_HOSTNAME,)
+    allowed=(labels.LABEL_CAPACITY_TYPE, labels.LABEL_NODEPOOL, labels.LABEL_RESERVATION_ID),
+    forbidden=(labels.LABEL_HOSTNAME,),
 )
 
 SPEC_SCHEMA: Final = schema.obj(

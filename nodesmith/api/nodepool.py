@@ -97,10 +97,10 @@ class ConsolidationPolicy(enum.StrEnum):
 # -- schema -------------------------------------------------------------------------------------------
 
 NODEPOOL_KEY_RULES: Final = nodeselector.restricted_key_rules(
-    allowed=(labels.LABEL_CAPACITY_TYPE,), forbidden=(labels.LABEL_HOSTNAME,)
+    allowed=(labels.LABEL_CAPACITY_TYPE, labels.LABEL_RESERVATION_ID), forbidden=(labels.LABEL_HOSTNAME,)
 )
-"""Requirement keys: nothing in the ``nodesmith.io`` domain but capacity-type (so not the nodepool label),
-and not the hostname."""
+"""Requirement keys: nothing in the ``nodesmith.io`` domain but capacity-type and reservation-id (so not
+the nodepool label), and not the hostname."""
 
 _DOMAIN_PREFIX: Final = f"{labels.GROUP}/"
 TEMPLATE_LABEL_RULES: Final = (

@@ -56,16 +56,27 @@ class Offering:
     price: float
     available: bool = True
     reservation_capacity: int = 0
+    """For a reserved offering: how many more instances its reservation can take now."""
     zone: str = attrs.field(init=False)
     capacity_type: str = attrs.field(init=False)
+    reservation_id: str = attrs.field(init=False)
+    """For a reserved offering, its reservation (the ``reservation-id`` requirement); else empty."""
 
     def __attrs_post_init__(self) -> None:
         zone = self.requirements.get(labels.LABEL_ZONE).any_value()
         capacity_type = self.requirements.get(labels.LABEL_CAPACITY_TYPE).any_value()
         if zone is None or capacity_type is None:
             raise ValueError(f"an offering must name a zone and a capacity type, got {self.requirements!r}")
+        reservation_id = ""
+        if capacity_type == labels.CapacityType.RESERVED:  # one without an id counts as one reservation ""
+            reservation_id = self.requirements.get(labels.LABEL_RESERVATION_ID).any_value() or ""
         object.__setattr__(self, "zone", zone)
         object.__setattr__(self, "capacity_type", capacity_type)
+        object.__setattr__(self, "reservation_id", reservation_id)
+
+    @property
+    def reserved(self) -> bool:
+        return self.capacity_type == labels.CapacityType.RESERVED
 
     @classmethod
     def of(cls, zone: str, capacity_type: str, price: float, *, available: bool = True) -> Offering:
@@ -79,6 +90,25 @@ class Offering:
             ),
             price,
             available,
+        )
+
+    @classmethod
+    def of_reservation(
+        cls, zone: str, reservation_id: str, price: float, remaining: int, *, available: bool = True
+    ) -> Offering:
+        """A reserved offering: launching it uses one of ``remaining`` slots of ``reservation_id``; with
+        none left it is not available (a provider still lists it, so running nodes keep their price)."""
+        return cls(
+            Requirements(
+                [
+                    Requirement.in_(labels.LABEL_ZONE, zone),
+                    Requirement.in_(labels.LABEL_CAPACITY_TYPE, labels.CapacityType.RESERVED),
+                    Requirement.in_(labels.LABEL_RESERVATION_ID, reservation_id),
+                ]
+            ),
+            price,
+            available and remaining > 0,
+            max(remaining, 0),
         )
 
     def is_compatible(self, requirements: Requirements) -> bool:
@@ -195,13 +225,20 @@ class InstanceType:
         best = cheapest_offering(self.offerings, requirements)
         return None if best is None else best.price
 
-    def offering(self, zone: str | None, capacity_type: str | None) -> Offering | None:
+    def offering(
+        self, zone: str | None, capacity_type: str | None, reservation_id: str | None = None
+    ) -> Offering | None:
         """The offering in ``zone`` for ``capacity_type`` (available or not), if there is one: how a running
-        machine, which knows its zone and capacity type, finds what it costs."""
+        machine, which knows its zone and capacity type, finds what it costs. A reserved machine names its
+        reservation too when it knows it (two reservations may share a zone)."""
         if zone is None or capacity_type is None:
             return None
         for offering in self.offerings:
-            if offering.zone == zone and offering.capacity_type == capacity_type:
+            if (
+                offering.zone == zone
+                and offering.capacity_type == capacity_type
+                and (not reservation_id or offering.reservation_id == reservation_id)
+            ):
                 return offering
         return None
 

@@ -147,8 +147,11 @@ def _blocking_pods(node: NodeView, ctx: Context) -> Iterator[Rejection]:
             yield _reject(node, RejectionReason.PDB, why)
 
 
-def _offering_price(it: InstanceType | None, zone: str | None, capacity_type: str | None) -> float | None:
-    offering = None if it is None else it.offering(zone, capacity_type)
+def _offering_price(
+    it: InstanceType | None, zone: str | None, capacity_type: str | None, reservation_id: str | None
+) -> float | None:
+    # a reserved node is priced by its own reservation's offering (two may share a zone)
+    offering = None if it is None else it.offering(zone, capacity_type, reservation_id)
     # an unknown price (a provider without one reports infinity) is no price: never "infinite savings"
     return None if offering is None or not math.isfinite(offering.price) else offering.price
 
@@ -222,7 +225,7 @@ def evaluate(
         instance_type=it,
         zone=zone,
         capacity_type=capacity_type,
-        price=_offering_price(it, zone, capacity_type),
+        price=_offering_price(it, zone, capacity_type, node_labels.get(labels.LABEL_RESERVATION_ID)),
         reschedulable_pods=moving,
         disruption_cost=cost,
     )

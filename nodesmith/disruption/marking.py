@@ -19,7 +19,7 @@ from nodesmith.api import conditions, labels
 from nodesmith.api.nodeclaim import NodeClaim
 from nodesmith.api.nodepool import HASH_VERSION, NodePool
 from nodesmith.api.requirements import Requirements
-from nodesmith.cloudprovider.types import InstanceType
+from nodesmith.cloudprovider.types import InstanceType, Offering
 
 __all__ = [
     "Consolidatable",
@@ -41,13 +41,18 @@ class DriftReason(enum.StrEnum):
     INSTANCE_TYPE_NOT_FOUND = "InstanceTypeNotFound"
 
 
-def _offering_matches(offering_ct: str, offering_zone: str, ct: str | None, zone: str | None) -> bool:
-    if zone is not None and offering_zone != zone:
+def _offering_matches(
+    offering: Offering, ct: str | None, zone: str | None, reservation_id: str | None
+) -> bool:
+    if zone is not None and offering.zone != zone:
         return False
-    if ct is None or offering_ct == ct:
-        return True
-    # a reserved instance keeps running as on-demand once its reservation is gone
-    return ct == labels.CapacityType.RESERVED and offering_ct == labels.CapacityType.ON_DEMAND
+    if ct == labels.CapacityType.RESERVED:
+        # its own reservation (when the NodeClaim names one); and a reserved instance keeps running as
+        # on-demand once its reservation is gone, so an on-demand offering is as good
+        if offering.reserved:
+            return not reservation_id or offering.reservation_id == reservation_id
+        return offering.capacity_type == labels.CapacityType.ON_DEMAND
+    return ct is None or offering.capacity_type == ct
 
 
 INSTANCE_TYPE_CHECK_AFTER: Final = dt.timedelta(hours=1)
@@ -84,9 +89,8 @@ def static_drift_reason(
         found = next((it for it in instance_types if it.name == name), None)
         ct = claim.metadata.labels.get(labels.LABEL_CAPACITY_TYPE)
         zone = claim.metadata.labels.get(labels.LABEL_ZONE)
-        if found is None or not any(
-            _offering_matches(o.capacity_type, o.zone, ct, zone) for o in found.offerings
-        ):
+        reservation_id = claim.metadata.labels.get(labels.LABEL_RESERVATION_ID)
+        if found is None or not any(_offering_matches(o, ct, zone, reservation_id) for o in found.offerings):
             return DriftReason.INSTANCE_TYPE_NOT_FOUND
     return None
 

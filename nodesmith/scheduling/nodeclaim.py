@@ -17,7 +17,17 @@ from typing import Final, final
 
 from nodesmith.api import labels, quantity
 from nodesmith.api.requirements import Requirement, Requirements
-from nodesmith.scheduling import hostports, inputs, instancetypes, pods, results, taints, topology
+from nodesmith.cloudprovider.types import Offering
+from nodesmith.scheduling import (
+    hostports,
+    inputs,
+    instancetypes,
+    pods,
+    reservations,
+    results,
+    taints,
+    topology,
+)
 from nodesmith.scheduling import resources as res
 
 __all__ = ["Fit", "SimNodeClaim", "narrow"]
@@ -30,6 +40,7 @@ _SIMULATION_ONLY: Final = (
 """A planned NodeClaim will be registered and initialized: pods selecting those labels may use it (spec 2.4.5);
 stripped when finalized, with the hostname."""
 _EMPTY: Final = Requirements()
+_RESERVED: Final = labels.CapacityType.RESERVED
 
 
 def narrow(base: Requirements, extra: Iterable[Requirement]) -> Requirements:
@@ -50,24 +61,27 @@ def narrow(base: Requirements, extra: Iterable[Requirement]) -> Requirements:
 class Fit:
     """The NodeClaim as it would be with the pod: requirements, instance-type mask, summed requests."""
 
-    __slots__ = ("mask", "requirements", "total")
+    __slots__ = ("mask", "requirements", "reserved", "total")
 
     def __init__(self, requirements: Requirements, mask: int, total: res.Vector) -> None:
         self.requirements = requirements
         self.mask = mask
         self.total = total
+        self.reserved: tuple[Offering, ...] | None = None
+        """The reserved offerings the NodeClaim would hold; ``None`` when this solve counts none."""
 
 
 @final
 class Template:
     """A template with its catalog and cached taint verdicts (shared by all its NodeClaims)."""
 
-    __slots__ = ("_tolerated", "catalog", "position", "spec")
+    __slots__ = ("_tolerated", "catalog", "has_reserved", "position", "spec")
 
     def __init__(self, spec: inputs.NodeClaimTemplate, catalog: instancetypes.Catalog, position: int) -> None:
         self.spec = spec
         self.catalog = catalog
         self.position = position
+        self.has_reserved = any(o.reserved for it in catalog.types for o in it.offerings)
         self._tolerated: dict[tuple[taints.Toleration, ...], taints.Taint | None] = {}
 
     def untolerated(self, tolerations: tuple[taints.Toleration, ...]) -> taints.Taint | None:
@@ -82,10 +96,34 @@ class Template:
 class SimNodeClaim:
     """Mutable while the run lasts; owned by the scheduler."""
 
-    __slots__ = ("hostname", "mask", "pods", "ports", "requirements", "seq", "template", "total")
+    __slots__ = (
+        "hostname",
+        "mask",
+        "mode",
+        "pods",
+        "ports",
+        "requirements",
+        "reservations",
+        "reserved",
+        "seq",
+        "template",
+        "total",
+    )
 
-    def __init__(self, template: Template, hostname: str, seq: int, mask: int, zero: res.Vector) -> None:
+    def __init__(
+        self,
+        template: Template,
+        hostname: str,
+        seq: int,
+        mask: int,
+        zero: res.Vector,
+        reserving: reservations.Manager | None = None,
+        mode: reservations.Mode = reservations.STRICT,
+    ) -> None:
         self.template = template
+        self.reservations = reserving if reserving and template.has_reserved else None
+        self.mode = mode
+        self.reserved: tuple[Offering, ...] = ()
         self.hostname = hostname
         self.seq = seq
         self.requirements = template.spec.requirements.add(
@@ -160,10 +198,25 @@ class SimNodeClaim:
                     continue
                 reqs = narrow(reqs, domains)
             fit = self._fit(pod, vector, reqs, strict_min_values, explain)
+            if isinstance(fit, Fit) and self.reservations is not None:
+                fit = self._reserve(fit, explain)
             if isinstance(fit, Fit):
                 return fit
             failure = failure or fit
         return failure
+
+    def _reserve(self, fit: Fit, explain: bool) -> Fit | results.NodePoolReason | None:
+        """Which reservations the NodeClaim would hold with the pod (Strict mode may refuse it)."""
+        assert self.reservations is not None
+        catalog = self.template.catalog
+        types = [catalog.types[i] for i in instancetypes.bits(fit.mask & catalog.fits_mask(fit.total))]
+        chosen = reservations.choose(self.reservations, self.hostname, fit.requirements, types, self.mode)
+        if isinstance(chosen, reservations.Refused):
+            return (
+                self._reason(results.Constraint.RESERVED_OFFERING, detail=chosen.detail) if explain else None
+            )
+        fit.reserved = chosen
+        return fit
 
     def _fit(
         self,
@@ -197,6 +250,9 @@ class SimNodeClaim:
         self.total = fit.total
         if pod.host_ports:
             self.ports.add(pod.host_ports)
+        if fit.reserved is not None and self.reservations is not None:
+            self.reservations.hold(self.hostname, fit.reserved)
+            self.reserved = fit.reserved
 
     def remaining(self) -> list[int]:
         """Indices of the instance types the NodeClaim can still be."""
@@ -211,6 +267,21 @@ class SimNodeClaim:
         spec = self.template.spec
         remaining = self.remaining()
         requirements = self.requirements.without(_HOSTNAME, *(r.key for r in _SIMULATION_ONLY))
+        if self.reserved:
+            # pinned to what it holds: launched into one of its reservations, on a type that has one
+            requirements = requirements.add(
+                Requirement.in_(labels.LABEL_CAPACITY_TYPE, labels.CapacityType.RESERVED),
+                Requirement.in_(
+                    labels.LABEL_RESERVATION_ID, *sorted({o.reservation_id for o in self.reserved})
+                ),
+            )
+            held = set(self.reserved)
+            remaining = [i for i in remaining if any(o in held for o in catalog.types[i].offerings)]
+        elif self.reservations is not None and requirements.get(labels.LABEL_CAPACITY_TYPE).has(_RESERVED):
+            # reservations are counted and this NodeClaim got no slot: it must not launch into one
+            requirements = requirements.add(Requirement.not_in(labels.LABEL_CAPACITY_TYPE, _RESERVED))
+            mask = catalog.mask_for(requirements)
+            remaining = [i for i in remaining if mask >> i & 1]
         ordered = catalog.ordered(remaining, requirements)
         relaxed = False
         needed, keys = instancetypes.satisfies_min_values(

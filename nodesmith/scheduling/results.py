@@ -39,6 +39,9 @@ class Constraint(enum.StrEnum):
     INVALID = "invalid"
     DEADLINE = "deadline"
     TRUNCATED = "truncated"
+    RESERVED_OFFERING = "reserved-offering"
+    """Strict reserved capacity: a compatible reservation exists but this solve already used it up; the pod
+    waits for the next solve (never relaxed, no lower-weight NodePool tried)."""
 
 
 @final

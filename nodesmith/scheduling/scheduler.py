@@ -53,6 +53,7 @@ from nodesmith.scheduling import (
     packing,
     pods,
     preferences,
+    reservations,
     results,
     topology,
     topologybase,
@@ -74,18 +75,23 @@ def solve(
     preference_policy: Literal["Respect", "Ignore"] = "Respect",
     min_values_policy: Literal["Strict", "BestEffort"] = "Strict",
     parsed_pods: MutableMapping[int, pods.SchedulingPod] | None = None,
+    reserved_mode: reservations.Mode = reservations.STRICT,
 ) -> results.Results:
     """Decide where the snapshot's pending pods go. ``deadline()`` returning true stops the run; what was
     decided so far is returned and every pod not placed carries a reason.
 
     ``parsed_pods`` is a memo the caller may keep across runs over the *same* pod dicts: parsed pods by
-    ``id()`` of their dict, which is sound only while those dicts stay alive and unchanged."""
+    ``id()`` of their dict, which is sound only while those dicts stay alive and unchanged.
+
+    ``reserved_mode``: ``Strict`` for provisioning, ``Fallback`` for disruption simulations
+    (`reservations`)."""
     return Prepared(snapshot, parsed_pods).solve(
         snapshot.pods,
         consolidating_pods=snapshot.consolidating_pods,
         deadline=deadline,
         preference_policy=preference_policy,
         min_values_policy=min_values_policy,
+        reserved_mode=reserved_mode,
     )
 
 
@@ -173,6 +179,7 @@ class Prepared:
             snapshot.namespaces,
         )
         self._indexed: dict[tuple[str, ...], _Indexed] = {}
+        self.reserved_capacity = reservations.initial_capacity(it for s in specs for it in s.instance_types)
         self.volumes: dict[
             tuple[object, ...], tuple[tuple[Requirements, ...], Mapping[str, frozenset[str]]]
         ] = {}
@@ -200,10 +207,19 @@ class Prepared:
         deadline: Callable[[], bool] | None = None,
         preference_policy: Literal["Respect", "Ignore"] = "Respect",
         min_values_policy: Literal["Strict", "BestEffort"] = "Strict",
+        reserved_mode: reservations.Mode = reservations.STRICT,
     ) -> results.Results:
         """Place ``pending`` as if the existing nodes named in ``removed`` were not there; the pods in
         ``consolidating_pods`` (UIDs) stay off nodes inside their ``consolidateAfter`` window."""
-        args = (self, pending, frozenset(removed), consolidating_pods, preference_policy, min_values_policy)
+        args = (
+            self,
+            pending,
+            frozenset(removed),
+            consolidating_pods,
+            preference_policy,
+            min_values_policy,
+            reserved_mode,
+        )
         default = _Solver(*args).run(deadline)
         if not any(s.packing is Packing.COST_OPTIMISED for s in self.specs):
             return default
@@ -232,10 +248,13 @@ class _Solver:
         consolidating_pods: frozenset[str],
         preference_policy: str,
         min_values_policy: str,
+        reserved_mode: reservations.Mode = reservations.STRICT,
         cost_optimised: bool = False,
     ) -> None:
         self.prepared = prepared
         self.strict_min_values = min_values_policy == "Strict"
+        self.reserved_mode: reservations.Mode = reserved_mode
+        self.reservations = reservations.Manager(prepared.reserved_capacity)
         self.errors: dict[str, results.PodSchedulingError] = {}
         parsed = [prepared.parse(p) for p in pending]
         if preference_policy == "Ignore":
@@ -362,7 +381,12 @@ class _Solver:
             reasons = self._add(variant)
             if reasons is None:
                 return None
-            relaxed = preferences.relax(variant, tolerate_prefer_no_schedule=self.tolerate_prefer_no_schedule)
+            # a pod waiting for reserved capacity is not relaxed: the next solve will find it a place
+            relaxed = (
+                None
+                if any(r.constraint is results.Constraint.RESERVED_OFFERING for r in reasons)
+                else preferences.relax(variant, tolerate_prefer_no_schedule=self.tolerate_prefer_no_schedule)
+            )
             if relaxed is None:
                 self.failed[self._verdict_key(pod)] = (self.version, reasons, variant.relaxed)
                 return results.PodSchedulingError(pod.ref, reasons, relaxed=variant.relaxed)
@@ -437,6 +461,8 @@ class _Solver:
             if reason is None:
                 return None
             reasons.append(reason)
+            if reason.constraint is results.Constraint.RESERVED_OFFERING:
+                break  # a reservation this pool could use is busy: no lower-weight pool instead
         return tuple(reasons)
 
     def _within(self, key: str, allowed: frozenset[str]) -> Iterator[nodeclaim.SimNodeClaim]:
@@ -486,7 +512,9 @@ class _Solver:
         seq = len(self.claims.claims)
         hostname = f"hostname-placeholder-{seq + 1:04d}"
         self.topology.register(_HOSTNAME, hostname)
-        claim = nodeclaim.SimNodeClaim(template, hostname, seq, mask, self.index.zero)
+        claim = nodeclaim.SimNodeClaim(
+            template, hostname, seq, mask, self.index.zero, self.reservations, self.reserved_mode
+        )
         fit = claim.check(pod, vector, self.topology, alternatives, self.strict_min_values, explain=True)
         if not isinstance(fit, nodeclaim.Fit):
             self.topology.unregister(_HOSTNAME, hostname)

@@ -326,7 +326,9 @@ def consolidation_simulator(
         if not prepared:
             # The snapshot keeps every pod dict alive, as Prepared's parse memo (by id) needs.
             prepared.append(scheduler.Prepared(base))
-        return prepared[0].solve(pods, removed=removed, consolidating_pods=gated, deadline=deadline)
+        return prepared[0].solve(
+            pods, removed=removed, consolidating_pods=gated, deadline=deadline, reserved_mode="Fallback"
+        )
 
     return _simulator(snapshot, base, solve, enforce_consolidate_after)
 
@@ -346,7 +348,8 @@ def rebuilding_simulator(
     def solve(pods: Sequence[Obj], removed: frozenset[str], gated: frozenset[str]) -> results.Results:
         kept = [view for view in base.existing_nodes if view.name not in removed]
         run_input = attrs.evolve(base, pods=pods, existing_nodes=kept, consolidating_pods=gated)
-        return scheduler.solve(run_input, deadline=deadline)
+        # disruption simulations fall back from a used-up reservation, as Karpenter's do
+        return scheduler.solve(run_input, deadline=deadline, reserved_mode="Fallback")
 
     return _simulator(snapshot, base, solve, enforce_consolidate_after)
 

@@ -209,9 +209,13 @@ def instance_type(
     resources: Mapping[str, str] | None = None,
     kube_reserved: Mapping[str, str] | None = None,
     unavailable: Iterable[tuple[str, str]] = (),
+    reservations: Iterable[tuple[str, str, int]] = (),
+    reserved_price: float | None = None,
 ) -> InstanceType:
     """One instance type; ``price`` defaults to 0.1 per vCPU + 0.1 per GiB. ``unavailable`` lists
-    ``(zone, capacity_type)`` offerings that exist but are not available."""
+    ``(zone, capacity_type)`` offerings that exist but are not available. ``reservations`` adds a reserved
+    offering per ``(reservation id, zone, remaining count)``, priced ``reserved_price`` (default: a
+    thousandth of ``price``, as a provider makes capacity already paid for the cheapest)."""
     capacity = quantity.parse_resources(
         {"cpu": str(cpu), "memory": memory, "pods": str(pods), **(resources or {})}
     )
@@ -223,6 +227,14 @@ def instance_type(
     offerings = tuple(
         Offering.of(z, c, price, available=(z, c) not in down) for z in zones for c in capacity_types
     )
+    reserved_offerings = tuple(
+        Offering.of_reservation(z, rid, price / 1000 if reserved_price is None else reserved_price, count)
+        for rid, z, count in reservations
+    )
+    if reserved_offerings:
+        offerings += reserved_offerings
+        zones = (*zones, *(o.zone for o in reserved_offerings if o.zone not in zones))
+        capacity_types = (*capacity_types, labels.CapacityType.RESERVED)
     reqs = [
         Requirement.in_(labels.LABEL_INSTANCE_TYPE, name),
         Requirement.in_(labels.LABEL_ARCH, arch),

@@ -225,6 +225,8 @@ class AwsCloudProvider:
         self.zones.remember(launched.instance_id, launched.zone)
         it = self.instance_types.get(nc, launched.instance_type)
         labels = {**nodeclaim.metadata.labels, **self._labels(it, launched.zone, launched.capacity_type)}
+        if launched.reservation_id:
+            labels[core_labels.LABEL_RESERVATION_ID] = launched.reservation_id
         annotations = {
             **nodeclaim.metadata.annotations,
             nodeclass.ANNOTATION_HASH: nc.static_hash(),

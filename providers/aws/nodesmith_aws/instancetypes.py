@@ -18,6 +18,7 @@ Consumed by ``get_instance_types`` (the scheduler's input) and ``create`` (what 
 
 from __future__ import annotations
 
+import builtins
 import logging
 import math
 import time
@@ -25,12 +26,13 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
+import attrs
 from anyio.abc import TaskStatus
 
 from nodesmith.api import labels as core_labels
 from nodesmith.api.requirements import Requirement, Requirements
 from nodesmith.cloudprovider.types import InstanceType, Offering
-from nodesmith_aws import capacity, labels, plugin
+from nodesmith_aws import capacity, capacityreservations, labels, plugin
 from nodesmith_aws.cache import INSTANCE_TYPES_TTL, TTLCache, UnavailableOfferings
 from nodesmith_aws.clients import Clients
 from nodesmith_aws.nodeclass import EC2NodeClass
@@ -186,6 +188,7 @@ class InstanceTypes:
             id(self.pricing.spot),
             self.pricing.spot_updated,
             tuple(a.id for a in nodeclass.status.amis),
+            nodeclass.status.capacity_reservations,
         )
         cached = self._types.get(key)
         if cached is not None:
@@ -212,9 +215,44 @@ class InstanceTypes:
                     offerings.append(
                         Offering.of(zone, ct, math.inf if price is None else price, available=available)
                     )
+            reservations = nodeclass.status.capacity_reservations
+            if reservations:
+                reqs, offerings = self._with_reserved(
+                    name, reqs, offerings, subnet_zones, reservations, has_ami
+                )
             out.append(InstanceType(name, reqs, tuple(offerings), cap, over))
         self._types.set(key, {it.name: it for it in out})
         return out
+
+    def _with_reserved(
+        self,
+        name: str,
+        reqs: Requirements,
+        offerings: builtins.list[Offering],
+        subnet_zones: Sequence[str],
+        reservations: Sequence[capacityreservations.ResolvedCapacityReservation],
+        has_ami: bool,
+    ) -> tuple[Requirements, builtins.list[Offering]]:
+        """The type's requirements and offerings with its capacity reservations added as reserved offerings."""
+        prices = [p for z in subnet_zones if (p := self.pricing.price(name, z, "on-demand")) is not None]
+        reserved = [
+            # a reservation that just refused a launch (ReservationCapacityExceeded) rests like any ICE
+            attrs.evolve(o, available=False)
+            if self.unavailable.is_unavailable(o.capacity_type, name, o.zone)
+            else o
+            for o in capacityreservations.offerings(
+                name, subnet_zones, reservations, min(prices, default=None), usable=has_ami
+            )
+        ]
+        if not reserved:
+            return reqs, offerings
+        types = set(reqs.get(core_labels.LABEL_CAPACITY_TYPE).values) | {core_labels.CapacityType.RESERVED}
+        zones = set(reqs.get(core_labels.LABEL_ZONE).values) | {o.zone for o in reserved}
+        reqs = reqs.without(core_labels.LABEL_CAPACITY_TYPE, core_labels.LABEL_ZONE).add(
+            Requirement.in_(core_labels.LABEL_CAPACITY_TYPE, *sorted(types)),
+            Requirement.in_(core_labels.LABEL_ZONE, *sorted(zones)),
+        )
+        return reqs, [*offerings, *reserved]
 
     def get(self, nodeclass: EC2NodeClass, name: str) -> InstanceType | None:
         for it in self.list(nodeclass):

@@ -70,6 +70,8 @@ class Launched:
     subnet_id: str | None
     image_id: str
     capacity_type: str
+    reservation_id: str = ""
+    """The capacity reservation the instance was launched into (capacity type ``reserved``)."""
 
 
 def create_error(err: ClientError) -> errors.ProviderError:
@@ -102,6 +104,8 @@ class Launcher:
         self.clients = clients
         self.launch_templates = launch_templates
         self.unavailable = unavailable
+        self._reservations: dict[str, str] = {}
+        """Launch template name → the reservation it targets."""
 
     def compatible(self, reqs: Requirements, types: Sequence[InstanceType]) -> list[InstanceType]:
         allow = WELL_KNOWN_LABELS
@@ -111,9 +115,10 @@ class Launcher:
 
     @staticmethod
     def capacity_type(reqs: Requirements, types: Sequence[InstanceType]) -> str:
-        """Spot if allowed and available anywhere, else on-demand (Karpenter's spot → OD fallback)."""
+        """Reserved if allowed and a reservation is available, else spot, else on-demand (Karpenter's
+        order: capacity already paid for first, then spot → on-demand fallback)."""
         allowed = reqs.get(core_labels.LABEL_CAPACITY_TYPE)
-        for ct in ("spot", "on-demand"):
+        for ct in (core_labels.CapacityType.RESERVED, "spot", "on-demand"):
             if allowed.has(ct) and any(
                 o.capacity_type == ct for it in types for o in it.compatible_offerings(reqs)
             ):
@@ -168,7 +173,8 @@ class Launcher:
         subnets: dict[str, str] = {}
         for subnet in nc.status.subnets:  # status is ordered by free IPs: the first per zone wins
             subnets.setdefault(subnet.zone, subnet.id)
-        groups: dict[tuple[str, int], list[tuple[list[Offering], InstanceType]]] = {}
+        # one launch template per AMI, max pods and, launching reserved, reservation (it targets it)
+        groups: dict[tuple[str, int, str], list[tuple[list[Offering], InstanceType]]] = {}
         for offerings, it in priced:
             ami = next(
                 (a for a in nc.status.amis if instancetypes.ami_matches(a.requirements, it.requirements)),
@@ -176,13 +182,19 @@ class Launcher:
             )
             if ami is None:
                 continue
-            groups.setdefault((ami.id, it.capacity.get("pods", 0) // 1000), []).append((offerings, it))
+            for o in offerings:
+                key = (ami.id, it.capacity.get("pods", 0) // 1000, o.reservation_id)
+                groups.setdefault(key, []).append(([o], it))
         configs: list[dict[str, Any]] = []
         names: list[str] = []
-        for (image_id, max_pods), members in groups.items():
-            name = await self.launch_templates.ensure(
-                options(await self.cluster.get(), nodeclaim, nc, image_id, max_pods, ct, tags)
-            )
+        cluster = await self.cluster.get()
+        for (image_id, max_pods, reservation_id), members in groups.items():
+            launch_options = options(cluster, nodeclaim, nc, image_id, max_pods, ct, tags)
+            if reservation_id:
+                launch_options = attrs.evolve(launch_options, capacity_reservation_id=reservation_id)
+            name = await self.launch_templates.ensure(launch_options)
+            if reservation_id:
+                self._reservations[name] = reservation_id
             names.append(name)
             overrides = [
                 {
@@ -212,7 +224,11 @@ class Launcher:
         tag_list = [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
         request: dict[str, Any] = {
             "Type": "instant",
-            "TargetCapacitySpecification": {"DefaultTargetCapacityType": ct, "TotalTargetCapacity": 1},
+            # a reservation is on-demand capacity the template targets
+            "TargetCapacitySpecification": {
+                "DefaultTargetCapacityType": "on-demand" if ct == core_labels.CapacityType.RESERVED else ct,
+                "TotalTargetCapacity": 1,
+            },
             "LaunchTemplateConfigs": configs,
             "TagSpecifications": [
                 {"ResourceType": r, "Tags": tag_list} for r in ("instance", "volume", "fleet")
@@ -231,7 +247,7 @@ class Launcher:
         for error in answer.get("Errors") or ():
             code = error.get("ErrorCode", "")
             override = (error.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
-            lifecycle = error.get("Lifecycle") or ct
+            lifecycle = ct if ct == core_labels.CapacityType.RESERVED else error.get("Lifecycle") or ct
             if code == SPOT_SLR_CODE:
                 self.unavailable.mark_capacity_type_unavailable("spot", code)
             elif code in ICE_CODES and override.get("InstanceType") and override.get("AvailabilityZone"):
@@ -245,13 +261,15 @@ class Launcher:
                 continue
             override = (fleet_instance.get("LaunchTemplateAndOverrides") or {}).get("Overrides") or {}
             zone = override.get("AvailabilityZone") or self._zone_of(request, override.get("SubnetId"))
+            reserved = ct == core_labels.CapacityType.RESERVED
             return Launched(
                 instance_id=ids[0],
                 instance_type=fleet_instance.get("InstanceType") or override.get("InstanceType", ""),
                 zone=zone,
                 subnet_id=override.get("SubnetId"),
                 image_id=override.get("ImageId", ""),
-                capacity_type=fleet_instance.get("Lifecycle") or ct,
+                capacity_type=ct if reserved else fleet_instance.get("Lifecycle") or ct,
+                reservation_id=self._reservation_of(request, fleet_instance) if reserved else "",
             )
         unique = sorted({f"{code}: {message}" for code, message in problems})
         text = "; ".join(unique) or "CreateFleet returned no instance and no error"
@@ -259,6 +277,19 @@ class Launcher:
             raise errors.InsufficientCapacityError(text)
         codes = {code for code, _ in problems}
         raise errors.CreateError(codes.pop() if len(codes) == 1 else "LaunchFailed", text)
+
+    def _reservation_of(self, request: Mapping[str, Any], fleet_instance: Mapping[str, Any]) -> str:
+        """The reservation the template the instance came from targets."""
+        spec = (fleet_instance.get("LaunchTemplateAndOverrides") or {}).get(
+            "LaunchTemplateSpecification"
+        ) or {}
+        name = spec.get("LaunchTemplateName")
+        if name is None:  # one config per reservation: without the name, the only one
+            configs = request["LaunchTemplateConfigs"]
+            name = (
+                configs[0]["LaunchTemplateSpecification"]["LaunchTemplateName"] if len(configs) == 1 else None
+            )
+        return self._reservations.get(str(name), "")
 
     @staticmethod
     def _zone_of(request: Mapping[str, Any], subnet_id: str | None) -> str:

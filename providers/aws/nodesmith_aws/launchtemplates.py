@@ -27,6 +27,7 @@ import attrs
 from botocore.exceptions import ClientError
 
 from nodesmith.api import quantity
+from nodesmith_aws import capacityreservations
 from nodesmith_aws.cache import LAUNCH_TEMPLATE_TTL, TTLCache
 from nodesmith_aws.clients import Clients, error_code
 
@@ -76,9 +77,15 @@ class Options:
     tags: Mapping[str, str]
     detailed_monitoring: bool = False
     associate_public_ip: bool | None = None
+    capacity_reservation_id: str | None = None
+    """Launch into this capacity reservation (a template per reservation, as Karpenter's)."""
 
     def canonical(self) -> str:
-        return json.dumps(attrs.asdict(self), sort_keys=True, separators=(",", ":"), default=list)
+        # without a reservation the field is left out, so templates made before it existed keep their names
+        fields = attrs.asdict(
+            self, filter=lambda a, v: not (a.name == "capacity_reservation_id" and v is None)
+        )
+        return json.dumps(fields, sort_keys=True, separators=(",", ":"), default=list)
 
     @property
     def name(self) -> str:
@@ -104,6 +111,10 @@ class Options:
                 for kind in ("instance", "volume", "network-interface")
             ],
         }
+        if self.capacity_reservation_id:
+            data["CapacityReservationSpecification"] = capacityreservations.target(
+                self.capacity_reservation_id
+            )
         if self.block_device_mappings:
             data["BlockDeviceMappings"] = [_block_device(b) for b in self.block_device_mappings]
         if self.associate_public_ip is None:

@@ -23,6 +23,7 @@ import attrs
 
 from nodesmith import errors
 from nodesmith.api import conditions, meta, quantity, schema
+from nodesmith_aws.capacityreservations import ResolvedCapacityReservation
 from nodesmith_aws.nodeclass_schema import (
     AMI_FAMILIES,
     API_VERSION,
@@ -139,6 +140,7 @@ class Status:
     amis: tuple[ResolvedAMI, ...] = ()
     instance_profile: str | None = None
     conditions: tuple[conditions.Condition, ...] = ()
+    capacity_reservations: tuple[ResolvedCapacityReservation, ...] = ()
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Status:
@@ -157,6 +159,9 @@ class Status:
             ),
             instance_profile=d.get("instanceProfile"),
             conditions=conditions.conditions_from(d.get("conditions"), "status.conditions"),
+            capacity_reservations=tuple(
+                ResolvedCapacityReservation.from_dict(r) for r in d.get("capacityReservations") or ()
+            ),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -169,6 +174,8 @@ class Status:
             out["amis"] = [a.to_dict() for a in self.amis]
         if self.instance_profile is not None:
             out["instanceProfile"] = self.instance_profile
+        if self.capacity_reservations:
+            out["capacityReservations"] = [r.to_dict() for r in self.capacity_reservations]
         if self.conditions:
             out["conditions"] = [c.to_dict() for c in self.conditions]
         return out

@@ -79,6 +79,15 @@ SECURITY_GROUP_TERM: Final = schema.obj(
     "A security-group selector term: its fields are ANDed; terms are ORed.",
     rules=(_some(("tags", "id", "name")), _only("id", ("tags", "name")), _only("name", ("tags", "id"))),
 )
+CAPACITY_RESERVATION_TERM: Final = schema.obj(
+    {
+        "tags": _tags("Tags to match; a value of '*' matches any value."),
+        "id": schema.string("The capacity reservation ID.", pattern=_ID.format("cr")),
+        "ownerID": schema.string("The account that owns the reservation.", pattern=r"^[0-9]{12}$"),
+    },
+    "A capacity-reservation selector term: its fields are ANDed; terms are ORed.",
+    rules=(_some(("tags", "id")), _only("id", ("tags", "ownerID"))),
+)
 AMI_TERM: Final = schema.obj(
     {
         "alias": schema.string(
@@ -253,6 +262,11 @@ SPEC_SCHEMA: Final = schema.obj(
         "securityGroupSelectorTerms": schema.array(
             SECURITY_GROUP_TERM, "Security groups for the instances.", min_items=1, max_items=30
         ),
+        "capacityReservationSelectorTerms": schema.array(
+            CAPACITY_RESERVATION_TERM,
+            "Capacity reservations (ODCRs) offered as capacity type reserved.",
+            max_items=30,
+        ),
         "amiSelectorTerms": schema.array(
             AMI_TERM,
             "AMIs to launch.",
@@ -361,6 +375,21 @@ STATUS_SCHEMA: Final = schema.obj(
             "AMIs resolved from amiSelectorTerms, with the requirements an instance type must meet to use each.",
         ),
         "instanceProfile": schema.string("The instance profile instances are launched with."),
+        "capacityReservations": schema.array(
+            schema.obj(
+                {
+                    "id": schema.string(),
+                    "instanceType": schema.string(),
+                    "availabilityZone": schema.string(),
+                    "availableInstanceCount": schema.integer(minimum=0),
+                    "ownerID": schema.string(),
+                    "instanceMatchCriteria": schema.string(),
+                    "endTime": schema.string(),
+                },
+                required=("id", "instanceType", "availabilityZone"),
+            ),
+            "Active capacity reservations resolved from capacityReservationSelectorTerms.",
+        ),
         "conditions": conditions.CONDITIONS_SCHEMA,
     },
     "EC2NodeClassStatus is what the selectors resolved to.",

@@ -23,10 +23,11 @@ import logging
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
+from botocore.parsers import ResponseParserError
 
 from nodesmith.api import labels as core_labels
-from nodesmith_aws import amifamily, nodeclass, validation
+from nodesmith_aws import amifamily, capacityreservations, nodeclass, validation
 from nodesmith_aws.clients import Clients, error_code
 from nodesmith_aws.cluster import ClusterSource
 from nodesmith_aws.nodeclass import EC2NodeClass, ResolvedAMI, ResolvedSecurityGroup, ResolvedSubnet, Status
@@ -83,6 +84,20 @@ class Resolver:
         return [
             ResolvedSubnet(s["SubnetId"], s["AvailabilityZone"], s.get("AvailabilityZoneId")) for s in ordered
         ], empty
+
+    async def capacity_reservations(
+        self, terms: Sequence[Mapping[str, Any]]
+    ) -> list[capacityreservations.ResolvedCapacityReservation]:
+        """The active reservations the terms select (DescribeCapacityReservations per term)."""
+        if not terms:
+            return []  # no call: most NodeClasses select none
+        ec2 = await self.clients.ec2()
+        answers: list[Mapping[str, Any]] = []
+        for term in terms:
+            paginator = ec2.get_paginator("describe_capacity_reservations")
+            async for page in paginator.paginate(**capacityreservations.request(term)):
+                answers += page.get("CapacityReservations") or []
+        return capacityreservations.from_api(answers)
 
     async def security_groups(
         self, terms: Sequence[Mapping[str, Any]]
@@ -310,8 +325,18 @@ class Resolver:
                 "InstanceProfileNotFound",
                 f"instance profile for role could not be set up: {why}",
             )
+        reservations: Sequence[capacityreservations.ResolvedCapacityReservation]
+        try:
+            reservations = await self.capacity_reservations(
+                nc.spec.get("capacityReservationSelectorTerms") or ()
+            )
+        except (ClientError, BotoCoreError, ResponseParserError) as err:
+            # keep what was resolved before: a failed read is no evidence a reservation went away
+            code = error_code(err) if isinstance(err, ClientError) else type(err).__name__
+            log.warning("EC2NodeClass %s: DescribeCapacityReservations failed: %s", nc.name, code)
+            reservations = nc.status.capacity_reservations
         problem = validation.problem(nc)
         set_condition(
             nodeclass.Condition.VALIDATION_SUCCEEDED, problem is None, "InvalidNodeClass", problem or ""
         )
-        return Status(tuple(subnets), tuple(groups), tuple(amis), profile, conds)
+        return Status(tuple(subnets), tuple(groups), tuple(amis), profile, conds, tuple(reservations))

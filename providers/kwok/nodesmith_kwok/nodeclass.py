@@ -11,6 +11,10 @@ Fields:
 * ``insufficientCapacity`` — offerings (instance type, zone, capacity type; an omitted field matches
   any) whose launch fails with insufficient capacity. For tests and demos of ICE handling: a failed offering
   is then reported unavailable for a while, exactly as a cloud provider's ICE cache would.
+* ``capacityReservations`` — reserved capacity (``id``, ``instanceType``, ``zone``, ``count``): the
+  provider offers each as a ``reserved`` offering of that instance type in that zone, with ``count`` minus
+  the live Nodes launched into it left, so reserved capacity can be tested as with EC2 capacity
+  reservations.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import attrs
 from nodesmith import errors
 from nodesmith.api import conditions, crds, duration, schema
 
-__all__ = ["CRD", "GROUP", "KIND", "KWOKNodeClass", "OfferingSelector"]
+__all__ = ["CRD", "GROUP", "KIND", "KWOKNodeClass", "OfferingSelector", "Reservation"]
 
 GROUP: Final = "kwok.nodesmith.io"
 KIND: Final = "KWOKNodeClass"
@@ -52,6 +56,20 @@ SPEC_SCHEMA: Final = schema.obj(
             ),
             "Offerings that fail to launch with insufficient capacity (tests and demos).",
             max_items=1000,
+        ),
+        "capacityReservations": schema.array(
+            schema.obj(
+                {
+                    "id": schema.string("Reservation id (the nodes' reservation-id label).", max_length=63),
+                    "instanceType": schema.string("Instance type the reservation holds.", max_length=253),
+                    "zone": schema.string("Zone of the reservation.", max_length=253),
+                    "count": schema.integer("Instances the reservation holds.", minimum=0),
+                },
+                "A capacity reservation.",
+                required=("id", "instanceType", "zone", "count"),
+            ),
+            "Reserved capacity offered as capacity type reserved (tests and demos).",
+            max_items=100,
         ),
     },
     "KWOKNodeClassSpec configures the fake instances the kwok provider launches.",
@@ -89,6 +107,16 @@ class OfferingSelector:
 
 
 @attrs.frozen(slots=True)
+class Reservation:
+    """``count`` instances of ``instance_type`` in ``zone`` held for this NodeClass's nodes."""
+
+    id: str
+    instance_type: str
+    zone: str
+    count: int
+
+
+@attrs.frozen(slots=True)
 class KWOKNodeClass:
     """The parsed object: name, registration delay, injected insufficient capacity, readiness."""
 
@@ -97,6 +125,7 @@ class KWOKNodeClass:
     insufficient_capacity: tuple[OfferingSelector, ...] = ()
     ready: bool = True
     not_ready_message: str = ""
+    reservations: tuple[Reservation, ...] = ()
 
     @classmethod
     def from_dict(cls, obj: Mapping[str, Any]) -> KWOKNodeClass:
@@ -116,7 +145,11 @@ class KWOKNodeClass:
         for condition in (obj.get("status") or {}).get("conditions") or ():
             if condition.get("type") == conditions.ConditionType.READY and condition.get("status") == "False":
                 ready, message = False, str(condition.get("message", ""))
-        return cls(name, delay, selectors, ready, message)
+        reservations = tuple(
+            Reservation(str(r["id"]), str(r["instanceType"]), str(r["zone"]), int(r["count"]))
+            for r in spec.get("capacityReservations") or ()
+        )
+        return cls(name, delay, selectors, ready, message, reservations)
 
     def launch_fails(self, instance_type: str, zone: str, capacity_type: str) -> bool:
         """Is this offering configured to fail with insufficient capacity?"""

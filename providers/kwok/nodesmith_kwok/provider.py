@@ -19,6 +19,12 @@ set has capacity does ``create`` fail, with ``InsufficientCapacityError`` listin
 one failed launch rules out everything it covered instead of one offering at a time. A
 spot interruption warning marks the interrupted node's spot offering unavailable the same way.
 
+Reserved capacity comes from the KWOKNodeClass's ``capacityReservations`` (`reservations`): a reserved
+offering per reservation with what the live Nodes labelled with its id leave of its count. A NodeClaim the
+scheduler pinned to a reservation launches into it (the cheapest offering); launches that could use a
+reservation are taken one at a time, so two concurrent launches never both take its last slot -- the second
+finds it used up and fails with insufficient capacity, and its pods are planned again.
+
 Unlike Karpenter's kwok provider (whose ``Delete`` deletes the NodeClaim object), ``delete`` deletes the
 instance — the Node — and reports ``NodeClaimNotFoundError`` once that delete was issued: a fake instance
 terminates at once, and the Node object then lives on only until the termination finalizer lets it go.
@@ -34,6 +40,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+import anyio
 import attrs
 
 from nodesmith import errors
@@ -50,7 +57,7 @@ from nodesmith.cloudprovider.types import (
 )
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
-from nodesmith_kwok import catalogue
+from nodesmith_kwok import catalogue, reservations
 from nodesmith_kwok.nodeclass import GROUP, KIND, PLURAL, KWOKNodeClass
 
 if TYPE_CHECKING:
@@ -89,6 +96,7 @@ class KWOKProvider:
         self._clock: Clock = context.clock or SYSTEM
         self._unavailable: dict[tuple[str, str, str], float] = {}
         self._poll_interval = poll_interval
+        self._reserving = anyio.Lock()
 
     @property
     def name(self) -> str:
@@ -166,8 +174,29 @@ class KWOKProvider:
     async def get_instance_types(self, pool: nodepool.NodePool) -> Sequence[InstanceType]:
         """The catalogue, with offerings in the insufficient-capacity cache marked unavailable.
         Raises ``NodeClassNotReadyError`` if the NodePool's KWOKNodeClass is missing or not Ready."""
-        await self._node_class(pool.spec.template.spec.node_class_ref.name)
-        return self._with_availability()
+        node_class = await self._node_class(pool.spec.template.spec.node_class_ref.name)
+        return await self._offered(node_class)
+
+    async def _offered(self, node_class: KWOKNodeClass) -> list[InstanceType]:
+        """The catalogue with availability and the NodeClass's reservations (what is left of each)."""
+        types = self._with_availability()
+        if not node_class.reservations:
+            return types
+        return reservations.with_reservations(types, node_class.reservations, await self._reserved_in_use())
+
+    async def _reserved_in_use(self) -> dict[str, int]:
+        """Live kwok Nodes per reservation id (a deleting Node's instance is already gone)."""
+        nodes = await self._kube.list(resources.NODES, label_selector=labels.LABEL_RESERVATION_ID)
+        used: dict[str, int] = {}
+        for node in nodes.items:
+            meta = node.get("metadata") or {}
+            if meta.get("deletionTimestamp") or not str(
+                (node.get("spec") or {}).get("providerID", "")
+            ).startswith(PROVIDER_ID_PREFIX):
+                continue
+            reservation_id = str((meta.get("labels") or {}).get(labels.LABEL_RESERVATION_ID, ""))
+            used[reservation_id] = used.get(reservation_id, 0) + 1
+        return used
 
     def _with_availability(self) -> list[InstanceType]:
         now = self._clock.monotonic()
@@ -215,7 +244,15 @@ class KWOKProvider:
         if existing is not None:
             return self._to_nodeclaim(existing)
         reqs = claim.requirements
-        candidates = self._candidates(reqs)
+        if node_class.reservations and reqs.get(labels.LABEL_CAPACITY_TYPE).has(labels.CapacityType.RESERVED):
+            async with self._reserving:  # count, choose and create as one step per reservation slot
+                return await self._launch(claim, node_class, reqs)
+        return await self._launch(claim, node_class, reqs)
+
+    async def _launch(
+        self, claim: nodeclaim.NodeClaim, node_class: KWOKNodeClass, reqs: Requirements
+    ) -> nodeclaim.NodeClaim:
+        candidates = self._candidates(reqs, await self._offered(node_class))
         if not candidates:
             raise errors.InsufficientCapacityError(
                 f"no available kwok offering satisfies the requirements of NodeClaim {claim.name}"
@@ -254,12 +291,15 @@ class KWOKProvider:
             )
         return self._to_nodeclaim(created)
 
-    def _candidates(self, reqs: Requirements) -> list[tuple[InstanceType, Offering]]:
+    @staticmethod
+    def _candidates(
+        reqs: Requirements, offered: Sequence[InstanceType]
+    ) -> list[tuple[InstanceType, Offering]]:
         """The fleet request: every available offering compatible with ``reqs``, cheapest first."""
         wanted = reqs.get(labels.LABEL_INSTANCE_TYPE)
         found = [
             (it, offering)
-            for it in self._with_availability()
+            for it in offered
             if wanted.has(it.name) and it.requirements.intersects(reqs)
             for offering in it.offerings
             if offering.available and offering.is_compatible(reqs)

@@ -21,4 +21,4 @@ def test_the_policy_grants_exactly_what_the_source_calls() -> None:
 def test_the_source_scan_sees_the_calls_it_must() -> None:
     called = iam.called_in_source()
     assert {"ec2:CreateFleet", "ec2:DescribeSubnets", "ssm:GetParameter", "sqs:ReceiveMessage"} <= called
-    assert "ec2:DescribeCapacityReservations" not in called
+    assert "ec2:DescribeCapacityReservations" in called  # capacityReservationSelectorTerms

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import attrs
 import pytest
 
 from nodesmith.api import labels
@@ -111,3 +112,45 @@ def test_worst_case_price_decides_cheaper() -> None:
     assert consolidation.worst_launch_price(mixed, reqs) == 0.1
     assert consolidation.filter_cheaper([mixed], reqs, 0.1) == []
     assert consolidation.filter_cheaper([mixed], reqs, 0.11) == [mixed]
+
+
+# disruption/consolidation_test.go, "Reserved Capacity": reserved offerings are priced as capacity already
+# paid for, so consolidation moves on-demand onto a reservation and never off one onto dearer capacity.
+RESERVED_TYPES = [
+    factories.instance_type(
+        "res-small", cpu=1, memory="2Gi", price=0.05, reservations=[("cr-1", "test-zone-1", 2)]
+    )
+]
+
+
+def _reserved_claim() -> SimulatedClaim:
+    reqs = Requirements(
+        [
+            Requirement.in_(labels.LABEL_CAPACITY_TYPE, "reserved"),
+            Requirement.in_(labels.LABEL_RESERVATION_ID, "cr-1"),
+        ]
+    )
+    return SimulatedClaim("default", reqs, tuple(RESERVED_TYPES), 1, object())
+
+
+def test_on_demand_node_is_replaced_by_reserved_capacity_and_stays_pinned_to_it() -> None:
+    command = consolidation.compute([candidate()], scripted(SimulationResult((_reserved_claim(),))), M)
+    assert isinstance(command, Command)
+    (replacement,) = command.replacements
+    assert replacement.requirements.get(labels.LABEL_CAPACITY_TYPE).values == frozenset({"reserved"})
+    assert replacement.requirements.get(labels.LABEL_RESERVATION_ID).values == frozenset({"cr-1"})
+    assert replacement.cheapest_price() == pytest.approx(0.05 / 1000)
+
+
+def test_reserved_node_is_not_replaced_by_dearer_on_demand_or_spot() -> None:
+    reserved = attrs.evolve(candidate("reserved"), capacity_type="reserved", price=0.0002)
+    verdict = consolidation.compute([reserved], scripted(SimulationResult((claim(CHEAP),))), M)
+    assert isinstance(verdict, Rejection)
+    assert verdict.reason is RejectionReason.NOT_CHEAPER
+
+
+def test_worst_launch_price_is_the_reserved_one_when_a_reservation_is_compatible() -> None:
+    (it,) = RESERVED_TYPES
+    assert consolidation.worst_launch_price(it, Requirements()) == pytest.approx(0.05 / 1000)
+    on_demand_only = Requirements([Requirement.in_(labels.LABEL_CAPACITY_TYPE, "on-demand")])
+    assert consolidation.worst_launch_price(it, on_demand_only) == pytest.approx(0.05)

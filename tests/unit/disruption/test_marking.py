@@ -11,6 +11,7 @@ from nodesmith.api import labels
 from nodesmith.api.nodeclaim import NodeClaim
 from nodesmith.api.nodepool import HASH_VERSION, NodePool
 from nodesmith.disruption import marking
+from nodesmith.testing import factories
 
 from .factories import CATALOGUE, T0, nodepool_dict
 
@@ -176,3 +177,39 @@ def test_instance_type_drift_as_karpenter(
     assert (
         marking.static_drift_reason(claim(**kwargs), POOL, types, now=now, well_known=WELL_KNOWN) == expected
     )
+
+
+# nodeclaim/disruption/drift_test.go, "Reserved Capacity" / "InstanceTypeNotFound": a NodeClaim launched
+# into reservation cr-1, its instance type offering only the listed capacity types.
+@pytest.mark.parametrize(
+    ("capacity_types", "reservation", "expected"),
+    [
+        pytest.param(("reserved", "on-demand"), "cr-1", None, id="reserved-and-on-demand-offerings"),
+        pytest.param(("reserved",), "cr-1", None, id="reserved-offering"),
+        pytest.param(("on-demand",), "cr-1", None, id="on-demand-offering-after-the-reservation-ends"),
+        pytest.param(("spot",), "cr-1", marking.DriftReason.INSTANCE_TYPE_NOT_FOUND, id="only-spot"),
+        pytest.param((), "cr-1", marking.DriftReason.INSTANCE_TYPE_NOT_FOUND, id="no-offerings"),
+        # nodesmith: a reserved offering of another reservation is not this NodeClaim's
+        pytest.param(
+            ("reserved",), "cr-2", marking.DriftReason.INSTANCE_TYPE_NOT_FOUND, id="other-reservation"
+        ),
+    ],
+)
+def test_reserved_instance_type_drift(
+    capacity_types: tuple[str, ...], reservation: str, expected: marking.DriftReason | None
+) -> None:
+    plain = tuple(ct for ct in capacity_types if ct != "reserved")
+    medium = factories.instance_type(
+        "medium",
+        cpu=4,
+        memory="8Gi",
+        zones=("z1",),
+        capacity_types=plain,
+        reservations=[(reservation, "z1", 1)] if "reserved" in capacity_types else (),
+    )
+    small = factories.instance_type("small", cpu=2, memory="4Gi", zones=("z1",))  # the catalogue is not empty
+    reserved_claim = claim(capacity_type="reserved", extra_labels={labels.LABEL_RESERVATION_ID: "cr-1"})
+    verdict = marking.static_drift_reason(
+        reserved_claim, POOL, [medium, small], now=LATER, well_known=WELL_KNOWN
+    )
+    assert verdict == expected
