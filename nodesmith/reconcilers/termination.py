@@ -142,7 +142,10 @@ class TerminationReconciler:
         if claim is not None and not claim.deleting:
             log.info("Node %s is deleting: deleting NodeClaim %s", name, claim.name)
             with contextlib.suppress(kube_errors.NotFoundError):
-                await self.kube.delete(resources.NODECLAIMS, claim.name, uid=claim.metadata.uid)
+                left = await self.kube.delete(resources.NODECLAIMS, claim.name, uid=claim.metadata.uid)
+                if left.get("kind") == "NodeClaim":
+                    # carry on with the version the delete left, so this pass's condition writes apply
+                    claim = api_nodeclaim.NodeClaim.from_dict(left)
         # 3. not Ready and the instance is already gone → nothing left to drain; let the Node go
         if provider_id and not lifecycle_checks.node_ready(node) and await self._instance_gone(provider_id):
             log.info("Node %s: NotReady and its instance is gone; removing the finalizer", name)

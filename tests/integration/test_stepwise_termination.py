@@ -188,6 +188,10 @@ async def test_termination_taints_then_evicts_then_deletes_the_instance_then_rem
     claim = await env.nodeclaim()
     assert claim is not None
     assert claim.deleting
+    # the Drained condition is written in the same pass, on the version the NodeClaim's delete left
+    first = claim.condition("Drained")
+    assert first is not None
+    assert first.reason == "Draining"
     pod = await env.pod_obj(env.pods[0])
     assert pod is not None
     assert pod["metadata"].get("deletionTimestamp")
