@@ -25,6 +25,7 @@ from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
+from nodesmith.runtime.settings import Settings
 from nodesmith.state import informer
 from nodesmith.testing import e2e
 from nodesmith_price_overlay import source
@@ -190,6 +191,54 @@ def test_price_overlays_render_into_a_mounted_configmap_the_plugin_can_read(
         "containers"
     ]
     assert "NODESMITH_PRICE_OVERLAYS" not in {e["name"] for e in plain_container["env"]}
+
+
+@pytest.mark.integration
+def test_the_scheduler_config_renders_into_a_mounted_file_the_daemon_reads(
+    helm_bin: pathlib.Path, tmp_path: pathlib.Path
+) -> None:
+    zonal = {"maxSkew": 1, "topologyKey": labels.LABEL_ZONE, "whenUnsatisfiable": "DoNotSchedule"}
+    config = {
+        "apiVersion": "kubescheduler.config.k8s.io/v1",
+        "kind": "KubeSchedulerConfiguration",
+        "profiles": [
+            {
+                "schedulerName": "default-scheduler",
+                "pluginConfig": [
+                    {
+                        "name": "PodTopologySpread",
+                        "args": {"defaultingType": "List", "defaultConstraints": [zonal]},
+                    }
+                ],
+            }
+        ],
+    }
+    values = tmp_path / "scheduler.yaml"
+    values.write_text(yaml.safe_dump({"schedulerConfig": config}))
+    objects = render(helm_bin, "nodesmith", "nodesmith", *AWS_VALUES, "-f", str(values))
+    by_kind = {(o["kind"], o["metadata"]["name"]): o for o in objects}
+    configmap = by_kind[("ConfigMap", "nodesmith-scheduler-config")]
+    spec = by_kind[("Deployment", "nodesmith")]["spec"]["template"]["spec"]
+    (container,) = spec["containers"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    mounts = {m["name"]: m["mountPath"] for m in container["volumeMounts"]}
+    mounted = pathlib.PurePosixPath(env["NODESMITH_SCHEDULER_CONFIG"])
+    assert str(mounted.parent) == mounts["scheduler-config"]
+    assert {v["name"]: v for v in spec["volumes"]}["scheduler-config"]["configMap"]["name"] == (
+        "nodesmith-scheduler-config"
+    )
+    # the file as the pod would see it, read by the daemon's own settings
+    local = tmp_path / mounted.name
+    local.write_text(configmap["data"][mounted.name])
+    spread = Settings.from_raw(provider="kwok", scheduler_config=str(local)).default_spread()
+    assert spread is not None
+    assert [dict(c) for c in spread.constraints] == [zonal]
+
+    plain = render(helm_bin, "nodesmith", "nodesmith", *AWS_VALUES)
+    (plain_container,) = next(o for o in plain if o["kind"] == "Deployment")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    assert "NODESMITH_SCHEDULER_CONFIG" not in {e["name"] for e in plain_container["env"]}
 
 
 @pytest.mark.integration
