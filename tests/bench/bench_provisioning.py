@@ -39,13 +39,11 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
 from nodesmith.testing import cluster, e2e
 
-POOL = "bench"
-NAMESPACE = "bench"
 #: Pre-existing nodes of the floor run: 64 GiB fits two large or nineteen small pods.
 FLOOR_NODE = {"cpu": "16", "memory": "64Gi", "pods": "110"}
 
 
-def floor_node(i: int) -> dict[str, Any]:
+def floor_node(i: int, pool: str) -> dict[str, Any]:
     name = f"floor-{i:05d}"
     key, value = KWOK_NODE_ANNOTATION
     return {
@@ -56,7 +54,7 @@ def floor_node(i: int) -> dict[str, Any]:
                 "kubernetes.io/hostname": name,
                 labels.LABEL_ARCH: "amd64",
                 labels.LABEL_OS: "linux",
-                "e2e/pool": POOL,
+                "e2e/pool": pool,
             },
         },
         "status": {"capacity": FLOOR_NODE, "allocatable": FLOOR_NODE},
@@ -112,16 +110,19 @@ def metric_sum(text: str, name: str) -> float:
 
 
 async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib.Path) -> dict[str, Any]:
+    """One run on the control plane at ``kubeconfig``; its pool and namespace are named after the mode,
+    so a floor run and a nodesmith run can share one control plane (the CI smoke test does)."""
+    pool = namespace = "bench-floor" if floor else "bench-nodesmith"
     kube = await KubeClient.connect(kubeconfig)
     await crds.install(kube, crds.all_crds())
-    await e2e.create_namespace(kube, NAMESPACE)
+    await e2e.create_namespace(kube, namespace)
     daemon = None
     if floor:
         for i in range(floor_node_count(pods)):
-            await kube.create(resources.NODES, floor_node(i))
+            await kube.create(resources.NODES, floor_node(i, pool))
     else:
-        await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": POOL}, "spec": {}})
-        await kube.create(resources.NODEPOOLS, e2e.nodepool(POOL, POOL))
+        await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": pool}, "spec": {}})
+        await kube.create(resources.NODEPOOLS, e2e.nodepool(pool, pool))
         daemon = e2e.DaemonProcess(kubeconfig, log).start()
     try:
         if daemon is not None:
@@ -129,7 +130,7 @@ async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib
         else:
 
             async def nodes_ready() -> bool:
-                listed = (await kube.list(resources.NODES, label_selector=f"e2e/pool={POOL}")).items
+                listed = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
                 return all(_condition_time(n, "Ready") for n in listed)
 
             await e2e.eventually(nodes_ready, 300, "the floor's nodes Ready", interval=1.0)
@@ -138,25 +139,31 @@ async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib
         started = time.monotonic()
         await kube.create(
             e2e.DEPLOYMENTS,
-            e2e.deployment("small", NAMESPACE, small, pool=POOL, cpu="900m", memory="3174Mi"),
-            NAMESPACE,
+            e2e.deployment("small", namespace, small, pool=pool, cpu="900m", memory="3174Mi"),
+            namespace,
         )
         await kube.create(
             e2e.DEPLOYMENTS,
-            e2e.deployment("large", NAMESPACE, large, pool=POOL, cpu="3500m", memory="28Gi"),
-            NAMESPACE,
+            e2e.deployment("large", namespace, large, pool=pool, cpu="3500m", memory="28Gi"),
+            namespace,
         )
 
         async def all_running() -> bool:
-            listed = (await kube.list(resources.PODS, NAMESPACE)).items
+            listed = (await kube.list(resources.PODS, namespace)).items
             running = sum(1 for p in listed if p.get("status", {}).get("phase") == "Running")
             return len(listed) == pods and running == pods
 
         await e2e.eventually(all_running, 3600, f"{pods} pods Running", interval=1.0)
         out: dict[str, Any] = {"wall_seconds": time.monotonic() - started}
-        listed_pods = (await kube.list(resources.PODS, NAMESPACE)).items
-        nodes = (await kube.list(resources.NODES, label_selector=f"e2e/pool={POOL}")).items
-        claims = [] if floor else (await kube.list(resources.NODECLAIMS)).items
+        listed_pods = (await kube.list(resources.PODS, namespace)).items
+        nodes = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
+        claims = (
+            []
+            if floor
+            else (
+                await kube.list(resources.NODECLAIMS, label_selector=f"{labels.LABEL_NODEPOOL}={pool}")
+            ).items
+        )
         out["timeline"] = timeline(started_at, listed_pods, claims, [] if floor else nodes)
         out["nodes"] = len(nodes)
         if daemon is not None:
