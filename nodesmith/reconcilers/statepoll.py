@@ -3,7 +3,10 @@ in-memory cluster state and enqueue the keys whose version changed.
 
 A look is taken as soon as the state reports a Node, NodeClaim or NodePool event (`ClusterState.subscribe`),
 several events in a row collapsing into one look, and at least every ``interval`` seconds regardless (a
-resync, like an informer's). Diffing versions rather than forwarding events keeps one rule for every
+resync, like an informer's). Updates of Nodes that no version here reads -- not joined to a NodeClaim and
+not being deleted, i.e. the heartbeats of unmanaged nodes -- wake nobody (`wakes`): a look costs a
+snapshot of every node, and at 500 kwok nodes those heartbeats made four pollers look about 30 times a
+second with nothing to do (tests/bench/bench_cluster.py). Diffing versions rather than forwarding events keeps one rule for every
 reconciler: a key is enqueued when what the reconciler reads about it changed, whatever caused it.
 
 Fed by the cluster state (`ClusterState.snapshot`); consumed by the lifecycle, NodeClaim termination,
@@ -34,6 +37,7 @@ __all__ = [
     "nodepool_versions",
     "poll",
     "settle",
+    "wakes",
 ]
 
 K = typing.TypeVar("K", bound=Hashable)
@@ -87,6 +91,25 @@ def nodepool_versions(snapshot: Snapshot) -> dict[str, str]:
     return {name: pool.metadata.resource_version or "" for name, pool in snapshot.nodepools.items()}
 
 
+def wakes(
+    state: ClusterState, resource: resources.Resource, obj: Mapping[str, typing.Any], deleted: bool
+) -> bool:
+    """Whether an applied event can change what the versions functions above report: every NodeClaim and
+    NodePool event, every Node deletion, and updates of Nodes being deleted or joined to a NodeClaim (or
+    not joined to anything yet). An unmanaged Node's update cannot: no version reads it, and a Node's
+    providerID and deletion, which decide the join and `node_versions`, are set once."""
+    if resource not in _WAKING:
+        return False
+    if resource != resources.NODES or deleted:
+        return True
+    meta = obj.get("metadata") or {}
+    if meta.get("deletionTimestamp"):
+        return True
+    key = state.key_for_node(str(meta.get("name")))
+    node = state.state_node(key) if key is not None else None
+    return node is None or node.nodeclaim is not None
+
+
 async def poll(
     state: ClusterState,
     versions: Callable[[Snapshot], Mapping[K, Hashable]],
@@ -101,7 +124,7 @@ async def poll(
     changed = [anyio.Event()]
 
     def wake(resource: resources.Resource, obj: Mapping[str, typing.Any], deleted: bool) -> None:
-        if resource in _WAKING:
+        if wakes(state, resource, obj, deleted):
             changed[0].set()
 
     state.subscribe(wake)

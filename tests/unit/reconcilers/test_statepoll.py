@@ -12,6 +12,7 @@ from nodesmith.kube import resources
 from nodesmith.reconcilers import statepoll
 from nodesmith.state import ClusterState
 from nodesmith.testing.clock import FakeClock
+from tests.unit.state import factories as f
 
 pytestmark = pytest.mark.anyio
 
@@ -85,4 +86,37 @@ async def test_the_resync_finds_a_change_no_event_reported() -> None:
         clock.step(0.1)
         await settle()
         assert seen == ["quiet"]
+        group.cancel_scope.cancel()
+
+
+async def test_unmanaged_node_updates_wake_no_poller_but_managed_and_deleting_ones_do() -> None:
+    clock = FakeClock()
+    state = ClusterState(clock=clock.now)
+    state.on_upsert(resources.NODECLAIMS, f.nodeclaim("claim", provider_id="kwok://managed"))
+    state.on_upsert(resources.NODES, f.node("managed", provider_id="kwok://managed", nodepool="default"))
+    state.on_upsert(resources.NODES, f.node("plain", provider_id="kwok://plain"))
+    looks: list[int] = []
+
+    def versions(snapshot: typing.Any) -> dict[str, str]:
+        looks.append(1)
+        return statepoll.nodeclaim_versions(snapshot)
+
+    seen: list[str] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(lambda: statepoll.poll(state, versions, seen.append, clock=clock, interval=3600))
+        await settle()
+        assert (len(looks), seen) == (1, ["claim"])
+        for _ in range(5):  # heartbeats of a node nodesmith does not manage
+            state.on_upsert(resources.NODES, f.node("plain", provider_id="kwok://plain"))
+            await settle()
+        assert len(looks) == 1
+        state.on_upsert(resources.NODES, f.node("managed", provider_id="kwok://managed", nodepool="default"))
+        await settle()
+        assert (len(looks), seen) == (2, ["claim", "claim"])
+        state.on_upsert(resources.NODES, f.node("plain", provider_id="kwok://plain", deleting=True))
+        await settle()
+        assert len(looks) == 3
+        state.on_delete(resources.NODES, f.node("plain", provider_id="kwok://plain"))
+        await settle()
+        assert len(looks) == 4
         group.cancel_scope.cancel()
