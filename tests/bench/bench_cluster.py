@@ -229,6 +229,15 @@ def report(nodes: int, pods: int, out: dict[str, float]) -> None:
     )
 
 
+def measure(nodes: int, pods: int, idle: float) -> dict[str, float]:
+    """`run` on a control plane of its own (what ``main`` and ``bench_all.py`` call)."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
+    ):
+        return anyio.run(run, plane, nodes, pods, idle, pathlib.Path(tmp) / "nodesmith.log")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter

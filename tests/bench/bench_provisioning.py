@@ -190,6 +190,14 @@ def run_on_fresh_plane(pods: int, floor: bool) -> dict[str, Any]:
         return anyio.run(one_run, plane.kubeconfig, pods, floor, pathlib.Path(tmp) / "nodesmith.log")
 
 
+def measure(pods: int) -> dict[str, dict[str, Any]]:
+    """The floor run, then the nodesmith run (what ``bench_all.py`` calls)."""
+    return {
+        "floor": run_on_fresh_plane(pods, floor=True),
+        "nodesmith": run_on_fresh_plane(pods, floor=False),
+    }
+
+
 def report(pods: int, name: str, out: dict[str, Any]) -> None:
     print(f"{name}: pods={pods} wall_seconds={out['wall_seconds']:.1f} nodes={out['nodes']}")
     steps = ", ".join(f"{k} {v:.0f}s" for k, v in out["timeline"].items() if not math.isnan(v))
