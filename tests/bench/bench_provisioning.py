@@ -39,8 +39,9 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
 from nodesmith.testing import cluster, e2e
 
-#: Pre-existing nodes of the floor run: 64 GiB fits two large or nineteen small pods.
-FLOOR_NODE = {"cpu": "16", "memory": "64Gi", "pods": "110"}
+#: Pre-existing nodes of the floor run, about as large as those nodesmith picks for this workload (so kwok
+#: heartbeats about as many nodes in both runs): 36 large or 142 small pods each.
+FLOOR_NODE = {"cpu": "128", "memory": "1024Gi", "pods": "250"}
 
 
 def floor_node(i: int, pool: str) -> dict[str, Any]:
@@ -63,7 +64,7 @@ def floor_node(i: int, pool: str) -> dict[str, Any]:
 
 def floor_node_count(pods: int) -> int:
     small, large = pods - pods // 2, pods // 2
-    return math.ceil(large / 2) + math.ceil(small / 19) + 1
+    return math.ceil(large / 36) + math.ceil(small / 142) + 1
 
 
 def _time(value: str | None) -> dt.datetime | None:
