@@ -70,3 +70,6 @@ def test_the_bench_table_reads_the_figures_of_each_benchmark() -> None:
     solved = bench_all.child("bench_scheduling", "bench_scheduling.run_one(20, 'diverse')")
     assert solved["errors"] == 0
     assert solved["cpu_seconds"] > 0
+    state = bench_all.child("bench_state", "anyio.run(bench_state.run, 20, 100, True)")
+    assert state["stored"] == 120
+    assert state["held_mib"] > 0
