@@ -32,9 +32,9 @@ test: check  ## Everything CI runs: checks, control-plane binaries, unit/integra
 unit: setup
 	$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup  ## The benchmarks at full size (prints figures; takes minutes): scheduling, then consolidation.
-	$(UV) run --frozen python tests/bench/bench_scheduling.py
-	$(UV) run --frozen python tests/bench/bench_consolidation.py
+bench: setup  ## Every benchmark's headline figures in one table next to Karpenter's (about an hour; BENCH_ARGS=--quick: minutes).
+	$(UV) run --frozen nodesmith dev build
+	$(UV) run --frozen python tests/bench/bench_all.py $(BENCH_ARGS)
 
 chaos: setup  ## The crash-safety campaign at full size: 100 SIGKILLs of the daemon, a table of rounds and violations.
 	$(UV) run --frozen nodesmith dev build

@@ -20,7 +20,8 @@ The loop, per resource (client-go's Reflector, minus its threads):
 
 Objects pass through ``transform`` first (by default: drop ``managedFields`` and the last-applied
 annotation, the bulk of most objects; for Pods also container statuses, env, probes and the like, see
-`compact_pod`), so memory is proportional to the objects, not to their history.
+`compact_pod`), so memory is proportional to the objects, not to their history; then the parts pods
+share with their template are replaced by one shared copy (`nodesmith.state.sharing`).
 An object without a name, or one its handler cannot take, is logged with kind and name and skipped.
 """
 
@@ -39,6 +40,7 @@ import attrs
 
 from nodesmith.kube import errors, resources
 from nodesmith.kube.results import ListResult, WatchEvent
+from nodesmith.state.sharing import SharedValues
 
 __all__ = [
     "DEFAULT_RESOURCES",
@@ -210,6 +212,10 @@ class Informer:
     backoff_max: float = 30.0
     sleep: Callable[[float], Awaitable[None]] = anyio.sleep
     store: dict[str, Obj] = attrs.field(init=False, factory=dict)
+    sharer: SharedValues | None = attrs.field(
+        init=False,
+        default=attrs.Factory(lambda self: SharedValues.for_resource(self.resource), takes_self=True),
+    )
     resource_version: str = attrs.field(init=False, default="")
     has_synced: bool = attrs.field(init=False, default=False)
     relists: int = attrs.field(init=False, default=0)
@@ -313,6 +319,8 @@ class Informer:
         try:
             obj = self.transform(raw)
             _key(obj)
+            if self.sharer is not None:
+                obj = self.sharer.share(obj)
         except (KeyError, TypeError, AttributeError) as err:
             log.warning(
                 "%s: skipping object without a usable name (%s): %.200r", self.resource.kind, err, raw

@@ -1,11 +1,20 @@
-"""Provisioning benchmark on the real local control plane: N pending pods → all Running.
+"""Provisioning benchmark on the real local control plane: N pending pods → all Running, against the floor.
 
 Karpenter's performance suite shape ("basic scale-out"): half the pods request 0.9 CPU / 3.1 GiB, half
-3.5 CPU / 28 GiB. nodesmith runs as a real ``nodesmith run --provider kwok`` process. Prints wall time from
-the Deployments' creation to every pod Running, the nodes launched, their hourly price, and nodesmith's peak
-RSS. Karpenter's own e2e bound for 1,000 pods is < 2 minutes and < 260 MB.
+3.5 CPU / 28 GiB. Two runs, each on a fresh control plane:
 
-    uv run python tests/bench/bench_provisioning.py [--pods 1000]
+- **floor**: the same Deployments on kwok nodes that already exist (enough of them, created before the
+  clock starts) and no autoscaler -- what the control plane and kwok alone need;
+- **nodesmith**: a real ``nodesmith run --provider kwok`` process launches the nodes.
+
+Printed per run: wall time from the Deployments' creation to every pod Running, and a timeline from
+the objects' own timestamps (second resolution): the last pod created by the ReplicaSets, the first
+and last NodeClaim (batch window + solve + API writes), the last Node created and Ready (kwok), the
+last pod scheduled (kube-scheduler) and Running (kwok); from the daemon's metrics the solve time and
+batches. Then the ratio nodesmith / floor. Karpenter's own e2e bound for 1,000 pods is < 2 minutes
+and < 260 MB.
+
+    uv run python tests/bench/bench_provisioning.py [--pods 1000] [--mode both|floor|nodesmith]
 
 Never asserts a time; it only prints figures.
 """
@@ -13,62 +22,193 @@ Never asserts a time; it only prints figures.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import math
 import pathlib
+import re
 import tempfile
 import time
+from typing import Any
 
 import anyio
 
 from nodesmith.api import labels
+from nodesmith.dev.cluster import KWOK_NODE_ANNOTATION
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
 from nodesmith.testing import cluster, e2e
 
-POOL = "bench"
-NAMESPACE = "bench"
+#: Pre-existing nodes of the floor run, about as large as those nodesmith picks for this workload (so kwok
+#: heartbeats about as many nodes in both runs): 36 large or 142 small pods each.
+FLOOR_NODE = {"cpu": "128", "memory": "1024Gi", "pods": "250"}
 
 
-async def run(kubeconfig: pathlib.Path, pods: int, log: pathlib.Path) -> None:
+def floor_node(i: int, pool: str) -> dict[str, Any]:
+    name = f"floor-{i:05d}"
+    key, value = KWOK_NODE_ANNOTATION
+    return {
+        "metadata": {
+            "name": name,
+            "annotations": {key: value},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                labels.LABEL_ARCH: "amd64",
+                labels.LABEL_OS: "linux",
+                "e2e/pool": pool,
+            },
+        },
+        "status": {"capacity": FLOOR_NODE, "allocatable": FLOOR_NODE},
+    }
+
+
+def floor_node_count(pods: int) -> int:
+    small, large = pods - pods // 2, pods // 2
+    return math.ceil(large / 36) + math.ceil(small / 142) + 1
+
+
+def _time(value: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(value.replace("Z", "+00:00")) if value else None
+
+
+def _condition_time(obj: dict[str, Any], kind: str) -> dt.datetime | None:
+    for condition in (obj.get("status") or {}).get("conditions") or ():
+        if condition.get("type") == kind and condition.get("status") == "True":
+            return _time(condition.get("lastTransitionTime"))
+    return None
+
+
+def timeline(
+    started: dt.datetime,
+    pods: list[dict[str, Any]],
+    claims: list[dict[str, Any]],
+    nodes: list[dict[str, Any]],
+) -> dict[str, float]:
+    """Seconds from ``started`` to the first/last of each step, from the objects' timestamps."""
+
+    def since(times: list[dt.datetime | None], pick: Any = max) -> float:
+        known = [t for t in times if t is not None]
+        return (pick(known) - started).total_seconds() if known else float("nan")
+
+    def created(objs: list[dict[str, Any]]) -> list[dt.datetime | None]:
+        return [_time(o["metadata"].get("creationTimestamp")) for o in objs]
+
+    return {
+        "last pod created": since(created(pods)),
+        "first NodeClaim": since(created(claims), min),
+        "last NodeClaim": since(created(claims)),
+        "last Node created": since(created(nodes)),
+        "last Node Ready": since([_condition_time(n, "Ready") for n in nodes]),
+        "last pod scheduled": since([_condition_time(p, "PodScheduled") for p in pods]),
+        "last pod Running": since([_condition_time(p, "Ready") for p in pods]),
+    }
+
+
+def metric_sum(text: str, name: str) -> float:
+    """The sum of every series of ``name`` in a Prometheus exposition."""
+    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.eE+-]+)$", re.MULTILINE)
+    return sum(float(m.group(1)) for m in pattern.finditer(text))
+
+
+async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib.Path) -> dict[str, Any]:
+    """One run on the control plane at ``kubeconfig``; its pool and namespace are named after the mode,
+    so a floor run and a nodesmith run can share one control plane (the CI smoke test does)."""
+    pool = namespace = "bench-floor" if floor else "bench-nodesmith"
     kube = await KubeClient.connect(kubeconfig)
     await crds.install(kube, crds.all_crds())
-    await e2e.create_namespace(kube, NAMESPACE)
-    await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": POOL}, "spec": {}})
-    await kube.create(resources.NODEPOOLS, e2e.nodepool(POOL, POOL))
-    daemon = e2e.DaemonProcess(kubeconfig, log).start()
+    await e2e.create_namespace(kube, namespace)
+    daemon = None
+    if floor:
+        for i in range(floor_node_count(pods)):
+            await kube.create(resources.NODES, floor_node(i, pool))
+    else:
+        await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": pool}, "spec": {}})
+        await kube.create(resources.NODEPOOLS, e2e.nodepool(pool, pool))
+        daemon = e2e.DaemonProcess(kubeconfig, log).start()
     try:
-        await daemon.wait_ready()
+        if daemon is not None:
+            await daemon.wait_ready()
+        else:
+
+            async def nodes_ready() -> bool:
+                listed = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
+                return all(_condition_time(n, "Ready") for n in listed)
+
+            await e2e.eventually(nodes_ready, 300, "the floor's nodes Ready", interval=1.0)
         small, large = pods - pods // 2, pods // 2
+        started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         started = time.monotonic()
         await kube.create(
             e2e.DEPLOYMENTS,
-            e2e.deployment("small", NAMESPACE, small, pool=POOL, cpu="900m", memory="3174Mi"),
-            NAMESPACE,
+            e2e.deployment("small", namespace, small, pool=pool, cpu="900m", memory="3174Mi"),
+            namespace,
         )
         await kube.create(
             e2e.DEPLOYMENTS,
-            e2e.deployment("large", NAMESPACE, large, pool=POOL, cpu="3500m", memory="28Gi"),
-            NAMESPACE,
+            e2e.deployment("large", namespace, large, pool=pool, cpu="3500m", memory="28Gi"),
+            namespace,
         )
 
         async def all_running() -> bool:
-            listed = (await kube.list(resources.PODS, NAMESPACE)).items
+            listed = (await kube.list(resources.PODS, namespace)).items
             running = sum(1 for p in listed if p.get("status", {}).get("phase") == "Running")
             return len(listed) == pods and running == pods
 
-        await e2e.eventually(all_running, 900, f"{pods} pods Running", interval=1.0)
-        elapsed = time.monotonic() - started
-        nodes = (await kube.list(resources.NODES, label_selector=f"{labels.LABEL_NODEPOOL}={POOL}")).items
-        price = sum(float(n["metadata"]["labels"].get("eks-node-viewer/instance-price", 0)) for n in nodes)
-        types: dict[str, int] = {}
-        for node in nodes:
-            kind = node["metadata"]["labels"][labels.LABEL_INSTANCE_TYPE]
-            types[kind] = types.get(kind, 0) + 1
-        print(f"pods={pods} wall_seconds={elapsed:.1f} nodes={len(nodes)} hourly_price={price:.2f}")
-        print(f"nodesmith_peak_rss_mib={daemon.peak_rss_mib():.0f}")
-        print("instance types: " + ", ".join(f"{k}×{v}" for k, v in sorted(types.items())))
+        await e2e.eventually(all_running, 3600, f"{pods} pods Running", interval=1.0)
+        out: dict[str, Any] = {"wall_seconds": time.monotonic() - started}
+        listed_pods = (await kube.list(resources.PODS, namespace)).items
+        nodes = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
+        claims = (
+            []
+            if floor
+            else (
+                await kube.list(resources.NODECLAIMS, label_selector=f"{labels.LABEL_NODEPOOL}={pool}")
+            ).items
+        )
+        out["timeline"] = timeline(started_at, listed_pods, claims, [] if floor else nodes)
+        out["nodes"] = len(nodes)
+        if daemon is not None:
+            text = await daemon.metrics_text()
+            out["solve_seconds"] = metric_sum(text, "nodesmith_scheduler_scheduling_duration_seconds_sum")
+            out["batches"] = metric_sum(text, "nodesmith_scheduler_scheduling_duration_seconds_count")
+            out["create_seconds"] = metric_sum(text, "nodesmith_cloudprovider_duration_seconds_sum")
+            out["peak_rss_mib"] = daemon.peak_rss_mib()
+            price = sum(
+                float(n["metadata"]["labels"].get("eks-node-viewer/instance-price", 0)) for n in nodes
+            )
+            out["hourly_price"] = price
+        return out
     finally:
-        daemon.stop()
+        if daemon is not None:
+            daemon.stop()
+
+
+def run_on_fresh_plane(pods: int, floor: bool) -> dict[str, Any]:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
+    ):
+        return anyio.run(one_run, plane.kubeconfig, pods, floor, pathlib.Path(tmp) / "nodesmith.log")
+
+
+def measure(pods: int) -> dict[str, dict[str, Any]]:
+    """The floor run, then the nodesmith run (what ``bench_all.py`` calls)."""
+    return {
+        "floor": run_on_fresh_plane(pods, floor=True),
+        "nodesmith": run_on_fresh_plane(pods, floor=False),
+    }
+
+
+def report(pods: int, name: str, out: dict[str, Any]) -> None:
+    print(f"{name}: pods={pods} wall_seconds={out['wall_seconds']:.1f} nodes={out['nodes']}")
+    steps = ", ".join(f"{k} {v:.0f}s" for k, v in out["timeline"].items() if not math.isnan(v))
+    print(f"  timeline (from the Deployments' creation): {steps}")
+    if "solve_seconds" in out:
+        print(
+            f"  nodesmith: solve {out['solve_seconds']:.2f}s over {out['batches']:.0f} batches, "
+            f"provider calls {out['create_seconds']:.2f}s, peak RSS {out['peak_rss_mib']:.0f} MiB, "
+            f"hourly price {out['hourly_price']:.2f}"
+        )
 
 
 def main() -> None:
@@ -76,12 +216,18 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--mode", choices=("both", "floor", "nodesmith"), default="both")
     args = parser.parse_args()
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
-    ):
-        anyio.run(run, plane.kubeconfig, args.pods, pathlib.Path(tmp) / "nodesmith.log")
+    results: dict[str, dict[str, Any]] = {}
+    if args.mode in ("both", "floor"):
+        results["floor"] = run_on_fresh_plane(args.pods, floor=True)
+        report(args.pods, "floor (pre-existing nodes, no autoscaler)", results["floor"])
+    if args.mode in ("both", "nodesmith"):
+        results["nodesmith"] = run_on_fresh_plane(args.pods, floor=False)
+        report(args.pods, "nodesmith (launches the nodes)", results["nodesmith"])
+    if len(results) == 2:
+        ratio = results["nodesmith"]["wall_seconds"] / results["floor"]["wall_seconds"]
+        print(f"ratio nodesmith / floor at {args.pods} pods: {ratio:.2f}x")
 
 
 if __name__ == "__main__":

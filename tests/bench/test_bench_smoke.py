@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bench_all
 import bench_consolidation
 import bench_scheduling as bench  # a sibling script: pytest puts this folder on sys.path
 import bench_whatif
@@ -82,3 +83,16 @@ def test_consolidation_bench_finds_commands_when_half_used_and_none_when_full() 
     full = bench_consolidation.run(20, 200, full=True, reference=5)
     assert full["single"].command is None
     assert len(full["single"].rejections) == full["candidates"] == 20
+
+
+@pytest.mark.bench
+def test_the_bench_table_reads_the_figures_of_each_benchmark() -> None:
+    scan = bench_all.consolidation_scan(20, 200)
+    assert set(scan) == {"scan", "first"}
+    assert all(seconds >= 0 for seconds in scan.values())
+    solved = bench_all.child("bench_scheduling", "bench_scheduling.run_one(20, 'diverse')")
+    assert solved["errors"] == 0
+    assert solved["cpu_seconds"] > 0
+    state = bench_all.child("bench_state", "anyio.run(bench_state.run, 20, 100, True)")
+    assert state["stored"] == 120
+    assert state["held_mib"] > 0

@@ -120,8 +120,11 @@ class KWOKProvider:
 
     async def _interruptions(self) -> AsyncIterator[InterruptionEvent]:
         pending: set[tuple[str, str]] = set()
+        # Only the Nodes nodesmith launched (they carry their NodePool's label): listing every Node each
+        # second was the idle daemon's largest cost on a cluster of unmanaged nodes (bench_cluster.py).
+        managed = labels.LABEL_NODEPOOL
         while True:
-            for node in (await self._kube.list(resources.NODES)).items:
+            for node in (await self._kube.list(resources.NODES, label_selector=managed)).items:
                 meta = node.get("metadata") or {}
                 value = (meta.get("annotations") or {}).get(ANNOTATION_INTERRUPTION)
                 provider_id = str((node.get("spec") or {}).get("providerID", ""))

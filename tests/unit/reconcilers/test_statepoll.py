@@ -13,6 +13,7 @@ from nodesmith.kube import resources
 from nodesmith.reconcilers import statepoll
 from nodesmith.state import ClusterState
 from nodesmith.testing.clock import FakeClock
+from tests.unit.state import factories as f
 
 pytestmark = pytest.mark.anyio
 
@@ -137,4 +138,34 @@ async def test_the_resync_finds_a_change_no_event_reported() -> None:
         clock.step(0.1)
         await settle()
         assert seen == ["quiet"]
+        group.cancel_scope.cancel()
+
+
+async def test_unmanaged_node_updates_look_up_no_nodeclaim_but_managed_and_deleting_ones_do() -> None:
+    """Idle cost: the heartbeats of Nodes nodesmith does not manage touch no NodeClaim key, so the
+    NodeClaim poller looks nothing up for them (at 500 kwok nodes they arrive ~30 times a second)."""
+    clock = FakeClock()
+    state = ClusterState(clock=clock.now)
+    state.on_upsert(resources.NODECLAIMS, f.nodeclaim("claim", provider_id="kwok://managed"))
+    state.on_upsert(resources.NODES, f.node("managed", provider_id="kwok://managed", nodepool="default"))
+    state.on_upsert(resources.NODES, f.node("plain", provider_id="kwok://plain"))
+    looks: list[str] = []
+
+    def version(s: ClusterState, name: str) -> typing.Hashable | None:
+        looks.append(name)
+        return statepoll.NODECLAIMS.version(s, name)
+
+    counting = statepoll.Watch(statepoll.NODECLAIMS.keys, version, statepoll.NODECLAIMS.touched)
+    seen: list[str] = []
+    async with anyio.create_task_group() as group:
+        group.start_soon(poller(state, seen, clock, 3600, counting).run)
+        await settle()
+        assert (looks, seen) == (["claim"], ["claim"])
+        for _ in range(5):  # heartbeats of a node nodesmith does not manage
+            state.on_upsert(resources.NODES, f.node("plain", provider_id="kwok://plain"))
+            await settle()
+        assert looks == ["claim"]
+        state.on_upsert(resources.NODES, f.node("managed", provider_id="kwok://managed", nodepool="default"))
+        await settle()
+        assert (looks, seen) == (["claim", "claim"], ["claim", "claim"])
         group.cancel_scope.cancel()

@@ -1,0 +1,260 @@
+"""Cold sync and idle cost of the daemon against the real local control plane, at N nodes and M pods.
+
+Creates N kwok nodes (kwok makes them Ready and heartbeats them, as kubelets would) and M pods bound
+to them through ``spec.nodeName`` (no scheduling needed; kwok marks them Running), waits until every
+pod is Running, then starts a real ``nodesmith run --provider kwok`` process and measures:
+
+- **cold sync**: from process start to ``/readyz`` answering 200 (every informer has listed), as wall
+  time and as the daemon's own CPU time (``/proc/<pid>/stat``; the machine is shared, so CPU time is
+  the primary figure), plus RSS once synced;
+- **idle**: over ``--idle`` seconds with nothing to do (all nodes unmanaged and full, no pending
+  pods), the daemon's CPU seconds per minute and RSS at the end;
+- what the API server and etcd spent (CPU seconds) while the daemon listed, and one plain paged
+  list of the pods from this script, so the API server's own share is visible.
+
+    uv run python tests/bench/bench_cluster.py --nodes 500 --pods 5000 --idle 60
+    uv run python tests/bench/bench_cluster.py --nodes 10000 --pods 150000
+
+Never asserts a time; it only prints figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import pathlib
+import tempfile
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import anyio
+
+from nodesmith.dev.cluster import KWOK_NODE_ANNOTATION
+from nodesmith.kube import errors, resources
+from nodesmith.kube.client import KubeClient
+from nodesmith.runtime import crds
+from nodesmith.testing import cluster, e2e
+
+NAMESPACE = "bench-cluster"
+CREATE_WORKERS = 32
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def node_body(i: int) -> dict[str, Any]:
+    name = f"bench-node-{i:05d}"
+    key, value = KWOK_NODE_ANNOTATION
+    return {
+        "metadata": {
+            "name": name,
+            "annotations": {key: value},
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/arch": "amd64",
+                "kubernetes.io/os": "linux",
+                "node.kubernetes.io/instance-type": "m5.4xlarge",
+                "topology.kubernetes.io/zone": f"zone-{i % 3}",
+                "type": "kwok",
+            },
+        },
+        "spec": {"providerID": f"kwok://{name}"},
+        "status": {
+            "capacity": {"cpu": "16", "memory": "64Gi", "pods": "110"},
+            "allocatable": {"cpu": "15890m", "memory": "62Gi", "pods": "110"},
+        },
+    }
+
+
+def pod_body(i: int, nodes: int) -> dict[str, Any]:
+    app = f"app-{i % 200}"
+    return {
+        "metadata": {"name": f"{app}-{i:06d}", "labels": {"app": app}},
+        "spec": {
+            "nodeName": f"bench-node-{i % nodes:05d}",
+            "automountServiceAccountToken": False,
+            "tolerations": [{"operator": "Exists"}],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "pause",
+                    "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+                }
+            ],
+        },
+    }
+
+
+async def create_all(
+    kube: KubeClient,
+    resource: resources.Resource,
+    body: Callable[[int], dict[str, Any]],
+    count: int,
+    namespace: str | None = None,
+) -> float:
+    """Create ``count`` objects with `CREATE_WORKERS` concurrent requests; return the seconds it took.
+    (A bare HTTP client with kept-alive connections was no faster here: the API server is the limit.)"""
+    started = time.monotonic()
+    next_index = iter(range(count))
+
+    async def worker() -> None:
+        for i in next_index:
+            with contextlib.suppress(errors.AlreadyExistsError):
+                await kube.create(resource, body(i), namespace)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(CREATE_WORKERS):
+            group.start_soon(worker)
+    return time.monotonic() - started
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of ``pid`` so far."""
+    fields = pathlib.Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def rss_mib(pid: int) -> float:
+    for line in pathlib.Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def plane_pids(directory: pathlib.Path) -> dict[str, int]:
+    """PIDs of this control plane's etcd and kube-apiserver (found by their data/config directory)."""
+    found: dict[str, int] = {}
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or str(directory).encode() not in b" ".join(argv):
+            continue
+        binary = pathlib.Path(argv[0].decode(errors="replace")).name
+        if binary in ("etcd", "kube-apiserver"):
+            found[binary] = int(entry.name)
+    return found
+
+
+def total_cpu(pids: Iterable[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+async def populate(kube: KubeClient, nodes: int, pods: int) -> dict[str, float]:
+    await e2e.create_namespace(kube, NAMESPACE)
+    node_seconds = await create_all(kube, resources.NODES, node_body, nodes)
+    pod_seconds = await create_all(kube, resources.PODS, lambda i: pod_body(i, nodes), pods, NAMESPACE)
+    started = time.monotonic()
+
+    async def all_running() -> bool:
+        waiting = await kube.list(resources.PODS, NAMESPACE, field_selector="status.phase!=Running")
+        return not waiting.items
+
+    await e2e.eventually(all_running, 3600, f"{pods} pods Running", interval=2.0)
+    return {
+        "node_create_per_s": nodes / node_seconds,
+        "pod_create_per_s": pods / pod_seconds,
+        "kwok_running_s": time.monotonic() - started,
+    }
+
+
+async def run(
+    plane: cluster.ControlPlane,
+    nodes: int,
+    pods: int,
+    idle: float,
+    log: pathlib.Path,
+    profile: pathlib.Path | None = None,
+) -> dict[str, float]:
+    kube = await KubeClient.connect(plane.kubeconfig)
+    await crds.install(kube, crds.all_crds())
+    out = await populate(kube, nodes, pods)
+    # The API server's and etcd's CPU only when this script started them (not with an existing cluster).
+    server = plane_pids(plane.cluster.directory) if plane.cluster is not None else {}
+
+    t0, server_cpu0 = time.monotonic(), total_cpu(server.values())
+    listed = await kube.list(resources.PODS)
+    out["plain_list_s"] = time.monotonic() - t0
+    out["plain_list_server_cpu_s"] = total_cpu(server.values()) - server_cpu0
+    assert len(listed.items) >= pods
+    del listed
+
+    daemon = e2e.DaemonProcess(plane.kubeconfig, log)
+    if profile is not None:  # the daemon under cProfile, written when it exits on SIGTERM
+        daemon.argv[1:1] = ["-m", "cProfile", "-o", str(profile)]
+    server_cpu0 = total_cpu(server.values())
+    started = time.monotonic()
+    daemon.start()
+    assert daemon.process is not None
+    pid = daemon.process.pid
+    try:
+        await daemon.wait_ready(timeout=1800)
+        out["sync_wall_s"] = time.monotonic() - started
+        out["sync_cpu_s"] = cpu_seconds(pid)
+        out["sync_server_cpu_s"] = total_cpu(server.values()) - server_cpu0
+        out["synced_rss_mib"] = rss_mib(pid)
+        idle_cpu0, idle_t0 = cpu_seconds(pid), time.monotonic()
+        await anyio.sleep(idle)  # a benchmark's observation window, not test synchronisation
+        minutes = (time.monotonic() - idle_t0) / 60
+        out["idle_cpu_s_per_min"] = (cpu_seconds(pid) - idle_cpu0) / minutes if minutes else 0.0
+        out["idle_rss_mib"] = rss_mib(pid)
+        out["peak_rss_mib"] = daemon.peak_rss_mib()
+        daemon.check_alive()
+    finally:
+        daemon.stop()
+    return out
+
+
+def report(nodes: int, pods: int, out: dict[str, float]) -> None:
+    print(f"nodesmith cluster bench: {nodes} kwok nodes, {pods} bound pods (real API server)")
+    print(
+        f"  populate:  {out['node_create_per_s']:.0f} nodes/s, {out['pod_create_per_s']:.0f} pods/s created; "
+        f"kwok had them Running {out['kwok_running_s']:.0f}s later"
+    )
+    print(
+        f"  API list:  all pods in {out['plain_list_s']:.1f}s wall "
+        f"(API server + etcd {out['plain_list_server_cpu_s']:.1f} CPU s)"
+    )
+    print(
+        f"  cold sync: {out['sync_wall_s']:.1f}s wall to /readyz, daemon {out['sync_cpu_s']:.1f} CPU s "
+        f"(incl. start-up), API server + etcd {out['sync_server_cpu_s']:.1f} CPU s; "
+        f"RSS {out['synced_rss_mib']:.0f} MiB"
+    )
+    print(
+        f"  idle:      {out['idle_cpu_s_per_min']:.2f} CPU s/min, RSS {out['idle_rss_mib']:.0f} MiB "
+        f"(peak {out['peak_rss_mib']:.0f} MiB)"
+    )
+
+
+def measure(nodes: int, pods: int, idle: float) -> dict[str, float]:
+    """`run` on a control plane of its own (what ``main`` and ``bench_all.py`` call)."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
+    ):
+        return anyio.run(run, plane, nodes, pods, idle, pathlib.Path(tmp) / "nodesmith.log")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--nodes", type=int, default=500)
+    parser.add_argument("--pods", type=int, default=5000)
+    parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle observation")
+    parser.add_argument("--profile", type=pathlib.Path, help="write the daemon's cProfile stats here")
+    args = parser.parse_args()
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
+    ):
+        log = pathlib.Path(tmp) / "nodesmith.log"
+        out = anyio.run(run, plane, args.nodes, args.pods, args.idle, log, args.profile)
+    report(args.nodes, args.pods, out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,42 @@
+"""Runs the control-plane benchmarks (cold sync and idle cost, provisioning against the floor) at a tiny
+size on the session's real control plane and checks facts, never time."""
+
+from __future__ import annotations
+
+import math
+import pathlib
+
+import bench_cluster  # a sibling script: pytest puts this folder on sys.path
+import bench_provisioning
+import pytest
+
+from nodesmith.testing import cluster
+
+pytestmark = [pytest.mark.bench, pytest.mark.anyio]
+
+
+async def test_cluster_bench_syncs_the_daemon_over_created_nodes_and_pods(
+    control_plane: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> None:
+    out = await bench_cluster.run(control_plane, 3, 12, 0.5, tmp_path / "nodesmith.log")
+
+    assert out["sync_cpu_s"] > 0
+    assert out["synced_rss_mib"] > 0
+    assert out["idle_cpu_s_per_min"] >= 0
+    assert out["peak_rss_mib"] >= out["idle_rss_mib"] > 0
+    assert not math.isnan(out["idle_rss_mib"])
+
+
+async def test_provisioning_bench_runs_pods_on_the_floor_and_on_launched_nodes(
+    control_plane: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> None:
+    floor = await bench_provisioning.one_run(control_plane.kubeconfig, 4, True, tmp_path / "floor.log")
+    launched = await bench_provisioning.one_run(control_plane.kubeconfig, 4, False, tmp_path / "ns.log")
+
+    assert floor["nodes"] == bench_provisioning.floor_node_count(4)
+    assert not math.isnan(floor["timeline"]["last pod Running"])
+    assert launched["nodes"] >= 1
+    assert launched["batches"] >= 1
+    assert launched["solve_seconds"] > 0
+    assert not math.isnan(launched["timeline"]["first NodeClaim"])
+    assert launched["timeline"]["last pod Running"] >= launched["timeline"]["first NodeClaim"]
