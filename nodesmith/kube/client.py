@@ -21,7 +21,7 @@ import json
 import logging
 import os
 import typing
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
 
 import httpx
 import kr8s
@@ -470,7 +470,7 @@ class KubeClient:
         timeout_seconds: int = 300,
         label_selector: str | None = None,
         field_selector: str | None = None,
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Yield events after ``resource_version`` until the server ends the watch (about
         ``timeout_seconds``). Raises `errors.GoneError` when the version is too old (relist), other
         `KubeError`s for failed connections. Never retries. Close it with ``contextlib.aclosing``."""

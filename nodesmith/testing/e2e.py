@@ -136,7 +136,7 @@ class DaemonProcess:
 
 
 async def eventually(
-    probe: Callable[[], Awaitable[T]], timeout: float, what: str, interval: float = 0.25
+    probe: Callable[[], Awaitable[T | None]], timeout: float, what: str, interval: float = 0.25
 ) -> T:
     """Poll ``probe`` until it returns something truthy; fail the test after ``timeout`` seconds."""
     with anyio.move_on_after(timeout):

@@ -91,10 +91,10 @@ def build(nodes: int, pods: int, *, full: bool, seed: int = 42) -> ClusterState:
         state.on_upsert(resources.NODES, node)
     per_node = max(pods // nodes, 1)
     for i in range(pods):
-        node = f"node-{(i // per_node) % nodes:05d}"
+        host = f"node-{(i // per_node) % nodes:05d}"
         # full: 95% of 7.9 CPU used by pods bigger than any node's free room, so nothing can move
         cpu = 7500 // per_node if full else rng.choice((100, 200, 300, 400, 500, 600, 700))
-        state.on_upsert(resources.PODS, pod(i, node, cpu, rng.choice((128, 256, 512, 768))))
+        state.on_upsert(resources.PODS, pod(i, host, cpu, rng.choice((128, 256, 512, 768))))
     return state
 
 

@@ -22,7 +22,8 @@ import subprocess
 import sys
 import time
 import tomllib
-from typing import Any
+from email.message import Message
+from typing import Any, cast
 
 import anyio
 import pytest
@@ -459,9 +460,9 @@ async def test_every_family_boots_with_user_data_its_agent_accepts_and_deletion_
         templates = await launch_template_user_data(ec2, names["al2"])
         assert templates
         for text in templates.values():
-            parts = email.message_from_string(text).get_payload()
-            assert "echo before bootstrap" in parts[0].get_payload()
-            script = parts[-1].get_payload()
+            parts = cast(list[Message], email.message_from_string(text).get_payload())  # multipart: its parts
+            assert "echo before bootstrap" in cast(str, parts[0].get_payload())
+            script = cast(str, parts[-1].get_payload())  # a leaf part: its text
             assert "/etc/eks/bootstrap.sh e2e-aws" in script
             assert "--eviction-hard=memory.available<5%" in script
             assert "--system-reserved=memory=200Mi" in script

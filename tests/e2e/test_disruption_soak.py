@@ -11,6 +11,7 @@ pods once it first was whole. The run must also have disrupted something, or it 
 
 from __future__ import annotations
 
+import functools
 import pathlib
 import random
 
@@ -72,9 +73,7 @@ async def test_churn_under_consolidation_never_overruns_a_pdb(
                     group.start_soon(watch.run)
                 for app, (_, replicas) in PROTECTED.items():
                     await e2e.eventually(
-                        lambda app=app, replicas=replicas: support.all_running(
-                            kube, namespace, app, replicas
-                        ),
+                        functools.partial(support.all_running, kube, namespace, app, replicas),
                         120,
                         f"{app} whole",
                     )

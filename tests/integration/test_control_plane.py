@@ -42,9 +42,13 @@ def eventually(probe: collections.abc.Callable[[], T | None], what: str, timeout
         time.sleep(0.25)
 
 
+# The kubernetes package leaves this factory unannotated; name what it returns so strict checking holds.
+_new_client: collections.abc.Callable[..., client.ApiClient] = config.new_client_from_config
+
+
 @pytest.fixture(scope="module")
 def api(kubeconfig: pathlib.Path) -> collections.abc.Iterator[client.ApiClient]:
-    with config.new_client_from_config(config_file=str(kubeconfig)) as api_client:
+    with _new_client(config_file=str(kubeconfig)) as api_client:
         yield api_client
 
 

@@ -13,7 +13,7 @@ import copy
 import os
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -169,7 +169,7 @@ def mutated(draw: st.DrawFn, base: dict[str, Any]) -> dict[str, Any]:
         if draw(st.booleans()):
             parent[path[-1]] = draw(JUNK)
         elif isinstance(parent, list):
-            del parent[path[-1]]
+            del parent[cast(int, path[-1])]  # a step into a list is an index
         else:
             parent.pop(path[-1])
     obj["metadata"] = {**obj["metadata"], "name": f"fuzz-{uuid.uuid4().hex[:10]}"}

@@ -161,11 +161,13 @@ def cached(state: ClusterState, resource: Resource, key: str) -> Obj | None:
         found = [n.node for n in snap.nodes if n.node is not None and n.name == key]
         return dict(found[0]) if found else None
     if resource == resources.NODECLAIMS:
-        found = [
+        claims: list[collections.abc.Mapping[str, typing.Any] | None] = [
             n.nodeclaim_object for n in snap.nodes if n.nodeclaim is not None and n.nodeclaim.name == key
         ]
-        found += [snap_claim.to_dict() for snap_claim in snap.unlaunched_nodeclaims if snap_claim.name == key]
-        return dict(found[0]) if found and found[0] is not None else None
+        claims += [
+            snap_claim.to_dict() for snap_claim in snap.unlaunched_nodeclaims if snap_claim.name == key
+        ]
+        return dict(claims[0]) if claims and claims[0] is not None else None
     if resource == resources.PODS:
         pod = snap.pods.get(key)
         return dict(pod) if pod is not None else None
@@ -194,9 +196,11 @@ async def test_cache_mirrors_create_update_delete_of_every_watched_kind(
         for resource, body in objects.items():
             key = key_of(body)
             await kube.create(resource, body)
-            await eventually(
-                lambda r=resource, k=key: _async(cached(state, r, k)), f"{resource.kind} {key} added"
-            )
+
+            async def added(r: Resource = resource, k: str = key) -> Obj | None:
+                return cached(state, r, k)
+
+            await eventually(added, f"{resource.kind} {key} added")
 
             namespace_arg = body["metadata"].get("namespace")
             await kube.merge_patch(
@@ -206,25 +210,22 @@ async def test_cache_mirrors_create_update_delete_of_every_watched_kind(
                 namespace_arg,
             )
 
-            def updated(r: Resource = resource, k: str = key) -> bool:
+            async def updated(r: Resource = resource, k: str = key) -> bool:
                 obj = cached(state, r, k)
                 return obj is not None and (obj["metadata"].get("labels") or {}).get("step") == "updated"
 
-            await eventually(lambda u=updated: _async(u()), f"{resource.kind} {key} updated")
+            await eventually(updated, f"{resource.kind} {key} updated")
 
         for resource, body in objects.items():
             key = key_of(body)
             await kube.delete(resource, body["metadata"]["name"], body["metadata"].get("namespace"))
             await _drop_finalizers(kube, resource, body)
-            await eventually(
-                lambda r=resource, k=key: _async(cached(state, r, k) is None),
-                f"{resource.kind} {key} deleted",
-            )
+
+            async def deleted(r: Resource = resource, k: str = key) -> bool:
+                return cached(state, r, k) is None
+
+            await eventually(deleted, f"{resource.kind} {key} deleted")
             assert key not in informers[resource].store
-
-
-async def _async(value: T) -> T:
-    return value
 
 
 async def _drop_finalizers(kube: KubeClient, resource: Resource, body: Obj) -> None:

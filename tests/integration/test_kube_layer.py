@@ -227,9 +227,8 @@ async def test_eviction_is_blocked_by_a_pdb_then_allowed(kube: KubeClient, names
 
         async def observed() -> bool:
             current = await kube.get(resources.PDBS, "zero", namespace)
-            return (current.get("status") or {}).get("observedGeneration") == current["metadata"][
-                "generation"
-            ]
+            observed_generation = (current.get("status") or {}).get("observedGeneration")
+            return bool(observed_generation == current["metadata"]["generation"])
 
         await eventually(observed, "PDB observed by the disruption controller")
 

@@ -7,6 +7,7 @@ launch it again; a NodeClaim that cannot launch is deleted by liveness."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Awaitable, Callable
 
 import pytest
 
@@ -174,13 +175,13 @@ async def test_a_nodeclaim_that_cannot_launch_is_deleted_after_the_launch_timeou
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-async def _when(fetch: object, predicate: object) -> h.Obj | None:
-    obj = await fetch  # type: ignore[misc]
-    return obj if obj is not None and predicate(obj) else None  # type: ignore[operator]
+async def _when(fetch: Awaitable[h.Obj | None], predicate: Callable[[h.Obj], bool]) -> h.Obj | None:
+    obj = await fetch
+    return obj if obj is not None and predicate(obj) else None
 
 
-async def _gone(fetch: object) -> bool:
-    return await fetch is None  # type: ignore[misc]
+async def _gone(fetch: Awaitable[h.Obj | None]) -> bool:
+    return await fetch is None
 
 
 async def _in_state(harness: h.Harness, name: str, rv: str | None = None) -> bool:

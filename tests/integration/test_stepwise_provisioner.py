@@ -25,6 +25,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle, provisioner
+from nodesmith.reconcilers.provisioner import Decision
 from nodesmith.state import ClusterState
 from nodesmith.testing import cloudprovider as fake
 from nodesmith.testing import expectations as expect
@@ -100,7 +101,7 @@ class Env:
         await expect.expect_object_reconciled(launcher, claim)
         await expect.expect_refreshed(self.kube, self.state, resources.NODECLAIMS, claim)
 
-    async def provision(self) -> provisioner.Decision | None:
+    async def provision(self) -> Decision | None:
         return await expect.expect_reconciled_stepping(self.provisioner.reconcile, self.clock)
 
 

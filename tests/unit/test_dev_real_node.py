@@ -9,12 +9,13 @@ import json
 import pathlib
 import tarfile
 import tomllib
+from typing import Any
 
-from nodesmith.dev import cluster, nodenet, oci, versions
+from nodesmith.dev import cluster, nodenet, oci, pki, versions
 from nodesmith.dev import node as real_node
 
 
-def _read(archive: pathlib.Path, member: str) -> dict[str, object]:
+def _read(archive: pathlib.Path, member: str) -> dict[str, Any]:
     with tarfile.open(archive) as tar:
         handle = tar.extractfile(member)
         assert handle is not None
@@ -31,14 +32,14 @@ def test_oci_archive_names_the_image_and_has_one_history_entry_per_layer(tmp_pat
     out = oci.write_archive(
         tmp_path / "image.tar", "localhost/x:1", layers, oci.ImageConfig(entrypoint=("/x",), user="1:1")
     )
-    index = _read(out, "index.json")
-    [descriptor] = index["manifests"]  # type: ignore[misc]
+    image_index = _read(out, "index.json")
+    [descriptor] = image_index["manifests"]
     assert descriptor["annotations"]["io.containerd.image.name"] == "localhost/x:1"
     manifest = _read(out, "blobs/sha256/" + descriptor["digest"].removeprefix("sha256:"))
-    config = _read(out, "blobs/sha256/" + manifest["config"]["digest"].removeprefix("sha256:"))  # type: ignore[index]
-    assert len(manifest["layers"]) == 2  # type: ignore[arg-type]
+    config = _read(out, "blobs/sha256/" + manifest["config"]["digest"].removeprefix("sha256:"))
+    assert len(manifest["layers"]) == 2
     # buildah --layers refuses a base whose history lists fewer layers than it has.
-    assert len(config["history"]) == 2  # type: ignore[arg-type]
+    assert len(config["history"]) == 2
     assert config["config"] == {"Env": [oci.DEFAULT_PATH], "Entrypoint": ["/x"], "User": "1:1"}
     assert not (tmp_path / "image.tar.partial").exists()
 
@@ -61,7 +62,7 @@ def test_api_server_on_a_real_node_address_publishes_itself_and_authenticates_to
 ) -> None:
     local = cluster.LocalCluster("unit", directory=tmp_path, progress=lambda _m: None)
     local._state["api_address"] = nodenet.API_ADDRESS
-    ca = cluster.pki.Authority.create(tmp_path / "pki")
+    ca = pki.Authority.create(tmp_path / "pki")
     flags = local._apiserver_flags({"etcd": 1, "kube-apiserver": 2}, ca)
     assert f"--bind-address={nodenet.API_ADDRESS}" in flags
     assert "--endpoint-reconciler-type=none" not in flags

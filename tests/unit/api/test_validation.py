@@ -299,7 +299,7 @@ def test_nodeclaims_may_require_the_nodepool_label() -> None:
 
 def test_a_non_object_is_rejected() -> None:
     with pytest.raises(errors.ValidationError):
-        nodepool.NodePool.from_dict([])  # type: ignore[arg-type]
+        nodepool.NodePool.from_dict([])  # type: ignore[arg-type]  # the wrong shape on purpose
 
 
 def test_nulls_are_treated_as_absent_like_the_apiserver_prunes_them() -> None:

@@ -152,6 +152,7 @@ async def test_a_nodeclaim_pinned_to_a_reservation_launches_into_it(env: Env) ->
     assert created.metadata.labels[labels.LABEL_ZONE] == "us-west-2a"
     # the instance came from a launch template that targets the reservation
     ec2 = await env.ec2()
+    assert created.status.provider_id is not None
     instance_id = created.status.provider_id.rsplit("/", 1)[1]
     raw = (await ec2.describe_instances(InstanceIds=[instance_id]))["Reservations"][0]["Instances"][0]
     assert raw["InstanceType"] == "m5.large"

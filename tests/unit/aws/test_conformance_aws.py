@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
 import pytest
 
 from nodesmith.api.meta import NodeClassRef
@@ -14,7 +12,7 @@ from tests.unit.aws.conftest import Env, ready_nodeclass
 
 class TestAwsConformance(conformance.ProviderConformance):
     @pytest.fixture
-    async def conformance_harness(self, env: Env) -> AsyncIterator[conformance.Harness]:
+    async def conformance_harness(self, env: Env) -> conformance.Harness:
         await ready_nodeclass(env)
         ref = NodeClassRef(nodeclass.GROUP, nodeclass.KIND, "default")
         return conformance.Harness(

@@ -332,7 +332,7 @@ async def test_a_failing_receive_is_retried_not_raised(env: Env, caplog: pytest.
         tg.start_soon(create_queue_then_send)
         with anyio.fail_after(10):
             event = await stream.__anext__()
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()  # type: ignore[attr-defined]  # the protocol says iterator; it is a generator
     assert event.provider_id.endswith(instance_id)
     assert "receiving from interruption queue created-later failed" in caplog.text
 
@@ -348,7 +348,7 @@ async def test_the_provider_offers_the_source_only_with_a_queue(env: Env, queue:
     event = await stream.__anext__()
     assert event.kind is InterruptionKind.SPOT_INTERRUPTION
     assert event.provider_id.endswith(instance_id)
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()  # type: ignore[attr-defined]  # the protocol says iterator; it is a generator
 
 
 async def test_a_spot_warning_marks_the_reclaimed_offering_unavailable(env: Env, queue: Queue) -> None:
@@ -361,7 +361,7 @@ async def test_a_spot_warning_marks_the_reclaimed_offering_unavailable(env: Env,
     stream = provider.interruption_events()
     assert stream is not None
     kinds = {(await stream.__anext__()).kind for _ in range(2)}
-    await stream.aclose()  # type: ignore[attr-defined]
+    await stream.aclose()  # type: ignore[attr-defined]  # the protocol says iterator; it is a generator
     assert kinds == {InterruptionKind.SPOT_INTERRUPTION, InterruptionKind.REBALANCE_RECOMMENDATION}
 
     (m5,) = [

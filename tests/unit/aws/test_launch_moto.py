@@ -17,6 +17,7 @@ import pytest
 from nodesmith import errors
 from nodesmith.api import labels
 from nodesmith.api.meta import NodeClassRef
+from nodesmith.api.nodeclaim import NodeClaim
 from nodesmith.testing import conformance
 from nodesmith_aws import drift, nodeclass
 from nodesmith_aws.garbagecollection import LeakedInstanceCollector
@@ -30,6 +31,12 @@ TWENTY = [
     *(f"m6i.{s}" for s in ("large", "xlarge", "2xlarge", "4xlarge")),
     *(f"c6i.{s}" for s in ("large", "xlarge", "2xlarge", "4xlarge")),
 ]
+
+
+def launched_id(claim: NodeClaim) -> str:
+    """The provider id ``create`` set on ``claim`` (a launched claim always has one)."""
+    assert claim.status.provider_id is not None
+    return claim.status.provider_id
 
 
 def twenty_types(*capacity_types: str) -> list[dict[str, object]]:
@@ -55,7 +62,7 @@ async def test_spot_and_on_demand_over_twenty_types_launches_the_cheapest_spot_o
     assert chosen == "c5.2xlarge"
     assert created.metadata.labels[labels.LABEL_ZONE] == "us-west-2a"
 
-    zone, instance_id = created.status.provider_id.removeprefix("aws:///").split("/")
+    zone, instance_id = launched_id(created).removeprefix("aws:///").split("/")
     ec2 = await env.ec2()
     raw = (await ec2.describe_instances(InstanceIds=[instance_id]))["Reservations"][0]["Instances"][0]
     tags = {t["Key"]: t["Value"] for t in raw["Tags"]}
@@ -156,12 +163,10 @@ async def test_delete_terminates_and_get_then_reports_not_found(env: Env) -> Non
     await ready_nodeclass(env)
     pool = conformance.nodepool("default", REF)
     created = await env.provider.create(conformance.nodeclaim(pool, twenty_types("on-demand")))
-    assert (
-        await env.provider.get(created.status.provider_id)
-    ).status.provider_id == created.status.provider_id
+    assert (await env.provider.get(launched_id(created))).status.provider_id == created.status.provider_id
     await conformance.delete_until_gone(env.provider, created)
     with pytest.raises(errors.NodeClaimNotFoundError):
-        await env.provider.get(created.status.provider_id)
+        await env.provider.get(launched_id(created))
     with pytest.raises(errors.NodeClaimNotFoundError):
         await env.provider.delete(created)
 
@@ -184,10 +189,10 @@ async def test_concurrent_gets_are_batched_into_one_describe_call(env: Env) -> N
 
     async with anyio.create_task_group() as tg:
         for claim in claims:
-            tg.start_soon(get, claim.status.provider_id)
+            tg.start_soon(get, launched_id(claim))
         tg.start_soon(get, "aws:///us-west-2a/i-00000000000000000")  # unknown: must not fail the others
     assert env.provider.instances.describe_batcher.executions == before + 1
-    assert all(results[c.status.provider_id] == c.status.provider_id for c in claims)
+    assert all(results[launched_id(c)] == c.status.provider_id for c in claims)
     assert results["aws:///us-west-2a/i-00000000000000000"] == "not found"
 
 
@@ -212,8 +217,8 @@ async def test_garbage_collection_removes_an_instance_no_nodeclaim_owns(env: Env
         leaked.status.provider_id
     ]
     with pytest.raises(errors.NodeClaimNotFoundError):
-        await env.provider.get(leaked.status.provider_id)
-    assert await env.provider.get(owned.status.provider_id)
+        await env.provider.get(launched_id(leaked))
+    assert await env.provider.get(launched_id(owned))
     state = (await ec2.describe_instances(InstanceIds=[untagged["InstanceId"]]))["Reservations"][0][
         "Instances"
     ][0]
@@ -228,7 +233,7 @@ async def test_drift_on_static_fields_ami_security_groups_and_subnet(env: Env) -
     nc = await ready_nodeclass(env)
     pool = conformance.nodepool("default", REF)
     created = await env.provider.create(conformance.nodeclaim(pool, twenty_types("on-demand")))
-    instance = await env.provider.instances.get(created.status.provider_id.rsplit("/", 1)[1])
+    instance = await env.provider.instances.get(launched_id(created).rsplit("/", 1)[1])
     instance = attrs.evolve(instance, security_group_ids=tuple(g.id for g in nc.status.security_groups))
     it = env.provider.instance_types.get(nc, instance.type)
     assert drift.reason(created, nc, instance, it) is None

@@ -5,14 +5,16 @@ from __future__ import annotations
 
 import email
 import shlex
+from email.message import Message
+from typing import cast
 
 from nodesmith_aws import validation
 from tests.unit.aws import userdata_shapes as shapes
 
 
 def bootstrap_args(user_data: str) -> list[str]:
-    parts = email.message_from_string(user_data).get_payload()
-    script = parts[-1].get_payload()
+    parts = cast(list[Message], email.message_from_string(user_data).get_payload())  # multipart: its parts
+    script = cast(str, parts[-1].get_payload())  # a leaf part: its text
     line = next(ln for ln in script.splitlines() if ln.startswith("/etc/eks/bootstrap.sh"))
     return shlex.split(line)
 
@@ -43,7 +45,8 @@ def test_al2_ipv6_and_raid0() -> None:
 
 
 def test_al2_runs_the_users_parts_first() -> None:
-    parts = email.message_from_string(shapes.render("user-mime-archive", "AL2").user_data).get_payload()
+    message = email.message_from_string(shapes.render("user-mime-archive", "AL2").user_data)
+    parts = cast(list[Message], message.get_payload())  # multipart: its parts
     assert [p.get_content_type() for p in parts] == [
         "text/x-shellscript",
         "application/node.eks.aws",

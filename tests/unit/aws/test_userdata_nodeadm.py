@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import email
 import json
-from typing import Any
+from email.message import Message
+from typing import Any, cast
 
 import pytest
 
@@ -82,14 +83,16 @@ def test_the_users_nodeconfig_is_merged_after_nodesmiths_as_nodeadm_reads_it() -
 
 
 def test_the_users_parts_follow_nodesmiths_nodeconfig_in_order() -> None:
-    parts = email.message_from_string(shapes.render("user-mime-archive", "AL2023").user_data).get_payload()
+    message = email.message_from_string(shapes.render("user-mime-archive", "AL2023").user_data)
+    parts = cast(list[Message], message.get_payload())  # multipart: its parts
     assert [p.get_content_type() for p in parts] == [
         "application/node.eks.aws",
         "text/x-shellscript",
         "application/node.eks.aws",
     ]
     assert "echo hello from the user" in parts[1].get_payload()
-    script = email.message_from_string(shapes.render("user-shell-script", "AL2023").user_data).get_payload()
+    script_message = email.message_from_string(shapes.render("user-shell-script", "AL2023").user_data)
+    script = cast(list[Message], script_message.get_payload())  # multipart: its parts
     assert [p.get_content_type() for p in script] == ["application/node.eks.aws", "text/x-shellscript"]
 
 

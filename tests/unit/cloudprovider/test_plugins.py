@@ -105,7 +105,7 @@ async def test_instance_types_are_read_per_nodepool_adjusted_and_refusals_kept_a
         plugins=[manager.module_plugin("hide", nodesmith_adjust_instance_types=hide_big)],
     )
     pools = [NodePool.from_dict(manifests.nodepool_manifest(name)) for name in ("default", "throttled")]
-    found, refused = await plugins.instance_types(Provider(), pools)  # type: ignore[arg-type]
+    found, refused = await plugins.instance_types(Provider(), pools)  # type: ignore[arg-type]  # only the method read
     assert {name: [it.name for it in types] for name, types in found.items()} == {"default": ["small"]}
     assert refused == {"throttled": "RequestLimitExceeded"}
 

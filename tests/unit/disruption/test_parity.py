@@ -79,10 +79,12 @@ def _drift_outcome(setup: Any) -> Any:
     return outcome.command
 
 
-def _pdb(cluster: Cluster, spec: dict[str, Any]) -> None:
+def _pdb(cluster: Cluster, spec: dict[str, Any]) -> dict[str, Any]:
+    """Add a PDB guarding ``app=db``; returns its manifest (so set-up lambdas can build it in a tuple)."""
     manifest = manifests.pdb_manifest("guard", app="db", allowed=0)
     manifest["spec"].update(spec)
     cluster.state.on_upsert(resources.PDBS, manifest)
+    return manifest
 
 
 @pytest.mark.parametrize(

@@ -144,7 +144,7 @@ class FakeEventsClient:
 async def test_event_recorder_folds_repeats_and_flushes_pending_counts() -> None:
     clock = FakeClock(dt.datetime(2030, 1, 1, tzinfo=dt.UTC))
     client = FakeEventsClient()
-    recorder = EventRecorder(client, clock=clock, max_entries=2)  # type: ignore[arg-type]
+    recorder = EventRecorder(client, clock=clock, max_entries=2)  # type: ignore[arg-type]  # a recording stand-in
     pod = {"kind": "Pod", "apiVersion": "v1", "metadata": {"name": "p", "namespace": "ns", "uid": "u1"}}
 
     for _ in range(5):

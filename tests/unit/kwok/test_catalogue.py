@@ -85,4 +85,4 @@ def test_catalogue_file_entries_are_parsed_with_offerings() -> None:
 )
 def test_bad_catalogue_files_name_the_entry(entries: object, message: str) -> None:
     with pytest.raises(errors.ConfigError, match=message):
-        catalogue.parse_catalogue(entries)  # type: ignore[arg-type]
+        catalogue.parse_catalogue(entries)  # type: ignore[arg-type]  # malformed on purpose

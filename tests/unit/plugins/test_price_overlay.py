@@ -8,6 +8,7 @@ import os
 import textwrap
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,7 +17,7 @@ from nodesmith.cloudprovider import manager
 from nodesmith.cloudprovider.types import InstanceType
 from nodesmith.testing import factories
 from nodesmith_price_overlay import apply, plugin, source
-from nodesmith_price_overlay.overlay import parse_overlay
+from nodesmith_price_overlay.overlay import NodeOverlay, parse_overlay
 
 FAMILY = "example.com/instance-family"
 GPU = "example.com/gpu"
@@ -446,9 +447,12 @@ def test_an_edited_file_is_read_again_and_an_unchanged_one_is_not(
 
     reads: list[str] = []
     real_parse = source.parse_documents
-    monkeypatch.setattr(
-        source, "parse_documents", lambda docs, src: reads.append(src) or real_parse(docs, src)
-    )
+
+    def counting_parse(docs: Sequence[Any], src: str) -> tuple[NodeOverlay, ...]:
+        reads.append(src)
+        return real_parse(docs, src)
+
+    monkeypatch.setattr(source, "parse_documents", counting_parse)
     assert _prices(_adjust(its))["m-large"] == _all(0.5)
     assert reads == [], "an unchanged file is served from the cache"
 

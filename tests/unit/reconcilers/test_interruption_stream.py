@@ -51,7 +51,7 @@ async def test_a_failed_event_stream_is_subscribed_again_and_its_events_handled(
         kube=None,  # type: ignore[arg-type]  # an unknown instance's event never reaches the API
         state=ClusterState(clock=clock.now),
         provider=provider,
-        events=None,  # type: ignore[arg-type]
+        events=None,  # type: ignore[arg-type]  # nor does it record an event
         clock=clock,
     )
     with anyio.fail_after(10):

@@ -53,7 +53,7 @@ class Leases:
 
 def elector(clock: FakeClock, leases: Leases) -> leader.LeaderElector:
     return leader.LeaderElector(
-        leases,  # type: ignore[arg-type]
+        leases,  # type: ignore[arg-type]  # a scripted stand-in for the lease client
         "l",
         "ns",
         lease_duration=dt.timedelta(seconds=15),

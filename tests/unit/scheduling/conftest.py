@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -28,8 +28,8 @@ def solve() -> Solve:
         templates: Sequence[scheduling.NodeClaimTemplate] | None = None,
         *,
         deadline: Callable[[], bool] | None = None,
-        preference_policy: str = "Respect",
-        min_values_policy: str = "Strict",
+        preference_policy: Literal["Respect", "Ignore"] = "Respect",
+        min_values_policy: Literal["Strict", "BestEffort"] = "Strict",
         **fields: Any,
     ) -> scheduling.Results:
         snapshot = scheduling.SchedulingInput(
@@ -40,8 +40,8 @@ def solve() -> Solve:
         return scheduling.solve(
             snapshot,
             deadline=deadline,
-            preference_policy=preference_policy,  # type: ignore[arg-type]
-            min_values_policy=min_values_policy,  # type: ignore[arg-type]
+            preference_policy=preference_policy,
+            min_values_policy=min_values_policy,
         )
 
     return run

@@ -43,17 +43,17 @@ def test_claims_within_a_domain_filter_are_the_plain_walk_without_the_excluded(s
     for step in range(120):
         if not order.claims or rng.random() < 0.3:
             claim = Claim(len(order.claims), _zone_requirements(rng))
-            order.add(claim)  # type: ignore[arg-type]
+            order.add(claim)  # type: ignore[arg-type]  # a stand-in with only the fields the order reads
             if index is not None:
-                index.refresh(claim)  # type: ignore[arg-type]
+                index.refresh(claim)  # type: ignore[arg-type]  # the same stand-in
         else:
-            claim = rng.choice(order.claims)  # type: ignore[assignment]
+            claim = rng.choice(order.claims)  # type: ignore[assignment]  # holds only stand-ins
             claim.pods.append(object())
             if rng.random() < 0.4:
                 claim.requirements = claim.requirements.add(Requirement.in_(KEY, rng.choice(ZONES)))
-            order.bump(claim)  # type: ignore[arg-type]
+            order.bump(claim)  # type: ignore[arg-type]  # the same stand-in
             if index is not None:
-                index.refresh(claim)  # type: ignore[arg-type]
+                index.refresh(claim)  # type: ignore[arg-type]  # the same stand-in
         if step == 10:  # made lazily, on the first pod that has a filter
             index = claimorder.ByDomain(KEY, order.claims)
         if index is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import pytest
@@ -128,19 +128,21 @@ def _launched(claim: scheduling.NewNodeClaim, name: str) -> tuple[dict[str, str]
 def assert_bindable(snapshot: scheduling.SchedulingInput, result: scheduling.Results) -> None:
     """Every pod on a new NodeClaim goes back onto that node when taken off it (see the module docstring);
     and each pool's new NodeClaims fit its remaining limits."""
-    by_uid = {scheduling_pods.identity(p)[0].uid: p for p in snapshot.pods}  # type: ignore[arg-type]
-    nodes: list[tuple[str, dict[str, str], Mapping[str, int], Any, list[dict[str, Any]]]] = []
+    # The inputs these tests build hold raw pod objects, never parsed ones.
+    raw_pods = cast(Sequence[Mapping[str, Any]], snapshot.pods)
+    by_uid = {scheduling_pods.identity(p)[0].uid: p for p in raw_pods}
+    nodes: list[tuple[str, dict[str, str], Mapping[str, int], Any, list[Mapping[str, Any]]]] = []
     for i, claim in enumerate(result.new_nodeclaims):
         name = f"node-{i}"
         node_labels, allocatable = _launched(claim, name)
-        nodes.append((name, node_labels, allocatable, claim, [by_uid[ref.uid] for ref in claim.pods]))  # type: ignore[arg-type]
+        nodes.append((name, node_labels, allocatable, claim, [by_uid[ref.uid] for ref in claim.pods]))
 
     def view(
         name: str,
         node_labels: dict[str, str],
         allocatable: Mapping[str, int],
         claim: Any,
-        bound: Sequence[dict[str, Any]],
+        bound: Sequence[Mapping[str, Any]],
     ) -> scheduling.ExistingNode:
         return scheduling.ExistingNode(
             name=name,

@@ -3,6 +3,8 @@ relaxation of preferred terms, and counting pods already bound."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from nodesmith import scheduling
 from nodesmith.testing import factories
 
@@ -75,7 +77,7 @@ def test_spread_on_a_custom_label_uses_the_nodepool_values(solve: Solve) -> None
 
 
 def test_match_label_keys_split_spread_by_revision(solve: Solve) -> None:
-    def run(**extra: object) -> dict[str, int]:
+    def run(**extra: Any) -> dict[str, int]:
         spread = [factories.spread(ZONE, APP, **extra)]
         pods = [factories.pod(cpu="1", labels={**APP, "rev": rev}, spread=spread) for rev in ("1", "2")]
         return pods_per_zone(solve(pods))

@@ -12,7 +12,9 @@ from nodesmith.testing.clock import FakeClock
 from .factories import T0
 
 
-def fail(backoff: CapacityBackoff, clock: FakeClock, times: int = 1, pool: str = "spot", *types: str) -> list:
+def fail(
+    backoff: CapacityBackoff, clock: FakeClock, times: int = 1, pool: str = "spot", *types: str
+) -> list[capacity_backoff.Backoff]:
     started = []
     for _ in range(times):
         started += backoff.record_failure(pool, types or ("spot",), "ICE", clock.now())

@@ -297,9 +297,9 @@ def test_snapshot_is_immutable_and_isolated_from_later_changes(state: ClusterSta
     assert len(snap.nodes[0].pods) == 1
     assert set(snap.pods) == {"default/p1"}
     with pytest.raises(TypeError):
-        snap.pods["x"] = {}  # type: ignore[index]
+        snap.pods["x"] = {}  # type: ignore[index]  # the write the snapshot must refuse
     with pytest.raises(TypeError):
-        snap.nodes[0].pod_requests["cpu"] = 1  # type: ignore[index]
+        snap.nodes[0].pod_requests["cpu"] = 1  # type: ignore[index]  # likewise
     assert len(state.snapshot().nodes) == 2
 
 

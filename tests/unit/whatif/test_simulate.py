@@ -219,7 +219,7 @@ def test_recorded_well_known_labels_reach_the_scheduling_engine() -> None:
     assert [p.pod for p in without.before.pending] == ["default/wants-m"]
     assert without.before.launches == ()
     assert with_label.before.pending == ()
-    assert [launch.instance_type.startswith("m-") for launch in with_label.before.launches] == [True]
+    assert [(launch.instance_type or "").startswith("m-") for launch in with_label.before.launches] == [True]
 
 
 def test_well_known_labels_survive_a_snapshot_round_trip() -> None:
