@@ -48,8 +48,12 @@ MAX_CREATE_FLEET_PER_MINUTE: Final = 60.0
 """A hot loop retries as fast as the answers come (hundreds a second against a local endpoint); the
 daemon's retries back off, so one pending NodeClaim must stay far below one attempt a second."""
 MAX_ALL_PER_MINUTE: Final = 600.0
-READ_TIMEOUT: Final = 2
-STALL: Final = 5.0
+READ_TIMEOUT: Final = 10
+"""The daemon's per-attempt read timeout here (60 s by default): long enough for moto's slowest answer
+(DescribeInstanceTypes at start), short enough that three stalled attempts fit in the fault."""
+STALL: Final = 12.0
+STALL_SECONDS: Final = 50.0
+"""The stall lasts longer than the others: one launch is three attempts of :data:`READ_TIMEOUT` each."""
 
 FAULTS: Final[dict[str, Callable[[FaultProxy], None]]] = {
     "throttling RequestLimitExceeded": lambda p: p.fail("CreateFleet", "RequestLimitExceeded"),
@@ -169,7 +173,7 @@ async def test_throttling_5xx_timeouts_and_partial_fleets_back_off_and_leak_no_i
                     inject(proxy)
                     started = time.monotonic()
                     await scale_up()
-                    await anyio.sleep(FAULT_SECONDS)  # the fault's duration
+                    await anyio.sleep(STALL_SECONDS if code == "ReadTimeoutError" else FAULT_SECONDS)
                     lifted = time.monotonic()
                     backoff = await sample(
                         daemon, "nodesmith_nodeclaims_launch_backoff_seconds", nodepool=name
