@@ -182,6 +182,8 @@ class Campaign:
     daemon: Callable[[pathlib.Path, pathlib.Path], e2e.DaemonProcess] = kwok_daemon
     instance_types: Sequence[str] = INSTANCE_TYPES
     node_class_ref: Obj | None = None
+    ready_timeout: float = 60.0
+    """Seconds a restarted daemon has to become ready (the AWS provider first discovers instance types)."""
     rounds: list[Round] = attrs.Factory(list)
     _rng: random.Random = attrs.field(init=False)
     _daemon: e2e.DaemonProcess | None = attrs.field(init=False, default=None)
@@ -457,7 +459,7 @@ class Campaign:
         self._daemon = self.daemon(self.kubeconfig, self.log_dir / f"nodesmith-{self._starts}.log")
         self._starts += 1
         self._daemon.start()
-        await self._daemon.wait_ready()
+        await self._daemon.wait_ready(self.ready_timeout)
 
     async def _setup(self) -> None:
         pool = e2e.nodepool(

@@ -69,6 +69,7 @@ async def test_aws_sigkill_in_every_phase_leaks_no_instance_loses_none_and_disru
         daemon=aws_support.aws_daemon,
         instance_types=aws_support.TYPES,
         node_class_ref=aws_support.node_class_ref(name),
+        ready_timeout=240.0,
     )
     try:
         await provider.catalog.ensure()

@@ -48,12 +48,14 @@ MAX_CREATE_FLEET_PER_MINUTE: Final = 60.0
 """A hot loop retries as fast as the answers come (hundreds a second against a local endpoint); the
 daemon's retries back off, so one pending NodeClaim must stay far below one attempt a second."""
 MAX_ALL_PER_MINUTE: Final = 600.0
-READ_TIMEOUT: Final = 10
+MAX_ATTEMPTS: Final = 1
+"""botocore's ``retries.max_attempts`` (retries after the first attempt): two attempts per call."""
+READ_TIMEOUT: Final = 30
 """The daemon's per-attempt read timeout here (60 s by default): long enough for moto's slowest answer
-(DescribeInstanceTypes at start), short enough that three stalled attempts fit in the fault."""
-STALL: Final = 12.0
-STALL_SECONDS: Final = 50.0
-"""The stall lasts longer than the others: one launch is three attempts of :data:`READ_TIMEOUT` each."""
+on a loaded machine (DescribeInstanceTypes at start), short enough that a stalled launch fails in time."""
+STALL: Final = 35.0
+STALL_SECONDS: Final = 80.0
+"""The stall lasts longer than the others: one launch is two attempts of :data:`READ_TIMEOUT` each."""
 
 FAULTS: Final[dict[str, Callable[[FaultProxy], None]]] = {
     "throttling RequestLimitExceeded": lambda p: p.fail("CreateFleet", "RequestLimitExceeded"),
@@ -154,7 +156,7 @@ async def test_throttling_5xx_timeouts_and_partial_fleets_back_off_and_leak_no_i
                 monkeypatch,
                 proxy.url,
                 REGION,
-                NODESMITH_AWS_MAX_ATTEMPTS="3",
+                NODESMITH_AWS_MAX_ATTEMPTS=str(MAX_ATTEMPTS),
                 NODESMITH_AWS_READ_TIMEOUT_SECONDS=str(READ_TIMEOUT),
             )
             daemon = aws_support.aws_daemon(kubeconfig, tmp_path / "nodesmith-aws.log")
