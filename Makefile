@@ -38,7 +38,7 @@ bench: setup  ## The benchmarks at full size (prints figures; takes minutes): sc
 
 chaos: setup  ## The crash-safety campaigns at full size (100 SIGKILLs with kwok, 100 with AWS on moto) and the API and cloud faults, with their tables.
 	$(UV) run --frozen nodesmith dev build
-	NODESMITH_CHAOS_ROUNDS=$${NODESMITH_CHAOS_ROUNDS:-100} NODESMITH_AWS_CHAOS_ROUNDS=$${NODESMITH_AWS_CHAOS_ROUNDS:-100} \
+	NODESMITH_CHAOS_ROUNDS=$${NODESMITH_CHAOS_ROUNDS:-100} NODESMITH_CHAOS_AWS_ROUNDS=$${NODESMITH_CHAOS_AWS_ROUNDS:-100} \
 		$(UV) run --frozen pytest tests/chaos -s -p no:randomly $(PYTEST_ARGS)
 
 crds: setup  ## Regenerate deploy/crds from the models (core and plugins) and copy them into the Helm chart.

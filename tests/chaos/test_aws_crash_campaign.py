@@ -1,7 +1,7 @@
 """The crash-safety campaign with the AWS provider against moto server mode: the daemon SIGKILLed in every
 phase of a node's life and restarted; the invariants read from the API and from moto's instances.
 
-CI runs a small campaign (``NODESMITH_AWS_CHAOS_ROUNDS``, default 3); ``make chaos`` runs the full size.
+CI runs a small campaign (``NODESMITH_CHAOS_AWS_ROUNDS``, default 3); ``make chaos`` runs the full size.
 The table is printed; the assertions are on violations (all 0) and on the kill points being reached.
 """
 
@@ -27,7 +27,7 @@ from nodesmith_aws.testing.moto import REGION, MotoServer
 from tests.chaos import aws_support
 from tests.e2e.test_aws import ec2_nodeclass, prepare_account
 
-ROUNDS = int(os.environ.get("NODESMITH_AWS_CHAOS_ROUNDS", "3"))
+ROUNDS = int(os.environ.get("NODESMITH_CHAOS_AWS_ROUNDS", "3"))
 SEED = int(os.environ.get("NODESMITH_CHAOS_SEED", "1"))
 ROUND_LIMIT = chaos.REACH_TIMEOUT + 2 * chaos.SETTLE_TIMEOUT
 
