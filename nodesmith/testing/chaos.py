@@ -63,6 +63,9 @@ WEB_REPLICAS: Final = 3
 SETTLE_TIMEOUT: Final = 240.0
 REACH_TIMEOUT: Final = 60.0
 POLL: Final = 0.05
+LEAK_GRACE: Final = 20.0
+"""An instance counts as leaked only if no NodeClaim owns it for this long: a launch under way (a
+replacement started after the cluster settled) has its instance before its NodeClaim's providerID."""
 
 Obj = dict[str, Any]
 
@@ -411,6 +414,7 @@ class Campaign:
         """Read from the API and the cloud (kwok: the Nodes it created): leaks, lost and doubled instances."""
         claims = await self._claims()
         instances = await self._instances()
+        unowned = await self._unowned(instances, claims)
         by_provider_id: dict[str, list[str]] = {}
         for claim in claims:
             provider_id = (claim.get("status") or {}).get("providerID")
@@ -419,7 +423,7 @@ class Campaign:
         out = [
             f"instance {name} ({provider_id}) has no NodeClaim"
             for provider_id, name in sorted(instances.items())
-            if provider_id not in by_provider_id
+            if provider_id in unowned
         ]
         out += [
             f"NodeClaim {names[0]} lost its instance {provider_id}"
@@ -432,6 +436,16 @@ class Campaign:
             if len(names) > 1
         ]
         return out
+
+    async def _unowned(self, instances: dict[str, str], claims: list[Obj]) -> set[str]:
+        """providerIDs of ``instances`` no NodeClaim owned at any reading for :data:`LEAK_GRACE`."""
+        deadline = time.monotonic() + LEAK_GRACE
+        unowned = set(instances) - {(c.get("status") or {}).get("providerID") for c in claims}
+        while unowned and time.monotonic() < deadline:
+            await anyio.sleep(0.5)
+            owned = {(c.get("status") or {}).get("providerID") for c in await self._claims()}
+            unowned -= owned
+        return unowned
 
     # -- plumbing -------------------------------------------------------------------------------------
 

@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any, Final
 
 import anyio
+import httpx
 import pytest
 
 from nodesmith.api import labels
@@ -79,8 +80,11 @@ def moto() -> collections.abc.Iterator[MotoServer]:
 
 async def sample(daemon: e2e.DaemonProcess, metric: str, **wanted: str) -> float:
     """The sum of ``metric``'s series whose labels include ``wanted`` (0 when there is none)."""
+    async with httpx.AsyncClient() as client:  # a loaded machine may take more than a few seconds
+        response = await client.get(f"http://127.0.0.1:{daemon.metrics}/metrics", timeout=60)
+    response.raise_for_status()
     total = 0.0
-    for line in (await daemon.metrics_text()).splitlines():
+    for line in response.text.splitlines():
         match = re.match(rf"{metric}{{([^}}]*)}} (\S+)$", line)
         if match:
             found = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
