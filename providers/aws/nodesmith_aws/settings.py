@@ -74,7 +74,8 @@ class Settings:
     isolated_vpc: bool = False
     """``ISOLATED_VPC``: no Pricing API calls (the static price table only)."""
     max_attempts: int = 8
-    """Attempts per AWS call (botocore ``standard`` retry mode: throttling backs off exponentially)."""
+    """botocore's ``retries.max_attempts``: the retries after a call's first attempt (``standard`` retry
+    mode: throttling and transient errors back off exponentially)."""
     read_timeout_seconds: float = 60.0
     """How long one attempt waits for AWS to answer before it counts as failed (and is retried): a stalled
     connection costs at most this per attempt."""
