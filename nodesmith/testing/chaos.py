@@ -289,10 +289,14 @@ class Campaign:
                 claims = await new_claims()
                 if point == "nodeclaim-created":
                     return any(not (c.get("status") or {}).get("providerID") for c in claims)
-                if point == "launch":  # the instance exists, not registered yet
-                    instances = await self._instances()
+                if point == "launch":  # the instance exists, not registered yet (kwok names it after
+                    instances = await self._instances()  # the claim: seen before the providerID write)
+                    names = set(instances.values())
                     return any(
-                        (c.get("status") or {}).get("providerID") in instances
+                        (
+                            (c.get("status") or {}).get("providerID") in instances
+                            or c["metadata"]["name"] in names
+                        )
                         and not _condition(c, "Registered")
                         for c in claims
                     )
