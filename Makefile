@@ -36,9 +36,10 @@ bench: setup  ## Every benchmark's headline figures in one table next to Karpent
 	$(UV) run --frozen nodesmith dev build
 	$(UV) run --frozen python tests/bench/bench_all.py $(BENCH_ARGS)
 
-chaos: setup  ## The crash-safety campaign at full size: 100 SIGKILLs of the daemon, a table of rounds and violations.
+chaos: setup  ## The crash-safety campaigns at full size (100 SIGKILLs with kwok, 100 with AWS on moto) and the API and cloud faults, with their tables.
 	$(UV) run --frozen nodesmith dev build
-	NODESMITH_CHAOS_ROUNDS=$${NODESMITH_CHAOS_ROUNDS:-100} $(UV) run --frozen pytest tests/chaos -s -p no:randomly $(PYTEST_ARGS)
+	NODESMITH_CHAOS_ROUNDS=$${NODESMITH_CHAOS_ROUNDS:-100} NODESMITH_CHAOS_AWS_ROUNDS=$${NODESMITH_CHAOS_AWS_ROUNDS:-100} \
+		$(UV) run --frozen pytest tests/chaos -s -p no:randomly $(PYTEST_ARGS)
 
 crds: setup  ## Regenerate deploy/crds from the models (core and plugins) and copy them into the Helm chart.
 	$(UV) run --frozen python -m nodesmith.api.crds deploy/crds

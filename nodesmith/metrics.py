@@ -20,6 +20,7 @@ from typing import Final
 from opentelemetry import metrics
 
 __all__ = [
+    "CLOUDPROVIDER_API_ERRORS",
     "CLOUDPROVIDER_DURATION",
     "CLOUDPROVIDER_ERRORS",
     "DISRUPTION_DECISIONS",
@@ -34,6 +35,7 @@ __all__ = [
     "NODECLAIMS_INITIALIZED",
     "NODECLAIMS_INSTANCE_TERMINATION_DURATION",
     "NODECLAIMS_LAUNCHED",
+    "NODECLAIMS_LAUNCH_BACKOFF",
     "NODECLAIMS_REGISTERED",
     "NODECLAIMS_TERMINATED",
     "NODECLAIMS_TERMINATION_DURATION",
@@ -146,6 +148,11 @@ CLOUDPROVIDER_DURATION: Final = meter.create_histogram(
 CLOUDPROVIDER_ERRORS: Final = meter.create_counter(
     "nodesmith_cloudprovider_errors", description="Cloud provider call errors, by method and error."
 )
+CLOUDPROVIDER_API_ERRORS: Final = meter.create_counter(
+    "nodesmith_cloudprovider_api_errors",
+    description="Failed attempts of the provider's cloud API calls, retries included, by service, operation "
+    "and error code (RequestLimitExceeded, InternalError, ReadTimeoutError...).",
+)
 RECONCILE_ERRORS: Final = meter.create_counter(
     "nodesmith_reconcile_errors", description="Errors caught at a reconciler's loop boundary, by reconciler."
 )
@@ -154,6 +161,14 @@ RECONCILE_ERRORS: Final = meter.create_counter(
 
 NODECLAIMS_LAUNCHED: Final = meter.create_counter(
     "nodesmith_nodeclaims_launched", description="NodeClaims launched by the cloud provider, by NodePool."
+)
+NODECLAIMS_LAUNCH_BACKOFF: Final = Readings()
+meter.create_observable_gauge(
+    "nodesmith_nodeclaims_launch_backoff_seconds",
+    callbacks=[NODECLAIMS_LAUNCH_BACKOFF.observe],
+    unit="s",
+    description="Delay before the last failed launch of a NodePool's NodeClaim is tried again (doubling "
+    "per failure up to a minute), by NodePool; 0 once a launch succeeds.",
 )
 NODECLAIMS_REGISTERED: Final = meter.create_counter(
     "nodesmith_nodeclaims_registered", description="NodeClaims whose Node registered, by NodePool."

@@ -205,6 +205,7 @@ class LifecycleReconciler:
             self.backoff.record_success(claim.nodepool_name, launched_type)
         written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
         metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
+        metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
         await self._publish(written, events.NORMAL, "Launched", f"Launched {hydrated.status.provider_id}")
         return _Launch(written)
 
@@ -237,7 +238,9 @@ class LifecycleReconciler:
         )
         await lifecycle_writes.write_nodeclaim(self.kube, claim, updated)
         await self._publish(claim, events.WARNING, "FailedLaunch", f"{reason}: {message}")
-        return _Launch(None, min(MAX_LAUNCH_BACKOFF, 2.0 ** (failures - 1)))
+        delay = min(MAX_LAUNCH_BACKOFF, 2.0 ** (failures - 1))
+        metrics.NODECLAIMS_LAUNCH_BACKOFF.put(delay, {"nodepool": claim.nodepool_name or ""})
+        return _Launch(None, delay)
 
     async def _register(
         self, claim: api_nodeclaim.NodeClaim, now: dt.datetime

@@ -1,15 +1,18 @@
 """The crash-safety campaign: SIGKILL ``nodesmith run`` at chosen moments, restart it, and check from the
 API that nothing was lost, leaked, doubled or wrongly disrupted.
 
-A campaign runs on one NodePool of the local control plane with the kwok provider. Two Deployments stay
+A campaign runs on one NodePool of the local control plane with the kwok provider (the default) or any
+other: the `Cloud` it is given lists the instances, and its daemon factory starts ``nodesmith run`` with
+that provider (the AWS campaign passes moto's instances and ``--provider aws``). Two Deployments stay
 for the whole run: ``web`` (three replicas behind a PodDisruptionBudget of ``maxUnavailable: 1``) and
 ``guard`` (one ``do-not-disrupt`` pod). Each round drives the cluster into one phase of the daemon's work
 (a :data:`KILL_POINTS` entry: provisioning's batch window, NodeClaim creation, launch, registration,
 consolidation, drift replacement, drain, termination), watches the API until that phase is visible, kills
 the daemon with SIGKILL there, starts a new one, and waits for the cluster to *settle*: every desired pod
 Running, every NodeClaim launched, registered and initialized with its Node, none being deleted, no node
-left tainted ``disrupted``. Then the invariants are read from the API and from the "cloud" (for kwok the
-instances are the Nodes it created):
+left tainted ``disrupted``, every instance of the cloud owned by a NodeClaim (a launch cut short by the
+kill leaves an instance the garbage collector must terminate). Then the invariants are read from the API
+and from the cloud (for kwok the instances are the Nodes it created; for AWS, moto's instances):
 
 * no instance without a NodeClaim (nothing leaked);
 * no launched NodeClaim whose instance is gone;
@@ -30,7 +33,7 @@ import random
 import statistics
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import anyio
 import attrs
@@ -41,7 +44,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.testing import e2e
 
-__all__ = ["KILL_POINTS", "Campaign", "Round", "summary", "table"]
+__all__ = ["KILL_POINTS", "Campaign", "Cloud", "KwokCloud", "Round", "summary", "table"]
 
 KILL_POINTS: Final = (
     "batch-window",
@@ -60,6 +63,9 @@ WEB_REPLICAS: Final = 3
 SETTLE_TIMEOUT: Final = 240.0
 REACH_TIMEOUT: Final = 60.0
 POLL: Final = 0.05
+LEAK_GRACE: Final = 20.0
+"""An instance counts as leaked only if no NodeClaim owns it for this long: a launch under way (a
+replacement started after the cluster settled) has its instance before its NodeClaim's providerID."""
 
 Obj = dict[str, Any]
 
@@ -77,6 +83,33 @@ class Round:
     settle_seconds: float | None
     """Seconds from the restart to a settled cluster; ``None`` if it did not settle in time."""
     violations: tuple[str, ...]
+
+
+class Cloud(Protocol):
+    """Where the campaign reads the instances from: what the provider launched, whatever the API says."""
+
+    async def instances(self, pool: str) -> dict[str, str]:
+        """providerID → instance name, for every live instance of NodePool ``pool``."""
+        ...
+
+
+@attrs.frozen
+class KwokCloud:
+    """kwok's instances are the Nodes it created (providerID ``kwok://...``)."""
+
+    kube: KubeClient
+
+    async def instances(self, pool: str) -> dict[str, str]:
+        return {
+            n["spec"].get("providerID"): n["metadata"]["name"]
+            for n in (await self.kube.list(resources.NODES)).items
+            if str(n["spec"].get("providerID", "")).startswith("kwok://")
+            and (n["metadata"].get("labels") or {}).get(labels.LABEL_NODEPOOL) == pool
+        }
+
+
+def kwok_daemon(kubeconfig: pathlib.Path, log: pathlib.Path) -> e2e.DaemonProcess:
+    return e2e.DaemonProcess(kubeconfig, log)
 
 
 def _condition(obj: Obj, kind: str) -> bool:
@@ -135,7 +168,10 @@ class _Watch:
 
 @attrs.define
 class Campaign:
-    """A crash campaign on NodePool ``pool`` (KWOKNodeClass ``node_class``) in ``namespace``."""
+    """A crash campaign on NodePool ``pool`` (its NodeClass ``node_class``) in ``namespace``.
+
+    ``cloud`` lists the instances (kwok's Nodes unless given), ``daemon`` builds the ``nodesmith run``
+    process (kwok unless given), ``instance_types`` and ``node_class_ref`` shape the NodePool."""
 
     kube: KubeClient
     kubeconfig: pathlib.Path
@@ -145,6 +181,12 @@ class Campaign:
     log_dir: pathlib.Path
     seed: int = 1
     progress: Callable[[str], None] = print
+    cloud: Cloud | None = None
+    daemon: Callable[[pathlib.Path, pathlib.Path], e2e.DaemonProcess] = kwok_daemon
+    instance_types: Sequence[str] = INSTANCE_TYPES
+    node_class_ref: Obj | None = None
+    ready_timeout: float = 60.0
+    """Seconds a restarted daemon has to become ready (the AWS provider first discovers instance types)."""
     rounds: list[Round] = attrs.Factory(list)
     _rng: random.Random = attrs.field(init=False)
     _daemon: e2e.DaemonProcess | None = attrs.field(init=False, default=None)
@@ -156,6 +198,8 @@ class Campaign:
     def __attrs_post_init__(self) -> None:
         self._rng = random.Random(self.seed)
         self._watch = _Watch(self.kube, self.namespace)
+        if self.cloud is None:
+            self.cloud = KwokCloud(self.kube)
 
     # -- the run -------------------------------------------------------------------------------------
 
@@ -245,10 +289,16 @@ class Campaign:
                 claims = await new_claims()
                 if point == "nodeclaim-created":
                     return any(not (c.get("status") or {}).get("providerID") for c in claims)
-                if point == "launch":  # the instance exists (kwok names it after the claim), unregistered
-                    nodes = {n["metadata"]["name"] for n in await self._nodes()}
+                if point == "launch":  # the instance exists, not registered yet (kwok names it after
+                    instances = await self._instances()  # the claim: seen before the providerID write)
+                    names = set(instances.values())
                     return any(
-                        c["metadata"]["name"] in nodes and not _condition(c, "Registered") for c in claims
+                        (
+                            (c.get("status") or {}).get("providerID") in instances
+                            or c["metadata"]["name"] in names
+                        )
+                        and not _condition(c, "Registered")
+                        for c in claims
                     )
                 return any(_condition(c, "Registered") and not _condition(c, "Initialized") for c in claims)
 
@@ -271,16 +321,17 @@ class Campaign:
                 {"spec": {"template": {"metadata": {"labels": {"chaos/drift": str(self._drift)}}}}},
             )
             return self._any_node_disrupted
-        victim = await self._victim()
-        if victim is None:  # nothing safe to delete: grow first
+        found = await self._victim()
+        if found is None:  # nothing safe to delete: grow first
             await self._scale_burst(self._burst + 2)
-            victim = await e2e.eventually(self._victim, SETTLE_TIMEOUT, "a NodeClaim to delete")
-        assert victim is not None
+            found = await e2e.eventually(self._victim, SETTLE_TIMEOUT, "a NodeClaim to delete")
+        assert found is not None
+        victim, victim_node = found
         await self.kube.delete(resources.NODECLAIMS, victim)
         if point == "drain":
 
             async def draining() -> bool:  # tainted for termination, its Node not yet gone
-                node = next((n for n in await self._nodes() if n["metadata"]["name"] == victim), None)
+                node = next((n for n in await self._nodes() if n["metadata"]["name"] == victim_node), None)
                 return node is not None and _disrupted(node)
 
             return draining
@@ -294,25 +345,26 @@ class Campaign:
     async def _any_node_disrupted(self) -> bool:
         return any(_disrupted(n) for n in await self._nodes())
 
-    async def _victim(self) -> str | None:
-        """An initialized NodeClaim to delete, the one with the most pods (so its drain takes a while),
-        never the one holding the do-not-disrupt pod (its drain would wait for that pod forever, as
-        Karpenter's does). kwok names the Node after the NodeClaim."""
+    async def _victim(self) -> tuple[str, str] | None:
+        """(NodeClaim, Node) to delete: an initialized NodeClaim, the one with the most pods (so its
+        drain takes a while), never the one holding the do-not-disrupt pod (its drain would wait for
+        that pod forever, as Karpenter's does)."""
         pods = (await self.kube.list(resources.PODS, self.namespace)).items
         on_node: dict[str, list[str]] = {}
         for pod in pods:
             app = (pod["metadata"].get("labels") or {}).get("app", "")
             on_node.setdefault(pod["spec"].get("nodeName") or "", []).append(app)
         candidates = [
-            c["metadata"]["name"]
+            (str(c["metadata"]["name"]), str(c["status"]["nodeName"]))
             for c in await self._claims()
             if not _deleting(c)
             and _condition(c, "Initialized")
-            and "guard" not in on_node.get(c["metadata"]["name"], [])
+            and (c.get("status") or {}).get("nodeName")
+            and "guard" not in on_node.get(c["status"]["nodeName"], [])
         ]
         if not candidates:
             return None
-        return str(max(sorted(candidates), key=lambda name: len(on_node.get(name, []))))
+        return max(sorted(candidates), key=lambda pair: len(on_node.get(pair[1], [])))
 
     async def _scale_burst(self, replicas: int) -> None:
         self._burst = replicas
@@ -356,17 +408,17 @@ class Campaign:
         tainted = sorted(name for name, node in nodes.items() if _disrupted(node))
         if tainted:
             return f"nodes tainted disrupted: {', '.join(tainted)}"
+        claimed = {(c.get("status") or {}).get("providerID") for c in claims}
+        unowned = sorted(name for pid, name in (await self._instances()).items() if pid not in claimed)
+        if unowned:
+            return f"instances without a NodeClaim: {', '.join(unowned)}"
         return ""
 
     async def _invariants(self) -> list[str]:
         """Read from the API and the cloud (kwok: the Nodes it created): leaks, lost and doubled instances."""
         claims = await self._claims()
-        instances = {
-            n["spec"].get("providerID"): n["metadata"]["name"]
-            for n in (await self.kube.list(resources.NODES)).items
-            if str(n["spec"].get("providerID", "")).startswith("kwok://")
-            and (n["metadata"].get("labels") or {}).get(labels.LABEL_NODEPOOL) == self.pool
-        }
+        instances = await self._instances()
+        unowned = await self._unowned(instances, claims)
         by_provider_id: dict[str, list[str]] = {}
         for claim in claims:
             provider_id = (claim.get("status") or {}).get("providerID")
@@ -375,7 +427,7 @@ class Campaign:
         out = [
             f"instance {name} ({provider_id}) has no NodeClaim"
             for provider_id, name in sorted(instances.items())
-            if provider_id not in by_provider_id
+            if provider_id in unowned
         ]
         out += [
             f"NodeClaim {names[0]} lost its instance {provider_id}"
@@ -389,6 +441,16 @@ class Campaign:
         ]
         return out
 
+    async def _unowned(self, instances: dict[str, str], claims: list[Obj]) -> set[str]:
+        """providerIDs of ``instances`` no NodeClaim owned at any reading for :data:`LEAK_GRACE`."""
+        deadline = time.monotonic() + LEAK_GRACE
+        unowned = set(instances) - {(c.get("status") or {}).get("providerID") for c in claims}
+        while unowned and time.monotonic() < deadline:
+            await anyio.sleep(0.5)
+            owned = {(c.get("status") or {}).get("providerID") for c in await self._claims()}
+            unowned -= owned
+        return unowned
+
     # -- plumbing -------------------------------------------------------------------------------------
 
     async def _claims(self) -> list[Obj]:
@@ -397,6 +459,10 @@ class Campaign:
             for c in (await self.kube.list(resources.NODECLAIMS)).items
             if (c["metadata"].get("labels") or {}).get(labels.LABEL_NODEPOOL) == self.pool
         ]
+
+    async def _instances(self) -> dict[str, str]:
+        assert self.cloud is not None
+        return await self.cloud.instances(self.pool)
 
     async def _nodes(self) -> list[Obj]:
         return (
@@ -408,28 +474,28 @@ class Campaign:
         return str(pods[0]["metadata"]["uid"]) if pods else None
 
     async def _restart(self) -> None:
-        self._daemon = e2e.DaemonProcess(self.kubeconfig, self.log_dir / f"nodesmith-{self._starts}.log")
+        self._daemon = self.daemon(self.kubeconfig, self.log_dir / f"nodesmith-{self._starts}.log")
         self._starts += 1
         self._daemon.start()
-        await self._daemon.wait_ready()
+        await self._daemon.wait_ready(self.ready_timeout)
 
     async def _setup(self) -> None:
-        await self.kube.create(
-            resources.NODEPOOLS,
-            e2e.nodepool(
-                self.pool,
-                self.node_class,
-                requirements=[
-                    {"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["on-demand"]},
-                    {"key": labels.LABEL_INSTANCE_TYPE, "operator": "In", "values": list(INSTANCE_TYPES)},
-                ],
-                disruption={
-                    "consolidationPolicy": "WhenEmptyOrUnderutilized",
-                    "consolidateAfter": "1s",
-                    "budgets": [{"nodes": "100%"}],
-                },
-            ),
+        pool = e2e.nodepool(
+            self.pool,
+            self.node_class,
+            requirements=[
+                {"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["on-demand"]},
+                {"key": labels.LABEL_INSTANCE_TYPE, "operator": "In", "values": list(self.instance_types)},
+            ],
+            disruption={
+                "consolidationPolicy": "WhenEmptyOrUnderutilized",
+                "consolidateAfter": "1s",
+                "budgets": [{"nodes": "100%"}],
+            },
         )
+        if self.node_class_ref is not None:
+            pool["spec"]["template"]["spec"]["nodeClassRef"] = dict(self.node_class_ref)
+        await self.kube.create(resources.NODEPOOLS, pool)
         await self.kube.create(
             resources.PDBS,
             {

@@ -4,7 +4,10 @@ Fed by `nodesmith_aws.settings.Settings` and an optional ``aioboto3.Session`` (t
 system carries fault injectors; operators may pass one with their own credentials chain). Consumed by
 every module that calls AWS. botocore's ``standard`` retry mode does the backing off: throttling codes
 (``RequestLimitExceeded``, ``Throttling``...) and transient 5xx errors are retried with jittered
-exponential backoff under a retry quota, up to ``Settings.max_attempts`` attempts.
+exponential backoff under a retry quota, up to ``Settings.max_attempts`` attempts. Every failed attempt
+(an error answer, a timeout, a dropped connection) is counted in ``nodesmith_cloudprovider_api_errors``
+by service, operation and code, so throttling and retries show in the metrics even when a call finally
+succeeds.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import anyio
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from nodesmith import metrics
 from nodesmith_aws.settings import Settings
 
 __all__ = ["Clients", "error_code"]
@@ -29,6 +33,20 @@ def error_code(err: BaseException) -> str:
     if isinstance(err, ClientError):
         return str(err.response.get("Error", {}).get("Code", ""))
     return ""
+
+
+def count_failed_attempt(
+    operation: Any, response: Any = None, caught_exception: BaseException | None = None, **_: Any
+) -> None:
+    """botocore ``needs-retry`` handler: one count per failed attempt (it never decides the retry)."""
+    if caught_exception is not None:
+        code = type(caught_exception).__name__
+    elif response is not None and response[0].status_code >= 400:
+        code = str((response[1] or {}).get("Error", {}).get("Code") or response[0].status_code)
+    else:
+        return
+    service = operation.service_model.service_name
+    metrics.CLOUDPROVIDER_API_ERRORS.add(1, {"service": service, "operation": operation.name, "code": code})
 
 
 def pricing_region(region: str) -> str:
@@ -45,6 +63,7 @@ class Clients:
     def __init__(self, settings: Settings, session: aioboto3.Session | None = None) -> None:
         self.settings = settings
         self.session = session or aioboto3.Session(region_name=settings.region)
+        self.session.events.register("needs-retry", count_failed_attempt, unique_id="nodesmith-api-errors")
         self._stack = contextlib.AsyncExitStack()
         self._clients: dict[str, Any] = {}
         self._lock = anyio.Lock()
@@ -62,7 +81,7 @@ class Clients:
                 config = Config(
                     retries={"mode": "standard", "max_attempts": max_attempts or self.settings.max_attempts},
                     connect_timeout=10,
-                    read_timeout=60,
+                    read_timeout=self.settings.read_timeout_seconds,
                 )
                 client = await self._stack.enter_async_context(
                     self.session.client(

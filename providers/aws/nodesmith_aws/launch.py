@@ -15,7 +15,10 @@ the unavailable-offerings (ICE) cache. Karpenter's rules (shared/spec/karpenter-
 6. the response's ``Errors[]`` (EC2 reports pool failures in a 200 answer) mark each failed
    (capacity type, type, zone) unavailable for 3 minutes, so the next attempt differs and no hot loop
    forms; no instance and only capacity errors → `InsufficientCapacityError`, else `CreateError`;
-7. a launch template CreateFleet cannot find is forgotten and the launch retried once.
+7. a launch template CreateFleet cannot find is forgotten and the launch retried once;
+8. an AWS call of the launch that gets no answer (read timeout, connection dropped, once botocore's
+   retries are spent) is a `CreateError` named after it (``ReadTimeoutError``...), so the NodeClaim
+   shows why and its launch is retried with the lifecycle's backoff, like any failed launch.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import attrs
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
 from nodesmith import errors
 from nodesmith.api import labels as core_labels
@@ -90,6 +93,11 @@ def create_error(err: ClientError) -> errors.ProviderError:
     return errors.CreateError(code or "LaunchFailed", message)
 
 
+def unanswered(err: BotoCoreError) -> errors.CreateError:
+    """A call that got no answer (``ReadTimeoutError``, ``ConnectionClosedError``...), retries spent."""
+    return errors.CreateError(type(err).__name__, str(err))
+
+
 class Launcher:
     def __init__(
         self,
@@ -150,10 +158,15 @@ class Launcher:
         priced = sorted(((o, it) for o, it in priced if o), key=lambda p: (p[0][0].price, p[1].name))
         priced = priced[:MAX_INSTANCE_TYPES]
         for attempt in range(2):
-            request, names = await self._request(nodeclaim, nc, priced, ct, tags)
+            try:
+                request, names = await self._request(nodeclaim, nc, priced, ct, tags)
+            except BotoCoreError as err:
+                raise unanswered(err) from err
             try:
                 ec2 = await self.clients.ec2()
                 answer = await ec2.create_fleet(**request)
+            except BotoCoreError as err:
+                raise unanswered(err) from err
             except ClientError as err:
                 if error_code(err) == "InvalidLaunchTemplateName.NotFoundException" and attempt == 0:
                     self.launch_templates.invalidate(names)

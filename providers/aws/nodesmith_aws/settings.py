@@ -74,7 +74,11 @@ class Settings:
     isolated_vpc: bool = False
     """``ISOLATED_VPC``: no Pricing API calls (the static price table only)."""
     max_attempts: int = 8
-    """Attempts per AWS call (botocore ``standard`` retry mode: throttling backs off exponentially)."""
+    """botocore's ``retries.max_attempts``: the retries after a call's first attempt (``standard`` retry
+    mode: throttling and transient errors back off exponentially)."""
+    read_timeout_seconds: float = 60.0
+    """How long one attempt waits for AWS to answer before it counts as failed (and is retried): a stalled
+    connection costs at most this per attempt."""
     interruption_queue: str = ""
     """``INTERRUPTION_QUEUE``: SQS queue name or URL of EventBridge interruption messages; empty = no
     interruption source (`nodesmith_aws.interruption`)."""
@@ -123,6 +127,7 @@ class Settings:
             reserved_enis=int(_number(settings, "reserved_enis", 0, low=0, high=16)),
             isolated_vpc=_bool(settings, "isolated_vpc", False),
             max_attempts=int(_number(settings, "max_attempts", 8, low=1, high=50)),
+            read_timeout_seconds=_number(settings, "read_timeout_seconds", 60.0, low=1, high=600),
             interruption_queue=settings.get("interruption_queue", ""),
             nodeclass_refresh_seconds=_number(settings, "nodeclass_refresh_seconds", 60.0, low=1, high=3600),
             interruption_wait_seconds=int(_number(settings, "interruption_wait_seconds", 20, low=0, high=20)),

@@ -120,6 +120,25 @@ async def test_insufficient_capacity_marks_the_offering_unavailable_and_the_retr
 
 
 @pytest.mark.anyio
+async def test_a_create_fleet_that_never_answers_is_a_create_error_named_after_the_timeout(
+    env: Env,
+) -> None:
+    """Without the mapping, botocore's ReadTimeoutError escaped the provider's contract: the lifecycle
+    logged a traceback, wrote no condition or event, and retried outside its launch backoff."""
+    await ready_nodeclass(env)
+    pool = conformance.nodepool("default", REF)
+    # botocore's ``retries.max_attempts`` counts the retries after the first attempt
+    attempts = env.provider.settings.max_attempts + 1
+    env.faults.time_out("CreateFleet", attempts)
+    with pytest.raises(errors.CreateError) as caught:
+        await env.provider.create(conformance.nodeclaim(pool, twenty_types("on-demand")))
+    assert caught.value.reason == "ReadTimeoutError"
+    assert env.faults.attempts["CreateFleet"] == attempts  # botocore retried every one
+    launched = await env.provider.create(conformance.nodeclaim(pool, twenty_types("on-demand")))
+    assert launched.status.provider_id
+
+
+@pytest.mark.anyio
 async def test_spot_falls_back_to_on_demand_once_every_spot_pool_is_exhausted(env: Env) -> None:
     await ready_nodeclass(env)
     pool = conformance.nodepool("default", REF)

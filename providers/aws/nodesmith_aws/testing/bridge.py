@@ -6,7 +6,10 @@ instance and the kubelet registering it: a Node named after the instance, with `
 ``aws:///<zone>/<id>``, the labels a kubelet started by the launch template's user data would set
 (instance type, zone, region, arch, os, capacity type, the NodePool, the ``aws.nodesmith.io/instance-*``
 labels), the ``nodesmith.io/unregistered:NoExecute`` taint that user data registers with, and
-capacity/allocatable from the provider's instance type. kwok (``--manage-nodes-with-annotation-selector
+capacity/allocatable from the provider's instance type. moto's CreateFleet does not give its instances
+the launch template's security groups (EC2 does), which would make every instance look drifted
+(``SecurityGroupDrift``); the bridge gives an instance without any the EC2NodeClass's resolved groups
+before its Node appears, as EC2 would have at launch. kwok (``--manage-nodes-with-annotation-selector
 kwok.x-k8s.io/node=fake``) then makes it Ready and runs its pods. Terminated instances lose their Node.
 
 Fed by the provider's ``list_instances`` (tagged, live instances) and the Nodes in the API; writes Nodes
@@ -103,6 +106,10 @@ class MotoKwokBridge:
             nc_name = instance.tags.get("aws.nodesmith.io/ec2nodeclass", "")
             nc = await self.provider.store.get(nc_name)
             it = self.provider.instance_types.get(nc, instance.type) if nc is not None else None
+            if nc is not None and not instance.security_group_ids and nc.status.security_groups:
+                ec2 = await self.provider.clients.ec2()
+                groups = [g.id for g in nc.status.security_groups]
+                await ec2.modify_instance_attribute(InstanceId=instance.id, Groups=groups)
             node = node_for(instance, it, self.provider.settings.region)
             status = node.pop("status", None)
             try:

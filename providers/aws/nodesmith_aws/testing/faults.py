@@ -15,6 +15,10 @@ hooks on an ``aioboto3.Session`` (register before the provider creates its clien
   ``RequestLimitExceeded`` error (HTTP 503, EC2's XML error body) from ``before-send``, i.e. inside
   botocore's retry loop, so its throttling backoff is what is exercised.
 
+* **Timeouts** (`FaultInjector.time_out`): the next N HTTP attempts of an operation raise botocore's
+  ``ReadTimeoutError`` from ``before-send``, as a connection that never answers does (retried by
+  botocore like any connection error).
+
 * **Denied calls** (`FaultInjector.deny`): every call of an operation fails with an error code such as
   ``UnauthorizedOperation`` (HTTP 403), as an IAM policy without the action answers (``before-call``).
 
@@ -31,6 +35,7 @@ from typing import Any
 
 import aioboto3
 from aiobotocore.awsrequest import AioAWSResponse
+from botocore.exceptions import ReadTimeoutError
 
 __all__ = ["FaultInjector"]
 
@@ -64,6 +69,7 @@ class FaultInjector:
     def __init__(self, session: aioboto3.Session) -> None:
         self.ice: set[tuple[str, str, str]] = set()
         self._throttles: dict[str, int] = collections.Counter()
+        self._timeouts: dict[str, int] = collections.Counter()
         self.calls: collections.Counter[str] = collections.Counter()
         self.attempts: collections.Counter[str] = collections.Counter()
         self.actions: collections.Counter[str] = collections.Counter()
@@ -83,6 +89,10 @@ class FaultInjector:
     def throttle(self, operation: str, times: int) -> None:
         """The next ``times`` HTTP attempts of ``operation`` (e.g. ``DescribeInstanceTypes``) are throttled."""
         self._throttles[operation] += times
+
+    def time_out(self, operation: str, times: int) -> None:
+        """The next ``times`` HTTP attempts of ``operation`` get no answer (``ReadTimeoutError``)."""
+        self._timeouts[operation] += times
 
     def deny(self, operation: str, code: str = "UnauthorizedOperation") -> None:
         """From now on every call of ``operation`` (e.g. ``DescribeSubnets``) fails with ``code``."""
@@ -104,6 +114,9 @@ class FaultInjector:
     def _send(self, request: Any, **_: Any) -> AioAWSResponse | None:
         operation = _operation_of(request)
         self.attempts[operation] += 1
+        if self._timeouts.get(operation, 0) > 0:
+            self._timeouts[operation] -= 1
+            raise ReadTimeoutError(endpoint_url=request.url, error="injected read timeout")
         if self._throttles.get(operation, 0) > 0:
             self._throttles[operation] -= 1
             return AioAWSResponse(request.url, 503, {"Content-Type": "text/xml"}, _Raw(_THROTTLE_BODY))

@@ -1,0 +1,78 @@
+"""What the AWS fault tests share: a moto server, an account prepared as an operator would (from the AWS
+end-to-end test), the daemon's environment, and moto's instances seen as the campaign's `chaos.Cloud`.
+
+The daemon is ``nodesmith run --provider aws`` in its own process pointed at ``endpoint`` (moto itself, or
+a fault proxy in front of it); the moto → kwok bridge in the test process plays EC2 booting instances
+and their kubelets registering.
+"""
+
+from __future__ import annotations
+
+import pathlib
+from typing import Any, Final
+
+import attrs
+import pytest
+
+from nodesmith.api import labels
+from nodesmith.kube import resources
+from nodesmith.testing import e2e
+from nodesmith_aws import nodeclass
+from nodesmith_aws.cloudprovider import AwsCloudProvider
+
+CLUSTER: Final = "e2e-aws"
+EC2_NODE_CLASSES: Final = resources.node_class(nodeclass.GROUP, nodeclass.KIND)
+TYPES: Final = ("m5.large", "m5.xlarge")
+
+
+def node_class_ref(name: str) -> dict[str, str]:
+    return {"group": nodeclass.GROUP, "kind": nodeclass.KIND, "name": name}
+
+
+def daemon_env(monkeypatch: pytest.MonkeyPatch, endpoint: str, region: str, **extra: str) -> None:
+    """The daemon's configuration, as an operator sets it (dummy credentials)."""
+    for key, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_DEFAULT_REGION": region,
+        "NODESMITH_AWS_NODECLASS_REFRESH_SECONDS": "2",
+        "NODESMITH_AWS_ENDPOINT_URL": endpoint,
+        "NODESMITH_AWS_REGION": region,
+        "NODESMITH_AWS_ISOLATED_VPC": "true",
+        **extra,
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
+def aws_daemon(kubeconfig: pathlib.Path, log: pathlib.Path) -> e2e.DaemonProcess:
+    return e2e.DaemonProcess(kubeconfig, log, "--cluster-name", CLUSTER, provider="aws")
+
+
+@attrs.frozen
+class MotoCloud:
+    """moto's live instances (pending or running) that the provider tagged for a NodePool."""
+
+    provider: AwsCloudProvider
+
+    async def instances(self, pool: str) -> dict[str, str]:
+        return {
+            i.provider_id: i.id
+            for i in await self.provider.list_instances()
+            if i.tags.get(labels.LABEL_NODEPOOL) == pool and i.state in ("pending", "running")
+        }
+
+
+def nodepool_for(name: str, **spec: Any) -> dict[str, Any]:
+    """An on-demand NodePool of :data:`TYPES` on EC2NodeClass ``name``."""
+    pool = e2e.nodepool(
+        name,
+        name,
+        requirements=[
+            {"key": labels.LABEL_INSTANCE_TYPE, "operator": "In", "values": list(TYPES)},
+            {"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["on-demand"]},
+        ],
+        **spec,
+    )
+    pool["spec"]["template"]["spec"]["nodeClassRef"] = node_class_ref(name)
+    return pool
