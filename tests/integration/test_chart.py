@@ -26,7 +26,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
 from nodesmith.runtime.settings import Settings
-from nodesmith.state import informer
+from nodesmith.state import informer, simulation
 from nodesmith.testing import e2e
 from nodesmith_price_overlay import source
 
@@ -488,7 +488,8 @@ def calls_in(paths: list[pathlib.Path]) -> set[Permission]:
                 needed.add((resource.group, plural, "update"))
                 continue
             needed.update((resource.group, plural, verb) for verb in VERBS[method])
-    for resource in informer.DEFAULT_RESOURCES:
+    # with --scheduler-config the daemon also watches what deducing a default spread selector reads
+    for resource in (*informer.DEFAULT_RESOURCES, *simulation.WORKLOAD_RESOURCES):
         needed.update((resource.group, resource.plural, verb) for verb in ("list", "watch"))
     return needed
 
