@@ -44,6 +44,7 @@ from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
 from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
+from nodesmith.state.views import PodView
 
 __all__ = ["MIN_DRAIN_TIME", "TerminationReconciler"]
 
@@ -66,15 +67,6 @@ EXCLUDE_FROM_LB_LABEL: Final = "node.kubernetes.io/exclude-from-external-load-ba
 
 def _name(obj: Obj) -> str:
     return str((obj.get("metadata") or {}).get("name"))
-
-
-def _uid(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("uid") or "")
-
-
-def _pod_key(pod: Obj) -> str:
-    metadata = pod.get("metadata") or {}
-    return f"{metadata.get('namespace')}/{metadata.get('name')}"
 
 
 @typing.final
@@ -162,7 +154,7 @@ class TerminationReconciler:
                 f"All pods will be deleted by {meta.format_time(deadline)}",
             )
         # 5. pods left to drain → force-delete those that would outlive the deadline, evict the current tier
-        plan = drain.plan(state_node.pods, now=now, deadline=deadline)
+        plan = drain.plan(state_node.pod_views, now=now, deadline=deadline)
         if not plan.drained:
             return await self._drain(node, claim, plan, now)
         deleted_at = meta.parse_time(str(node_meta["deletionTimestamp"]), "metadata.deletionTimestamp")
@@ -172,7 +164,7 @@ class TerminationReconciler:
             claim, Condition.DRAINED, Status.TRUE, "Drained", "", now, drained=True
         )
         # 6. volumes still attached (and the deadline not passed) → wait for them to detach
-        claim, waiting = await self._volumes(node, claim, state_node.pods, deadline, now)
+        claim, waiting = await self._volumes(node, claim, state_node.pod_views, deadline, now)
         if waiting is not None:
             return waiting
         # 7. the instance is not gone → delete it through the provider until it says so
@@ -205,13 +197,17 @@ class TerminationReconciler:
         )
 
     async def _drain(
-        self, node: Obj, claim: api_nodeclaim.NodeClaim | None, plan: drain.DrainPlan, now: dt.datetime
+        self,
+        node: Obj,
+        claim: api_nodeclaim.NodeClaim | None,
+        plan: drain.DrainPlan[PodView],
+        now: dt.datetime,
     ) -> float:
         node_name = _name(node)
-        waiting = {_uid(p) for p in plan.waiting}
+        waiting = {p.uid for p in plan.waiting}
         for key in [k for k in self._backoff if k[0] == node_name and k[1] not in waiting]:
             del self._backoff[key]
-        due = [p for p in plan.evict if self._backoff.get((node_name, _uid(p)), (0, now))[1] <= now]
+        due = [p for p in plan.evict if self._backoff.get((node_name, p.uid), (0, now))[1] <= now]
         limiter = anyio.CapacityLimiter(self.eviction_concurrency)
 
         async def limited(call: Callable[[], typing.Awaitable[None]]) -> None:
@@ -235,37 +231,33 @@ class TerminationReconciler:
         soonest = min(pending, default=now + dt.timedelta(seconds=DRAIN_REQUEUE))
         return max(EVICTION_BACKOFF_MIN, min(DRAIN_REQUEUE, (soonest - now).total_seconds()))
 
-    async def _force_delete(self, node: Obj, forced: drain.ForceDelete, now: dt.datetime) -> None:
+    async def _force_delete(self, node: Obj, forced: drain.ForceDelete[PodView], now: dt.datetime) -> None:
         pod = forced.pod
-        metadata = pod.get("metadata") or {}
         try:
             await self.kube.delete(
                 resources.PODS,
-                str(metadata["name"]),
-                str(metadata.get("namespace") or "default"),
-                uid=_uid(pod) or None,
+                pod.name,
+                pod.namespace,
+                uid=pod.uid or None,
                 grace_period_seconds=forced.grace_seconds,
             )
         except (kube_errors.NotFoundError, kube_errors.ConflictError):
             return
         except kube_errors.KubeError as err:
-            log.warning("Node %s: deleting pod %s failed: %s", _name(node), _pod_key(pod), err)
+            log.warning("Node %s: deleting pod %s failed: %s", _name(node), pod.key, err)
             return
         metrics.PODS_DRAINED.add(1, {"reason": "force_deleted"})
         await self.events.publish(
-            pod,
+            pod.body,
             events.NORMAL,
             "Evicted",
             f"Deleted pod (grace period {forced.grace_seconds}s) to finish before the node's termination deadline",
         )
 
-    async def _evict(self, node: Obj, pod: Obj, now: dt.datetime) -> None:
-        metadata = pod.get("metadata") or {}
-        backoff_key = (_name(node), _uid(pod))
+    async def _evict(self, node: Obj, pod: PodView, now: dt.datetime) -> None:
+        backoff_key = (_name(node), pod.uid)
         try:
-            await self.kube.evict(
-                str(metadata["name"]), str(metadata.get("namespace") or "default"), uid=_uid(pod) or None
-            )
+            await self.kube.evict(pod.name, pod.namespace, uid=pod.uid or None)
         except (kube_errors.NotFoundError, kube_errors.ConflictError) as err:
             metrics.PODS_EVICTION_REQUESTS.add(1, {"code": str(err.status)})
             self._backoff.pop(backoff_key, None)
@@ -276,23 +268,23 @@ class TerminationReconciler:
             delay = min(EVICTION_BACKOFF_MAX, EVICTION_BACKOFF_MIN * 2 ** (failures - 1))
             self._backoff[backoff_key] = (failures, now + dt.timedelta(seconds=delay))
             await self.events.publish(
-                node, events.WARNING, "FailedDraining", f"Failed to evict pod {_pod_key(pod)}: {err.message}"
+                node, events.WARNING, "FailedDraining", f"Failed to evict pod {pod.key}: {err.message}"
             )
             return
         except kube_errors.KubeError as err:
             metrics.PODS_EVICTION_REQUESTS.add(1, {"code": str(err.status)})
-            log.warning("Node %s: evicting pod %s failed: %s", _name(node), _pod_key(pod), err)
+            log.warning("Node %s: evicting pod %s failed: %s", _name(node), pod.key, err)
             return
         metrics.PODS_EVICTION_REQUESTS.add(1, {"code": "200"})
         metrics.PODS_DRAINED.add(1, {"reason": "evicted"})
         self._backoff.pop(backoff_key, None)
-        await self.events.publish(pod, events.NORMAL, "Evicted", "Evicted pod: its node is terminating")
+        await self.events.publish(pod.body, events.NORMAL, "Evicted", "Evicted pod: its node is terminating")
 
     async def _volumes(
         self,
         node: Obj,
         claim: api_nodeclaim.NodeClaim | None,
-        pods: typing.Sequence[Obj],
+        pods: typing.Sequence[PodView],
         deadline: dt.datetime | None,
         now: dt.datetime,
     ) -> tuple[api_nodeclaim.NodeClaim | None, float | None]:

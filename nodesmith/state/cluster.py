@@ -409,7 +409,7 @@ class ClusterState:
     def _view(self, slot: statenode.Slot) -> statenode.StateNode:
         name = slot.node_name
         if slot.view is None or (name is not None and name in self._dirty_names):
-            pods: Mapping[str, Obj] = self._pods.by_node.get(name, {}) if name else {}
+            pods: Mapping[str, PodView] = self._pods.by_node.get(name, {}) if name else {}
             requests = self._pods.requests.get(name, {}) if name else {}
             ds_requests = self._pods.daemonset_requests.get(name, {}) if name else {}
             slot.view = statenode.StateNode.build(slot, pods, requests, ds_requests)

@@ -35,14 +35,14 @@ def _add_into(target: dict[str, int], values: Mapping[str, int], sign: int) -> N
 class PodIndex:
     """Pods and their per-node aggregates; `upsert`/`delete` return the node names whose view changed.
 
-    ``views`` holds each pod as parsed (`PodView`); the other maps hold the informer's dicts, which
-    snapshots hand to the simulation."""
+    ``views``, ``by_node`` and ``daemonset_pods`` hold pods as parsed (`PodView`); the other maps hold the
+    informer's dicts, which snapshots hand to the simulation."""
 
     def __init__(self) -> None:
         self.views: dict[str, PodView] = {}
         self.pods: dict[str, Mapping[str, typing.Any]] = {}
         self.unbound: dict[str, Mapping[str, typing.Any]] = {}
-        self.by_node: dict[str, dict[str, Mapping[str, typing.Any]]] = {}
+        self.by_node: dict[str, dict[str, PodView]] = {}
         self.requests: dict[str, dict[str, int]] = {}
         self.daemonset_requests: dict[str, dict[str, int]] = {}
         self.daemonset_pods: dict[str, dict[str, PodView]] = {}
@@ -64,7 +64,7 @@ class PodIndex:
         if pod.daemonset is not None:
             self.daemonset_pods.setdefault(pod.daemonset, {})[key] = pod
         if node is not None:
-            self.by_node.setdefault(node, {})[key] = pod.body
+            self.by_node.setdefault(node, {})[key] = pod
             _add_into(self.requests.setdefault(node, {}), pod.requests, +1)
             if pod.daemonset is not None:
                 _add_into(self.daemonset_requests.setdefault(node, {}), pod.requests, +1)

@@ -23,6 +23,7 @@ import attrs
 
 from nodesmith.api import labels, meta, quantity
 from nodesmith.api import nodeclaim as api_nodeclaim
+from nodesmith.state.views import PodView
 
 __all__ = ["NodePart", "Slot", "StateNode", "parse_node"]
 
@@ -106,6 +107,8 @@ class StateNode:
     allocatable: Mapping[str, int]
     capacity: Mapping[str, int]
     pods: tuple[Obj, ...]
+    pod_views: tuple[PodView, ...]
+    """The same pods as parsed when the informer handed them over (what drain and termination read)."""
     pod_requests: Mapping[str, int]
     daemonset_requests: Mapping[str, int]
     nominated_until: dt.datetime | None
@@ -148,7 +151,11 @@ class StateNode:
 
     @classmethod
     def build(
-        cls, slot: Slot, pods: Mapping[str, Obj], requests: Mapping[str, int], ds_requests: Mapping[str, int]
+        cls,
+        slot: Slot,
+        pods: Mapping[str, PodView],
+        requests: Mapping[str, int],
+        ds_requests: Mapping[str, int],
     ) -> StateNode:
         node, claim = slot.node, slot.nodeclaim
         managed = claim is not None
@@ -189,7 +196,8 @@ class StateNode:
             taints=taints,
             allocatable=allocatable,
             capacity=capacity,
-            pods=tuple(pods.values()),
+            pods=tuple(p.body for p in pods.values()),
+            pod_views=tuple(pods.values()),
             pod_requests=types.MappingProxyType(dict(requests)),
             daemonset_requests=types.MappingProxyType(dict(ds_requests)),
             nominated_until=slot.nominated_until,

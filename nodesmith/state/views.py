@@ -31,6 +31,9 @@ class PodView:
     key: str
     """``namespace/name`` (``default`` when the namespace is missing)."""
     name: str
+    namespace: str
+    uid: str
+    annotations: Mapping[str, str]
     node_name: str | None
     terminal: bool
     """Phase Succeeded or Failed: it no longer counts against its node."""
@@ -40,6 +43,19 @@ class PodView:
     """``namespace/name`` of the DaemonSet controlling it."""
     owned_by_daemonset: bool
     """Any owner reference is a DaemonSet (controller or not)."""
+    owner_kinds: tuple[str, ...]
+    """The kinds of all its owner references, in order (drain treats a Node owner as a static pod)."""
+    priority_class: str | None
+    tolerations: tuple[Mapping[str, typing.Any], ...]
+    """``spec.tolerations`` as written (drain asks whether they cover the disrupted taint)."""
+    deleted_at: dt.datetime | None
+    """``deletionTimestamp`` when it parses (``terminating`` holds even when it does not)."""
+    started_at: dt.datetime | None
+    """``status.startTime`` when it parses (what a do-not-disrupt duration counts from)."""
+    grace_seconds: int | None
+    """``spec.terminationGracePeriodSeconds`` (``None`` when unset)."""
+    claim_names: tuple[str, ...]
+    """PersistentVolumeClaims its volumes mount, in the pod's namespace."""
     provisionable: bool
     """Karpenter's ``IsProvisionable`` (`nodesmith.scheduling.pods.is_provisionable`)."""
     scheduled_at: dt.datetime | None
@@ -76,14 +92,25 @@ class PodView:
             None,
         )
         counts = node_name is not None and not terminal
+        grace = spec.get("terminationGracePeriodSeconds")
         return cls(
             key=f"{namespace}/{pod_meta['name']}",
             name=str(pod_meta["name"]),
+            namespace=str(namespace),
+            uid=str(pod_meta.get("uid") or ""),
+            annotations=pod_meta.get("annotations") or {},
             node_name=node_name,
             terminal=terminal,
             terminating=bool(pod_meta.get("deletionTimestamp")),
             daemonset=daemonset,
             owned_by_daemonset=any(o.get("kind") == "DaemonSet" for o in owners),
+            owner_kinds=tuple(str(o.get("kind")) for o in owners),
+            priority_class=spec.get("priorityClassName"),
+            tolerations=tuple(spec.get("tolerations") or ()),
+            deleted_at=_time(pod_meta.get("deletionTimestamp"), "metadata.deletionTimestamp"),
+            started_at=_time(status.get("startTime"), "status.startTime"),
+            grace_seconds=None if grace is None else int(grace),
+            claim_names=_claim_names(spec),
             provisionable=scheduling_pods.is_provisionable(pod),
             scheduled_at=_scheduled_at(status),
             created=str(pod_meta.get("creationTimestamp") or ""),
@@ -91,6 +118,20 @@ class PodView:
             requests=scheduling_pods.pod_requests(spec) if counts else {},
             body=pod,
         )
+
+
+def _time(raw: object, field: str) -> dt.datetime | None:
+    if not raw:
+        return None
+    try:
+        return meta.parse_time(str(raw), field)
+    except ValueError:
+        return None
+
+
+def _claim_names(spec: Mapping[str, typing.Any]) -> tuple[str, ...]:
+    names = ((v.get("persistentVolumeClaim") or {}).get("claimName") for v in spec.get("volumes") or ())
+    return tuple(str(name) for name in names if name)
 
 
 def _scheduled_at(status: Mapping[str, typing.Any]) -> dt.datetime | None:

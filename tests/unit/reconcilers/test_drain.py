@@ -10,6 +10,7 @@ import pytest
 
 from nodesmith.api import labels
 from nodesmith.disruption import drain
+from nodesmith.state.views import PodView
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 Obj = dict[str, typing.Any]
@@ -30,7 +31,7 @@ def pod(
     tolerations: list[Obj] | None = None,
     annotations: dict[str, str] | None = None,
     claims: tuple[str, ...] = (),
-) -> Obj:
+) -> PodView:
     metadata: Obj = {
         "name": name,
         "namespace": "default",
@@ -48,11 +49,12 @@ def pod(
         spec["terminationGracePeriodSeconds"] = grace
     if claims:
         spec["volumes"] = [{"name": c, "persistentVolumeClaim": {"claimName": c}} for c in claims]
-    return {"metadata": metadata, "spec": spec, "status": {"phase": phase, "startTime": stamp(NOW)}}
+    body = {"metadata": metadata, "spec": spec, "status": {"phase": phase, "startTime": stamp(NOW)}}
+    return PodView.parse(body)
 
 
-def names(pods: typing.Iterable[typing.Mapping[str, typing.Any]]) -> list[str]:
-    return sorted(p["metadata"]["name"] for p in pods)
+def names(objs: typing.Iterable[PodView | typing.Mapping[str, typing.Any]]) -> list[str]:
+    return sorted(o.name if isinstance(o, PodView) else o["metadata"]["name"] for o in objs)
 
 
 @pytest.mark.parametrize(
@@ -121,7 +123,7 @@ def test_pods_whose_grace_would_outlast_the_deadline_are_deleted_to_end_at_it() 
     protected = pod("batch", grace=90, annotations={labels.ANNOTATION_DO_NOT_DISRUPT: "true"})
     critical = pod("cni", owner="DaemonSet", critical=True, grace=300)
     plan = drain.plan([quick, slow, protected, critical], now=NOW, deadline=deadline)
-    forced = {f.pod["metadata"]["name"]: f.grace_seconds for f in plan.force_delete}
+    forced = {f.pod.name: f.grace_seconds for f in plan.force_delete}
     assert forced == {"slow": 60, "batch": 60, "cni": 60}  # across tiers, bypassing do-not-disrupt
     assert names(plan.evict) == ["quick"]
 
@@ -137,7 +139,7 @@ def test_a_pod_terminating_past_the_deadline_is_deleted_again_sooner() -> None:
     late = pod("late", deleted=NOW + dt.timedelta(seconds=300))
     on_time = pod("on-time", deleted=NOW + dt.timedelta(seconds=10))
     plan = drain.plan([late, on_time], now=NOW, deadline=deadline)
-    assert [(f.pod["metadata"]["name"], f.grace_seconds) for f in plan.force_delete] == [("late", 20)]
+    assert [(f.pod.name, f.grace_seconds) for f in plan.force_delete] == [("late", 20)]
 
 
 def test_volume_attachments_of_pods_left_in_place_do_not_block() -> None:
@@ -163,7 +165,7 @@ def test_pods_being_force_deleted_do_not_hold_back_the_graceful_tiers() -> None:
     slow = pod("batch", grace=600)  # non-critical, would outlast the deadline: force-deleted
     critical = pod("dns", critical=True, grace=30)  # fits before the deadline: evicted gracefully
     plan = drain.plan([slow, critical], now=NOW, deadline=deadline)
-    assert [f.pod["metadata"]["name"] for f in plan.force_delete] == ["batch"]
+    assert [f.pod.name for f in plan.force_delete] == ["batch"]
     assert plan.tier is drain.Tier.CRITICAL
     assert names(plan.evict) == ["dns"]
     assert names(plan.waiting) == ["batch", "dns"]
