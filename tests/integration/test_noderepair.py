@@ -11,11 +11,13 @@ past the toleration, the 20% per-NodePool threshold rounded up, the termination 
 from __future__ import annotations
 
 import collections.abc
+import contextlib
 import datetime as dt
 
 import pytest
 
 from nodesmith.api import labels, meta
+from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.reconcilers import noderepair
@@ -34,12 +36,14 @@ async def node_class(kube: KubeClient) -> collections.abc.AsyncIterator[str]:
     await h.delete_quietly(kube, kwok_provider.NODE_CLASSES, name)
 
 
-async def test_a_node_not_ready_past_its_toleration_is_replaced(kube: KubeClient, node_class: str) -> None:
+async def test_a_node_not_ready_past_its_toleration_is_replaced(
+    kube: KubeClient, node_class: str, claims: list[str]
+) -> None:
     async with h.running(kube) as harness:
         harness.start("lifecycle")
         repair = noderepair.NodeRepair(kube, harness.state, harness.provider, harness.events, harness.clock)
         pool = h.unique("pool")
-        name = await _initialized_claim(harness, node_class, pool)
+        name = await _initialized_claim(harness, node_class, pool, claims)
         await _break(harness, name)
 
         result = await repair.reconcile()
@@ -59,13 +63,13 @@ async def test_a_node_not_ready_past_its_toleration_is_replaced(kube: KubeClient
 
 
 async def test_repair_stops_when_more_than_a_fifth_of_the_pool_is_unhealthy(
-    kube: KubeClient, node_class: str
+    kube: KubeClient, node_class: str, claims: list[str]
 ) -> None:
     async with h.running(kube) as harness:
         harness.start("lifecycle")
         repair = noderepair.NodeRepair(kube, harness.state, harness.provider, harness.events, harness.clock)
         pool = h.unique("pool")
-        names = [await _initialized_claim(harness, node_class, pool) for _ in range(2)]
+        names = [await _initialized_claim(harness, node_class, pool, claims) for _ in range(2)]
         for name in names:
             await _break(harness, name)
         harness.clock.step(TOLERATION + dt.timedelta(seconds=1))
@@ -91,8 +95,22 @@ async def test_repair_stops_when_more_than_a_fifth_of_the_pool_is_unhealthy(
 # -- helpers ---------------------------------------------------------------------------------------------
 
 
-async def _initialized_claim(harness: h.Harness, node_class: str, pool: str) -> str:
+@pytest.fixture
+async def claims(kube: KubeClient) -> collections.abc.AsyncIterator[list[str]]:
+    """The NodeClaims a test makes, and their Nodes, removed afterwards with their finalizers: no
+    reconciler is left to finish them, and a node left behind would take later tests' pods."""
+    made: list[str] = []
+    yield made
+    for name in made:
+        for resource in (resources.NODECLAIMS, resources.NODES):
+            with contextlib.suppress(kube_errors.NotFoundError):
+                await kube.merge_patch(resource, name, {"metadata": {"finalizers": None}})
+            await h.delete_quietly(kube, resource, name)
+
+
+async def _initialized_claim(harness: h.Harness, node_class: str, pool: str, made: list[str]) -> str:
     name = h.unique("nc")
+    made.append(name)
     await harness.kube.create(resources.NODECLAIMS, h.nodeclaim_manifest(name, node_class, nodepool=pool))
 
     async def initialized() -> bool:

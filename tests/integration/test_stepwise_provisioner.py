@@ -82,7 +82,13 @@ class Env:
 
     async def pending_pod(self, cpu: str = "500m") -> str:
         name = f"pending-{uuid.uuid4().hex[:6]}"
-        manifest = factories.pod(name=name, namespace=NAMESPACE, requests={"cpu": cpu})
+        # pinned to this test's NodePool: nodes other tests leave behind cannot take it
+        manifest = factories.pod(
+            name=name,
+            namespace=NAMESPACE,
+            requests={"cpu": cpu},
+            node_selector={labels.LABEL_NODEPOOL: self.pool},
+        )
         created = await self.kube.create(resources.PODS, _api_pod(manifest), NAMESPACE)
         # what kube-scheduler writes when no node fits (it may already have, with the same answer)
         unschedulable = {"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}
