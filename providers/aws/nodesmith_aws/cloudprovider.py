@@ -47,6 +47,7 @@ from nodesmith_aws.launch import Launcher
 from nodesmith_aws.launchtemplates import LaunchTemplates
 from nodesmith_aws.nodeclass import EC2NodeClass
 from nodesmith_aws.pricing import Pricing
+from nodesmith_aws.reservationusage import ReservationUsage
 from nodesmith_aws.resolver import Resolver
 from nodesmith_aws.settings import Settings
 from nodesmith_aws.store import NodeClassStore
@@ -86,14 +87,17 @@ class AwsCloudProvider:
         self.catalog = catalog or Catalog(self.clients)
         self.pricing = pricing or Pricing(settings, self.clients)
         self.unavailable = UnavailableOfferings(clock)
-        self.instance_types = InstanceTypes(settings, self.catalog, self.pricing, self.unavailable, clock)
+        self.reservation_usage = ReservationUsage()
+        self.instance_types = InstanceTypes(
+            settings, self.catalog, self.pricing, self.unavailable, clock, self.reservation_usage
+        )
         self.launch_templates = LaunchTemplates(self.clients, self.cluster_tags, clock)
         self.cluster = ClusterSource(settings, self.clients, cluster)
         self.launcher = Launcher(
             settings, self.clients, self.launch_templates, self.unavailable, self.cluster
         )
         self.instances = Instances(self.clients)
-        self.resolver = Resolver(settings, self.clients, self.cluster)
+        self.resolver = Resolver(settings, self.clients, self.cluster, self.reservation_usage)
         self.zones = interruption.ZoneLocator(self.clients)
         self.interruption_source = (
             interruption.SqsSource(
@@ -227,6 +231,7 @@ class AwsCloudProvider:
         labels = {**nodeclaim.metadata.labels, **self._labels(it, launched.zone, launched.capacity_type)}
         if launched.reservation_id:
             labels[core_labels.LABEL_RESERVATION_ID] = launched.reservation_id
+            self.reservation_usage.mark_launched(launched.reservation_id)
         annotations = {
             **nodeclaim.metadata.annotations,
             nodeclass.ANNOTATION_HASH: nc.static_hash(),
@@ -272,6 +277,11 @@ class AwsCloudProvider:
         instance = await self.instances.get(instance_id)
         if instance.state != "shutting-down":
             await self.instances.terminate(instance_id)
+            reservation_id = nodeclaim.metadata.labels.get(core_labels.LABEL_RESERVATION_ID)
+            if reservation_id and nodeclaim.metadata.labels.get(core_labels.LABEL_CAPACITY_TYPE) == (
+                core_labels.CapacityType.RESERVED
+            ):
+                self.reservation_usage.mark_terminated(reservation_id)
 
     async def get(self, provider_id: str) -> NodeClaim:
         """The NodeClaim view of one instance. Raises `NodeClaimNotFoundError` if it is gone or the
