@@ -47,6 +47,7 @@ from nodesmith_aws.launch import Launcher
 from nodesmith_aws.launchtemplates import LaunchTemplates
 from nodesmith_aws.nodeclass import EC2NodeClass
 from nodesmith_aws.pricing import Pricing
+from nodesmith_aws.reservationexpiry import ReservationExpiry
 from nodesmith_aws.reservationusage import ReservationUsage
 from nodesmith_aws.resolver import Resolver
 from nodesmith_aws.settings import Settings
@@ -80,6 +81,7 @@ class AwsCloudProvider:
         cluster: Cluster | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = _now,
+        kube: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -110,6 +112,8 @@ class AwsCloudProvider:
             else None
         )
         self._now = now
+        self.reservation_expiry = ReservationExpiry(kube, store) if kube is not None else None
+        """Relabels nodes of ended reservations on-demand; only with an API server (``kube``)."""
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -399,7 +403,8 @@ class AwsCloudProvider:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Background refreshes for the runtime's task group: instance types and prices (12 h), every
-        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s). Raises `ConfigError`
+        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s), and with an API
+        server the relabelling of nodes whose capacity reservation ended (1 min). Raises `ConfigError`
         before starting when the cluster cannot be discovered (so the daemon stops with that line)."""
         await self.cluster.get()
         async with anyio.create_task_group() as tg:
@@ -407,6 +412,8 @@ class AwsCloudProvider:
             await tg.start(self.pricing.run)
             tg.start_soon(self._node_classes_loop)
             tg.start_soon(self._sweep_loop)
+            if self.reservation_expiry is not None:
+                tg.start_soon(self._reservation_expiry_loop, self.reservation_expiry)
             task_status.started()
 
     async def _node_classes_loop(self) -> None:
@@ -417,6 +424,14 @@ class AwsCloudProvider:
             except Exception as err:  # boundary: one bad round must not stop the loop
                 log.warning("EC2NodeClass refresh failed: %s", err)
             await anyio.sleep(self.settings.nodeclass_refresh_seconds)
+
+    async def _reservation_expiry_loop(self, expiry: ReservationExpiry) -> None:
+        while True:
+            await anyio.sleep(self.settings.nodeclass_refresh_seconds)
+            try:
+                await expiry.reconcile()
+            except Exception as err:  # boundary: one bad round must not stop the loop
+                log.warning("capacity reservation relabelling failed: %s", err)
 
     async def _sweep_loop(self) -> None:
         while True:
