@@ -112,6 +112,9 @@ class AwsCloudProvider:
             else None
         )
         self._now = now
+        self._launched_into: dict[str, str] = {}
+        """Instance id → the reservation this process launched it into (interruption warnings name the
+        instance only; others cost a DescribeInstances)."""
         self.reservation_expiry = ReservationExpiry(kube, store) if kube is not None else None
         """Relabels nodes of ended reservations on-demand; only with an API server (``kube``)."""
 
@@ -236,6 +239,7 @@ class AwsCloudProvider:
         if launched.reservation_id:
             labels[core_labels.LABEL_RESERVATION_ID] = launched.reservation_id
             self.reservation_usage.mark_launched(launched.reservation_id)
+            self._launched_into[launched.instance_id] = launched.reservation_id
         annotations = {
             **nodeclaim.metadata.annotations,
             nodeclass.ANNOTATION_HASH: nc.static_hash(),
@@ -281,6 +285,7 @@ class AwsCloudProvider:
         instance = await self.instances.get(instance_id)
         if instance.state != "shutting-down":
             await self.instances.terminate(instance_id)
+            self._launched_into.pop(instance_id, None)
             reservation_id = nodeclaim.metadata.labels.get(core_labels.LABEL_RESERVATION_ID)
             if reservation_id and nodeclaim.metadata.labels.get(core_labels.LABEL_CAPACITY_TYPE) == (
                 core_labels.CapacityType.RESERVED
@@ -370,11 +375,34 @@ class AwsCloudProvider:
         self, events: AsyncIterator[InterruptionEvent]
     ) -> AsyncIterator[InterruptionEvent]:
         """Pass ``events`` on; before a spot interruption warning, mark its (spot, type, zone) offering
-        unavailable as Karpenter does, so the replacement is not launched into capacity being reclaimed."""
+        unavailable as Karpenter does, so the replacement is not launched into capacity being reclaimed;
+        before a capacity-reservation interruption warning, offer none of that reservation until its
+        count is read again."""
         async for event in events:
             if event.kind is InterruptionKind.SPOT_INTERRUPTION:
                 await self._mark_reclaimed(event.provider_id)
+            elif event.kind is InterruptionKind.CAPACITY_RESERVATION_INTERRUPTION:
+                await self._mark_reservation_reclaimed(event.provider_id)
             yield event
+
+    async def _mark_reservation_reclaimed(self, provider_id: str) -> None:
+        try:
+            _, instance_id = parse_provider_id(provider_id)
+            reservation_id = self._launched_into.get(instance_id)
+            if reservation_id is None:
+                reservation_id = (await self.instances.get(instance_id)).reservation_id
+        except errors.NodeClaimNotFoundError as err:  # gone already, or not ours
+            log.debug("reservation interruption for %s: nothing marked: %s", provider_id, err)
+            return
+        except Exception as err:  # never let a lookup failure stop the event stream
+            log.warning("reservation interruption for %s: nothing marked: %s", provider_id, err)
+            return
+        if reservation_id:
+            self.reservation_usage.mark_unavailable(reservation_id)
+            log.info(
+                "capacity reservation %s offered no more until read again: instance %s is being reclaimed",
+                reservation_id, instance_id,
+            )  # fmt: skip
 
     async def _mark_reclaimed(self, provider_id: str) -> None:
         try:

@@ -28,6 +28,8 @@ class ReservationUsage:
     def __init__(self) -> None:
         self._events: list[tuple[int, str, int]] = []
         """(sequence number, reservation id, change of the available count)."""
+        self._exhausted: dict[str, int] = {}
+        """Reservation id → sequence number of an interruption warning: none left until read again."""
         self._next = 0
         self.seq = 0
         """Increases on every change, so cached offerings built from the counts are recomputed."""
@@ -40,6 +42,13 @@ class ReservationUsage:
         """An instance launched into ``reservation_id`` is being terminated: its slot comes back."""
         self._record(reservation_id, +1)
 
+    def mark_unavailable(self, reservation_id: str) -> None:
+        """EC2 warned it is reclaiming an instance of ``reservation_id``: offer none of it until the next
+        read (Karpenter's ``MarkUnavailable``), so the replacement is not launched back into it."""
+        self._exhausted[reservation_id] = self._next
+        self._next += 1
+        self.seq += 1
+
     def mark(self) -> int:
         """The token to pass to `settle` once the read that starts now has succeeded."""
         return self._next
@@ -49,8 +58,9 @@ class ReservationUsage:
         for them before it started are part of those counts now."""
         read = set(reservation_ids)
         kept = [e for e in self._events if not (e[0] < token and e[1] in read)]
-        if len(kept) != len(self._events):
-            self._events = kept
+        exhausted = {rid: at for rid, at in self._exhausted.items() if not (at < token and rid in read)}
+        if len(kept) != len(self._events) or len(exhausted) != len(self._exhausted):
+            self._events, self._exhausted = kept, exhausted
             self.seq += 1
 
     def change(self, reservation_id: str) -> int:
@@ -59,6 +69,8 @@ class ReservationUsage:
 
     def available(self, reservation: ResolvedCapacityReservation) -> int:
         """The reservation's available count as the provider now believes it (never below zero)."""
+        if reservation.id in self._exhausted:
+            return 0
         return max(0, reservation.available_count + self.change(reservation.id))
 
     def _record(self, reservation_id: str, delta: int) -> None:

@@ -19,6 +19,7 @@ from nodesmith.api import labels
 from nodesmith.api.meta import NodeClassRef
 from nodesmith.testing import conformance
 from nodesmith_aws import capacityreservations, nodeclass
+from nodesmith_aws.instances import Instance
 from nodesmith_aws.nodeclass import EC2NodeClass
 from nodesmith_aws.reservationusage import ReservationUsage
 from tests.unit.aws.conftest import Env, nodeclass_manifest
@@ -215,3 +216,28 @@ async def test_a_launch_takes_a_slot_until_the_next_read_and_termination_gives_i
     assert _reserved_count(await env.provider.get_instance_types(pool)) == (0, False)
     await env.provider.delete(created)
     assert _reserved_count(await env.provider.get_instance_types(pool)) == (1, True)
+
+
+def test_an_instance_in_a_reservation_names_it() -> None:
+    raw = {
+        "InstanceId": "i-0abc",
+        "InstanceType": "m5.large",
+        "Placement": {"AvailabilityZone": "us-west-2a"},
+        "State": {"Name": "running"},
+        "CapacityReservationId": "cr-0abc",
+    }
+    assert Instance.from_api(raw).reservation_id == "cr-0abc"
+    assert Instance.from_api({**raw, "CapacityReservationId": None}).reservation_id == ""
+
+
+def test_an_interruption_warning_empties_the_reservation_until_the_next_read() -> None:
+    usage = ReservationUsage()
+    (reservation,) = capacityreservations.from_api([_answer("cr-0abc")])
+    usage.mark_unavailable("cr-0abc")
+    usage.mark_terminated("cr-0abc")
+    assert usage.available(reservation) == 0
+    token = usage.mark()
+    usage.settle(token, ["cr-0other"])
+    assert usage.available(reservation) == 0  # another reservation's read says nothing about this one
+    usage.settle(token, ["cr-0abc"])
+    assert usage.available(reservation) == 3
