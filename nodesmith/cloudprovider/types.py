@@ -338,6 +338,8 @@ class InterruptionKind(enum.StrEnum):
     REBALANCE_RECOMMENDATION = "RebalanceRecommendation"
     SCHEDULED_CHANGE = "ScheduledChange"
     STATE_CHANGE = "StateChange"
+    CAPACITY_RESERVATION_INTERRUPTION = "CapacityReservationInterruption"
+    """The capacity reservation the instance runs in is reclaiming it (handled like a spot warning)."""
 
 
 @final

@@ -57,6 +57,7 @@ _REASONS: Final = {
     "RebalanceRecommendation": "RebalanceRecommendation",
     "ScheduledChange": "InstanceScheduledChange",
     "StateChange": "InstanceStateChange",
+    "CapacityReservationInterruption": "CapacityReservationInterrupted",
 }
 
 

@@ -12,7 +12,8 @@ A launch into a reservation targets it by id (:func:`target`), as Karpenter's la
 Only ``active`` reservations with ``instanceMatchCriteria`` ``targeted`` or ``open`` are kept; an expired,
 cancelled or failed one leaves the status on the next resolution, its offering goes, and nodes already in
 it keep running as on-demand (the core's drift rule treats a reserved node with an on-demand offering as
-not drifted).
+not drifted); `nodesmith_aws.reservationexpiry` relabels them so. Between two reads the count offered is
+adjusted for the provider's own launches and terminations (`nodesmith_aws.reservationusage`).
 """
 
 from __future__ import annotations

@@ -47,6 +47,8 @@ from nodesmith_aws.launch import Launcher
 from nodesmith_aws.launchtemplates import LaunchTemplates
 from nodesmith_aws.nodeclass import EC2NodeClass
 from nodesmith_aws.pricing import Pricing
+from nodesmith_aws.reservationexpiry import ReservationExpiry
+from nodesmith_aws.reservationusage import ReservationUsage
 from nodesmith_aws.resolver import Resolver
 from nodesmith_aws.settings import Settings
 from nodesmith_aws.store import NodeClassStore
@@ -79,6 +81,7 @@ class AwsCloudProvider:
         cluster: Cluster | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = _now,
+        kube: Any = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -86,14 +89,17 @@ class AwsCloudProvider:
         self.catalog = catalog or Catalog(self.clients)
         self.pricing = pricing or Pricing(settings, self.clients)
         self.unavailable = UnavailableOfferings(clock)
-        self.instance_types = InstanceTypes(settings, self.catalog, self.pricing, self.unavailable, clock)
+        self.reservation_usage = ReservationUsage()
+        self.instance_types = InstanceTypes(
+            settings, self.catalog, self.pricing, self.unavailable, clock, self.reservation_usage
+        )
         self.launch_templates = LaunchTemplates(self.clients, self.cluster_tags, clock)
         self.cluster = ClusterSource(settings, self.clients, cluster)
         self.launcher = Launcher(
             settings, self.clients, self.launch_templates, self.unavailable, self.cluster
         )
         self.instances = Instances(self.clients)
-        self.resolver = Resolver(settings, self.clients, self.cluster)
+        self.resolver = Resolver(settings, self.clients, self.cluster, self.reservation_usage)
         self.zones = interruption.ZoneLocator(self.clients)
         self.interruption_source = (
             interruption.SqsSource(
@@ -106,6 +112,11 @@ class AwsCloudProvider:
             else None
         )
         self._now = now
+        self._launched_into: dict[str, str] = {}
+        """Instance id → the reservation this process launched it into (interruption warnings name the
+        instance only; others cost a DescribeInstances)."""
+        self.reservation_expiry = ReservationExpiry(kube, store) if kube is not None else None
+        """Relabels nodes of ended reservations on-demand; only with an API server (``kube``)."""
 
     # -- identity ------------------------------------------------------------------------------------
 
@@ -227,6 +238,8 @@ class AwsCloudProvider:
         labels = {**nodeclaim.metadata.labels, **self._labels(it, launched.zone, launched.capacity_type)}
         if launched.reservation_id:
             labels[core_labels.LABEL_RESERVATION_ID] = launched.reservation_id
+            self.reservation_usage.mark_launched(launched.reservation_id)
+            self._launched_into[launched.instance_id] = launched.reservation_id
         annotations = {
             **nodeclaim.metadata.annotations,
             nodeclass.ANNOTATION_HASH: nc.static_hash(),
@@ -272,6 +285,12 @@ class AwsCloudProvider:
         instance = await self.instances.get(instance_id)
         if instance.state != "shutting-down":
             await self.instances.terminate(instance_id)
+            self._launched_into.pop(instance_id, None)
+            reservation_id = nodeclaim.metadata.labels.get(core_labels.LABEL_RESERVATION_ID)
+            if reservation_id and nodeclaim.metadata.labels.get(core_labels.LABEL_CAPACITY_TYPE) == (
+                core_labels.CapacityType.RESERVED
+            ):
+                self.reservation_usage.mark_terminated(reservation_id)
 
     async def get(self, provider_id: str) -> NodeClaim:
         """The NodeClaim view of one instance. Raises `NodeClaimNotFoundError` if it is gone or the
@@ -356,11 +375,34 @@ class AwsCloudProvider:
         self, events: AsyncIterator[InterruptionEvent]
     ) -> AsyncIterator[InterruptionEvent]:
         """Pass ``events`` on; before a spot interruption warning, mark its (spot, type, zone) offering
-        unavailable as Karpenter does, so the replacement is not launched into capacity being reclaimed."""
+        unavailable as Karpenter does, so the replacement is not launched into capacity being reclaimed;
+        before a capacity-reservation interruption warning, offer none of that reservation until its
+        count is read again."""
         async for event in events:
             if event.kind is InterruptionKind.SPOT_INTERRUPTION:
                 await self._mark_reclaimed(event.provider_id)
+            elif event.kind is InterruptionKind.CAPACITY_RESERVATION_INTERRUPTION:
+                await self._mark_reservation_reclaimed(event.provider_id)
             yield event
+
+    async def _mark_reservation_reclaimed(self, provider_id: str) -> None:
+        try:
+            _, instance_id = parse_provider_id(provider_id)
+            reservation_id = self._launched_into.get(instance_id)
+            if reservation_id is None:
+                reservation_id = (await self.instances.get(instance_id)).reservation_id
+        except errors.NodeClaimNotFoundError as err:  # gone already, or not ours
+            log.debug("reservation interruption for %s: nothing marked: %s", provider_id, err)
+            return
+        except Exception as err:  # never let a lookup failure stop the event stream
+            log.warning("reservation interruption for %s: nothing marked: %s", provider_id, err)
+            return
+        if reservation_id:
+            self.reservation_usage.mark_unavailable(reservation_id)
+            log.info(
+                "capacity reservation %s offered no more until read again: instance %s is being reclaimed",
+                reservation_id, instance_id,
+            )  # fmt: skip
 
     async def _mark_reclaimed(self, provider_id: str) -> None:
         try:
@@ -389,7 +431,8 @@ class AwsCloudProvider:
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Background refreshes for the runtime's task group: instance types and prices (12 h), every
-        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s). Raises `ConfigError`
+        EC2NodeClass's status (1 min), unused launch templates (swept every 10 s), and with an API
+        server the relabelling of nodes whose capacity reservation ended (1 min). Raises `ConfigError`
         before starting when the cluster cannot be discovered (so the daemon stops with that line)."""
         await self.cluster.get()
         async with anyio.create_task_group() as tg:
@@ -397,6 +440,8 @@ class AwsCloudProvider:
             await tg.start(self.pricing.run)
             tg.start_soon(self._node_classes_loop)
             tg.start_soon(self._sweep_loop)
+            if self.reservation_expiry is not None:
+                tg.start_soon(self._reservation_expiry_loop, self.reservation_expiry)
             task_status.started()
 
     async def _node_classes_loop(self) -> None:
@@ -407,6 +452,14 @@ class AwsCloudProvider:
             except Exception as err:  # boundary: one bad round must not stop the loop
                 log.warning("EC2NodeClass refresh failed: %s", err)
             await anyio.sleep(self.settings.nodeclass_refresh_seconds)
+
+    async def _reservation_expiry_loop(self, expiry: ReservationExpiry) -> None:
+        while True:
+            await anyio.sleep(self.settings.nodeclass_refresh_seconds)
+            try:
+                await expiry.reconcile()
+            except Exception as err:  # boundary: one bad round must not stop the loop
+                log.warning("capacity reservation relabelling failed: %s", err)
 
     async def _sweep_loop(self) -> None:
         while True:

@@ -59,6 +59,8 @@ class Instance:
     launch_time: dt.datetime
     tags: Mapping[str, str]
     security_group_ids: tuple[str, ...] = ()
+    reservation_id: str = ""
+    """The capacity reservation the instance runs in (``CapacityReservationId``), if any."""
 
     @property
     def provider_id(self) -> str:
@@ -78,6 +80,7 @@ class Instance:
             launch_time=d.get("LaunchTime") or dt.datetime.now(dt.UTC),
             tags={t["Key"]: t["Value"] for t in d.get("Tags") or ()},
             security_group_ids=tuple(sorted(g["GroupId"] for g in d.get("SecurityGroups") or ())),
+            reservation_id=str(d.get("CapacityReservationId") or ""),
         )
 
 

@@ -37,6 +37,7 @@ from nodesmith_aws.cache import INSTANCE_TYPES_TTL, TTLCache, UnavailableOfferin
 from nodesmith_aws.clients import Clients
 from nodesmith_aws.nodeclass import EC2NodeClass
 from nodesmith_aws.pricing import Pricing
+from nodesmith_aws.reservationusage import ReservationUsage
 from nodesmith_aws.settings import Settings
 
 __all__ = ["CAPACITY_TYPES", "Catalog", "InstanceTypes"]
@@ -122,11 +123,14 @@ class InstanceTypes:
         pricing: Pricing,
         unavailable: UnavailableOfferings,
         clock: Callable[[], float] = time.monotonic,
+        usage: ReservationUsage | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pricing = pricing
         self.unavailable = unavailable
+        self.usage = usage or ReservationUsage()
+        """Slots taken and given back since the reservation counts in status were read."""
         self._shapes: TTLCache[tuple[Any, ...], dict[str, tuple[Requirements, dict[str, int], Any]]] = (
             TTLCache(INSTANCE_TYPES_TTL, clock)
         )
@@ -189,6 +193,7 @@ class InstanceTypes:
             self.pricing.spot_updated,
             tuple(a.id for a in nodeclass.status.amis),
             nodeclass.status.capacity_reservations,
+            self.usage.seq,
         )
         cached = self._types.get(key)
         if cached is not None:
@@ -235,6 +240,8 @@ class InstanceTypes:
     ) -> tuple[Requirements, builtins.list[Offering]]:
         """The type's requirements and offerings with its capacity reservations added as reserved offerings."""
         prices = [p for z in subnet_zones if (p := self.pricing.price(name, z, "on-demand")) is not None]
+        # the counts last read, less the launches into (plus the terminations out of) each since then
+        reservations = [attrs.evolve(r, available_count=self.usage.available(r)) for r in reservations]
         reserved = [
             # a reservation that just refused a launch (ReservationCapacityExceeded) rests like any ICE
             attrs.evolve(o, available=False)

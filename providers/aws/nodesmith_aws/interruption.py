@@ -1,9 +1,10 @@
 """The AWS interruption source: EventBridge messages on an SQS queue become the core's `InterruptionEvent`s.
 
-Fed by an SQS queue (setting ``interruption-queue``, a name or a URL) that EventBridge rules fill with four
+Fed by an SQS queue (setting ``interruption-queue``, a name or a URL) that EventBridge rules fill with five
 kinds of message (Karpenter's ``pkg/controllers/interruption``): *EC2 Spot Instance Interruption
-Warning*, *EC2 Instance Rebalance Recommendation*, *AWS Health Event* (EC2 scheduled changes only) and
-*EC2 Instance State-change Notification* (stopping, stopped, shutting-down, terminated). Consumed by the
+Warning*, *EC2 Capacity Reservation Instance Interruption Warning*, *EC2 Instance Rebalance
+Recommendation*, *AWS Health Event* (EC2 scheduled changes only) and *EC2 Instance State-change
+Notification* (stopping, stopped, shutting-down, terminated). Consumed by the
 core's interruption reconciler through ``AwsCloudProvider.interruption_events()``, which decides what to
 do and then awaits each event's ``ack``: that deletes the SQS message.
 
@@ -54,6 +55,7 @@ log = logging.getLogger(__name__)
 MAX_MESSAGES: Final = 10
 RETRY_DELAY: Final = 5.0
 SPOT_WARNING: Final = ("aws.ec2", "EC2 Spot Instance Interruption Warning")
+RESERVATION_WARNING: Final = ("aws.ec2", "EC2 Capacity Reservation Instance Interruption Warning")
 REBALANCE: Final = ("aws.ec2", "EC2 Instance Rebalance Recommendation")
 HEALTH: Final = ("aws.health", "AWS Health Event")
 STATE_CHANGE: Final = ("aws.ec2", "EC2 Instance State-change Notification")
@@ -125,7 +127,13 @@ def parse(body: str, *, sent: float) -> Notice:
     if not isinstance(source, str) or not isinstance(detail_type, str):
         raise MalformedMessageError("no source / detail-type: not an EventBridge event")
     route = (source, detail_type)
-    if envelope.get("version") != "0" or route not in (SPOT_WARNING, REBALANCE, HEALTH, STATE_CHANGE):
+    if envelope.get("version") != "0" or route not in (
+        SPOT_WARNING,
+        RESERVATION_WARNING,
+        REBALANCE,
+        HEALTH,
+        STATE_CHANGE,
+    ):
         return Notice(None, reason="unrecognised")
     detail = envelope.get("detail")
     if not isinstance(detail, dict):
@@ -133,6 +141,9 @@ def parse(body: str, *, sent: float) -> Notice:
     at = _time(envelope, sent)
     if route == SPOT_WARNING:
         return Notice(InterruptionKind.SPOT_INTERRUPTION, (_str(detail, "instance-id"),), at)
+    if route == RESERVATION_WARNING:
+        kind = InterruptionKind.CAPACITY_RESERVATION_INTERRUPTION
+        return Notice(kind, (_str(detail, "instance-id"),), at)
     if route == REBALANCE:
         return Notice(InterruptionKind.REBALANCE_RECOMMENDATION, (_str(detail, "instance-id"),), at)
     if route == STATE_CHANGE:

@@ -31,6 +31,7 @@ from nodesmith_aws import amifamily, capacityreservations, nodeclass, validation
 from nodesmith_aws.clients import Clients, error_code
 from nodesmith_aws.cluster import ClusterSource
 from nodesmith_aws.nodeclass import EC2NodeClass, ResolvedAMI, ResolvedSecurityGroup, ResolvedSubnet, Status
+from nodesmith_aws.reservationusage import ReservationUsage
 from nodesmith_aws.settings import Settings
 
 __all__ = ["Resolver", "describe_term"]
@@ -56,10 +57,18 @@ def _tag_filters(tags: Mapping[str, str]) -> list[dict[str, Any]]:
 class Resolver:
     """Resolves selectors against AWS. Stateless apart from the clients; callers cache the status."""
 
-    def __init__(self, settings: Settings, clients: Clients, cluster: ClusterSource) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        clients: Clients,
+        cluster: ClusterSource,
+        usage: ReservationUsage | None = None,
+    ) -> None:
         self.settings = settings
         self.clients = clients
         self.cluster = cluster
+        self.usage = usage or ReservationUsage()
+        """Slot changes made since the reservation counts were read; a successful read settles them."""
 
     async def subnets(self, terms: Sequence[Mapping[str, Any]]) -> tuple[list[ResolvedSubnet], list[str]]:
         """Matching subnets (most free IPs first) and the terms that matched nothing."""
@@ -92,11 +101,13 @@ class Resolver:
         if not terms:
             return []  # no call: most NodeClasses select none
         ec2 = await self.clients.ec2()
+        token = self.usage.mark()
         answers: list[Mapping[str, Any]] = []
         for term in terms:
             paginator = ec2.get_paginator("describe_capacity_reservations")
             async for page in paginator.paginate(**capacityreservations.request(term)):
                 answers += page.get("CapacityReservations") or []
+        self.usage.settle(token, (str(a["CapacityReservationId"]) for a in answers))
         return capacityreservations.from_api(answers)
 
     async def security_groups(

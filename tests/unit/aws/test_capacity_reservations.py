@@ -19,7 +19,9 @@ from nodesmith.api import labels
 from nodesmith.api.meta import NodeClassRef
 from nodesmith.testing import conformance
 from nodesmith_aws import capacityreservations, nodeclass
+from nodesmith_aws.instances import Instance
 from nodesmith_aws.nodeclass import EC2NodeClass
+from nodesmith_aws.reservationusage import ReservationUsage
 from tests.unit.aws.conftest import Env, nodeclass_manifest
 
 REF = NodeClassRef(nodeclass.GROUP, nodeclass.KIND, "default")
@@ -165,3 +167,77 @@ async def test_a_nodeclaim_pinned_to_a_reservation_launches_into_it(env: Env) ->
             if spec:
                 targets.append(spec)
     assert targets == [{"CapacityReservationTarget": {"CapacityReservationId": "cr-0abc"}}]
+
+
+def _reserved_count(types: Any, name: str = "m5.large") -> tuple[int, bool]:
+    (reserved,) = [o for it in types if it.name == name for o in it.offerings if o.reserved]
+    return reserved.reservation_capacity, reserved.available
+
+
+def test_a_read_settles_only_the_changes_recorded_before_it_started() -> None:
+    usage = ReservationUsage()
+    (reservation,) = capacityreservations.from_api([_answer("cr-0abc", AvailableInstanceCount=2)])
+    usage.mark_launched("cr-0abc")
+    usage.mark_launched("cr-0other")
+    token = usage.mark()  # a read starts here ...
+    usage.mark_launched("cr-0abc")  # ... and this launch happens while it is in flight
+    assert usage.available(reservation) == 0
+    usage.settle(token, ["cr-0abc"])  # the read saw the first launch, not the second
+    assert usage.change("cr-0abc") == -1
+    assert usage.change("cr-0other") == -1  # not read: still unsettled
+    assert usage.available(reservation) == 1
+    usage.mark_terminated("cr-0abc")
+    assert usage.available(reservation) == 2
+    usage.mark_launched("cr-0abc")
+    usage.mark_launched("cr-0abc")
+    usage.mark_launched("cr-0abc")
+    assert usage.available(reservation) == 0  # never below zero
+
+
+@pytest.mark.anyio
+async def test_a_launch_takes_a_slot_until_the_next_read_and_termination_gives_it_back(env: Env) -> None:
+    (reservation,) = capacityreservations.from_api([_answer("cr-0abc", AvailableInstanceCount=1)])
+    manifest = nodeclass_manifest(capacityReservationSelectorTerms=[{"id": "cr-0abc"}])
+    manifest["status"] = {"capacityReservations": [reservation.to_dict()]}
+    env.store.put(manifest)
+    assert await env.provider.reconcile_node_class("default") is not None
+    pool = conformance.nodepool("default", REF)
+    assert _reserved_count(await env.provider.get_instance_types(pool)) == (1, True)
+    pinned = [
+        {"key": labels.LABEL_INSTANCE_TYPE, "operator": "In", "values": ["m5.large"]},
+        {"key": labels.LABEL_CAPACITY_TYPE, "operator": "In", "values": ["reserved"]},
+    ]
+    created = await env.provider.create(conformance.nodeclaim(pool, pinned, name="claim-slot"))
+    assert created.metadata.labels[labels.LABEL_RESERVATION_ID] == "cr-0abc"
+    # the one slot is taken: the next solve sees a filled reservation, not the count last read
+    assert _reserved_count(await env.provider.get_instance_types(pool)) == (0, False)
+    # a failed DescribeCapacityReservations (moto has none) is no new count: the slot stays taken
+    assert await env.provider.reconcile_node_class("default") is not None
+    assert _reserved_count(await env.provider.get_instance_types(pool)) == (0, False)
+    await env.provider.delete(created)
+    assert _reserved_count(await env.provider.get_instance_types(pool)) == (1, True)
+
+
+def test_an_instance_in_a_reservation_names_it() -> None:
+    raw = {
+        "InstanceId": "i-0abc",
+        "InstanceType": "m5.large",
+        "Placement": {"AvailabilityZone": "us-west-2a"},
+        "State": {"Name": "running"},
+        "CapacityReservationId": "cr-0abc",
+    }
+    assert Instance.from_api(raw).reservation_id == "cr-0abc"
+    assert Instance.from_api({**raw, "CapacityReservationId": None}).reservation_id == ""
+
+
+def test_an_interruption_warning_empties_the_reservation_until_the_next_read() -> None:
+    usage = ReservationUsage()
+    (reservation,) = capacityreservations.from_api([_answer("cr-0abc")])
+    usage.mark_unavailable("cr-0abc")
+    usage.mark_terminated("cr-0abc")
+    assert usage.available(reservation) == 0
+    token = usage.mark()
+    usage.settle(token, ["cr-0other"])
+    assert usage.available(reservation) == 0  # another reservation's read says nothing about this one
+    usage.settle(token, ["cr-0abc"])
+    assert usage.available(reservation) == 3

@@ -15,14 +15,15 @@ import attrs
 import pytest
 
 from nodesmith import errors
+from nodesmith.api import labels
 from nodesmith.api.meta import NodeClassRef
 from nodesmith.cloudprovider.types import InterruptionEvent, InterruptionKind
 from nodesmith.runtime import telemetry
 from nodesmith.testing import conformance
-from nodesmith_aws import interruption, nodeclass
+from nodesmith_aws import capacityreservations, interruption, nodeclass
 from nodesmith_aws.cloudprovider import AwsCloudProvider
 from nodesmith_aws.settings import Settings
-from tests.unit.aws.conftest import CLUSTER, Env, ready_nodeclass
+from tests.unit.aws.conftest import CLUSTER, Env, nodeclass_manifest, ready_nodeclass
 
 pytestmark = pytest.mark.anyio
 
@@ -32,6 +33,14 @@ REF = NodeClassRef(nodeclass.GROUP, nodeclass.KIND, "default")
 
 def now_iso() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def reservation(instance_id: str) -> dict[str, Any]:
+    """EC2's capacity-reservation interruption warning (the spot warning's shape, its own detail-type)."""
+    return {
+        **spot(instance_id),
+        "detail-type": "EC2 Capacity Reservation Instance Interruption Warning",
+    }
 
 
 def spot(instance_id: str) -> dict[str, Any]:
@@ -152,6 +161,7 @@ def counter(name: str, *label_parts: str) -> float:
     ("body", "kind", "state"),
     [
         (spot("i-0abc"), InterruptionKind.SPOT_INTERRUPTION, None),
+        (reservation("i-0abc"), InterruptionKind.CAPACITY_RESERVATION_INTERRUPTION, None),
         (rebalance("i-0abc"), InterruptionKind.REBALANCE_RECOMMENDATION, None),
         (health("i-0abc"), InterruptionKind.SCHEDULED_CHANGE, None),
         (state_change("i-0abc", "shutting-down"), InterruptionKind.STATE_CHANGE, "shutting-down"),
@@ -373,3 +383,45 @@ async def test_a_spot_warning_marks_the_reclaimed_offering_unavailable(env: Env,
     assert ("spot", "us-west-2b") in unavailable  # the reclaimed capacity
     assert ("spot", "us-west-2c") not in unavailable  # a rebalance recommendation marks nothing
     assert ("on-demand", "us-west-2b") not in unavailable
+
+
+async def test_a_reservation_warning_offers_none_of_that_reservation_until_it_is_read_again(
+    env: Env, queue: Queue
+) -> None:
+    (held,) = capacityreservations.from_api(
+        [
+            {
+                "CapacityReservationId": "cr-0abc",
+                "InstanceType": "m5.large",
+                "AvailabilityZone": "us-west-2a",
+                "AvailableInstanceCount": 3,
+                "State": "active",
+            }
+        ]
+    )
+    manifest = nodeclass_manifest(capacityReservationSelectorTerms=[{"id": "cr-0abc"}])
+    manifest["status"] = {"capacityReservations": [held.to_dict()]}
+    env.store.put(manifest)
+    settings = attrs.evolve(env.provider.settings, interruption_queue=queue.url, interruption_wait_seconds=1)
+    provider = AwsCloudProvider(settings, env.store, clients=env.clients, catalog=env.provider.catalog)
+    assert await provider.reconcile_node_class("default") is not None
+    pool = conformance.nodepool("p", REF)
+    pinned = [{"key": labels.LABEL_RESERVATION_ID, "operator": "In", "values": ["cr-0abc"]}]
+    created = await provider.create(conformance.nodeclaim(pool, pinned, name="claim-crw"))
+    instance_id = (created.status.provider_id or "").rsplit("/", 1)[1]
+
+    def reserved() -> tuple[int, bool]:
+        (o,) = [o for it in types if it.name == "m5.large" for o in it.offerings if o.reserved]
+        return o.reservation_capacity, o.available
+
+    types = await provider.get_instance_types(pool)
+    assert reserved() == (2, True)  # the launch took one of three slots
+    await queue.send(reservation(instance_id))
+    stream = provider.interruption_events()
+    assert stream is not None
+    event = await stream.__anext__()
+    await stream.aclose()  # type: ignore[attr-defined]  # the protocol says iterator; it is a generator
+    assert event.kind is InterruptionKind.CAPACITY_RESERVATION_INTERRUPTION
+    assert event.provider_id == created.status.provider_id
+    types = await provider.get_instance_types(pool)
+    assert reserved() == (0, False)  # the replacement is not launched back into the reservation

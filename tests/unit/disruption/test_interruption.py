@@ -15,6 +15,7 @@ K = InterruptionKind
     [
         (K.SPOT_INTERRUPTION, None, False, Action.DELETE),
         (K.SCHEDULED_CHANGE, None, False, Action.DELETE),
+        (K.CAPACITY_RESERVATION_INTERRUPTION, None, False, Action.DELETE),
         (K.STATE_CHANGE, "stopping", False, Action.DELETE),
         (K.STATE_CHANGE, "stopped", False, Action.DELETE),
         (K.STATE_CHANGE, "shutting-down", False, Action.DELETE),
