@@ -73,7 +73,7 @@ def names(objs: typing.Iterable[PodView | typing.Mapping[str, typing.Any]]) -> l
         (pod("stuck", deleted=NOW - dt.timedelta(minutes=2)), False),
     ],
 )
-def test_which_pods_the_drain_waits_for(candidate: Obj, waited_for: bool) -> None:
+def test_which_pods_the_drain_waits_for(candidate: PodView, waited_for: bool) -> None:
     assert drain.is_waiting_eviction(candidate, NOW) is waited_for
 
 
