@@ -6,6 +6,8 @@ written as the resolver writes it: the reservations it lists are the active ones
 
 from __future__ import annotations
 
+import collections.abc
+import contextlib
 import datetime as dt
 import itertools
 import time
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 
 from nodesmith.api import labels
+from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith_aws import nodeclass
@@ -81,6 +84,20 @@ async def _reserved(kube: KubeClient, nodeclass_name: str, reservation_id: str) 
         {"metadata": {"name": name, "labels": reserved}, "spec": {"providerID": provider_id}},
     )
     return name, name
+
+
+@pytest.fixture(autouse=True)
+async def _clean_up(kube: KubeClient) -> collections.abc.AsyncIterator[None]:
+    """Remove what the test made: Nodes left behind would count in other tests' cluster (node repair's
+    threshold over NodeClaims without a NodePool, for one)."""
+    yield
+    for resource in (resources.NODES, resources.NODECLAIMS):
+        for obj in (await kube.list(resource)).items:
+            name = obj["metadata"]["name"]
+            if name.startswith(f"odcr-{_RUN}-"):
+                with contextlib.suppress(kube_errors.NotFoundError):
+                    await kube.merge_patch(resource, name, {"metadata": {"finalizers": None}})
+                    await kube.delete(resource, name)
 
 
 def _capacity(obj: dict[str, Any]) -> tuple[str, str | None]:

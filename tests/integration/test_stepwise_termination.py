@@ -57,8 +57,15 @@ class Env:
             await expect.expect_refreshed(self.kube, self.state, resources.PODS, pod, NAMESPACE)
 
     async def reconcile(self) -> float | None:
-        requeue = await expect.expect_object_reconciled(self.reconciler, self.node)
-        await self.refresh()
+        """One pass, as a worker of the daemon's queue runs it. The control plane may write the new Node
+        meanwhile (kube-controller-manager's node lifecycle controller taints a Node without a Ready
+        condition), which answers the pass's locked Node write with a 409; the daemon then looks again at
+        the version its watch delivers, and so does this (at most twice more)."""
+        for _ in range(3):
+            requeue = await expect.expect_object_reconciled(self.reconciler, self.node)
+            await self.refresh()
+            if requeue != statepoll.CONFLICT_REQUEUE:
+                break
         return requeue
 
     async def node_obj(self) -> dict[str, Any] | None:
