@@ -58,8 +58,10 @@ async def test_every_dashboard_series_moves_in_a_scale_up_and_down(
         pods = (await kube.list(resources.PODS, namespace, label_selector="app=inflate")).items
         return len(pods) == replicas and all(p.get("status", {}).get("phase") == "Running" for p in pods)
 
-    def value(metric: str) -> float:
-        return sum(v for (n, _), v in (log.scrapes[-1] if log.scrapes else {}).items() if n == metric)
+    def value(metric: str, **wanted: str) -> float:
+        """The metric's last scraped value, summed over its series carrying the ``wanted`` labels."""
+        last = log.scrapes[-1] if log.scrapes else {}
+        return sum(v for (n, got), v in last.items() if n == metric and set(wanted.items()) <= got)
 
     await kube.create(
         resources.NODEPOOLS,
@@ -86,7 +88,8 @@ async def test_every_dashboard_series_moves_in_a_scale_up_and_down(
         await kube.delete(e2e.DEPLOYMENTS, "nowhere", namespace)
 
         async def costs_something() -> bool:
-            return value("nodesmith_nodepools_cost_per_hour") > 0
+            # this test's pool only: nodes earlier tests left to the control plane may still be priced
+            return value("nodesmith_nodepools_cost_per_hour", nodepool=name) > 0
 
         await e2e.eventually(lambda: scraped(costs_something), COST_WAIT, "the NodePool to cost something")
 
@@ -108,7 +111,7 @@ async def test_every_dashboard_series_moves_in_a_scale_up_and_down(
         await wait(empty, "the empty node to be removed")
 
         async def costs_nothing() -> bool:
-            return value("nodesmith_nodepools_cost_per_hour") == 0
+            return value("nodesmith_nodepools_cost_per_hour", nodepool=name) == 0
 
         await e2e.eventually(lambda: scraped(costs_nothing), COST_WAIT, "the NodePool to cost nothing")
     finally:
