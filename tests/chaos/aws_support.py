@@ -8,6 +8,7 @@ and their kubelets registering.
 
 from __future__ import annotations
 
+import collections.abc
 import pathlib
 from typing import Any, Final
 
@@ -16,13 +17,34 @@ import pytest
 
 from nodesmith.api import labels
 from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
 from nodesmith.testing import e2e
 from nodesmith_aws import nodeclass
+from nodesmith_aws.clients import Clients
 from nodesmith_aws.cloudprovider import AwsCloudProvider
+from nodesmith_aws.settings import Settings
+from nodesmith_aws.testing.moto import REGION, MotoServer
+from tests.e2e.test_aws import ec2_nodeclass, prepare_account
 
 CLUSTER: Final = "e2e-aws"
 EC2_NODE_CLASSES: Final = resources.node_class(nodeclass.GROUP, nodeclass.KIND)
 TYPES: Final = ("m5.large", "m5.xlarge")
+
+
+@pytest.fixture(scope="module")
+def moto() -> collections.abc.Iterator[MotoServer]:
+    with MotoServer() as server:
+        yield server
+
+
+async def prepared_account(kube: KubeClient, moto: MotoServer, name: str) -> tuple[Settings, Clients]:
+    """Settings and clients for moto, with the account set up as an operator would and an EC2NodeClass
+    ``name`` selecting it."""
+    settings = Settings(cluster_name=CLUSTER, region=REGION, endpoint_url=moto.url, isolated_vpc=True)
+    clients = Clients(settings, moto.session())
+    await prepare_account(clients, name)
+    await kube.create(EC2_NODE_CLASSES, ec2_nodeclass(name))
+    return settings, clients
 
 
 def node_class_ref(name: str) -> dict[str, str]:

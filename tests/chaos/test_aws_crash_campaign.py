@@ -7,7 +7,6 @@ The table is printed; the assertions are on violations (all 0) and on the kill p
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 import os
 import pathlib
@@ -18,26 +17,17 @@ import pytest
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube.client import KubeClient
 from nodesmith.testing import chaos
-from nodesmith_aws.clients import Clients
 from nodesmith_aws.cloudprovider import AwsCloudProvider
-from nodesmith_aws.settings import Settings
 from nodesmith_aws.store import KubeNodeClassStore
 from nodesmith_aws.testing.bridge import MotoKwokBridge
 from nodesmith_aws.testing.moto import REGION, MotoServer
 from tests.chaos import aws_support
-from tests.e2e.test_aws import ec2_nodeclass, prepare_account
 
 ROUNDS = int(os.environ.get("NODESMITH_CHAOS_AWS_ROUNDS", "3"))
 SEED = int(os.environ.get("NODESMITH_CHAOS_SEED", "1"))
 ROUND_LIMIT = chaos.REACH_TIMEOUT + 2 * chaos.SETTLE_TIMEOUT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.timeout(300 + ROUNDS * ROUND_LIMIT)]
-
-
-@pytest.fixture(scope="module")
-def moto() -> collections.abc.Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 async def test_aws_sigkill_in_every_phase_leaks_no_instance_loses_none_and_disrupts_nothing_protected(
@@ -49,12 +39,7 @@ async def test_aws_sigkill_in_every_phase_leaks_no_instance_loses_none_and_disru
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = Settings(
-        cluster_name=aws_support.CLUSTER, region=REGION, endpoint_url=moto.url, isolated_vpc=True
-    )
-    clients = Clients(settings, moto.session())
-    await prepare_account(clients, name)
-    await kube.create(aws_support.EC2_NODE_CLASSES, ec2_nodeclass(name))
+    settings, clients = await aws_support.prepared_account(kube, moto, name)
     aws_support.daemon_env(monkeypatch, moto.url, REGION)
     provider = AwsCloudProvider(settings, KubeNodeClassStore(kube), clients=clients)
     campaign = chaos.Campaign(

@@ -14,7 +14,6 @@ answer for: the garbage collector must terminate them).
 
 from __future__ import annotations
 
-import collections.abc
 import contextlib
 import pathlib
 import re
@@ -31,15 +30,12 @@ from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.testing import e2e
-from nodesmith_aws.clients import Clients
 from nodesmith_aws.cloudprovider import AwsCloudProvider
-from nodesmith_aws.settings import Settings
 from nodesmith_aws.store import KubeNodeClassStore
 from nodesmith_aws.testing.bridge import MotoKwokBridge
 from nodesmith_aws.testing.moto import REGION, MotoServer
 from nodesmith_aws.testing.proxy import FaultProxy
 from tests.chaos import aws_support
-from tests.e2e.test_aws import ec2_nodeclass, prepare_account
 
 pytestmark = [pytest.mark.e2e, pytest.mark.anyio, pytest.mark.timeout(1800)]
 
@@ -70,12 +66,6 @@ CODES: Final = {
     "5xx ServiceUnavailable": "ServiceUnavailable",
     "read timeout (answer stalled)": "ReadTimeoutError",
 }
-
-
-@pytest.fixture(scope="module")
-def moto() -> collections.abc.Iterator[MotoServer]:
-    with MotoServer() as server:
-        yield server
 
 
 async def sample(daemon: e2e.DaemonProcess, metric: str, **wanted: str) -> float:
@@ -113,12 +103,7 @@ async def test_throttling_5xx_timeouts_and_partial_fleets_back_off_and_leak_no_i
     tmp_path: pathlib.Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    settings = Settings(
-        cluster_name=aws_support.CLUSTER, region=REGION, endpoint_url=moto.url, isolated_vpc=True
-    )
-    clients = Clients(settings, moto.session())
-    await prepare_account(clients, name)
-    await kube.create(aws_support.EC2_NODE_CLASSES, ec2_nodeclass(name))
+    settings, clients = await aws_support.prepared_account(kube, moto, name)
     await kube.create(
         resources.NODEPOOLS,
         aws_support.nodepool_for(name, disruption={"budgets": [{"nodes": "0"}]}),
