@@ -17,7 +17,7 @@ import builtins
 import datetime as dt
 import logging
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import anyio
@@ -81,9 +81,11 @@ class AwsCloudProvider:
         cluster: Cluster | None = None,
         clock: Callable[[], float] = time.monotonic,
         now: Callable[[], dt.datetime] = _now,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         kube: Any = None,
     ) -> None:
         self.settings = settings
+        self._sleep = sleep
         self.store = store
         self.clients = clients or Clients(settings)
         self.catalog = catalog or Catalog(self.clients)
@@ -451,11 +453,11 @@ class AwsCloudProvider:
                     await self.reconcile_node_class(nc.name)
             except Exception as err:  # boundary: one bad round must not stop the loop
                 log.warning("EC2NodeClass refresh failed: %s", err)
-            await anyio.sleep(self.settings.nodeclass_refresh_seconds)
+            await self._sleep(self.settings.nodeclass_refresh_seconds)
 
     async def _reservation_expiry_loop(self, expiry: ReservationExpiry) -> None:
         while True:
-            await anyio.sleep(self.settings.nodeclass_refresh_seconds)
+            await self._sleep(self.settings.nodeclass_refresh_seconds)
             try:
                 await expiry.reconcile()
             except Exception as err:  # boundary: one bad round must not stop the loop
@@ -463,7 +465,7 @@ class AwsCloudProvider:
 
     async def _sweep_loop(self) -> None:
         while True:
-            await anyio.sleep(10)
+            await self._sleep(10)
             try:
                 await self.launch_templates.sweep()
             except Exception as err:  # boundary

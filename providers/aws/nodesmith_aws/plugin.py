@@ -76,7 +76,13 @@ def nodesmith_cloud_provider(name: str, context: ProviderContext) -> CloudProvid
     )
     clock = context.clock or SYSTEM
     return cloudprovider.AwsCloudProvider(
-        parsed, node_classes, cluster=found, clock=clock.monotonic, now=clock.now, kube=context.kube
+        parsed,
+        node_classes,
+        cluster=found,
+        clock=clock.monotonic,
+        now=clock.now,
+        sleep=clock.sleep,
+        kube=context.kube,
     )
 
 
