@@ -16,6 +16,7 @@ after `lifecycle_checks.LAUNCH_TIMEOUT`) instead of deleting the NodeClaim at on
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import typing
@@ -203,7 +204,16 @@ class LifecycleReconciler:
         launched_type = hydrated.metadata.labels.get(labels.LABEL_CAPACITY_TYPE)
         if claim.nodepool_name and launched_type:
             self.backoff.record_success(claim.nodepool_name, launched_type)
-        written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
+        try:
+            written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
+        except kube_errors.NotFoundError:
+            # deleted while the launch was in flight: nothing would ever terminate this instance but the
+            # garbage collector minutes later, so terminate it now
+            log.info("NodeClaim %s was deleted during its launch; terminating %s", claim.name, launched.name)
+            self._launches.pop(uid, None)
+            with contextlib.suppress(errors.NodeClaimNotFoundError):
+                await self.provider.delete(hydrated)
+            return _Launch(None)
         metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
         metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
         await self._publish(written, events.NORMAL, "Launched", f"Launched {hydrated.status.provider_id}")

@@ -101,6 +101,21 @@ async def test_a_new_nodeclaim_gets_the_finalizer_and_is_launched_in_one_reconci
     assert requeue == (deadline - env.clock.now()).total_seconds()
 
 
+async def test_an_instance_launched_for_a_nodeclaim_deleted_meanwhile_is_terminated(env: Env) -> None:
+    """The NodeClaim (finalizer already on) is gone from the API by the time its launch is written back:
+    the instance is terminated at once rather than left to the garbage collector."""
+    name = await env.apply_nodeclaim()
+    await env.kube.merge_patch(
+        resources.NODECLAIMS, name, {"metadata": {"finalizers": [labels.FINALIZER_TERMINATION]}}
+    )
+    await expect.expect_refreshed(env.kube, env.state, resources.NODECLAIMS, name)
+    await env.kube.merge_patch(resources.NODECLAIMS, name, {"metadata": {"finalizers": None}})
+    await env.kube.delete(resources.NODECLAIMS, name)  # the state has not heard yet
+    await expect.expect_object_reconciled(env.reconciler, name)
+    assert len(env.provider.create_calls) == 1
+    assert env.provider.machines == {}
+
+
 async def test_a_launched_nodeclaim_is_not_launched_again(env: Env) -> None:
     name = await env.apply_nodeclaim()
     await env.reconcile(name)
