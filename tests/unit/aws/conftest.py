@@ -56,8 +56,7 @@ def settings_for(moto: MotoServer, **changes: Any) -> Settings:
         cluster_name=CLUSTER,
         region=REGION,
         endpoint_url=moto.url,
-        max_attempts=4,
-        **{**CLUSTER_SETTINGS, **changes},
+        **{"max_attempts": 4, **CLUSTER_SETTINGS, **changes},
     )
 
 
@@ -127,11 +126,13 @@ async def prepare_account(clients: Clients) -> None:
 
 
 @pytest.fixture
-async def env(moto: MotoServer, discovered: Discovered) -> AsyncIterator[Env]:
+async def env(request: pytest.FixtureRequest, moto: MotoServer, discovered: Discovered) -> AsyncIterator[Env]:
+    """A test marked ``@pytest.mark.aws_settings(**changes)`` gets a provider with those settings changed."""
     moto.reset()
     session = moto.session()
     faults = FaultInjector(session)
-    settings = settings_for(moto)
+    marker = request.node.get_closest_marker("aws_settings")
+    settings = settings_for(moto, **(marker.kwargs if marker else {}))
     clients = Clients(settings, session)
     catalog = Catalog(clients)
     catalog.infos, catalog.zones, catalog.version = dict(discovered.infos), dict(discovered.zones), 1

@@ -120,6 +120,7 @@ async def test_insufficient_capacity_marks_the_offering_unavailable_and_the_retr
 
 
 @pytest.mark.anyio
+@pytest.mark.aws_settings(max_attempts=1)  # one retry: botocore's real backoff is up to 2^n s per retry
 async def test_a_create_fleet_that_never_answers_is_a_create_error_named_after_the_timeout(
     env: Env,
 ) -> None:
