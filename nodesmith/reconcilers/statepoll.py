@@ -10,8 +10,8 @@ versions rather than forwarding events keeps one rule for every reconciler: a ke
 the reconciler reads about it changed, whatever caused it.
 
 Fed by the cluster state (its reconciler's ``on_change``, subscribed by the composition root); used by
-the lifecycle, NodeClaim termination, node termination and NodePool status reconcilers, whose ``run``
-starts `drive` (the queue and the poller).
+the lifecycle, NodeClaim termination, node termination and NodePool status reconcilers, each wired the
+same way through one `Feed` (its work queue and its poller), whose ``run`` starts `drive`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ __all__ = [
     "DELETING_NODES",
     "NODECLAIMS",
     "NODEPOOLS",
+    "Feed",
     "Poller",
     "Watch",
     "drive",
@@ -192,3 +193,36 @@ async def drive(queue: WorkQueue[K], poller: Poller[K]) -> None:
     async with anyio.create_task_group() as group:
         group.start_soon(queue.run)
         group.start_soon(poller.run)
+
+
+@attrs.define(eq=False)
+class Feed(typing.Generic[K]):
+    """A per-object reconciler's wiring, the same for each: a `WorkQueue` running its reconcile and a
+    `Poller` enqueueing the keys of one `Watch` whose version changed. The reconciler forwards its
+    ``on_change`` here and runs `Feed.run`; built once, with the reconciler (`Feed.build`)."""
+
+    queue: WorkQueue[K]
+    poller: Poller[K]
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        reconcile: Callable[[K], Awaitable[float | None]],
+        state: ClusterState,
+        watch: Watch[K],
+        clock: Clock,
+        *,
+        workers: int,
+        interval: float,
+    ) -> Feed[K]:
+        queue = WorkQueue(name, reconcile, workers=workers, clock=clock)
+        return cls(queue, Poller(state, watch, queue.add, clock, interval))
+
+    def on_change(self, change: Change) -> None:
+        """Note what ``change`` touched (the reconciler's subscriber to the cluster state)."""
+        self.poller.on_change(change)
+
+    async def run(self) -> None:
+        """Reconcile keys as they change, until cancelled."""
+        await drive(self.queue, self.poller)

@@ -41,7 +41,6 @@ from nodesmith.kube import events, resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
-from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.views import PodView
@@ -84,23 +83,23 @@ class TerminationReconciler:
     poll_interval: float = statepoll.DEFAULT_INTERVAL
     _backoff: dict[tuple[str, str], tuple[int, dt.datetime]] = attrs.field(init=False, factory=dict)
     """(node, pod uid) → (failed eviction attempts, not before)."""
-    queue: WorkQueue[str] = attrs.field(init=False)
+    feed: statepoll.Feed[str] = attrs.field(init=False)
 
-    @queue.default
-    def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
-
-    poller: statepoll.Poller[str] = attrs.field(init=False)
-
-    @poller.default
-    def _poller(self) -> statepoll.Poller[str]:
-        return statepoll.Poller(
-            self.state, statepoll.DELETING_NODES, self.queue.add, self.clock, self.poll_interval
+    @feed.default
+    def _feed(self) -> statepoll.Feed[str]:
+        return statepoll.Feed.build(
+            self.name,
+            self.reconcile,
+            self.state,
+            statepoll.DELETING_NODES,
+            self.clock,
+            workers=self.workers,
+            interval=self.poll_interval,
         )
 
     def on_change(self, change: Change) -> None:
         """Subscribed to the cluster state by the composition root."""
-        self.poller.on_change(change)
+        self.feed.on_change(change)
 
     @property
     def name(self) -> str:
@@ -108,7 +107,7 @@ class TerminationReconciler:
 
     async def run(self) -> None:
         """Terminate deleted Nodes as they change, until cancelled."""
-        await statepoll.drive(self.queue, self.poller)
+        await self.feed.run()
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the Node ``name``; returns seconds to requeue after, or ``None``."""
