@@ -2,7 +2,8 @@
 registration, initialization -- and deletes it when it does not get there in time (liveness).
 
 Fed by the cluster state: `statepoll` enqueues a NodeClaim whenever it or its Node changes; the NodeClaim
-and its Node (joined by providerID) are read from the state, never from the API. Writes: the provider's
+and its Node (joined by providerID, as the state parsed it: `statenode.NodePart`) are read from the state,
+never from the API. Writes: the provider's
 ``create``; NodeClaim metadata and status (`lifecycle_writes`, guarded by resourceVersion); the Node's
 registration (labels, taints, owner reference, finalizer) and initialized label; NodeClaim deletion on
 insufficient capacity or liveness timeout; events and ``nodesmith_nodeclaims_*``/``nodesmith_nodes_created``
@@ -37,6 +38,7 @@ from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
 from nodesmith.state import capacity_backoff
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
+from nodesmith.state.statenode import NodePart
 
 __all__ = ["LAUNCH_CACHE_TTL", "LifecycleReconciler"]
 
@@ -167,11 +169,11 @@ class LifecycleReconciler:
         state_node = self.state.state_node(key) if key is not None else None
         return state_node.nodeclaim if state_node is not None else None
 
-    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> typing.Mapping[str, typing.Any] | None:
+    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> NodePart | None:
         if not claim.status.provider_id:
             return None
         state_node = self.state.state_node(claim.status.provider_id)
-        return state_node.node if state_node is not None else None
+        return state_node.node_view if state_node is not None else None
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -264,14 +266,13 @@ class LifecycleReconciler:
                 message="Node not registered with cluster",
             )
             return waiting, False
-        node_meta = node.get("metadata") or {}
-        node_name = str(node_meta["name"])
+        node_name = node.name
         if (
             not lifecycle_checks.has_unregistered_taint(node)
-            and (node_meta.get("labels") or {}).get(labels.LABEL_REGISTERED) != "true"
+            and node.labels.get(labels.LABEL_REGISTERED) != "true"
         ):
             await self._publish(
-                node,
+                node.object,
                 events.WARNING,
                 "UnregisteredTaintMissing",
                 f"Missing {labels.TAINT_UNREGISTERED}:NoExecute taint, which prevents registration related race conditions",
@@ -280,7 +281,7 @@ class LifecycleReconciler:
             resources.NODES,
             node_name,
             lifecycle_checks.registration_patch(node, claim),
-            resource_version=str(node_meta.get("resourceVersion") or "") or None,
+            resource_version=node.resource_version,
         )
         registered = attrs.evolve(claim, status=attrs.evolve(claim.status, node_name=node_name))
         registered = registered.with_condition(Condition.REGISTERED, True, now=now)
@@ -311,11 +312,10 @@ class LifecycleReconciler:
             return claim.with_condition(
                 Condition.INITIALIZED, Status.UNKNOWN, now=now, reason=reason, message=message
             )
-        node_meta = node.get("metadata") or {}
-        if (node_meta.get("labels") or {}).get(labels.LABEL_INITIALIZED) != "true":
+        if node.labels.get(labels.LABEL_INITIALIZED) != "true":
             await self.kube.merge_patch(
                 resources.NODES,
-                str(node_meta["name"]),
+                node.name,
                 {"metadata": {"labels": {labels.LABEL_INITIALIZED: "true"}}},
             )
         metrics.NODECLAIMS_INITIALIZED.add(1, {"nodepool": claim.nodepool_name or ""})

@@ -30,6 +30,7 @@ from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
+from nodesmith.state.statenode import NodePart
 
 __all__ = ["NodeClaimTerminationReconciler"]
 
@@ -110,11 +111,10 @@ class NodeClaimTerminationReconciler:
         # 3. its Node exists → delete it (the Node's finalizer drains it) and wait until it is gone
         node = self._node_for(claim)
         if node is not None:
-            node_meta = node.get("metadata") or {}
-            if not node_meta.get("deletionTimestamp"):
-                log.info("NodeClaim %s is deleting: deleting Node %s", claim.name, node_meta.get("name"))
+            if not node.deleting:
+                log.info("NodeClaim %s is deleting: deleting Node %s", claim.name, node.name)
                 try:
-                    await self.kube.delete(resources.NODES, str(node_meta["name"]), uid=node_meta.get("uid"))
+                    await self.kube.delete(resources.NODES, node.name, uid=node.uid)
                 except kube_errors.NotFoundError:
                     return 0.0
             return NODE_REQUEUE
@@ -155,11 +155,11 @@ class NodeClaimTerminationReconciler:
         log.info("NodeClaim %s finalized", claim.name)
         return None
 
-    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> typing.Mapping[str, typing.Any] | None:
+    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> NodePart | None:
         if not claim.status.provider_id:
             return None
         state_node = self.state.state_node(claim.status.provider_id)
-        return state_node.node if state_node is not None else None
+        return state_node.node_view if state_node is not None else None
 
     def _observe_instance_gone(self, claim: api_nodeclaim.NodeClaim, now: dt.datetime) -> None:
         if claim.metadata.deletion_timestamp is not None:

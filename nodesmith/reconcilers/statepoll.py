@@ -60,19 +60,14 @@ class Watch(typing.Generic[K]):
     """The keys ``change`` may have changed; ``None`` when that cannot be told (look at every key)."""
 
 
-def _rv(obj: typing.Mapping[str, typing.Any] | None) -> str:
-    if obj is None:
-        return ""
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
-
-
 def _nodeclaim_version(state: ClusterState, name: str) -> tuple[str, str] | None:
     """(the NodeClaim's resourceVersion, its Node's resourceVersion or "")."""
     key = state.key_for_nodeclaim(name)
     node = state.state_node(key) if key is not None else None
     if node is None or node.nodeclaim is None:
         return None
-    return (node.nodeclaim.metadata.resource_version or "", _rv(node.node))
+    node_version = node.node_view.resource_version if node.node_view is not None else None
+    return (node.nodeclaim.metadata.resource_version or "", node_version or "")
 
 
 def _nodeclaims_touched(state: ClusterState, change: Change) -> Iterable[str] | None:
@@ -94,10 +89,13 @@ NODECLAIMS: Watch[str] = Watch(lambda s: s.nodeclaim_names(), _nodeclaim_version
 def _deleting_node_version(state: ClusterState, name: str) -> tuple[str, str] | None:
     key = state.key_for_node(name)
     node = state.state_node(key) if key is not None else None
-    if node is None or node.node is None or not (node.node.get("metadata") or {}).get("deletionTimestamp"):
+    if node is None or node.node_view is None or not node.node_view.deleting:
         return None
     claim = node.nodeclaim
-    return (_rv(node.node), (claim.metadata.resource_version or "") if claim is not None else "")
+    return (
+        node.node_view.resource_version or "",
+        (claim.metadata.resource_version or "") if claim is not None else "",
+    )
 
 
 def _nodes_touched(state: ClusterState, change: Change) -> Iterable[str] | None:
@@ -109,7 +107,7 @@ def _nodes_touched(state: ClusterState, change: Change) -> Iterable[str] | None:
     node = state.state_node(key) if key is not None else None
     if node is None:
         return None  # gone: the Node it pointed to is no longer joined to it
-    return (node.name,) if node.node is not None and node.name else ()
+    return (node.name,) if node.node_view is not None and node.name else ()
 
 
 DELETING_NODES: Watch[str] = Watch(lambda s: s.node_names(), _deleting_node_version, _nodes_touched)
