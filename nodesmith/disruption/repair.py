@@ -7,7 +7,8 @@ budgets; what keeps it from taking a whole pool down when the cause is outside t
 partition, a broken CNI rollout) is the pool-wide circuit breaker: when more than `ALLOWED_UNHEALTHY_PERCENT` percent of a
 NodePool's Nodes match any policy, nothing in that pool is repaired.
 
-Fed by the provider's ``repair_policies()`` and the Nodes' ``status.conditions`` (the informer's dicts);
+Fed by the provider's ``repair_policies()`` and the Nodes' ``status.conditions`` as parsed once by the
+cluster state (`nodesmith.state.statenode.NodeCondition`, read structurally through `ConditionFacts`);
 consumed by `nodesmith.reconcilers.noderepair`. No I/O, no clock: ``now`` is a value.
 Karpenter: ``pkg/controllers/node/health/controller.go`` (spec §1.3 ``node.health``).
 """
@@ -16,17 +17,16 @@ from __future__ import annotations
 
 import datetime as dt
 import typing
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Final, Protocol
 
 import attrs
 
-from nodesmith import errors
-from nodesmith.api import meta
 from nodesmith.cloudprovider.types import RepairPolicy
 
 __all__ = [
     "ALLOWED_UNHEALTHY_PERCENT",
+    "ConditionFacts",
     "Unhealthy",
     "allowed_unhealthy",
     "is_unhealthy",
@@ -36,7 +36,18 @@ __all__ = [
 ALLOWED_UNHEALTHY_PERCENT: Final = 20
 """The share of a NodePool's Nodes that may be unhealthy at once before repair stops (Karpenter: 20%)."""
 
-Obj: typing.TypeAlias = Mapping[str, Any]
+EPOCH: Final = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+class ConditionFacts(Protocol):
+    """The part of a Node condition repair reads (structurally, so this package needs no `state`)."""
+
+    @property
+    def type(self) -> str: ...
+    @property
+    def status(self) -> str: ...
+    @property
+    def last_transition_time(self) -> dt.datetime | None: ...
 
 
 @typing.final
@@ -56,31 +67,32 @@ class Unhealthy:
         return now >= self.repair_at
 
 
-def _conditions(node: Obj) -> Iterable[Obj]:
-    return (node.get("status") or {}).get("conditions") or ()
-
-
-def _matching(node: Obj, policies: Sequence[RepairPolicy]) -> Iterable[tuple[Obj, RepairPolicy]]:
-    by_type = {str(c.get("type")): c for c in _conditions(node)}
+def _matching(
+    conditions: Iterable[ConditionFacts], policies: Sequence[RepairPolicy]
+) -> Iterable[tuple[ConditionFacts, RepairPolicy]]:
+    by_type = {c.type: c for c in conditions}
     for policy in policies:
         condition = by_type.get(policy.condition_type)
-        if condition is not None and condition.get("status") == policy.condition_status:
+        if condition is not None and condition.status == policy.condition_status:
             yield condition, policy
 
 
-def is_unhealthy(node: Obj, policies: Sequence[RepairPolicy]) -> bool:
-    """Does the Node hold any policy's condition right now, however briefly (what the circuit breaker counts)?"""
-    return any(True for _ in _matching(node, policies))
+def is_unhealthy(conditions: Iterable[ConditionFacts], policies: Sequence[RepairPolicy]) -> bool:
+    """Does a Node with ``conditions`` hold any policy's condition right now, however briefly (what the
+    circuit breaker counts)?"""
+    return any(True for _ in _matching(conditions, policies))
 
 
-def unhealthy_condition(node: Obj, policies: Sequence[RepairPolicy]) -> Unhealthy | None:
+def unhealthy_condition(
+    conditions: Iterable[ConditionFacts], policies: Sequence[RepairPolicy]
+) -> Unhealthy | None:
     """The matching condition whose toleration ends first; ``None`` when the Node matches no policy.
 
     A matching condition without a readable ``lastTransitionTime`` is taken as starting at the epoch, so it
     is due at once: the Node says it is in that state and nothing says for how short a time."""
     best: Unhealthy | None = None
-    for condition, policy in _matching(node, policies):
-        since = _since(condition)
+    for condition, policy in _matching(conditions, policies):
+        since = condition.last_transition_time or EPOCH
         found = Unhealthy(policy.condition_type, since, policy.toleration)
         if best is None or found.repair_at < best.repair_at:
             best = found
@@ -91,13 +103,3 @@ def allowed_unhealthy(total: int) -> int:
     """How many of ``total`` Nodes may be unhealthy with repair still going on: 20%, rounded up, as a
     PodDisruptionBudget rounds a percentage (three Nodes allow one)."""
     return -(-total * ALLOWED_UNHEALTHY_PERCENT // 100)  # integer ceiling: 15 x 20% is 3, not 4
-
-
-def _since(condition: Obj) -> dt.datetime:
-    raw = condition.get("lastTransitionTime")
-    if isinstance(raw, str) and raw:
-        try:
-            return meta.parse_time(raw, "status.conditions.lastTransitionTime")
-        except errors.ValidationError:
-            pass
-    return dt.datetime(1970, 1, 1, tzinfo=dt.UTC)

@@ -2,7 +2,8 @@
 registration, initialization -- and deletes it when it does not get there in time (liveness).
 
 Fed by the cluster state: `statepoll` enqueues a NodeClaim whenever it or its Node changes; the NodeClaim
-and its Node (joined by providerID) are read from the state, never from the API. Writes: the provider's
+and its Node (joined by providerID, as the state parsed it: `statenode.NodePart`) are read from the state,
+never from the API. Writes: the provider's
 ``create``; NodeClaim metadata and status (`lifecycle_writes`, guarded by resourceVersion); the Node's
 registration (labels, taints, owner reference, finalizer) and initialized label; NodeClaim deletion on
 insufficient capacity or liveness timeout; events and ``nodesmith_nodeclaims_*``/``nodesmith_nodes_created``
@@ -34,10 +35,10 @@ from nodesmith.kube import events, resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
-from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state import capacity_backoff
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
+from nodesmith.state.statenode import NodePart
 
 __all__ = ["LAUNCH_CACHE_TTL", "LifecycleReconciler"]
 
@@ -86,23 +87,23 @@ class LifecycleReconciler:
     )
     """Where insufficient-capacity failures and successful launches are counted per NodePool (shared with
     the provisioner and ``nodepool.status``)."""
-    queue: WorkQueue[str] = attrs.field(init=False)
+    feed: statepoll.Feed[str] = attrs.field(init=False)
 
-    @queue.default
-    def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
-
-    poller: statepoll.Poller[str] = attrs.field(init=False)
-
-    @poller.default
-    def _poller(self) -> statepoll.Poller[str]:
-        return statepoll.Poller(
-            self.state, statepoll.NODECLAIMS, self.queue.add, self.clock, self.poll_interval
+    @feed.default
+    def _feed(self) -> statepoll.Feed[str]:
+        return statepoll.Feed.build(
+            self.name,
+            self.reconcile,
+            self.state,
+            statepoll.NODECLAIMS,
+            self.clock,
+            workers=self.workers,
+            interval=self.poll_interval,
         )
 
     def on_change(self, change: Change) -> None:
         """Subscribed to the cluster state by the composition root."""
-        self.poller.on_change(change)
+        self.feed.on_change(change)
 
     @property
     def name(self) -> str:
@@ -110,7 +111,7 @@ class LifecycleReconciler:
 
     async def run(self) -> None:
         """Reconcile NodeClaims as they change, until cancelled."""
-        await statepoll.drive(self.queue, self.poller)
+        await self.feed.run()
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""
@@ -168,11 +169,11 @@ class LifecycleReconciler:
         state_node = self.state.state_node(key) if key is not None else None
         return state_node.nodeclaim if state_node is not None else None
 
-    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> typing.Mapping[str, typing.Any] | None:
+    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> NodePart | None:
         if not claim.status.provider_id:
             return None
         state_node = self.state.state_node(claim.status.provider_id)
-        return state_node.node if state_node is not None else None
+        return state_node.node_view if state_node is not None else None
 
     # -- steps -----------------------------------------------------------------------------------
 
@@ -265,14 +266,13 @@ class LifecycleReconciler:
                 message="Node not registered with cluster",
             )
             return waiting, False
-        node_meta = node.get("metadata") or {}
-        node_name = str(node_meta["name"])
+        node_name = node.name
         if (
             not lifecycle_checks.has_unregistered_taint(node)
-            and (node_meta.get("labels") or {}).get(labels.LABEL_REGISTERED) != "true"
+            and node.labels.get(labels.LABEL_REGISTERED) != "true"
         ):
             await self._publish(
-                node,
+                node.object,
                 events.WARNING,
                 "UnregisteredTaintMissing",
                 f"Missing {labels.TAINT_UNREGISTERED}:NoExecute taint, which prevents registration related race conditions",
@@ -281,7 +281,7 @@ class LifecycleReconciler:
             resources.NODES,
             node_name,
             lifecycle_checks.registration_patch(node, claim),
-            resource_version=str(node_meta.get("resourceVersion") or "") or None,
+            resource_version=node.resource_version,
         )
         registered = attrs.evolve(claim, status=attrs.evolve(claim.status, node_name=node_name))
         registered = registered.with_condition(Condition.REGISTERED, True, now=now)
@@ -312,11 +312,10 @@ class LifecycleReconciler:
             return claim.with_condition(
                 Condition.INITIALIZED, Status.UNKNOWN, now=now, reason=reason, message=message
             )
-        node_meta = node.get("metadata") or {}
-        if (node_meta.get("labels") or {}).get(labels.LABEL_INITIALIZED) != "true":
+        if node.labels.get(labels.LABEL_INITIALIZED) != "true":
             await self.kube.merge_patch(
                 resources.NODES,
-                str(node_meta["name"]),
+                node.name,
                 {"metadata": {"labels": {labels.LABEL_INITIALIZED: "true"}}},
             )
         metrics.NODECLAIMS_INITIALIZED.add(1, {"nodepool": claim.nodepool_name or ""})

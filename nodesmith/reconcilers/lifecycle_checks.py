@@ -1,7 +1,7 @@
 """The NodeClaim lifecycle's decisions, without I/O: hydrating a launched NodeClaim, what registration
 writes onto the Node, whether a Node is initialized, the liveness verdict, and the termination deadline.
 
-No I/O, no async, no clock: models, dicts and ``now`` in, values out. Consumed by
+No I/O, no async, no clock: models, parsed Nodes (`statenode.NodePart`) and ``now`` in, values out. Consumed by
 `nodesmith.reconcilers.lifecycle` (which reads the NodeClaim and its Node from the cluster state and writes
 what these functions return) and by the termination reconcilers (the deadline); unit-tested in ``tests/unit/reconcilers/test_lifecycle_checks.py``.
 Karpenter's ``pkg/controllers/nodeclaim/lifecycle/{launch,registration,initialization,liveness}.go`` (spec §3).
@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import typing
-from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
 
-from nodesmith.api import conditions, labels, meta, quantity
+from nodesmith.api import conditions, labels, meta
 from nodesmith.api import nodeclaim as api_nodeclaim
+from nodesmith.state.statenode import NodePart
 
 __all__ = [
     "LAUNCH_TIMEOUT",
@@ -30,8 +30,6 @@ __all__ = [
     "registration_patch",
     "termination_deadline",
 ]
-
-Obj: typing.TypeAlias = Mapping[str, Any]
 
 LAUNCH_TIMEOUT: Final = dt.timedelta(minutes=5)
 REGISTRATION_TIMEOUT: Final = dt.timedelta(minutes=15)
@@ -65,39 +63,36 @@ def hydrate(claim: api_nodeclaim.NodeClaim, launched: api_nodeclaim.NodeClaim) -
 # -- registration ---------------------------------------------------------------------------------------
 
 
-def _taint_dicts(node: Obj) -> list[dict[str, Any]]:
-    return [dict(t) for t in (node.get("spec") or {}).get("taints") or ()]
+def _has_taint(taints: typing.Iterable[meta.Taint], taint: meta.Taint) -> bool:
+    return any(t.matches(taint) for t in taints)
 
 
-def _has_taint(taints: list[dict[str, Any]], taint: meta.Taint) -> bool:
-    return any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in taints)
-
-
-def has_unregistered_taint(node: Obj) -> bool:
+def has_unregistered_taint(node: NodePart) -> bool:
     return any(
-        t.get("key") == labels.TAINT_UNREGISTERED and t.get("effect") == meta.TaintEffect.NO_EXECUTE
-        for t in _taint_dicts(node)
+        t.key == labels.TAINT_UNREGISTERED and t.effect == meta.TaintEffect.NO_EXECUTE for t in node.taints
     )
 
 
-def registration_patch(node: Obj, claim: api_nodeclaim.NodeClaim) -> dict[str, Any]:
+def registration_patch(node: NodePart, claim: api_nodeclaim.NodeClaim) -> dict[str, Any]:
     """The merge patch that registers ``node`` for ``claim`` (to be sent with the Node's resourceVersion,
     since it replaces lists): the NodeClaim's labels plus ``nodesmith.io/registered=true``, its annotations,
     an owner reference to the NodeClaim, the termination finalizer, and the taints -- the unregistered
     taint removed; the NodeClaim's taints and startup taints added (unless the Node carries
-    ``nodesmith.io/do-not-sync-taints=true``, or was registered before: startup taints are added once)."""
-    node_meta = node.get("metadata") or {}
-    node_labels = node_meta.get("labels") or {}
-    already_registered = node_labels.get(labels.LABEL_REGISTERED) == "true"
-    sync_taints = node_labels.get(labels.LABEL_DO_NOT_SYNC_TAINTS) != "true" and not already_registered
+    ``nodesmith.io/do-not-sync-taints=true``, or was registered before: startup taints are added once).
+    The lists it replaces are copied from ``node.object`` entry by entry, so what nodesmith does not model
+    in them survives the patch."""
+    already_registered = node.labels.get(labels.LABEL_REGISTERED) == "true"
+    sync_taints = node.labels.get(labels.LABEL_DO_NOT_SYNC_TAINTS) != "true" and not already_registered
 
-    taints = [t for t in _taint_dicts(node) if t.get("key") != labels.TAINT_UNREGISTERED]
+    raw_meta = node.object.get("metadata") or {}
+    raw_taints = (node.object.get("spec") or {}).get("taints") or ()
+    taints = [dict(t) for t in raw_taints if t.get("key") != labels.TAINT_UNREGISTERED]
     if sync_taints:
         for taint in (*claim.spec.taints, *claim.spec.startup_taints):
-            if not _has_taint(taints, taint):
+            if not any(t.get("key") == taint.key and t.get("effect") == taint.effect.value for t in taints):
                 taints.append(taint.to_dict())
 
-    owners = [dict(o) for o in node_meta.get("ownerReferences") or ()]
+    owners = [dict(o) for o in raw_meta.get("ownerReferences") or ()]
     if not any(o.get("uid") == claim.metadata.uid for o in owners):
         owners.append(
             {
@@ -108,7 +103,7 @@ def registration_patch(node: Obj, claim: api_nodeclaim.NodeClaim) -> dict[str, A
                 "blockOwnerDeletion": True,
             }
         )
-    finalizers = list(node_meta.get("finalizers") or ())
+    finalizers = list(node.finalizers)
     if labels.FINALIZER_TERMINATION not in finalizers:
         finalizers.append(labels.FINALIZER_TERMINATION)
     annotations = {k: v for k, v in claim.metadata.annotations.items() if k not in ANNOTATIONS_NOT_SYNCED}
@@ -125,38 +120,29 @@ def registration_patch(node: Obj, claim: api_nodeclaim.NodeClaim) -> dict[str, A
 # -- initialization -------------------------------------------------------------------------------------
 
 
-def node_ready(node: Obj) -> bool:
+def node_ready(node: NodePart) -> bool:
     """The Node's ``Ready`` condition is True."""
-    return any(
-        c.get("type") == "Ready" and c.get("status") == "True"
-        for c in (node.get("status") or {}).get("conditions") or ()
-    )
+    return node.ready
 
 
-def initialization_blocker(node: Obj, claim: api_nodeclaim.NodeClaim) -> tuple[str, str] | None:
+def initialization_blocker(node: NodePart, claim: api_nodeclaim.NodeClaim) -> tuple[str, str] | None:
     """Why the registered ``node`` is not initialized yet, as ``(reason, message)``; ``None`` when it is:
     Ready, none of the NodeClaim's startup taints left, no known ephemeral taint left, and every resource
     the NodeClaim requests present in the Node's allocatable (device plugins register extended resources
     after the kubelet starts)."""
-    if not node_ready(node):
+    if not node.ready:
         return "NodeNotReady", "Node status is NotReady"
-    taints = _taint_dicts(node)
     for taint in claim.spec.startup_taints:
-        if _has_taint(taints, taint):
+        if _has_taint(node.taints, taint):
             return "StartupTaintsExist", f"StartupTaint {taint} still exists"
-    for present in taints:
-        key = str(present.get("key") or "")
-        if key in labels.KNOWN_EPHEMERAL_TAINT_KEYS or key.startswith(READINESS_TAINT_PREFIX):
+    for present in node.taints:
+        if present.key in labels.KNOWN_EPHEMERAL_TAINT_KEYS or present.key.startswith(READINESS_TAINT_PREFIX):
             return (
                 "KnownEphemeralTaintsExist",
-                f"KnownEphemeralTaint {key}:{present.get('effect')} still exists",
+                f"KnownEphemeralTaint {present.key}:{present.effect.value} still exists",
             )
-    try:
-        allocatable = quantity.parse_resources((node.get("status") or {}).get("allocatable"))
-    except quantity.QuantityError:
-        allocatable = {}
     for name, value in sorted(claim.spec.resources.items()):
-        if value and not allocatable.get(name):
+        if value and not node.allocatable.get(name):
             return "ResourceNotRegistered", f"Resource {name!r} was requested but not registered"
     return None
 

@@ -10,8 +10,7 @@ recomputes from the fresher copy the informer delivers, it never retries blindly
 
 from __future__ import annotations
 
-import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from nodesmith.api import labels
@@ -20,8 +19,6 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 
 __all__ = ["map_patch", "remove_finalizer", "write_nodeclaim"]
-
-Obj: typing.TypeAlias = Mapping[str, Any]
 
 
 def map_patch(before: Mapping[str, str], after: Mapping[str, str]) -> dict[str, str | None]:
@@ -64,18 +61,22 @@ async def write_nodeclaim(
 
 
 async def remove_finalizer(
-    kube: KubeClient, resource: resources.Resource, obj: Obj, finalizer: str = labels.FINALIZER_TERMINATION
+    kube: KubeClient,
+    resource: resources.Resource,
+    name: str,
+    finalizers: Sequence[str],
+    resource_version: str | None,
+    finalizer: str = labels.FINALIZER_TERMINATION,
 ) -> bool:
-    """Remove ``finalizer`` from a cluster-scoped ``obj`` (guarded by its resourceVersion). Returns whether
+    """Remove ``finalizer`` from the cluster-scoped object ``name`` whose ``finalizers`` were read at
+    ``resource_version`` (the patch replaces the list, so it is guarded by that version). Returns whether
     a patch was sent. Raises `kube.errors.ConflictError` / `NotFoundError`."""
-    metadata = obj.get("metadata") or {}
-    finalizers = list(metadata.get("finalizers") or ())
     if finalizer not in finalizers:
         return False
     await kube.merge_patch(
         resource,
-        str(metadata["name"]),
+        name,
         {"metadata": {"finalizers": [f for f in finalizers if f != finalizer] or None}},
-        resource_version=str(metadata.get("resourceVersion") or "") or None,
+        resource_version=resource_version,
     )
     return True

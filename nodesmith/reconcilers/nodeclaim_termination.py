@@ -28,9 +28,9 @@ from nodesmith.kube import events, resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
-from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
+from nodesmith.state.statenode import NodePart
 
 __all__ = ["NodeClaimTerminationReconciler"]
 
@@ -54,23 +54,23 @@ class NodeClaimTerminationReconciler:
     clock: Clock
     workers: int = 16
     poll_interval: float = statepoll.DEFAULT_INTERVAL
-    queue: WorkQueue[str] = attrs.field(init=False)
+    feed: statepoll.Feed[str] = attrs.field(init=False)
 
-    @queue.default
-    def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
-
-    poller: statepoll.Poller[str] = attrs.field(init=False)
-
-    @poller.default
-    def _poller(self) -> statepoll.Poller[str]:
-        return statepoll.Poller(
-            self.state, statepoll.NODECLAIMS, self.queue.add, self.clock, self.poll_interval
+    @feed.default
+    def _feed(self) -> statepoll.Feed[str]:
+        return statepoll.Feed.build(
+            self.name,
+            self.reconcile,
+            self.state,
+            statepoll.NODECLAIMS,
+            self.clock,
+            workers=self.workers,
+            interval=self.poll_interval,
         )
 
     def on_change(self, change: Change) -> None:
         """Subscribed to the cluster state by the composition root."""
-        self.poller.on_change(change)
+        self.feed.on_change(change)
 
     @property
     def name(self) -> str:
@@ -78,7 +78,7 @@ class NodeClaimTerminationReconciler:
 
     async def run(self) -> None:
         """Finalize deleted NodeClaims as they change, until cancelled."""
-        await statepoll.drive(self.queue, self.poller)
+        await self.feed.run()
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""
@@ -111,11 +111,10 @@ class NodeClaimTerminationReconciler:
         # 3. its Node exists → delete it (the Node's finalizer drains it) and wait until it is gone
         node = self._node_for(claim)
         if node is not None:
-            node_meta = node.get("metadata") or {}
-            if not node_meta.get("deletionTimestamp"):
-                log.info("NodeClaim %s is deleting: deleting Node %s", claim.name, node_meta.get("name"))
+            if not node.deleting:
+                log.info("NodeClaim %s is deleting: deleting Node %s", claim.name, node.name)
                 try:
-                    await self.kube.delete(resources.NODES, str(node_meta["name"]), uid=node_meta.get("uid"))
+                    await self.kube.delete(resources.NODES, node.name, uid=node.uid)
                 except kube_errors.NotFoundError:
                     return 0.0
             return NODE_REQUEUE
@@ -156,11 +155,11 @@ class NodeClaimTerminationReconciler:
         log.info("NodeClaim %s finalized", claim.name)
         return None
 
-    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> typing.Mapping[str, typing.Any] | None:
+    def _node_for(self, claim: api_nodeclaim.NodeClaim) -> NodePart | None:
         if not claim.status.provider_id:
             return None
         state_node = self.state.state_node(claim.status.provider_id)
-        return state_node.node if state_node is not None else None
+        return state_node.node_view if state_node is not None else None
 
     def _observe_instance_gone(self, claim: api_nodeclaim.NodeClaim, now: dt.datetime) -> None:
         if claim.metadata.deletion_timestamp is not None:

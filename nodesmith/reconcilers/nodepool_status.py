@@ -30,7 +30,6 @@ from nodesmith.disruption import budgets
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.reconcilers import statepoll
-from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state import capacity_backoff
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
@@ -87,23 +86,23 @@ class NodePoolStatusReconciler:
     """Disruptions started lately (the orchestrator's), so time-window budgets show their use."""
     backoff: capacity_backoff.CapacityBackoff = attrs.field(factory=capacity_backoff.CapacityBackoff)
     """NodePools backed off for want of capacity (fed by the NodeClaim lifecycle), shown in their status."""
-    queue: WorkQueue[str] = attrs.field(init=False)
+    feed: statepoll.Feed[str] = attrs.field(init=False)
 
-    @queue.default
-    def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
-
-    poller: statepoll.Poller[str] = attrs.field(init=False)
-
-    @poller.default
-    def _poller(self) -> statepoll.Poller[str]:
-        return statepoll.Poller(
-            self.state, statepoll.NODEPOOLS, self.queue.add, self.clock, self.poll_interval
+    @feed.default
+    def _feed(self) -> statepoll.Feed[str]:
+        return statepoll.Feed.build(
+            self.name,
+            self.reconcile,
+            self.state,
+            statepoll.NODEPOOLS,
+            self.clock,
+            workers=self.workers,
+            interval=self.poll_interval,
         )
 
     def on_change(self, change: Change) -> None:
         """Subscribed to the cluster state by the composition root."""
-        self.poller.on_change(change)
+        self.feed.on_change(change)
 
     @property
     def name(self) -> str:
@@ -113,7 +112,7 @@ class NodePoolStatusReconciler:
         """Keep every NodePool's status current, until cancelled (then stop reporting usage: another
         replica takes over)."""
         try:
-            await statepoll.drive(self.queue, self.poller)
+            await self.feed.run()
         finally:
             metrics.NODEPOOLS_USAGE.clear()
 

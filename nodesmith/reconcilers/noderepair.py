@@ -35,7 +35,7 @@ from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import queues
 from nodesmith.state.cluster import ClusterState
-from nodesmith.state.statenode import StateNode
+from nodesmith.state.statenode import NodePart, StateNode
 
 __all__ = ["INTERVAL", "NodeRepair", "Pass"]
 
@@ -85,21 +85,23 @@ class NodeRepair:
         # 2. the state has not listed Nodes and NodeClaims yet → the pool counts would be wrong; wait
         if not (self.state.has_synced(resources.NODES) and self.state.has_synced(resources.NODECLAIMS)):
             return Pass()
-        nodes = [n for n in self.state.snapshot().nodes if n.node is not None]
+        nodes = [n for n in self.state.snapshot().nodes if n.node_view is not None]
         unhealthy = collections.Counter(
-            _pool(n) for n in nodes if n.node is not None and repair.is_unhealthy(n.node, policies)
+            _pool(n)
+            for n in nodes
+            if n.node_view is not None and repair.is_unhealthy(n.node_view.conditions, policies)
         )
         totals = collections.Counter(_pool(n) for n in nodes)
         now = self.clock.now()
         repaired: list[str] = []
         blocked: list[str] = []
         for state_node in nodes:
-            claim, node = state_node.nodeclaim, state_node.node
+            claim, node = state_node.nodeclaim, state_node.node_view
             # 3. unmanaged, or already on its way out → not ours to repair
             if claim is None or node is None or state_node.deleting:
                 continue
             # 4. healthy, or unhealthy for less than the policy tolerates → leave it
-            found = repair.unhealthy_condition(node, policies)
+            found = repair.unhealthy_condition(node.conditions, policies)
             if found is None or not found.due(now):
                 continue
             # 5. more of its pool is unhealthy than repair may take down at once → report, repair nothing
@@ -113,15 +115,15 @@ class NodeRepair:
                 repaired.append(str(state_node.name))
         return Pass(tuple(repaired), tuple(blocked))
 
-    async def _blocked(self, node: typing.Mapping[str, typing.Any], pool: str, bad: int, total: int) -> None:
+    async def _blocked(self, node: NodePart, pool: str, bad: int, total: int) -> None:
         scope = f"NodePool {pool}" if pool else "the cluster's unpooled Nodes"
         message = (
             f"Node repair blocked: {bad} of {total} Nodes in {scope} are unhealthy, more than "
             f"{repair.ALLOWED_UNHEALTHY_PERCENT}%"
         )
-        log.warning("%s (%s)", message, (node.get("metadata") or {}).get("name"))
+        log.warning("%s (%s)", message, node.name)
         await self.events.publish(
-            {"kind": "Node", "apiVersion": "v1", **node}, events.WARNING, "NodeRepairBlocked", message
+            {"kind": "Node", "apiVersion": "v1", **node.object}, events.WARNING, "NodeRepairBlocked", message
         )
 
     async def _repair(

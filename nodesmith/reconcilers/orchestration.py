@@ -53,8 +53,6 @@ __all__ = ["Orchestrator", "QueuedCommand", "clear_disruption_reason", "untaint"
 
 log = logging.getLogger(__name__)
 
-Obj = Mapping[str, Any]
-
 MIN_TIMEOUT: Final = dt.timedelta(minutes=10)
 MAX_TIMEOUT: Final = dt.timedelta(hours=1)
 HISTORY: Final = dt.timedelta(days=1)
@@ -301,7 +299,11 @@ class Orchestrator:
         with contextlib.suppress(kube_errors.NotFoundError, kube_errors.ConflictError):
             await self.kube.delete(resources.NODECLAIMS, name, uid=uid)
 
-    async def _node_event(self, name: str, node: Obj | None, kind: str, reason: str, message: str) -> None:
+    async def _node_event(
+        self, name: str, node: Mapping[str, Any] | None, kind: str, reason: str, message: str
+    ) -> None:
+        """An event about the candidate Node ``name``; ``node`` is its object as the disruption loop's
+        candidate carries it (the event's involvedObject names its uid and resourceVersion)."""
         involved = {"kind": "Node", "apiVersion": "v1", **(node or {"metadata": {"name": name}})}
         await self.events.publish(involved, kind, reason, message)
 

@@ -10,8 +10,8 @@ versions rather than forwarding events keeps one rule for every reconciler: a ke
 the reconciler reads about it changed, whatever caused it.
 
 Fed by the cluster state (its reconciler's ``on_change``, subscribed by the composition root); used by
-the lifecycle, NodeClaim termination, node termination and NodePool status reconcilers, whose ``run``
-starts `drive` (the queue and the poller).
+the lifecycle, NodeClaim termination, node termination and NodePool status reconcilers, each wired the
+same way through one `Feed` (its work queue and its poller), whose ``run`` starts `drive`.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ __all__ = [
     "DELETING_NODES",
     "NODECLAIMS",
     "NODEPOOLS",
+    "Feed",
     "Poller",
     "Watch",
     "drive",
@@ -59,19 +60,14 @@ class Watch(typing.Generic[K]):
     """The keys ``change`` may have changed; ``None`` when that cannot be told (look at every key)."""
 
 
-def _rv(obj: typing.Mapping[str, typing.Any] | None) -> str:
-    if obj is None:
-        return ""
-    return str((obj.get("metadata") or {}).get("resourceVersion") or "")
-
-
 def _nodeclaim_version(state: ClusterState, name: str) -> tuple[str, str] | None:
     """(the NodeClaim's resourceVersion, its Node's resourceVersion or "")."""
     key = state.key_for_nodeclaim(name)
     node = state.state_node(key) if key is not None else None
     if node is None or node.nodeclaim is None:
         return None
-    return (node.nodeclaim.metadata.resource_version or "", _rv(node.node))
+    node_version = node.node_view.resource_version if node.node_view is not None else None
+    return (node.nodeclaim.metadata.resource_version or "", node_version or "")
 
 
 def _nodeclaims_touched(state: ClusterState, change: Change) -> Iterable[str] | None:
@@ -93,10 +89,13 @@ NODECLAIMS: Watch[str] = Watch(lambda s: s.nodeclaim_names(), _nodeclaim_version
 def _deleting_node_version(state: ClusterState, name: str) -> tuple[str, str] | None:
     key = state.key_for_node(name)
     node = state.state_node(key) if key is not None else None
-    if node is None or node.node is None or not (node.node.get("metadata") or {}).get("deletionTimestamp"):
+    if node is None or node.node_view is None or not node.node_view.deleting:
         return None
     claim = node.nodeclaim
-    return (_rv(node.node), (claim.metadata.resource_version or "") if claim is not None else "")
+    return (
+        node.node_view.resource_version or "",
+        (claim.metadata.resource_version or "") if claim is not None else "",
+    )
 
 
 def _nodes_touched(state: ClusterState, change: Change) -> Iterable[str] | None:
@@ -108,7 +107,7 @@ def _nodes_touched(state: ClusterState, change: Change) -> Iterable[str] | None:
     node = state.state_node(key) if key is not None else None
     if node is None:
         return None  # gone: the Node it pointed to is no longer joined to it
-    return (node.name,) if node.node is not None and node.name else ()
+    return (node.name,) if node.node_view is not None and node.name else ()
 
 
 DELETING_NODES: Watch[str] = Watch(lambda s: s.node_names(), _deleting_node_version, _nodes_touched)
@@ -192,3 +191,36 @@ async def drive(queue: WorkQueue[K], poller: Poller[K]) -> None:
     async with anyio.create_task_group() as group:
         group.start_soon(queue.run)
         group.start_soon(poller.run)
+
+
+@attrs.define(eq=False)
+class Feed(typing.Generic[K]):
+    """A per-object reconciler's wiring, the same for each: a `WorkQueue` running its reconcile and a
+    `Poller` enqueueing the keys of one `Watch` whose version changed. The reconciler forwards its
+    ``on_change`` here and runs `Feed.run`; built once, with the reconciler (`Feed.build`)."""
+
+    queue: WorkQueue[K]
+    poller: Poller[K]
+
+    @classmethod
+    def build(
+        cls,
+        name: str,
+        reconcile: Callable[[K], Awaitable[float | None]],
+        state: ClusterState,
+        watch: Watch[K],
+        clock: Clock,
+        *,
+        workers: int,
+        interval: float,
+    ) -> Feed[K]:
+        queue = WorkQueue(name, reconcile, workers=workers, clock=clock)
+        return cls(queue, Poller(state, watch, queue.add, clock, interval))
+
+    def on_change(self, change: Change) -> None:
+        """Note what ``change`` touched (the reconciler's subscriber to the cluster state)."""
+        self.poller.on_change(change)
+
+    async def run(self) -> None:
+        """Reconcile keys as they change, until cancelled."""
+        await drive(self.queue, self.poller)

@@ -24,8 +24,8 @@ import datetime as dt
 import functools
 import logging
 import typing
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import Callable
+from typing import Final
 
 import anyio
 import attrs
@@ -41,16 +41,15 @@ from nodesmith.kube import events, resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle_checks, lifecycle_writes, statepoll
-from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
+from nodesmith.state.statenode import NodePart, parse_node
 from nodesmith.state.views import PodView
 
 __all__ = ["MIN_DRAIN_TIME", "TerminationReconciler"]
 
 log = logging.getLogger(__name__)
 
-Obj: typing.TypeAlias = Mapping[str, Any]
 Condition = conditions.ConditionType
 Status = conditions.ConditionStatus
 
@@ -63,10 +62,6 @@ INSTANCE_REQUEUE: Final = 5.0
 EVICTION_BACKOFF_MIN: Final = 0.1
 EVICTION_BACKOFF_MAX: Final = 10.0
 EXCLUDE_FROM_LB_LABEL: Final = "node.kubernetes.io/exclude-from-external-load-balancers"
-
-
-def _name(obj: Obj) -> str:
-    return str((obj.get("metadata") or {}).get("name"))
 
 
 @typing.final
@@ -84,23 +79,23 @@ class TerminationReconciler:
     poll_interval: float = statepoll.DEFAULT_INTERVAL
     _backoff: dict[tuple[str, str], tuple[int, dt.datetime]] = attrs.field(init=False, factory=dict)
     """(node, pod uid) → (failed eviction attempts, not before)."""
-    queue: WorkQueue[str] = attrs.field(init=False)
+    feed: statepoll.Feed[str] = attrs.field(init=False)
 
-    @queue.default
-    def _queue(self) -> WorkQueue[str]:
-        return WorkQueue(self.name, self.reconcile, workers=self.workers, clock=self.clock)
-
-    poller: statepoll.Poller[str] = attrs.field(init=False)
-
-    @poller.default
-    def _poller(self) -> statepoll.Poller[str]:
-        return statepoll.Poller(
-            self.state, statepoll.DELETING_NODES, self.queue.add, self.clock, self.poll_interval
+    @feed.default
+    def _feed(self) -> statepoll.Feed[str]:
+        return statepoll.Feed.build(
+            self.name,
+            self.reconcile,
+            self.state,
+            statepoll.DELETING_NODES,
+            self.clock,
+            workers=self.workers,
+            interval=self.poll_interval,
         )
 
     def on_change(self, change: Change) -> None:
         """Subscribed to the cluster state by the composition root."""
-        self.poller.on_change(change)
+        self.feed.on_change(change)
 
     @property
     def name(self) -> str:
@@ -108,7 +103,7 @@ class TerminationReconciler:
 
     async def run(self) -> None:
         """Terminate deleted Nodes as they change, until cancelled."""
-        await statepoll.drive(self.queue, self.poller)
+        await self.feed.run()
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the Node ``name``; returns seconds to requeue after, or ``None``."""
@@ -117,14 +112,11 @@ class TerminationReconciler:
     async def _reconcile(self, name: str) -> float | None:
         key = self.state.key_for_node(name)
         state_node = self.state.state_node(key) if key is not None else None
-        node = state_node.node if state_node is not None else None
+        node = state_node.node_view if state_node is not None else None
         # 1. gone, not being deleted, or not ours to finalize → nothing to do
         if state_node is None or node is None:
             return None
-        node_meta = node.get("metadata") or {}
-        if not node_meta.get("deletionTimestamp") or labels.FINALIZER_TERMINATION not in (
-            node_meta.get("finalizers") or ()
-        ):
+        if not node.deleting or labels.FINALIZER_TERMINATION not in node.finalizers:
             self._forget(name)
             return None
         now = self.clock.now()
@@ -139,7 +131,7 @@ class TerminationReconciler:
                     # carry on with the version the delete left, so this pass's condition writes apply
                     claim = api_nodeclaim.NodeClaim.from_dict(left)
         # 3. not Ready and the instance is already gone → nothing left to drain; let the Node go
-        if provider_id and not lifecycle_checks.node_ready(node) and await self._instance_gone(provider_id):
+        if provider_id and not node.ready and await self._instance_gone(provider_id):
             log.info("Node %s: NotReady and its instance is gone; removing the finalizer", name)
             await self._finish(node, now)
             return None
@@ -148,7 +140,7 @@ class TerminationReconciler:
         deadline = lifecycle_checks.termination_deadline(claim) if claim is not None else None
         if deadline is not None:
             await self.events.publish(
-                node,
+                node.object,
                 events.WARNING,
                 "TerminationGracePeriodExpiring",
                 f"All pods will be deleted by {meta.format_time(deadline)}",
@@ -157,8 +149,8 @@ class TerminationReconciler:
         plan = drain.plan(state_node.pod_views, now=now, deadline=deadline)
         if not plan.drained:
             return await self._drain(node, claim, plan, now)
-        deleted_at = meta.parse_time(str(node_meta["deletionTimestamp"]), "metadata.deletionTimestamp")
-        if now < deleted_at + MIN_DRAIN_TIME:
+        deleted_at = node.deletion_timestamp
+        if deleted_at is not None and now < deleted_at + MIN_DRAIN_TIME:
             return max(0.1, (deleted_at + MIN_DRAIN_TIME - now).total_seconds())
         claim = await self._set_condition(
             claim, Condition.DRAINED, Status.TRUE, "Drained", "", now, drained=True
@@ -183,27 +175,33 @@ class TerminationReconciler:
             return True
         return False
 
-    async def _taint(self, node: Obj) -> Obj:
-        taints = list((node.get("spec") or {}).get("taints") or ())
-        if any(t.get("key") == labels.TAINT_DISRUPTED and t.get("effect") == "NoSchedule" for t in taints):
+    async def _taint(self, node: NodePart) -> NodePart:
+        """The Node tainted ``nodesmith.io/disrupted:NoSchedule`` (and excluded from load balancers), as
+        the API server answered the patch; ``node`` itself when it already carries the taint."""
+        if any(
+            t.key == labels.TAINT_DISRUPTED and t.effect == meta.TaintEffect.NO_SCHEDULE for t in node.taints
+        ):
             return node
-        wanted = [t for t in taints if t.get("key") != labels.TAINT_DISRUPTED]
+        # the patch replaces the list: keep every other entry exactly as the API server holds it
+        raw = (node.object.get("spec") or {}).get("taints") or ()
+        wanted = [t for t in raw if t.get("key") != labels.TAINT_DISRUPTED]
         wanted.append({"key": labels.TAINT_DISRUPTED, "effect": "NoSchedule"})
-        return await self.kube.merge_patch(
+        answer = await self.kube.merge_patch(
             resources.NODES,
-            _name(node),
+            node.name,
             {"metadata": {"labels": {EXCLUDE_FROM_LB_LABEL: "nodesmith"}}, "spec": {"taints": wanted}},
-            resource_version=str((node.get("metadata") or {}).get("resourceVersion") or "") or None,
+            resource_version=node.resource_version,
         )
+        return parse_node(answer)
 
     async def _drain(
         self,
-        node: Obj,
+        node: NodePart,
         claim: api_nodeclaim.NodeClaim | None,
         plan: drain.DrainPlan[PodView],
         now: dt.datetime,
     ) -> float:
-        node_name = _name(node)
+        node_name = node.name
         waiting = {p.uid for p in plan.waiting}
         for key in [k for k in self._backoff if k[0] == node_name and k[1] not in waiting]:
             del self._backoff[key]
@@ -231,7 +229,9 @@ class TerminationReconciler:
         soonest = min(pending, default=now + dt.timedelta(seconds=DRAIN_REQUEUE))
         return max(EVICTION_BACKOFF_MIN, min(DRAIN_REQUEUE, (soonest - now).total_seconds()))
 
-    async def _force_delete(self, node: Obj, forced: drain.ForceDelete[PodView], now: dt.datetime) -> None:
+    async def _force_delete(
+        self, node: NodePart, forced: drain.ForceDelete[PodView], now: dt.datetime
+    ) -> None:
         pod = forced.pod
         try:
             await self.kube.delete(
@@ -244,7 +244,7 @@ class TerminationReconciler:
         except (kube_errors.NotFoundError, kube_errors.ConflictError):
             return
         except kube_errors.KubeError as err:
-            log.warning("Node %s: deleting pod %s failed: %s", _name(node), pod.key, err)
+            log.warning("Node %s: deleting pod %s failed: %s", node.name, pod.key, err)
             return
         metrics.PODS_DRAINED.add(1, {"reason": "force_deleted"})
         await self.events.publish(
@@ -254,8 +254,8 @@ class TerminationReconciler:
             f"Deleted pod (grace period {forced.grace_seconds}s) to finish before the node's termination deadline",
         )
 
-    async def _evict(self, node: Obj, pod: PodView, now: dt.datetime) -> None:
-        backoff_key = (_name(node), pod.uid)
+    async def _evict(self, node: NodePart, pod: PodView, now: dt.datetime) -> None:
+        backoff_key = (node.name, pod.uid)
         try:
             await self.kube.evict(pod.name, pod.namespace, uid=pod.uid or None)
         except (kube_errors.NotFoundError, kube_errors.ConflictError) as err:
@@ -268,12 +268,12 @@ class TerminationReconciler:
             delay = min(EVICTION_BACKOFF_MAX, EVICTION_BACKOFF_MIN * 2 ** (failures - 1))
             self._backoff[backoff_key] = (failures, now + dt.timedelta(seconds=delay))
             await self.events.publish(
-                node, events.WARNING, "FailedDraining", f"Failed to evict pod {pod.key}: {err.message}"
+                node.object, events.WARNING, "FailedDraining", f"Failed to evict pod {pod.key}: {err.message}"
             )
             return
         except kube_errors.KubeError as err:
             metrics.PODS_EVICTION_REQUESTS.add(1, {"code": str(err.status)})
-            log.warning("Node %s: evicting pod %s failed: %s", _name(node), pod.key, err)
+            log.warning("Node %s: evicting pod %s failed: %s", node.name, pod.key, err)
             return
         metrics.PODS_EVICTION_REQUESTS.add(1, {"code": "200"})
         metrics.PODS_DRAINED.add(1, {"reason": "evicted"})
@@ -282,7 +282,7 @@ class TerminationReconciler:
 
     async def _volumes(
         self,
-        node: Obj,
+        node: NodePart,
         claim: api_nodeclaim.NodeClaim | None,
         pods: typing.Sequence[PodView],
         deadline: dt.datetime | None,
@@ -291,7 +291,7 @@ class TerminationReconciler:
         """The NodeClaim as written, and ``None`` when termination may go on, else seconds to wait."""
         snapshot = self.state.snapshot()
         attached = drain.volume_attachments_to_wait_for(
-            snapshot.volume_attachments_on(_name(node)), pods, snapshot.pvcs
+            snapshot.volume_attachments_on(node.name), pods, snapshot.pvcs
         )
         if not attached:
             claim = await self._set_condition(
@@ -309,14 +309,14 @@ class TerminationReconciler:
             )
             return claim, None
         message = f"Awaiting deletion of {len(attached)} VolumeAttachments bound to node"
-        await self.events.publish(node, events.NORMAL, "AwaitingVolumeDetachment", message)
+        await self.events.publish(node.object, events.NORMAL, "AwaitingVolumeDetachment", message)
         claim = await self._set_condition(
             claim, Condition.VOLUMES_DETACHED, Status.FALSE, "AwaitingVolumeDetachment", message, now
         )
         return claim, VOLUME_REQUEUE
 
     async def _delete_instance(
-        self, node: Obj, claim: api_nodeclaim.NodeClaim | None, provider_id: str, now: dt.datetime
+        self, node: NodePart, claim: api_nodeclaim.NodeClaim | None, provider_id: str, now: dt.datetime
     ) -> bool:
         """Ask the provider to delete the instance; ``True`` once it says it is gone."""
         target = claim if claim is not None else self._stand_in(node, provider_id)
@@ -329,30 +329,30 @@ class TerminationReconciler:
         )
         return False
 
-    def _stand_in(self, node: Obj, provider_id: str) -> api_nodeclaim.NodeClaim:
+    def _stand_in(self, node: NodePart, provider_id: str) -> api_nodeclaim.NodeClaim:
         """A minimal NodeClaim naming the instance, for a Node whose NodeClaim is already gone."""
         kinds = self.provider.supported_node_classes()
         ref = meta.NodeClassRef(kinds[0].group, kinds[0].kind, "") if kinds else meta.NodeClassRef("", "", "")
         return api_nodeclaim.NodeClaim(
-            metadata=meta.ObjectMeta(name=_name(node)),
+            metadata=meta.ObjectMeta(name=node.name),
             spec=api_nodeclaim.NodeClaimSpec(node_class_ref=ref),
             status=api_nodeclaim.NodeClaimStatus(provider_id=provider_id),
         )
 
-    async def _finish(self, node: Obj, now: dt.datetime) -> None:
-        await lifecycle_writes.remove_finalizer(self.kube, resources.NODES, node)
-        self._forget(_name(node))
-        node_meta = node.get("metadata") or {}
-        pool = {"nodepool": str((node_meta.get("labels") or {}).get(labels.LABEL_NODEPOOL, ""))}
+    async def _finish(self, node: NodePart, now: dt.datetime) -> None:
+        await lifecycle_writes.remove_finalizer(
+            self.kube, resources.NODES, node.name, node.finalizers, node.resource_version
+        )
+        self._forget(node.name)
+        pool = {"nodepool": node.labels.get(labels.LABEL_NODEPOOL, "")}
         metrics.NODES_TERMINATED.add(1, pool)
-        for field, histogram in (
-            ("deletionTimestamp", metrics.NODES_TERMINATION_DURATION),
-            ("creationTimestamp", metrics.NODES_LIFETIME_DURATION),
+        for since, histogram in (
+            (node.deletion_timestamp, metrics.NODES_TERMINATION_DURATION),
+            (node.creation_timestamp, metrics.NODES_LIFETIME_DURATION),
         ):
-            if node_meta.get(field):
-                since = meta.parse_time(str(node_meta[field]), f"metadata.{field}")
+            if since is not None:
                 histogram.record(max(0.0, (now - since).total_seconds()), pool)
-        log.info("Node %s terminated", _name(node))
+        log.info("Node %s terminated", node.name)
 
     # -- helpers ---------------------------------------------------------------------------------
 

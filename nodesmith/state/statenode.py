@@ -25,7 +25,7 @@ from nodesmith.api import labels, meta, quantity
 from nodesmith.api import nodeclaim as api_nodeclaim
 from nodesmith.state.views import PodView
 
-__all__ = ["NodePart", "Slot", "StateNode", "parse_node"]
+__all__ = ["NodeCondition", "NodePart", "Slot", "StateNode", "parse_node"]
 
 Obj: typing.TypeAlias = Mapping[str, typing.Any]
 _EMPTY: Mapping[str, typing.Any] = types.MappingProxyType({})
@@ -33,33 +33,90 @@ _EMPTY: Mapping[str, typing.Any] = types.MappingProxyType({})
 
 @typing.final
 @attrs.frozen(slots=True)
+class NodeCondition:
+    """One entry of a Node's ``status.conditions``, as the kubelet or a node problem detector wrote it."""
+
+    type: str
+    status: str
+    """``True``, ``False`` or ``Unknown`` as written (compared as text, never validated)."""
+    last_transition_time: dt.datetime | None
+    """``None`` when missing or unreadable."""
+
+
+@typing.final
+@attrs.frozen(slots=True)
 class NodePart:
-    """The parsed parts of a Node that the state reads often (parsed once per Node event)."""
+    """The parsed parts of a Node that the state and the reconcilers read (parsed once per Node event).
+
+    ``object`` is the informer's dict, for what must send the object back: merge patches that replace a
+    list (taints, owner references, finalizers) and events about the Node."""
 
     object: Obj
     name: str
+    uid: str | None
+    resource_version: str | None
     provider_id: str | None
     labels: Mapping[str, str]
+    finalizers: tuple[str, ...]
     taints: tuple[meta.Taint, ...]
+    unschedulable: bool
+    conditions: tuple[NodeCondition, ...]
     allocatable: Mapping[str, int]
     capacity: Mapping[str, int]
+    creation_timestamp: dt.datetime | None
+    deletion_timestamp: dt.datetime | None
+    """``None`` when not being deleted, or when the timestamp is unreadable (see ``deleting``)."""
     deleting: bool
+
+    @property
+    def ready(self) -> bool:
+        """The ``Ready`` condition is True."""
+        return any(c.type == "Ready" and c.status == "True" for c in self.conditions)
+
+
+def _time(raw: object, field: str) -> dt.datetime | None:
+    """A timestamp the reconcilers only measure with: unreadable counts as absent, not as a malformed Node."""
+    if not isinstance(raw, str) or not raw:
+        return None
+    try:
+        return meta.parse_time(raw, field)
+    except ValueError:
+        return None
+
+
+def _conditions(values: typing.Iterable[Obj] | None) -> tuple[NodeCondition, ...]:
+    return tuple(
+        NodeCondition(
+            type=str(c.get("type")),
+            status=str(c.get("status")),
+            last_transition_time=_time(c.get("lastTransitionTime"), "status.conditions.lastTransitionTime"),
+        )
+        for c in values or ()
+    )
 
 
 def parse_node(node: Obj) -> NodePart:
-    """Parse what `StateNode` needs; raises ``KeyError``/``ValueError`` (incl. ValidationError,
-    QuantityError) on a malformed Node."""
+    """Parse what `StateNode` and the reconcilers need; raises ``KeyError``/``ValueError`` (incl.
+    ValidationError, QuantityError) on a malformed Node (bad taints or resources; an unreadable timestamp
+    or condition is not malformed, see `NodeCondition` and ``NodePart.deletion_timestamp``)."""
     meta_ = node["metadata"]
     spec = node.get("spec") or {}
     status = node.get("status") or {}
     return NodePart(
         object=node,
         name=str(meta_["name"]),
+        uid=str(meta_.get("uid") or "") or None,
+        resource_version=str(meta_.get("resourceVersion") or "") or None,
         provider_id=spec.get("providerID") or None,
         labels=types.MappingProxyType(dict(meta_.get("labels") or {})),
+        finalizers=tuple(str(f) for f in meta_.get("finalizers") or ()),
         taints=meta.taints_from(spec.get("taints"), "spec.taints"),
+        unschedulable=bool(spec.get("unschedulable")),
+        conditions=_conditions(status.get("conditions")),
         allocatable=types.MappingProxyType(quantity.parse_resources(status.get("allocatable"))),
         capacity=types.MappingProxyType(quantity.parse_resources(status.get("capacity"))),
+        creation_timestamp=_time(meta_.get("creationTimestamp"), "metadata.creationTimestamp"),
+        deletion_timestamp=_time(meta_.get("deletionTimestamp"), "metadata.deletionTimestamp"),
         deleting=bool(meta_.get("deletionTimestamp")),
     )
 
@@ -100,6 +157,8 @@ class StateNode:
     provider_id: str | None
     name: str | None
     node: Obj | None
+    node_view: NodePart | None
+    """The same Node as parsed when the informer handed it over (what the reconcilers read)."""
     nodeclaim: api_nodeclaim.NodeClaim | None
     nodeclaim_object: Obj | None
     labels: Mapping[str, str]
@@ -190,6 +249,7 @@ class StateNode:
             or (claim.status.provider_id if claim is not None else None),
             name=slot.node_name,
             node=node.object if node is not None else None,
+            node_view=node,
             nodeclaim=claim,
             nodeclaim_object=slot.nodeclaim_object,
             labels=node_labels,

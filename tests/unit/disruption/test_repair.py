@@ -5,12 +5,12 @@ pool-wide circuit breaker allows 20% of a pool's Nodes, rounded up."""
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
 import pytest
 
 from nodesmith.cloudprovider.types import RepairPolicy
 from nodesmith.disruption import repair
+from nodesmith.state.statenode import NodeCondition, parse_node
 
 T0 = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 POLICIES = (
@@ -20,14 +20,15 @@ POLICIES = (
 )
 
 
-def node(*conditions: tuple[str, str, dt.datetime | None]) -> dict[str, Any]:
+def node(*conditions: tuple[str, str, dt.datetime | None]) -> tuple[NodeCondition, ...]:
+    """The conditions of a Node as the cluster state parsed them."""
     out = []
     for type_, status, since in conditions:
         condition = {"type": type_, "status": status}
         if since is not None:
             condition["lastTransitionTime"] = since.isoformat().replace("+00:00", "Z")
         out.append(condition)
-    return {"metadata": {"name": "n"}, "status": {"conditions": out}}
+    return parse_node({"metadata": {"name": "n"}, "status": {"conditions": out}}).conditions
 
 
 def test_a_ready_node_is_healthy() -> None:

@@ -11,6 +11,7 @@ import pytest
 from nodesmith.api import conditions, labels
 from nodesmith.api import nodeclaim as api_nodeclaim
 from nodesmith.reconcilers import lifecycle_checks as checks
+from nodesmith.state.statenode import NodePart, parse_node
 
 NOW = dt.datetime(2024, 5, 1, 12, 0, tzinfo=dt.UTC)
 Obj = dict[str, typing.Any]
@@ -68,15 +69,18 @@ def node(
     ready: bool = True,
     allocatable: dict[str, str] | None = None,
     **meta: typing.Any,
-) -> Obj:
-    return {
-        "metadata": {"name": "nc", "resourceVersion": "7", **meta},
-        "spec": {"providerID": "kwok://nc", "taints": taints or []},
-        "status": {
-            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
-            "allocatable": allocatable or {"cpu": "900m", "memory": "1Gi"},
-        },
-    }
+) -> NodePart:
+    """A Node as the cluster state holds it (parsed once, as the informer hands it over)."""
+    return parse_node(
+        {
+            "metadata": {"name": "nc", "resourceVersion": "7", **meta},
+            "spec": {"providerID": "kwok://nc", "taints": taints or []},
+            "status": {
+                "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+                "allocatable": allocatable or {"cpu": "900m", "memory": "1Gi"},
+            },
+        }
+    )
 
 
 UNREGISTERED = {"key": labels.TAINT_UNREGISTERED, "effect": "NoExecute"}
@@ -174,7 +178,7 @@ def test_startup_taints_are_not_added_again_once_registered() -> None:
     ],
 )
 def test_initialization_blockers(
-    the_node: Obj, the_claim: api_nodeclaim.NodeClaim, reason: str | None
+    the_node: NodePart, the_claim: api_nodeclaim.NodeClaim, reason: str | None
 ) -> None:
     blocker = checks.initialization_blocker(the_node, the_claim)
     assert (blocker[0] if blocker else None) == reason
