@@ -217,7 +217,7 @@ def test_topology_counts_without_a_machine_equal_counts_made_without_it(seed: in
     for candidate in found:
         name = views[candidate.key]
         # Half the machine's pods only: the others leave with it (bound pods' groups may vanish).
-        batch = [everything.parse(p) for p in [*pending, *candidate.reschedulable_pods[1::2]]]
+        batch = [everything.parse(p.body) for p in [*pending, *candidate.reschedulable_pods[1::2]]]
         uids = [p.ref.uid for p in batch]
         without = scheduler.Prepared(
             attrs.evolve(base, existing_nodes=[v for v in base.existing_nodes if v.name != name])
