@@ -52,7 +52,7 @@ class NodeView(Protocol):
     @property
     def labels(self) -> Mapping[str, str]: ...
     @property
-    def pod_views(self) -> tuple[pod_utils.Pod, ...]: ...
+    def pods(self) -> tuple[pod_utils.Pod, ...]: ...
     @property
     def initialized(self) -> bool: ...
     @property
@@ -129,7 +129,7 @@ def _reject(node: NodeView, reason: RejectionReason, message: str) -> Rejection:
 
 def _blocking_pods(node: NodeView, ctx: Context) -> Iterator[Rejection]:
     """Every pod that may not be evicted now: do-not-disrupt ones first, then PDB-protected ones."""
-    for pod in node.pod_views:
+    for pod in node.pods:
         if not pod_utils.is_active(pod):
             continue
         annotations = pod.annotations
@@ -140,7 +140,7 @@ def _blocking_pods(node: NodeView, ctx: Context) -> Iterator[Rejection]:
                 RejectionReason.DO_NOT_DISRUPT,
                 f'pod {pod.key} has "{name}: {annotations[name]}"',
             )
-    for pod in node.pod_views:
+    for pod in node.pods:
         if not pod_utils.is_active(pod) or pod_utils.is_mirror(pod):
             continue
         why = ctx.pdbs.blocking(pod)
@@ -215,7 +215,7 @@ def evaluate(
     it = ctx.instance_types.get(pool.name, {}).get(node_labels.get(labels.LABEL_INSTANCE_TYPE, ""))
     zone = node_labels.get(labels.LABEL_ZONE)
     capacity_type = node_labels.get(labels.LABEL_CAPACITY_TYPE)
-    moving = tuple(p for p in node.pod_views if pod_utils.is_reschedulable(p))
+    moving = tuple(p for p in node.pods if pod_utils.is_reschedulable(p))
     cost = 1.0 + sum(max(0.0, pod_utils.eviction_cost(p)) for p in moving)
     return Candidate(
         key=node.key,

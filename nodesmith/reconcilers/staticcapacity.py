@@ -120,7 +120,7 @@ class StaticCapacity:
 def _members(pool: str, snapshot: Snapshot) -> list[static.Member]:
     """The pool's NodeClaims that are not being deleted nor disrupted, launched or not."""
     out = [
-        static.Member(claim.name, _workload_pods(n.pod_views), _created(claim))
+        static.Member(claim.name, _workload_pods(n.pods), _created(claim))
         for n in snapshot.nodes
         if (claim := n.nodeclaim) is not None and claim.nodepool_name == pool and not n.marked_for_deletion
     ]

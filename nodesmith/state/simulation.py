@@ -120,7 +120,7 @@ def existing_node(node: StateNode, snapshot: Snapshot) -> inputs.ExistingNode:
         initialized=node.initialized,
         nodepool=node.nodepool,
         capacity=node.capacity,
-        pods=tuple(p.body for p in node.pod_views),
+        pods=tuple(p.body for p in node.pods),
         csi_limits=csi,
         in_flight=node.node is None,
     )
@@ -146,7 +146,7 @@ def reschedulable_pods(nodes: Iterable[StateNode], snapshot: Snapshot) -> list[P
     pdbs = pdb.Limits.of(snapshot.pdbs.values())
     out = []
     for node in nodes:
-        for pod in node.pod_views:
+        for pod in node.pods:
             if pod.terminal:
                 continue
             if pod.terminating and not disruption_pods.is_statefulset(pod):

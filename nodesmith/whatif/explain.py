@@ -353,7 +353,7 @@ def explain_node(
         zone=node.labels.get(labels.LABEL_ZONE),
         capacity_type=node.labels.get(labels.LABEL_CAPACITY_TYPE),
         price=pricing.node_price(node, types),
-        pods=sum(1 for p in node.pod_views if disruption_pods.is_reschedulable(p)),
+        pods=sum(1 for p in node.pods if disruption_pods.is_reschedulable(p)),
         verdict=verdict,
         message=message.strip().rstrip(";"),
         blockers=blockers,

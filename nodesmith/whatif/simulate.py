@@ -339,7 +339,7 @@ def run(snapshot: SnapshotFile, change: Change, *, deadline: Callable[[], bool] 
                 new=new,
                 instance_type=node.labels.get(labels.LABEL_INSTANCE_TYPE),
                 price=pricing.node_price(node, types_before),
-                pods=sum(1 for p in node.pod_views if disruption_pods.is_reschedulable(p)),
+                pods=sum(1 for p in node.pods if disruption_pods.is_reschedulable(p)),
                 blocked_by=tuple(blockers),
             )
         )

@@ -104,7 +104,7 @@ def test_pods_are_indexed_by_node_with_request_sums(state: ClusterState) -> None
     snap = state.snapshot()
     (node,) = snap.nodes
 
-    assert {p["metadata"]["name"] for p in node.pods} == {"p1", "p2"}
+    assert {p.name for p in node.pods} == {"p1", "p2"}
     assert node.pod_requests["cpu"] == 1500
     assert node.pod_requests["pods"] == 2000
     assert node.available()["cpu"] == 2500

@@ -39,7 +39,7 @@ def test_the_replayed_state_joins_machines_and_sees_pending_pods() -> None:
 
     assert notes == []
     assert [(n.name, n.nodeclaim.name if n.nodeclaim else None) for n in snap.nodes] == [("n1", "claim-n1")]
-    assert [p["metadata"]["name"] for p in snap.nodes[0].pods] == ["web"]
+    assert [p.name for p in snap.nodes[0].pods] == ["web"]
     assert [p.name for p in snap.unbound_pods] == ["waiting"]
     assert list(snap.pdbs) == ["default/guard"]
     assert snap.taken_at.isoformat() == "2025-01-01T01:00:00+00:00"
