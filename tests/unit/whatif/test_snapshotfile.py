@@ -54,6 +54,19 @@ def test_a_malformed_nodepool_is_left_out_with_a_note() -> None:
     assert notes == ["NodePool broken is malformed and was left out"]
 
 
+def test_the_files_pods_are_parsed_into_views_where_the_state_is_built() -> None:
+    b = sample()
+    b.pod("n1", "not-a-quantity", name="broken")
+    state, notes = b.file().state()
+    snap = state.snapshot()
+
+    assert notes == ["Pod default/broken is malformed and was left out"]
+    assert sorted(snap.pods) == ["default/waiting", "default/web"]
+    web = snap.pods["default/web"]
+    assert (web.node_name, web.counts_on, web.requests["cpu"]) == ("n1", "n1", 1000)
+    assert snap.nodes[0].pods == (web,)
+
+
 @pytest.mark.parametrize(
     ("text", "field"),
     [
