@@ -1,6 +1,7 @@
 """Which machines disruption may consider at all, and what each one costs and saves (spec §4.2).
 
-Fed by the cluster state's nodes (anything shaped like `NodeView`; `nodesmith.state.StateNode` is one),
+Fed by the cluster state's nodes (anything shaped like `NodeView`; `nodesmith.state.StateNode` is one,
+its pods parsed once by the state into `nodesmith.disruption.pods.Pod`-shaped views),
 the NodePools, their instance types, the PDBs and the orchestration queue's keys, all in a `Context`;
 consumed by every method (`emptiness`, `drift`, `consolidation`) and by validation, which re-evaluates
 the same way 15 s later. Every node that is not a `Candidate` comes back as a structured `Rejection`
@@ -20,7 +21,7 @@ import datetime as dt
 import enum
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Any, Protocol, TypeAlias, final
+from typing import Any, Protocol, final
 
 import attrs
 
@@ -34,8 +35,6 @@ from nodesmith.disruption.commands import Rejection, RejectionReason
 
 __all__ = ["Candidate", "Context", "DisruptionClass", "NodeView", "evaluate", "evaluate_all", "reasons"]
 
-Obj: TypeAlias = Mapping[str, Any]
-
 
 class NodeView(Protocol):
     """The part of a state node disruption reads (structurally, so this package needs no `state`)."""
@@ -45,13 +44,15 @@ class NodeView(Protocol):
     @property
     def name(self) -> str | None: ...
     @property
-    def node(self) -> Obj | None: ...
+    def node(self) -> Mapping[str, Any] | None:
+        """The Node as the informer sent it (the node half has its own parse; only annotations are read)."""
+
     @property
     def nodeclaim(self) -> NodeClaim | None: ...
     @property
     def labels(self) -> Mapping[str, str]: ...
     @property
-    def pods(self) -> tuple[Obj, ...]: ...
+    def pods(self) -> tuple[pod_utils.Pod, ...]: ...
     @property
     def initialized(self) -> bool: ...
     @property
@@ -97,7 +98,7 @@ class Candidate:
     capacity_type: str | None
     price: float | None
     """Hourly price of its offering (instance type × zone × capacity type); ``None`` if unknown."""
-    reschedulable_pods: tuple[Obj, ...]
+    reschedulable_pods: tuple[pod_utils.Pod, ...]
     disruption_cost: float
     """``1 + Σ max(0, eviction cost)`` over the pods that would move (Karpenter's reschedule cost)."""
 
@@ -131,13 +132,13 @@ def _blocking_pods(node: NodeView, ctx: Context) -> Iterator[Rejection]:
     for pod in node.pods:
         if not pod_utils.is_active(pod):
             continue
-        annotations = (pod.get("metadata") or {}).get("annotations") or {}
-        if meta.do_not_disrupt_active(annotations, pod_utils.started_at(pod), ctx.now):
+        annotations = pod.annotations
+        if meta.do_not_disrupt_active(annotations, pod.started_at, ctx.now):
             name = next(a for a in labels.DO_NOT_DISRUPT_ANNOTATIONS if a in annotations)
             yield _reject(
                 node,
                 RejectionReason.DO_NOT_DISRUPT,
-                f'pod {pod_utils.key(pod)} has "{name}: {annotations[name]}"',
+                f'pod {pod.key} has "{name}: {annotations[name]}"',
             )
     for pod in node.pods:
         if not pod_utils.is_active(pod) or pod_utils.is_mirror(pod):

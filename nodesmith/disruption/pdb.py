@@ -1,6 +1,7 @@
 """Which pods a PodDisruptionBudget keeps where they are right now (Karpenter's ``pdb.Limits``).
 
-Fed by the PDB dicts of a snapshot (``status.disruptionsAllowed`` is kept current by the
+Fed by the PDB dicts of a snapshot (parsed here, by `Budget.from_dict`, the PDB's parse boundary) and by
+pods as the cluster state parsed them (`Pod`) (``status.disruptionsAllowed`` is kept current by the
 kube-controller-manager's disruption controller); consumed by `nodesmith.disruption.candidates`: a node
 with a pod that cannot be evicted now is not a candidate for graceful disruption. A pod blocks when a
 PDB selecting it allows no disruption (unless the pod is unhealthy and the PDB's
@@ -16,13 +17,29 @@ waits, so no capacity is launched for it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, TypeAlias, final
+from typing import Any, Protocol, TypeAlias, final
 
 import attrs
 
-__all__ = ["Budget", "Limits", "selector_matches"]
+__all__ = ["Budget", "Limits", "Pod", "selector_matches"]
 
 Obj: TypeAlias = Mapping[str, Any]
+"""A PDB, or its label selector, as the API server sent it."""
+
+
+class Pod(Protocol):
+    """The part of a parsed pod a PDB check reads (``nodesmith.state.views.PodView`` is one)."""
+
+    @property
+    def key(self) -> str:
+        """``namespace/name``."""
+
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def labels(self) -> Mapping[str, str]: ...
+    @property
+    def ready(self) -> bool: ...
 
 
 def selector_matches(selector: Obj | None, pod_labels: Mapping[str, str]) -> bool:
@@ -46,13 +63,6 @@ def selector_matches(selector: Obj | None, pod_labels: Mapping[str, str]) -> boo
         if operator == "DoesNotExist" and present:
             return False
     return True
-
-
-def _ready(pod: Obj) -> bool:
-    for condition in (pod.get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
 
 
 @final
@@ -102,43 +112,34 @@ class Limits:
             index.setdefault(budget.namespace, []).append(budget)
         return cls({ns: tuple(b) for ns, b in index.items()})
 
-    def matching(self, pod: Obj) -> Sequence[Budget]:
-        meta = pod.get("metadata") or {}
-        pod_labels = meta.get("labels") or {}
+    def matching(self, pod: Pod) -> Sequence[Budget]:
         return [
-            b
-            for b in self.by_namespace.get(str(meta.get("namespace") or "default"), ())
-            if selector_matches(b.selector, pod_labels)
+            b for b in self.by_namespace.get(pod.namespace, ()) if selector_matches(b.selector, pod.labels)
         ]
 
-    def blocking(self, pod: Obj) -> str | None:
+    def blocking(self, pod: Pod) -> str | None:
         """Why ``pod`` cannot be evicted now, or ``None`` when it can."""
         matched = self.matching(pod)
         if len(matched) > 1:
             names = ", ".join(sorted(b.key for b in matched))
-            return f"pod {_pod_key(pod)} is selected by more than one PDB ({names})"
+            return f"pod {pod.key} is selected by more than one PDB ({names})"
         for budget in matched:
             if budget.disruptions_allowed > 0:
                 continue
-            if budget.always_allow_unhealthy and not _ready(pod):
+            if budget.always_allow_unhealthy and not pod.ready:
                 continue
-            return f"PDB {budget.key} prevents eviction of pod {_pod_key(pod)}"
+            return f"PDB {budget.key} prevents eviction of pod {pod.key}"
         return None
 
-    def fully_blocking(self, pod: Obj) -> str | None:
+    def fully_blocking(self, pod: Pod) -> str | None:
         """Why ``pod`` can never be evicted while these PDBs stand, or ``None``."""
         matched = self.matching(pod)
         if len(matched) > 1:
             names = ", ".join(sorted(b.key for b in matched))
-            return f"pod {_pod_key(pod)} is selected by more than one PDB ({names})"
+            return f"pod {pod.key} is selected by more than one PDB ({names})"
         for budget in matched:
-            if budget.always_allow_unhealthy and not _ready(pod):
+            if budget.always_allow_unhealthy and not pod.ready:
                 continue
             if budget.fully_blocking:
-                return f"PDB {budget.key} never allows eviction of pod {_pod_key(pod)}"
+                return f"PDB {budget.key} never allows eviction of pod {pod.key}"
         return None
-
-
-def _pod_key(pod: Obj) -> str:
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"

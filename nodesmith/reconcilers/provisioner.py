@@ -39,6 +39,7 @@ from nodesmith.state import capacity_backoff, simulation
 from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
+from nodesmith.state.views import PodView
 
 __all__ = ["Decision", "Provisioner"]
 
@@ -170,7 +171,9 @@ class Provisioner:
             if not any(it.available_offerings() for it in instance_types.get(backoff.nodepool, ())):
                 skipped = {**skipped, backoff.nodepool: backoff.message()}
         # 5. Solve off the event loop, bounded by a deadline.
-        sim_input = simulation.scheduling_input(snapshot, pods, instance_types, self.default_spread)
+        sim_input = simulation.scheduling_input(
+            snapshot, [p.body for p in pods], instance_types, self.default_spread
+        )
         deadline_at = self.clock.monotonic() + SOLVE_TIMEOUT
         outcome = await anyio.to_thread.run_sync(
             lambda: scheduler.solve(sim_input, deadline=lambda: self.clock.monotonic() > deadline_at)
@@ -187,11 +190,7 @@ class Provisioner:
             tuple(created),
             skipped,
             self.clock.monotonic() - started,
-            {
-                str(meta.get("uid")): f"{meta.get('namespace')}/{meta.get('name')}"
-                for meta in (pod.get("metadata") or {} for pod in pods)
-                if meta.get("uid") in outcome.pod_errors
-            },
+            {pod.uid: pod.key for pod in pods if pod.uid in outcome.pod_errors},
         )
         self.last_decision = decision
         self.plugins.observe_decision(decision.to_dict())
@@ -253,10 +252,11 @@ class Provisioner:
         self,
         outcome: results.Results,
         created: Sequence[str],
-        pods: Sequence[Mapping[str, Any]],
+        pods: Sequence[PodView],
         backoffs: Sequence[capacity_backoff.Backoff] = (),
     ) -> None:
-        by_uid = {str((p.get("metadata") or {}).get("uid")): p for p in pods}
+        # events name the pod as the API server sent it
+        by_uid = {p.uid: p.body for p in pods}
         notes: list[tuple[Mapping[str, Any], str, str, str]] = []
         # Pods sent elsewhere (or nowhere) while a pool is backed off are told why they did not get it.
         elsewhere = {

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import logging
 import typing
-from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -34,6 +33,7 @@ from nodesmith.reconcilers import queues
 from nodesmith.state import simulation
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
+from nodesmith.state.views import PodView
 
 __all__ = ["INTERVAL", "StaticCapacity", "static_nodeclaim"]
 
@@ -137,14 +137,8 @@ def _created(claim: nodeclaim.NodeClaim) -> str:
     return "" if stamp is None else stamp.isoformat()
 
 
-def _workload_pods(pods: typing.Iterable[Mapping[str, Any]]) -> int:
-    return sum(
-        1
-        for pod in pods
-        if not any(
-            o.get("kind") == "DaemonSet" for o in (pod.get("metadata") or {}).get("ownerReferences") or ()
-        )
-    )
+def _workload_pods(pods: typing.Iterable[PodView]) -> int:
+    return sum(1 for pod in pods if not pod.owned_by_daemonset)
 
 
 def static_nodeclaim(pool: api_nodepool.NodePool) -> dict[str, Any]:

@@ -146,7 +146,7 @@ class TerminationReconciler:
                 f"All pods will be deleted by {meta.format_time(deadline)}",
             )
         # 5. pods left to drain → force-delete those that would outlive the deadline, evict the current tier
-        plan = drain.plan(state_node.pod_views, now=now, deadline=deadline)
+        plan = drain.plan(state_node.pods, now=now, deadline=deadline)
         if not plan.drained:
             return await self._drain(node, claim, plan, now)
         deleted_at = node.deletion_timestamp
@@ -156,7 +156,7 @@ class TerminationReconciler:
             claim, Condition.DRAINED, Status.TRUE, "Drained", "", now, drained=True
         )
         # 6. volumes still attached (and the deadline not passed) → wait for them to detach
-        claim, waiting = await self._volumes(node, claim, state_node.pod_views, deadline, now)
+        claim, waiting = await self._volumes(node, claim, state_node.pods, deadline, now)
         if waiting is not None:
             return waiting
         # 7. the instance is not gone → delete it through the provider until it says so

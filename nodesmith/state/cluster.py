@@ -98,7 +98,7 @@ class ClusterState:
         self._claim_slot: dict[str, str] = {}
         self._waiting_nodes: set[str] = set()
         self._pods = podindex.PodIndex()
-        self._pods_frozen: Mapping[str, Obj] | None = None
+        self._pods_frozen: Mapping[str, PodView] | None = None
         """The last snapshot's copy of every pod, reused until a pod event arrives: at idle most
         events are Node heartbeats, and copying 150,000 pods per snapshot made idle cost grow with
         nodes × pods (tests/bench/bench_cluster.py)."""
@@ -425,17 +425,17 @@ class ClusterState:
             name: self._slots[key] for name, key in self._claim_slot.items() if key.startswith("nodeclaim/")
         }
         anti = tuple(
-            (pod, str(pod["spec"]["nodeName"]))
+            (pod, pod.node_name)
             for pod in self._pods.anti_affinity.values()
-            if pod["spec"]["nodeName"] in self._node_slot
+            if pod.node_name is not None and pod.node_name in self._node_slot
         )
-        daemonset_pods: dict[str, Obj] = {}
+        daemonset_pods: dict[str, PodView] = {}
         for daemonset in self._pods.daemonset_pods:
             newest = self._pods.newest_daemonset_pod(daemonset)
             if newest is not None:
                 daemonset_pods[daemonset] = newest
         if self._pods_frozen is None:
-            self._pods_frozen = frozen_mapping(self._pods.pods)
+            self._pods_frozen = frozen_mapping(self._pods.views)
         return Snapshot(
             taken_at=self._clock(),
             synced=self.synced(),

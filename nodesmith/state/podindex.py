@@ -33,24 +33,21 @@ def _add_into(target: dict[str, int], values: Mapping[str, int], sign: int) -> N
 
 @typing.final
 class PodIndex:
-    """Pods and their per-node aggregates; `upsert`/`delete` return the node names whose view changed.
-
-    ``views``, ``by_node`` and ``daemonset_pods`` hold pods as parsed (`PodView`); the other maps hold the
-    informer's dicts, which snapshots hand to the simulation."""
+    """Pods (as parsed, `PodView`) and their per-node aggregates; `upsert`/`delete` return the node names
+    whose view changed."""
 
     def __init__(self) -> None:
         self.views: dict[str, PodView] = {}
-        self.pods: dict[str, Mapping[str, typing.Any]] = {}
-        self.unbound: dict[str, Mapping[str, typing.Any]] = {}
+        self.unbound: dict[str, PodView] = {}
         self.by_node: dict[str, dict[str, PodView]] = {}
         self.requests: dict[str, dict[str, int]] = {}
         self.daemonset_requests: dict[str, dict[str, int]] = {}
         self.daemonset_pods: dict[str, dict[str, PodView]] = {}
-        self.anti_affinity: dict[str, Mapping[str, typing.Any]] = {}
+        self.anti_affinity: dict[str, PodView] = {}
         self.anti_affinity_by_topology: dict[str, set[str]] = {}
 
     def __len__(self) -> int:
-        return len(self.pods)
+        return len(self.views)
 
     def upsert(self, pod: PodView) -> set[str]:
         """Add or replace ``pod`` (parsed already, so this cannot fail halfway)."""
@@ -58,9 +55,8 @@ class PodIndex:
         node = pod.counts_on
         changed = self._remove(key)
         self.views[key] = pod
-        self.pods[key] = pod.body
         if not pod.node_name and not pod.terminal:
-            self.unbound[key] = pod.body
+            self.unbound[key] = pod
         if pod.daemonset is not None:
             self.daemonset_pods.setdefault(pod.daemonset, {})[key] = pod
         if node is not None:
@@ -69,7 +65,7 @@ class PodIndex:
             if pod.daemonset is not None:
                 _add_into(self.daemonset_requests.setdefault(node, {}), pod.requests, +1)
             if pod.anti_affinity_topologies:
-                self.anti_affinity[key] = pod.body
+                self.anti_affinity[key] = pod
                 for topology in pod.anti_affinity_topologies:
                     self.anti_affinity_by_topology.setdefault(topology, set()).add(key)
             changed.add(node)
@@ -83,7 +79,6 @@ class PodIndex:
         old = self.views.pop(key, None)
         if old is None:
             return set()
-        del self.pods[key]
         self.unbound.pop(key, None)
         if old.daemonset is not None:
             members = self.daemonset_pods.get(old.daemonset)
@@ -114,12 +109,12 @@ class PodIndex:
                         del self.anti_affinity_by_topology[topology]
         return {node}
 
-    def newest_daemonset_pod(self, daemonset: str) -> Mapping[str, typing.Any] | None:
+    def newest_daemonset_pod(self, daemonset: str) -> PodView | None:
         """The most recently created pod of ``daemonset`` (Karpenter simulates daemonset overhead with it)."""
         members = self.daemonset_pods.get(daemonset)
         if not members:
             return None
-        return max(members.values(), key=lambda p: p.created).body
+        return max(members.values(), key=lambda p: p.created)
 
     def requests_on(self, node: str) -> Mapping[str, int]:
         return self.requests.get(node, {})

@@ -28,9 +28,9 @@ from nodesmith.disruption import simulate as disruption_simulate
 from nodesmith.disruption.commands import Method, Outcome, Rejection
 from nodesmith.kube import resources
 from nodesmith.scheduling import defaultspread, inputs, results, scheduler
-from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
+from nodesmith.state.views import PodView
 
 __all__ = [
     "WORKLOAD_RESOURCES",
@@ -120,30 +120,26 @@ def existing_node(node: StateNode, snapshot: Snapshot) -> inputs.ExistingNode:
         initialized=node.initialized,
         nodepool=node.nodepool,
         capacity=node.capacity,
-        pods=node.pods,
+        pods=tuple(p.body for p in node.pods),
         csi_limits=csi,
         in_flight=node.node is None,
     )
 
 
-def pending_pods(snapshot: Snapshot) -> list[Obj]:
+def pending_pods(snapshot: Snapshot) -> list[PodView]:
     """Unbound pods kube-scheduler marked Unschedulable (Karpenter's ``IsProvisionable``), except pods already
     being deleted (say, in a namespace being torn down): a node launched for them would come up empty."""
-    return [
-        pod
-        for pod in snapshot.unbound_pods
-        if scheduling_pods.is_provisionable(pod) and not (pod.get("metadata") or {}).get("deletionTimestamp")
-    ]
+    return [pod for pod in snapshot.unbound_pods if pod.provisionable and not pod.terminating]
 
 
-def provisioning_pods(snapshot: Snapshot) -> list[Obj]:
+def provisioning_pods(snapshot: Snapshot) -> list[PodView]:
     """What one provisioning run places: the pending pods, then the pods of machines marked for deletion
-    (their replacements are launched before they go)."""
+    (their replacements are launched before they go). `scheduling_input` takes their ``body``s."""
     deleting = [n for n in snapshot.nodes if n.marked_for_deletion]
     return pending_pods(snapshot) + reschedulable_pods(deleting, snapshot)
 
 
-def reschedulable_pods(nodes: Iterable[StateNode], snapshot: Snapshot) -> list[Obj]:
+def reschedulable_pods(nodes: Iterable[StateNode], snapshot: Snapshot) -> list[PodView]:
     """Pods on machines being deleted that will need a place, as Karpenter's ``CurrentlyReschedulablePods``:
     not DaemonSet, static or terminal; not terminating unless a StatefulSet's (re-created only once gone);
     and not kept in place by an active do-not-disrupt or a PDB that never allows eviction."""
@@ -151,13 +147,11 @@ def reschedulable_pods(nodes: Iterable[StateNode], snapshot: Snapshot) -> list[O
     out = []
     for node in nodes:
         for pod in node.pods:
-            meta = pod.get("metadata") or {}
-            if (pod.get("status") or {}).get("phase") in ("Succeeded", "Failed"):
+            if pod.terminal:
                 continue
-            if meta.get("deletionTimestamp") and not disruption_pods.is_statefulset(pod):
+            if pod.terminating and not disruption_pods.is_statefulset(pod):
                 continue
-            owners = meta.get("ownerReferences") or ()
-            if any(o.get("kind") in ("DaemonSet", "Node") and o.get("controller", True) for o in owners):
+            if any(kind in ("DaemonSet", "Node") for kind in pod.controller_kinds):
                 continue
             if not disruption_pods.evictable_eventually(pod, pdbs, snapshot.taken_at):
                 continue
@@ -171,7 +165,7 @@ def daemonset_pods(snapshot: Snapshot) -> list[Obj]:
     for key, daemonset in sorted(snapshot.daemonsets.items()):
         live = snapshot.daemonset_pods.get(key)
         if live is not None:
-            out.append(_with_template_node_affinity(live, daemonset))
+            out.append(_with_template_node_affinity(live.body, daemonset))
             continue
         meta = daemonset.get("metadata") or {}
         template = (daemonset.get("spec") or {}).get("template") or {}
@@ -219,8 +213,10 @@ def scheduling_input(
     instance_types: Mapping[str, Sequence[InstanceType]],
     default_spread: defaultspread.DefaultSpread | None = None,
 ) -> inputs.SchedulingInput:
-    """Everything one provisioning run needs: the pods to place, the templates, the machines. With
-    ``default_spread`` (the kube-scheduler's defaults), pods without spread constraints get them here."""
+    """Everything one provisioning run needs: the pods to place, the templates, the machines. ``pods`` are
+    the engine's raw pods (a `PodView`'s ``body``): this is where pods cross into the scheduling engine,
+    which parses them itself. With ``default_spread`` (the kube-scheduler's defaults), pods without spread
+    constraints get them here."""
     if default_spread is not None:
         pods = with_default_spread(snapshot, pods, default_spread)
     active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
@@ -386,20 +382,22 @@ def _simulator(
         for node, view in zip(active, base.existing_nodes, strict=True)
         if node.managed and not node.initialized
     }
-    pending = pending_pods(snapshot)
-    pending_uids = {str((p.get("metadata") or {}).get("uid")) for p in pending}
-    deleting_pods = reschedulable_pods(leaving, snapshot)
+    pending_views = pending_pods(snapshot)
+    pending = [p.body for p in pending_views]
+    pending_uids = {p.uid for p in pending_views}
+    deleting_views = reschedulable_pods(leaving, snapshot)
+    deleting_pods = [p.body for p in deleting_views]
     pdbs = pdb.Limits.of(snapshot.pdbs.values())
-    evictable: dict[int, bool] = {}  # by pod dict identity, like parsed_pods
+    evictable: dict[str, bool] = {}  # by pod key: candidates' views are the snapshot's
 
-    def will_move(pod: Obj) -> bool:
-        verdict = evictable.get(id(pod))
+    def will_move(pod: disruption_pods.Pod) -> bool:
+        verdict = evictable.get(pod.key)
         if verdict is None:
-            verdict = evictable[id(pod)] = disruption_pods.evictable_eventually(pod, pdbs, snapshot.taken_at)
+            verdict = evictable[pod.key] = disruption_pods.evictable_eventually(pod, pdbs, snapshot.taken_at)
         return verdict
 
-    deleting_uids = {str((p.get("metadata") or {}).get("uid")) for p in deleting_pods}
-    pod_keys: dict[str, str] = {}
+    deleting_uids = {p.uid for p in deleting_views}
+    pod_keys: dict[str, str] = {p.uid: p.key for p in deleting_views}
 
     def simulate(
         candidates: Sequence[disruption_candidates.Candidate],
@@ -407,18 +405,11 @@ def _simulator(
         removed = frozenset(names[c.key] for c in candidates if c.key in names)
         # pods that will not be evicted (drift with a grace period waives them) get no capacity
         moving = [p for c in candidates for p in c.reschedulable_pods if will_move(p)]
-        pods = [*pending, *moving, *deleting_pods]
-        for pod in pods:
-            meta = pod.get("metadata") or {}
-            pod_keys.setdefault(
-                str(meta.get("uid")), f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
-            )
+        pods = [*pending, *(p.body for p in moving), *deleting_pods]
+        for view in moving:
+            pod_keys.setdefault(view.uid, view.key)
         gated = (
-            frozenset(
-                str((p.get("metadata") or {}).get("uid"))
-                for p in moving
-                if (p.get("status") or {}).get("phase") != "Pending"
-            )
+            frozenset(p.uid for p in moving if p.phase != "Pending")
             if enforce_consolidate_after
             else frozenset()
         )

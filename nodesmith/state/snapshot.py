@@ -5,9 +5,11 @@ so it never sees half an update); consumed by the provisioner and the disruption
 (`nodesmith.scheduling`, `nodesmith.disruption`), `nodesmith simulate` and `explain`.
 
 Immutability: containers are tuples and read-only mappings (``types.MappingProxyType`` over private
-copies), values are frozen attrs. The Kubernetes object dicts inside are *shared* with the state --
-copying 50,000 pods per decision would cost more than the decision -- which is safe because the state
-never edits a stored dict, it replaces it. Consumers must not mutate them either.
+copies), values are frozen attrs. Pods are the state's parsed `nodesmith.state.views.PodView`s; the
+other Kubernetes object dicts inside (and each view's ``body``, which only the scheduling engine reads)
+are *shared* with the state -- copying 50,000 pods per decision would cost more than the decision --
+which is safe because the state never edits a stored dict, it replaces it. Consumers must not mutate
+them either.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from nodesmith.api import nodeclaim as api_nodeclaim
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.kube import resources
 from nodesmith.state.statenode import StateNode
+from nodesmith.state.views import PodView
 
 __all__ = ["Snapshot", "frozen_mapping"]
 
@@ -48,12 +51,12 @@ class Snapshot:
     """Every machine: Node+NodeClaim joined by providerID, in-flight NodeClaims, unmanaged Nodes."""
     unlaunched_nodeclaims: tuple[api_nodeclaim.NodeClaim, ...]
     """NodeClaims without a providerID yet (not machines; while any exist the state is not synced)."""
-    pods: Mapping[str, Obj]
-    unbound_pods: tuple[Obj, ...]
+    pods: Mapping[str, PodView]
+    unbound_pods: tuple[PodView, ...]
     """Pods without ``spec.nodeName`` that are not terminal (the provisioner filters further)."""
-    daemonset_pods: Mapping[str, Obj]
+    daemonset_pods: Mapping[str, PodView]
     """DaemonSet key → its newest pod (how the simulation sizes daemonset overhead on new nodes)."""
-    anti_affinity_pods: tuple[tuple[Obj, str], ...]
+    anti_affinity_pods: tuple[tuple[PodView, str], ...]
     """(pod, node name) for bound pods with required pod anti-affinity (the inverse index)."""
     nodepools: Mapping[str, api_nodepool.NodePool]
     objects: Mapping[resources.Resource, Mapping[str, Obj]]

@@ -165,9 +165,8 @@ class StateNode:
     taints: tuple[meta.Taint, ...]
     allocatable: Mapping[str, int]
     capacity: Mapping[str, int]
-    pods: tuple[Obj, ...]
-    pod_views: tuple[PodView, ...]
-    """The same pods as parsed when the informer handed them over (what drain and termination read)."""
+    pods: tuple[PodView, ...]
+    """Its pods as parsed when the informer handed them over (bound, not terminal)."""
     pod_requests: Mapping[str, int]
     daemonset_requests: Mapping[str, int]
     nominated_until: dt.datetime | None
@@ -256,8 +255,7 @@ class StateNode:
             taints=taints,
             allocatable=allocatable,
             capacity=capacity,
-            pods=tuple(p.body for p in pods.values()),
-            pod_views=tuple(pods.values()),
+            pods=tuple(pods.values()),
             pod_requests=types.MappingProxyType(dict(requests)),
             daemonset_requests=types.MappingProxyType(dict(ds_requests)),
             nominated_until=slot.nominated_until,

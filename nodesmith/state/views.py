@@ -1,11 +1,13 @@
-"""`PodView`: a Pod parsed once, when the informer hands it to the cluster state, into the few facts
-the state and the reconcilers read about it -- so no code past the state digs through the pod's dict
-for its node, phase, owner or scheduling time.
+"""`PodView`: a Pod parsed once, when the informer (or a what-if snapshot file) hands it to the cluster
+state, into the facts the state, the reconcilers and disruption read about it -- so no code past the
+state digs through the pod's dict for its node, phase, owners, labels, readiness or priority.
 
 Built by `nodesmith.state.cluster.ClusterState` (``on_upsert``) and kept by `nodesmith.state.podindex`;
-read through ``ClusterState.pod``. Nodes have their counterpart in `nodesmith.state.statenode.NodePart`.
-The informer's dict stays reachable as ``body`` for the simulation, which still parses pods itself
-(`nodesmith.scheduling.pods`) from snapshots.
+read through ``ClusterState.pod``, the snapshot's pod maps and every `StateNode`'s pods; disruption reads
+it structurally (`nodesmith.disruption.pods.Pod`, `nodesmith.disruption.drain.PodFacts`). Nodes have
+their counterpart in `nodesmith.state.statenode.NodePart`. The informer's dict stays reachable as
+``body`` for exactly one reader: the pure scheduling engine, which parses pods itself
+(`nodesmith.scheduling.pods.parse_pod`), handed over by `nodesmith.state.simulation`.
 """
 
 from __future__ import annotations
@@ -34,7 +36,10 @@ class PodView:
     namespace: str
     uid: str
     annotations: Mapping[str, str]
+    labels: Mapping[str, str]
     node_name: str | None
+    phase: str | None
+    """``status.phase`` as written."""
     terminal: bool
     """Phase Succeeded or Failed: it no longer counts against its node."""
     terminating: bool
@@ -45,6 +50,12 @@ class PodView:
     """Any owner reference is a DaemonSet (controller or not)."""
     owner_kinds: tuple[str, ...]
     """The kinds of all its owner references, in order (drain treats a Node owner as a static pod)."""
+    controller_kinds: tuple[str, ...]
+    """The kinds of its owner references that are controllers (``controller`` true or unset), in order."""
+    ready: bool
+    """Its ``Ready`` condition is ``True`` (a PDB's ``AlwaysAllow`` policy lets unready pods go)."""
+    priority: int | None
+    """``spec.priority`` when it is an integer (part of the eviction cost)."""
     priority_class: str | None
     tolerations: tuple[Mapping[str, typing.Any], ...]
     """``spec.tolerations`` as written (drain asks whether they cover the disrupted taint)."""
@@ -58,6 +69,8 @@ class PodView:
     """PersistentVolumeClaims its volumes mount, in the pod's namespace."""
     provisionable: bool
     """Karpenter's ``IsProvisionable`` (`nodesmith.scheduling.pods.is_provisionable`)."""
+    nominated_node: str | None
+    """``status.nominatedNodeName``: kube-scheduler is preempting for it there."""
     scheduled_at: dt.datetime | None
     """When its ``PodScheduled`` condition last changed, if it has a readable one."""
     created: str
@@ -72,6 +85,11 @@ class PodView:
     def counts_on(self) -> str | None:
         """The node the pod counts against: bound and not terminal."""
         return self.node_name if self.node_name and not self.terminal else None
+
+    @property
+    def controller_kind(self) -> str | None:
+        """The kind of its first controlling owner (Karpenter's ``metav1.GetControllerOf``)."""
+        return self.controller_kinds[0] if self.controller_kinds else None
 
     @classmethod
     def parse(cls, pod: Mapping[str, typing.Any]) -> PodView:
@@ -93,18 +111,24 @@ class PodView:
         )
         counts = node_name is not None and not terminal
         grace = spec.get("terminationGracePeriodSeconds")
+        priority = spec.get("priority")
         return cls(
             key=f"{namespace}/{pod_meta['name']}",
             name=str(pod_meta["name"]),
             namespace=str(namespace),
             uid=str(pod_meta.get("uid") or ""),
             annotations=pod_meta.get("annotations") or {},
+            labels=pod_meta.get("labels") or {},
             node_name=node_name,
+            phase=status.get("phase"),
             terminal=terminal,
             terminating=bool(pod_meta.get("deletionTimestamp")),
             daemonset=daemonset,
             owned_by_daemonset=any(o.get("kind") == "DaemonSet" for o in owners),
             owner_kinds=tuple(str(o.get("kind")) for o in owners),
+            controller_kinds=tuple(str(o.get("kind")) for o in owners if o.get("controller", True)),
+            ready=_ready(status),
+            priority=priority if isinstance(priority, int) else None,
             priority_class=spec.get("priorityClassName"),
             tolerations=tuple(spec.get("tolerations") or ()),
             deleted_at=_time(pod_meta.get("deletionTimestamp"), "metadata.deletionTimestamp"),
@@ -112,6 +136,7 @@ class PodView:
             grace_seconds=None if grace is None else int(grace),
             claim_names=_claim_names(spec),
             provisionable=scheduling_pods.is_provisionable(pod),
+            nominated_node=status.get("nominatedNodeName") or None,
             scheduled_at=_scheduled_at(status),
             created=str(pod_meta.get("creationTimestamp") or ""),
             anti_affinity_topologies=_anti_affinity_topologies(spec) if counts else (),
@@ -127,6 +152,13 @@ def _time(raw: object, field: str) -> dt.datetime | None:
         return meta.parse_time(str(raw), field)
     except ValueError:
         return None
+
+
+def _ready(status: Mapping[str, typing.Any]) -> bool:
+    for condition in status.get("conditions") or ():
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
 
 
 def _claim_names(spec: Mapping[str, typing.Any]) -> tuple[str, ...]:

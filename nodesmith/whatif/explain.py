@@ -32,12 +32,11 @@ from nodesmith.scheduling import pods as scheduling_pods
 from nodesmith.state import pricing, simulation
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.statenode import StateNode
+from nodesmith.state.views import PodView
 from nodesmith.whatif import replay
 from nodesmith.whatif.snapshotfile import SnapshotFile
 
 __all__ = ["NodeExplanation", "PodExplanation", "explain_node", "explain_pod", "nodepool_roles"]
-
-Obj: typing.TypeAlias = Mapping[str, Any]
 
 
 def nodepool_roles(snapshot: Snapshot, file: SnapshotFile) -> dict[str, str]:
@@ -99,25 +98,24 @@ def explain_pod(
     if pod is None:
         raise LookupError(f"pod {key} is not in the snapshot")
     roles = nodepool_roles(snap, file)
-    node_name = (pod.get("spec") or {}).get("nodeName")
-    phase = (pod.get("status") or {}).get("phase")
+    node_name, phase = pod.node_name, pod.phase
     if node_name:
         return PodExplanation(
             key, "bound", f"bound to node {node_name}", node=str(node_name), nodepools=roles
         )
     if phase in ("Succeeded", "Failed"):
         return PodExplanation(key, "finished", f"finished ({phase}); nothing to place", nodepools=roles)
-    if (pod.get("metadata") or {}).get("deletionTimestamp"):
+    if pod.terminating:
         return PodExplanation(
             key,
             "not-provisionable",
             "being deleted; the provisioner launches nothing for it",
             nodepools=roles,
         )
-    if not scheduling_pods.is_provisionable(pod):
+    if not pod.provisionable:
         return PodExplanation(key, "not-provisionable", _not_provisionable(pod), nodepools=roles)
     record, outcome = replay.provision(snap, file.instance_types, deadline=deadline)
-    uid = scheduling_pods.parse_pod(pod).ref.uid  # as the engine names it (namespace/name without a uid)
+    uid = scheduling_pods.parse_pod(pod.body).ref.uid  # as the engine names it (namespace/name without a uid)
     for name, refs in outcome.existing_node_assignments.items():
         if any(ref.uid == uid for ref in refs):
             return PodExplanation(
@@ -155,15 +153,14 @@ def explain_pod(
     )
 
 
-def _not_provisionable(pod: Obj) -> str:
+def _not_provisionable(pod: PodView) -> str:
     """Why the provisioner leaves this unbound pod alone (the clauses of `scheduling_pods.is_provisionable`)."""
-    owners = (pod.get("metadata") or {}).get("ownerReferences") or ()
-    kind = next((str(o.get("kind")) for o in owners if o.get("controller", True)), None)
+    kind = pod.controller_kind
     if kind == "DaemonSet":
         return "a DaemonSet pod: it runs on every node, and the provisioner counts it as node overhead"
     if kind == "Node":
         return "a static (mirror) pod: the kubelet runs it; the provisioner does not place it"
-    nominated = (pod.get("status") or {}).get("nominatedNodeName")
+    nominated = pod.nominated_node
     if nominated:
         return f"nominated for node {nominated} (kube-scheduler is preempting for it there)"
     return (

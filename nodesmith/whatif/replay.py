@@ -24,16 +24,10 @@ from nodesmith.scheduling import results, scheduler
 from nodesmith.state import simulation
 from nodesmith.state.snapshot import Snapshot
 
-__all__ = ["Launch", "Pending", "Provisioning", "pod_key", "provision"]
+__all__ = ["Launch", "Pending", "Provisioning", "provision"]
 
-Obj: typing.TypeAlias = Mapping[str, Any]
 SHOWN_TYPES: Final = 5
 """Instance types a record names (cheapest first); the count says how many more the NodeClaim allows."""
-
-
-def pod_key(pod: Obj) -> str:
-    meta = pod.get("metadata") or {}
-    return f"{meta.get('namespace') or 'default'}/{meta.get('name')}"
 
 
 @typing.final
@@ -167,7 +161,7 @@ def provision(
     """The provisioner's decision on ``snapshot`` (every pending pod, in the engine's order, plus the
     pods of machines marked for deletion), as a record and as the engine's raw results."""
     pods = simulation.provisioning_pods(snapshot)
-    sim_input = simulation.scheduling_input(snapshot, pods, instance_types)
+    sim_input = simulation.scheduling_input(snapshot, [p.body for p in pods], instance_types)
     outcome = (
         scheduler.solve(sim_input, deadline=deadline)
         if pods

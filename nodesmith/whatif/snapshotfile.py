@@ -15,7 +15,9 @@
 
 Written by `nodesmith.whatif.live` (from a live cluster) or by hand; read here. `SnapshotFile.state` feeds
 the objects one by one into a real `ClusterState` (``on_upsert``), exactly as the informers do, so a
-replay sees the cluster as the daemon would. Pure: text and values in, values out.
+replay sees the cluster as the daemon would: that is where the file's pods are parsed into
+`nodesmith.state.views.PodView`s (a malformed one is left out with a note), and nothing after it reads
+a pod dict but the scheduling engine. Pure: text and values in, values out.
 """
 
 from __future__ import annotations

@@ -152,7 +152,7 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
         )
         print(f"    -> {len(outcome.rejections)} rejections, command: {outcome.command is not None}")
         facts["single"] = outcome
-        everything = [p for node in snapshot.nodes for p in node.pods]
+        everything = [p.body for node in snapshot.nodes for p in node.pods]
         solo = attrs.evolve(simulation.scheduling_input(snapshot, everything, types), existing_nodes=[])
         timed(
             f"yardstick: solve all {len(everything)} pods as pending",

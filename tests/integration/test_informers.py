@@ -170,7 +170,7 @@ def cached(state: ClusterState, resource: Resource, key: str) -> Obj | None:
         return dict(claims[0]) if claims and claims[0] is not None else None
     if resource == resources.PODS:
         pod = snap.pods.get(key)
-        return dict(pod) if pod is not None else None
+        return dict(pod.body) if pod is not None else None
     if resource == resources.NODEPOOLS:
         pool = snap.nodepools.get(key)
         return pool.to_dict() if pool is not None else None
@@ -303,7 +303,7 @@ async def test_restarting_kube_apiserver_mid_watch_leaves_the_cache_equal_to_a_f
         ]
         assert len(state_node.pods) == len(listed) == 5
         assert state_node.pod_requests["cpu"] == 100 * len(listed)
-        assert state.snapshot().pods[f"{namespace}/{before[2]}"]["metadata"]["labels"]["seen"] == "after"
+        assert state.snapshot().pods[f"{namespace}/{before[2]}"].labels["seen"] == "after"
         assert state.synced()
 
     await kube.delete(resources.STORAGECLASSES, node)

@@ -56,7 +56,7 @@ def test_a_node_whose_pod_tolerates_every_taint_is_not_empty() -> None:
     found, _ = cluster.candidates()
     by_name = {c.name: c for c in found}
     assert not by_name["a"].is_empty
-    assert [p["metadata"]["name"] for p in by_name["a"].reschedulable_pods] == [pod["metadata"]["name"]]
+    assert [p.key for p in by_name["a"].reschedulable_pods] == [f"default/{pod['metadata']['name']}"]
     outcome = emptiness.compute(found, UNLIMITED)
     assert outcome.command is not None
     assert [c.name for c in outcome.command.candidates] == ["b"]

@@ -8,12 +8,13 @@ from typing import Any
 import pytest
 
 from nodesmith.disruption import pods
+from nodesmith.state.views import PodView
 
 
-def _pod(cost: str | None = None, priority: int | None = None) -> dict[str, Any]:
+def _pod(cost: str | None = None, priority: int | None = None) -> PodView:
     annotations = {} if cost is None else {pods.DELETION_COST_ANNOTATION: cost}
     spec: dict[str, Any] = {} if priority is None else {"priority": priority}
-    return {"metadata": {"name": "p", "annotations": annotations}, "spec": spec}
+    return PodView.parse({"metadata": {"name": "p", "annotations": annotations}, "spec": spec})
 
 
 @pytest.mark.parametrize(

@@ -104,11 +104,11 @@ def test_pods_are_indexed_by_node_with_request_sums(state: ClusterState) -> None
     snap = state.snapshot()
     (node,) = snap.nodes
 
-    assert {p["metadata"]["name"] for p in node.pods} == {"p1", "p2"}
+    assert {p.name for p in node.pods} == {"p1", "p2"}
     assert node.pod_requests["cpu"] == 1500
     assert node.pod_requests["pods"] == 2000
     assert node.available()["cpu"] == 2500
-    assert [p["metadata"]["name"] for p in snap.unbound_pods] == ["pending"]
+    assert [p.name for p in snap.unbound_pods] == ["pending"]
 
 
 def test_pod_moves_and_terminal_pods_stop_counting(state: ClusterState) -> None:
@@ -169,10 +169,10 @@ def test_daemonset_requests_and_newest_daemonset_pod(state: ClusterState) -> Non
 
     assert node.daemonset_requests["cpu"] == 100
     assert node.pod_requests["cpu"] == 1100
-    assert snap.daemonset_pods["default/agent"]["metadata"]["name"] == "ds-new"
+    assert snap.daemonset_pods["default/agent"].name == "ds-new"
 
     state.on_delete(resources.PODS, f.pod("ds-new"))
-    assert state.snapshot().daemonset_pods["default/agent"]["metadata"]["name"] == "ds-old"
+    assert state.snapshot().daemonset_pods["default/agent"].name == "ds-old"
 
 
 def test_inverse_anti_affinity_index_holds_bound_pods_with_required_terms(state: ClusterState) -> None:
@@ -182,7 +182,7 @@ def test_inverse_anti_affinity_index_holds_bound_pods_with_required_terms(state:
     state.on_upsert(resources.PODS, f.pod("unbound", anti_affinity_key=labels.LABEL_HOSTNAME))
 
     anti = state.snapshot().anti_affinity_pods
-    assert [(p["metadata"]["name"], n) for p, n in anti] == [("anti", "a")]
+    assert [(p.name, n) for p, n in anti] == [("anti", "a")]
 
     state.on_delete(resources.PODS, f.pod("anti"))
     assert state.snapshot().anti_affinity_pods == ()

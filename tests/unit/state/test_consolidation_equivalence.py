@@ -211,13 +211,13 @@ def test_topology_counts_without_a_machine_equal_counts_made_without_it(seed: in
     base = simulation.scheduling_input(snapshot, [], types)
     everything = scheduler.Prepared(base)
     pending = simulation.pending_pods(snapshot)
-    probes = [everything.parse(p) for node in snapshot.nodes for p in node.pods]
+    probes = [everything.parse(p.body) for node in snapshot.nodes for p in node.pods]
     active = [n for n in snapshot.nodes if not n.marked_for_deletion and not n.deleting]
     views = {node.key: view.name for node, view in zip(active, base.existing_nodes, strict=True)}
     for candidate in found:
         name = views[candidate.key]
         # Half the machine's pods only: the others leave with it (bound pods' groups may vanish).
-        batch = [everything.parse(p) for p in [*pending, *candidate.reschedulable_pods[1::2]]]
+        batch = [everything.parse(p.body) for p in [*pending, *candidate.reschedulable_pods[1::2]]]
         uids = [p.ref.uid for p in batch]
         without = scheduler.Prepared(
             attrs.evolve(base, existing_nodes=[v for v in base.existing_nodes if v.name != name])

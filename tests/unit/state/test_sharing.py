@@ -60,7 +60,7 @@ async def test_pods_from_one_template_share_labels_containers_and_tolerations() 
     assert a["spec"]["nodeName"] == "n1"
     assert b["spec"]["nodeName"] == "n2"
     snapshot = state.snapshot()
-    assert snapshot.pods["default/a"] is a
+    assert snapshot.pods["default/a"].body is a
 
 
 def test_values_equal_in_python_but_not_in_json_are_not_shared() -> None:

@@ -35,7 +35,7 @@ def test_pending_pods_are_the_unschedulable_ones_not_being_deleted() -> None:
     never_tried = unschedulable("new")
     never_tried["status"] = {"phase": "Pending"}
     state.on_upsert(resources.PODS, never_tried)
-    names = [p["metadata"]["name"] for p in simulation.pending_pods(state.snapshot())]
+    names = [p.name for p in simulation.pending_pods(state.snapshot())]
     assert names == ["waiting"]
 
 

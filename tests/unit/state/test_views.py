@@ -39,3 +39,30 @@ def test_an_unschedulable_pod_is_provisionable() -> None:
     body = f.pod("waiting")
     body["status"]["conditions"] = [{"type": "PodScheduled", "status": "False", "reason": "Unschedulable"}]
     assert PodView.parse(body).provisionable
+
+
+def test_what_disruption_reads_is_parsed_with_the_view() -> None:
+    body = f.pod("web-1", node_name="a", cpu="100m")
+    body["metadata"]["ownerReferences"] = [
+        {"kind": "Deployment", "name": "web", "controller": False},
+        {"kind": "StatefulSet", "name": "web"},  # ``controller`` unset counts as a controller
+    ]
+    body["spec"]["priority"] = 1000
+    body["status"].update(
+        phase="Running",
+        nominatedNodeName="b",
+        conditions=[{"type": "Ready", "status": "True"}],
+    )
+    view = PodView.parse(body)
+    assert dict(view.labels) == {"app": "web-1"}
+    assert (view.phase, view.ready, view.priority, view.nominated_node) == ("Running", True, 1000, "b")
+    assert view.controller_kinds == ("StatefulSet",)
+    assert view.controller_kind == "StatefulSet"
+
+
+def test_a_pod_without_readiness_or_priority_reads_as_not_ready_and_unprioritised() -> None:
+    body = f.pod("plain", node_name="a")
+    body["status"]["conditions"] = [{"type": "Ready", "status": "False"}]
+    body["spec"]["priority"] = "high"  # not an integer: no priority, as the eviction cost reads it
+    view = PodView.parse(body)
+    assert (view.ready, view.priority, view.controller_kind, view.nominated_node) == (False, None, None, None)

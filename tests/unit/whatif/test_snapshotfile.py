@@ -39,8 +39,8 @@ def test_the_replayed_state_joins_machines_and_sees_pending_pods() -> None:
 
     assert notes == []
     assert [(n.name, n.nodeclaim.name if n.nodeclaim else None) for n in snap.nodes] == [("n1", "claim-n1")]
-    assert [p["metadata"]["name"] for p in snap.nodes[0].pods] == ["web"]
-    assert [p["metadata"]["name"] for p in snap.unbound_pods] == ["waiting"]
+    assert [p.name for p in snap.nodes[0].pods] == ["web"]
+    assert [p.name for p in snap.unbound_pods] == ["waiting"]
     assert list(snap.pdbs) == ["default/guard"]
     assert snap.taken_at.isoformat() == "2025-01-01T01:00:00+00:00"
 
@@ -52,6 +52,19 @@ def test_a_malformed_nodepool_is_left_out_with_a_note() -> None:
 
     assert "broken" not in state.snapshot().nodepools
     assert notes == ["NodePool broken is malformed and was left out"]
+
+
+def test_the_files_pods_are_parsed_into_views_where_the_state_is_built() -> None:
+    b = sample()
+    b.pod("n1", "not-a-quantity", name="broken")
+    state, notes = b.file().state()
+    snap = state.snapshot()
+
+    assert notes == ["Pod default/broken is malformed and was left out"]
+    assert sorted(snap.pods) == ["default/waiting", "default/web"]
+    web = snap.pods["default/web"]
+    assert (web.node_name, web.counts_on, web.requests["cpu"]) == ("n1", "n1", 1000)
+    assert snap.nodes[0].pods == (web,)
 
 
 @pytest.mark.parametrize(
