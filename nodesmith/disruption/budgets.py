@@ -90,10 +90,7 @@ _FAIL_CLOSED: Final = WindowBudget(0, dt.timedelta(days=365))
 
 
 def _node_ready(node: NodeView) -> bool:
-    for condition in ((node.node or {}).get("status") or {}).get("conditions") or ():
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
+    return node.node is not None and node.node.ready
 
 
 def count(nodes: Iterable[NodeView]) -> dict[str, PoolCounts]:

@@ -36,6 +36,17 @@ from nodesmith.disruption.commands import Rejection, RejectionReason
 __all__ = ["Candidate", "Context", "DisruptionClass", "NodeView", "evaluate", "evaluate_all", "reasons"]
 
 
+class NodeFacts(Protocol):
+    """The part of a parsed Node disruption reads (``state.statenode.NodePart``, structurally)."""
+
+    @property
+    def annotations(self) -> Mapping[str, str]: ...
+    @property
+    def ready(self) -> bool: ...
+    def reference(self) -> dict[str, Any]:
+        """The Node as an event's involved object."""
+
+
 class NodeView(Protocol):
     """The part of a state node disruption reads (structurally, so this package needs no `state`)."""
 
@@ -44,8 +55,8 @@ class NodeView(Protocol):
     @property
     def name(self) -> str | None: ...
     @property
-    def node(self) -> Mapping[str, Any] | None:
-        """The Node as the informer sent it (the node half has its own parse; only annotations are read)."""
+    def node(self) -> NodeFacts | None:
+        """The registered Node, parsed (``None`` while only the NodeClaim exists)."""
 
     @property
     def nodeclaim(self) -> NodeClaim | None: ...
@@ -174,8 +185,7 @@ def _reasons(node: NodeView, ctx: Context, disruption_class: DisruptionClass) ->
     if node.nominated(ctx.now):
         yield _reject(node, RejectionReason.NOMINATED, "nominated for a pending pod")
     # 3. The node itself opted out.
-    node_annotations = (node.node.get("metadata") or {}).get("annotations") or {}
-    if meta.do_not_disrupt(node_annotations) is True:
+    if meta.do_not_disrupt(node.node.annotations) is True:
         yield _reject(node, RejectionReason.DO_NOT_DISRUPT, "node has do-not-disrupt annotation")
     # 4. Its NodePool.
     pool_name = node.nodepool

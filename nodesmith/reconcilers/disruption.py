@@ -325,7 +325,7 @@ class Disruption:
             if node is None or node.node is None:
                 continue
             await self.events.publish(
-                {"kind": "Node", "apiVersion": "v1", **node.node},
+                node.node.reference(),
                 "Normal",
                 rejection.event_reason,
                 rejection.message,

@@ -96,7 +96,7 @@ class GarbageCollector:
                 continue
             if claim.status.provider_id in listed or not self._launched_long_ago(claim, now):
                 continue
-            if state_node.node_view is not None and lifecycle_checks.node_ready(state_node.node_view):
+            if state_node.node is not None and lifecycle_checks.node_ready(state_node.node):
                 continue
             if await self._instance_exists(claim.status.provider_id):
                 continue

@@ -160,10 +160,8 @@ class Interruption:
         reason = _REASONS.get(event.kind.value, event.kind.value)
         state = f" (state {event.state})" if event.state else ""
         message = f"{event.kind.value}{state} for {event.provider_id}; action: {action.value}"
-        target = node.node or node.nodeclaim_object
-        if target is not None:
-            kind = "Node" if node.node is not None else "NodeClaim"
-            api_version = "v1" if node.node is not None else "nodesmith.io/v1"
-            await self.events.publish(
-                {"kind": kind, "apiVersion": api_version, **target}, "Warning", reason, message
-            )
+        if node.node is not None:
+            await self.events.publish(node.node.reference(), "Warning", reason, message)
+        elif node.nodeclaim_object is not None:
+            involved = {"kind": "NodeClaim", "apiVersion": "nodesmith.io/v1", **node.nodeclaim_object}
+            await self.events.publish(involved, "Warning", reason, message)

@@ -173,7 +173,7 @@ class LifecycleReconciler:
         if not claim.status.provider_id:
             return None
         state_node = self.state.state_node(claim.status.provider_id)
-        return state_node.node_view if state_node is not None else None
+        return state_node.node if state_node is not None else None
 
     # -- steps -----------------------------------------------------------------------------------
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final
 
 import attrs
@@ -40,6 +40,7 @@ from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers.queues import WorkQueue
 from nodesmith.state.changes import Change, PodMove
 from nodesmith.state.cluster import ClusterState
+from nodesmith.state.statenode import NodePart
 
 __all__ = ["NodeClaimMarking", "clear_condition", "set_condition"]
 
@@ -297,7 +298,7 @@ class NodeClaimMarking:
             return True
         return stamp is not None
 
-    async def _expire(self, claim: api_nodeclaim.NodeClaim, node: Mapping[str, Any] | None) -> None:
+    async def _expire(self, claim: api_nodeclaim.NodeClaim, node: NodePart | None) -> None:
         try:
             await self.kube.delete(resources.NODECLAIMS, claim.name, uid=claim.metadata.uid)
         except (kube_errors.NotFoundError, kube_errors.ConflictError):
@@ -308,6 +309,4 @@ class NodeClaimMarking:
         message = f"expireAfter {claim.spec.expire_after.text} elapsed"
         await self.events.publish(claim.to_dict(), "Normal", "Expired", message)
         if node is not None:
-            await self.events.publish(
-                {"kind": "Node", "apiVersion": "v1", **node}, "Normal", "Expired", message
-            )
+            await self.events.publish(node.reference(), "Normal", "Expired", message)

@@ -159,7 +159,7 @@ class NodeClaimTerminationReconciler:
         if not claim.status.provider_id:
             return None
         state_node = self.state.state_node(claim.status.provider_id)
-        return state_node.node_view if state_node is not None else None
+        return state_node.node if state_node is not None else None
 
     def _observe_instance_gone(self, claim: api_nodeclaim.NodeClaim, now: dt.datetime) -> None:
         if claim.metadata.deletion_timestamp is not None:

@@ -85,18 +85,16 @@ class NodeRepair:
         # 2. the state has not listed Nodes and NodeClaims yet → the pool counts would be wrong; wait
         if not (self.state.has_synced(resources.NODES) and self.state.has_synced(resources.NODECLAIMS)):
             return Pass()
-        nodes = [n for n in self.state.snapshot().nodes if n.node_view is not None]
+        nodes = [n for n in self.state.snapshot().nodes if n.node is not None]
         unhealthy = collections.Counter(
-            _pool(n)
-            for n in nodes
-            if n.node_view is not None and repair.is_unhealthy(n.node_view.conditions, policies)
+            _pool(n) for n in nodes if n.node is not None and repair.is_unhealthy(n.node.conditions, policies)
         )
         totals = collections.Counter(_pool(n) for n in nodes)
         now = self.clock.now()
         repaired: list[str] = []
         blocked: list[str] = []
         for state_node in nodes:
-            claim, node = state_node.nodeclaim, state_node.node_view
+            claim, node = state_node.nodeclaim, state_node.node
             # 3. unmanaged, or already on its way out → not ours to repair
             if claim is None or node is None or state_node.deleting:
                 continue

@@ -28,7 +28,6 @@ import contextlib
 import datetime as dt
 import itertools
 import logging
-from collections.abc import Mapping
 from typing import Any, Final
 
 import attrs
@@ -37,7 +36,7 @@ from nodesmith import metrics
 from nodesmith.api import conditions, labels
 from nodesmith.api import nodepool as api_nodepool
 from nodesmith.clock import Clock
-from nodesmith.disruption import budgets
+from nodesmith.disruption import budgets, candidates
 from nodesmith.disruption.commands import Command, Replacement
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
@@ -300,11 +299,15 @@ class Orchestrator:
             await self.kube.delete(resources.NODECLAIMS, name, uid=uid)
 
     async def _node_event(
-        self, name: str, node: Mapping[str, Any] | None, kind: str, reason: str, message: str
+        self, name: str, node: candidates.NodeFacts | None, kind: str, reason: str, message: str
     ) -> None:
-        """An event about the candidate Node ``name``; ``node`` is its object as the disruption loop's
-        candidate carries it (the event's involvedObject names its uid and resourceVersion)."""
-        involved = {"kind": "Node", "apiVersion": "v1", **(node or {"metadata": {"name": name}})}
+        """An event about the candidate Node ``name``; ``node`` is the Node the disruption loop's candidate
+        carries (the event's involvedObject names its uid and resourceVersion)."""
+        involved = (
+            node.reference()
+            if node is not None
+            else {"kind": "Node", "apiVersion": "v1", "metadata": {"name": name}}
+        )
         await self.events.publish(involved, kind, reason, message)
 
 

@@ -66,7 +66,7 @@ def _nodeclaim_version(state: ClusterState, name: str) -> tuple[str, str] | None
     node = state.state_node(key) if key is not None else None
     if node is None or node.nodeclaim is None:
         return None
-    node_version = node.node_view.resource_version if node.node_view is not None else None
+    node_version = node.node.resource_version if node.node is not None else None
     return (node.nodeclaim.metadata.resource_version or "", node_version or "")
 
 
@@ -89,11 +89,11 @@ NODECLAIMS: Watch[str] = Watch(lambda s: s.nodeclaim_names(), _nodeclaim_version
 def _deleting_node_version(state: ClusterState, name: str) -> tuple[str, str] | None:
     key = state.key_for_node(name)
     node = state.state_node(key) if key is not None else None
-    if node is None or node.node_view is None or not node.node_view.deleting:
+    if node is None or node.node is None or not node.node.deleting:
         return None
     claim = node.nodeclaim
     return (
-        node.node_view.resource_version or "",
+        node.node.resource_version or "",
         (claim.metadata.resource_version or "") if claim is not None else "",
     )
 
@@ -107,7 +107,7 @@ def _nodes_touched(state: ClusterState, change: Change) -> Iterable[str] | None:
     node = state.state_node(key) if key is not None else None
     if node is None:
         return None  # gone: the Node it pointed to is no longer joined to it
-    return (node.name,) if node.node_view is not None and node.name else ()
+    return (node.name,) if node.node is not None and node.name else ()
 
 
 DELETING_NODES: Watch[str] = Watch(lambda s: s.node_names(), _deleting_node_version, _nodes_touched)

@@ -112,7 +112,7 @@ class TerminationReconciler:
     async def _reconcile(self, name: str) -> float | None:
         key = self.state.key_for_node(name)
         state_node = self.state.state_node(key) if key is not None else None
-        node = state_node.node_view if state_node is not None else None
+        node = state_node.node if state_node is not None else None
         # 1. gone, not being deleted, or not ours to finalize → nothing to do
         if state_node is None or node is None:
             return None

@@ -57,6 +57,7 @@ class NodePart:
     resource_version: str | None
     provider_id: str | None
     labels: Mapping[str, str]
+    annotations: Mapping[str, str]
     finalizers: tuple[str, ...]
     taints: tuple[meta.Taint, ...]
     unschedulable: bool
@@ -72,6 +73,11 @@ class NodePart:
     def ready(self) -> bool:
         """The ``Ready`` condition is True."""
         return any(c.type == "Ready" and c.status == "True" for c in self.conditions)
+
+    def reference(self) -> dict[str, typing.Any]:
+        """The Node as an event's involved object: kind, name, uid and the resourceVersion it was seen at."""
+        reference = {"name": self.name, "uid": self.uid, "resourceVersion": self.resource_version}
+        return {"kind": "Node", "apiVersion": "v1", "metadata": {k: v for k, v in reference.items() if v}}
 
 
 def _time(raw: object, field: str) -> dt.datetime | None:
@@ -109,6 +115,7 @@ def parse_node(node: Obj) -> NodePart:
         resource_version=str(meta_.get("resourceVersion") or "") or None,
         provider_id=spec.get("providerID") or None,
         labels=types.MappingProxyType(dict(meta_.get("labels") or {})),
+        annotations=types.MappingProxyType(dict(meta_.get("annotations") or {})),
         finalizers=tuple(str(f) for f in meta_.get("finalizers") or ()),
         taints=meta.taints_from(spec.get("taints"), "spec.taints"),
         unschedulable=bool(spec.get("unschedulable")),
@@ -150,15 +157,14 @@ class Slot:
 @typing.final
 @attrs.frozen(slots=True)
 class StateNode:
-    """An immutable view of one machine. Mappings are read-only; ``node``/``nodeclaim_object`` are the
-    informer's dicts, shared and never mutated (the state replaces them, it does not edit them)."""
+    """An immutable view of one machine. Mappings are read-only; ``nodeclaim_object`` is the informer's
+    dict, shared and never mutated (the state replaces it, it does not edit it)."""
 
     key: str
     provider_id: str | None
     name: str | None
-    node: Obj | None
-    node_view: NodePart | None
-    """The same Node as parsed when the informer handed it over (what the reconcilers read)."""
+    node: NodePart | None
+    """The Node as parsed when the informer handed it over; ``None`` while only the NodeClaim exists."""
     nodeclaim: api_nodeclaim.NodeClaim | None
     nodeclaim_object: Obj | None
     labels: Mapping[str, str]
@@ -247,8 +253,7 @@ class StateNode:
             provider_id=(node.provider_id if node is not None else None)
             or (claim.status.provider_id if claim is not None else None),
             name=slot.node_name,
-            node=node.object if node is not None else None,
-            node_view=node,
+            node=node,
             nodeclaim=claim,
             nodeclaim_object=slot.nodeclaim_object,
             labels=node_labels,

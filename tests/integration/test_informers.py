@@ -158,7 +158,7 @@ def cached(state: ClusterState, resource: Resource, key: str) -> Obj | None:
     """What ClusterState holds for ``key`` (its own typed indexes for the kinds it models)."""
     snap = state.snapshot()
     if resource == resources.NODES:
-        found = [n.node for n in snap.nodes if n.node is not None and n.name == key]
+        found = [n.node.object for n in snap.nodes if n.node is not None and n.name == key]
         return dict(found[0]) if found else None
     if resource == resources.NODECLAIMS:
         claims: list[collections.abc.Mapping[str, typing.Any] | None] = [

@@ -131,7 +131,7 @@ async def _set_ready(harness: h.Harness, name: str, status: str) -> None:
         key = harness.state.key_for_node(name)
         state_node = harness.state.state_node(key) if key else None
         node = state_node.node if state_node is not None else None
-        return (h.condition(dict(node or {}), "Ready") or {}).get("status") == status
+        return node is not None and any(c.type == "Ready" and c.status == status for c in node.conditions)
 
     await h.eventually(seen, f"{name} Ready={status} in the state")
 

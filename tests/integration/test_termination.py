@@ -154,7 +154,7 @@ async def _pods_on(harness: h.Harness, node: str, count: int) -> bool:
 async def _node_deleting(harness: h.Harness, node: str) -> bool:
     key = harness.state.key_for_node(node)
     state_node = harness.state.state_node(key) if key else None
-    return bool(state_node and state_node.node and state_node.node["metadata"].get("deletionTimestamp"))
+    return bool(state_node and state_node.node and state_node.node.deleting)
 
 
 async def _event_reasons(kube: KubeClient, namespace: str, involved: str | None = None) -> list[str]:

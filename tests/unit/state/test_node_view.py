@@ -21,6 +21,7 @@ def node(**status: typing.Any) -> dict[str, typing.Any]:
             "name": "n1",
             "uid": "uid-1",
             "resourceVersion": "42",
+            "annotations": {labels.ANNOTATION_DO_NOT_DISRUPT: "true"},
             "finalizers": [labels.FINALIZER_TERMINATION],
             "creationTimestamp": "2025-01-01T11:00:00Z",
             "deletionTimestamp": "2025-01-01T12:00:00Z",
@@ -55,6 +56,12 @@ def test_a_node_is_parsed_into_the_fields_the_reconcilers_read() -> None:
     assert part.deleting
     assert part.deletion_timestamp == T0
     assert part.creation_timestamp == T0 - dt.timedelta(hours=1)
+    assert part.annotations == {labels.ANNOTATION_DO_NOT_DISRUPT: "true"}  # what disruption's opt-out reads
+    assert part.reference() == {
+        "kind": "Node",
+        "apiVersion": "v1",
+        "metadata": {"name": "n1", "uid": "uid-1", "resourceVersion": "42"},
+    }
 
 
 @pytest.mark.parametrize(
