@@ -153,6 +153,15 @@ async def test_pods_move_back_to_the_preferred_pool_when_it_recovers_within_the_
         fallback = {c["metadata"]["name"] for c in await claims_of(kube, od)}
         assert len(fallback) > OD_BUDGET  # else the budget would hold by itself
 
+        async def backed_off() -> bool:
+            status = (await kube.get(resources.NODEPOOLS, spot)).get("status") or {}
+            return any(
+                c["type"] == "CapacityAvailable" and c["status"] == "False"
+                for c in status.get("conditions") or ()
+            )
+
+        # the status reconciler writes the backoff on its own pass, which may come after the pods run
+        await e2e.eventually(backed_off, 60, f"CapacityAvailable=False on {spot}")
         listed = await kube.list(resources.NODECLAIMS, label_selector=f"{labels.LABEL_NODEPOOL}={od}")
         seen = PoolWatch()
         async with anyio.create_task_group() as group:
@@ -164,11 +173,7 @@ async def test_pods_move_back_to_the_preferred_pool_when_it_recovers_within_the_
             # 1. Once the pool's backoff is over (status no longer CapacityAvailable=False) and spot
             #    launches again, a new burst goes to spot.
             async def backoff_over() -> bool:
-                status = (await kube.get(resources.NODEPOOLS, spot)).get("status") or {}
-                return not any(
-                    c["type"] == "CapacityAvailable" and c["status"] == "False"
-                    for c in status.get("conditions") or ()
-                )
+                return not await backed_off()
 
             await e2e.eventually(backoff_over, RECOVERY_TIMEOUT, f"{spot}'s capacity backoff to end")
 
