@@ -118,7 +118,15 @@ def build(collaborators: Collaborators) -> list[Reconciler]:
         marking,
         queue,
         disruption_loop.Disruption(
-            c.kube, c.state, provider, c.plugins, c.events, c.clock, queue, options=c.disruption
+            c.kube,
+            c.state,
+            provider,
+            c.plugins,
+            c.events,
+            c.clock,
+            queue,
+            options=c.disruption,
+            backoff=backoff,
         ),
     ]
     return reconcilers

@@ -6,7 +6,10 @@ A singleton. Every ``poll_interval`` (10 s), or at once after it started a comma
 1. wait for the synced gate (a NodeClaim without a providerID means the state is not complete);
 2. remove the disrupted taint from nodes that carry it but are neither queued nor marked for deletion
    (a crash between tainting and queueing leaves such nodes behind);
-3. snapshot the state, read each NodePool's instance types from the provider, index the PDBs;
+3. snapshot the state, read each NodePool's instance types from the provider (a capacity type the
+   provisioner has backed off for a NodePool counts as unavailable there, so no replacement is planned
+   into an exhausted pool; once the backoff is over, consolidation may move pods back to it), index the
+   PDBs;
 4. run the methods in order -- emptiness, drift, multi-node consolidation, single-node consolidation --
    each in a worker thread (pure code from `nodesmith.disruption`, simulations through
    `nodesmith.state.simulation.consolidation_simulator`); the first that yields a command wins;
@@ -16,8 +19,9 @@ A singleton. Every ``poll_interval`` (10 s), or at once after it started a comma
 6. give it to `orchestration.Orchestrator.start`.
 
 Consolidation methods are skipped while nothing they read has changed since they last found nothing
-(the state's consolidation timestamp plus which NodeClaims are consolidatable). Every decision --
-command or not, with every rejection -- is kept (the last 100, for ``explain``), handed to the plugins'
+(the state's consolidation timestamp, which NodeClaims are consolidatable, and which offerings are
+unavailable -- so capacity coming back is noticed at once, not at the next 5-minute refresh). Every
+decision -- command or not, with every rejection -- is kept (the last 100, for ``explain``), handed to the plugins'
 decision observers, and each rejection worth telling becomes an event on its node (``DisruptionBlocked``,
 ``Unconsolidatable``, ``ConsolidationRejected``); a NodePool whose budget allows nothing gets a
 ``DisruptionBlocked`` event too.
@@ -54,7 +58,7 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import orchestration
-from nodesmith.state import simulation
+from nodesmith.state import capacity_backoff, simulation
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 
@@ -123,6 +127,11 @@ class Disruption:
     orchestrator: orchestration.Orchestrator
     options: Options = Options()
     name: str = "disruption"
+    backoff: capacity_backoff.CapacityBackoff = attrs.field(
+        kw_only=True, factory=capacity_backoff.CapacityBackoff
+    )
+    """The provisioner's NodePool capacity backoffs (shared through the composition root): a replacement is
+    never planned on a capacity type the provisioner would not launch either."""
     decisions: collections.deque[DecisionRecord] = attrs.field(init=False)
     _consolidated: dict[Method, object] = attrs.field(init=False, factory=dict)
 
@@ -225,20 +234,29 @@ class Disruption:
             command, found, allowance, simulate, consolidation.Options(spot_to_spot=self.options.spot_to_spot)
         )
 
-    def _signature(self, snapshot: Snapshot) -> object:
+    def _signature(self, snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]) -> object:
         consolidatable = frozenset(
             n.key
             for n in snapshot.nodes
             if n.nodeclaim is not None and n.nodeclaim.is_true(conditions.ConditionType.CONSOLIDATABLE)
         )
-        return (snapshot.consolidation_state, consolidatable, self.orchestrator.queued_keys())
+        # Offerings coming back (an insufficient-capacity record or a NodePool's capacity backoff running
+        # out) change what a replacement may be, with no change to the cluster itself.
+        unavailable = frozenset(
+            (pool, it.name, o.zone, o.capacity_type)
+            for pool, types in instance_types.items()
+            for it in types
+            for o in it.offerings
+            if not o.available
+        )
+        return (snapshot.consolidation_state, consolidatable, self.orchestrator.queued_keys(), unavailable)
 
     async def _run_method(
         self, method: Method, snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]
     ) -> bool | None:
         """Run one method; ``None`` when it found nothing or validation rejected its command (try the next),
         else whether it started."""
-        signature = self._signature(snapshot)
+        signature = self._signature(snapshot, instance_types)
         if method in _CONSOLIDATION and self._consolidated.get(method) == signature:
             return None
         began = self.clock.monotonic()
@@ -288,7 +306,12 @@ class Disruption:
         )
         for pool, why in refused.items():
             log.info("no instance types for nodepool %s: %s", pool, why)
-        return dict(found)
+        # A backed-off capacity type is as unavailable to a replacement as to a launch for pending pods:
+        # else consolidation would move pods off the fallback pool into the exhausted one and fail there.
+        restricted: dict[str, Sequence[InstanceType]] = dict(
+            capacity_backoff.restrict(found, self.backoff.active(self.clock.now()))
+        )
+        return restricted
 
     async def _untaint_strays(self, snapshot: Snapshot) -> None:
         queued = self.orchestrator.queued_keys()
