@@ -148,16 +148,16 @@ class LifecycleReconciler:
                 return launch.requeue
             claim, launched = launch.claim, True
         # 5. launched, not registered → register once the Node with its providerID exists
-        registered_now = False
-        if not claim.is_true(Condition.REGISTERED):
-            claim, registered_now = await self._register(claim, now)
         # 6. registered, not initialized → initialize once the Node is ready (next pass if it just registered)
-        if (
-            claim.is_true(Condition.REGISTERED)
-            and not claim.is_true(Condition.INITIALIZED)
-            and not registered_now
-        ):
-            claim = await self._initialize(claim, now)
+        #    A failed Node write after a launch still lets step 7 write the launch (as Karpenter patches the
+        #    status whatever its sub-reconcilers returned): the synced gate waits for that providerID.
+        failed: kube_errors.KubeError | None = None
+        try:
+            claim = await self._register_and_initialize(claim, now)
+        except kube_errors.KubeError as err:
+            if not launched:
+                raise
+            failed = err
         # 7. write what changed; requeue for the liveness deadline while not registered (Node and
         #    NodeClaim changes, such as the writes just made, requeue sooner through the state poll)
         try:
@@ -171,6 +171,8 @@ class LifecycleReconciler:
             metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
             metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
             await self._publish(written, events.NORMAL, "Launched", f"Launched {claim.status.provider_id}")
+        if failed is not None:
+            raise failed
         check_at = lifecycle_checks.liveness(claim, now).check_at
         return None if check_at is None else max(0.0, (check_at - now).total_seconds())
 
@@ -263,6 +265,20 @@ class LifecycleReconciler:
         delay = min(MAX_LAUNCH_BACKOFF, 2.0 ** (failures - 1))
         metrics.NODECLAIMS_LAUNCH_BACKOFF.put(delay, {"nodepool": claim.nodepool_name or ""})
         return _Launch(None, delay)
+
+    async def _register_and_initialize(
+        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime
+    ) -> api_nodeclaim.NodeClaim:
+        registered_now = False
+        if not claim.is_true(Condition.REGISTERED):
+            claim, registered_now = await self._register(claim, now)
+        if (
+            claim.is_true(Condition.REGISTERED)
+            and not claim.is_true(Condition.INITIALIZED)
+            and not registered_now
+        ):
+            claim = await self._initialize(claim, now)
+        return claim
 
     async def _register(
         self, claim: api_nodeclaim.NodeClaim, now: dt.datetime

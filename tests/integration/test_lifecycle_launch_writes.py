@@ -20,7 +20,7 @@ from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
-from nodesmith.reconcilers import lifecycle
+from nodesmith.reconcilers import lifecycle, statepoll
 from nodesmith.state import ClusterState
 from nodesmith.testing import expectations as expect
 from nodesmith.testing.clock import FakeClock
@@ -77,6 +77,37 @@ async def test_a_launch_pass_writes_the_finalizer_then_one_metadata_patch_and_on
         assert isinstance(first, dict)
         assert labels.FINALIZER_TERMINATION in first["finalizers"]
         assert "status" not in writes[0] or not writes[0]["status"]
+    finally:
+        await h.delete_quietly(kube, resources.NODES, name)
+        with contextlib.suppress(kube_errors.NotFoundError):
+            await kube.merge_patch(resources.NODECLAIMS, name, {"metadata": {"finalizers": None}})
+        await h.delete_quietly(kube, resources.NODECLAIMS, name)
+        await h.delete_quietly(kube, kwok_provider.NODE_CLASSES, node_class)
+
+
+async def test_a_launch_is_written_even_when_registering_its_node_loses_a_race(kube: KubeClient) -> None:
+    clock = FakeClock(SYSTEM.now())
+    node_class = await h.make_node_class(kube, h.unique("kwok"))
+    name = h.unique("nc")
+    state = expect.synced_state(ClusterState(clock=clock.now, node_classes=[kwok_provider.NODE_CLASSES]))
+    provider = manager.Plugins.load().cloud_provider(
+        "kwok", ProviderContext(cluster_name="test", kube=kube, clock=clock)
+    )
+    launcher = lifecycle.LifecycleReconciler(kube, state, provider, EventRecorder(kube, clock=clock), clock)
+    await kube.create(resources.NODECLAIMS, h.nodeclaim_manifest(name, node_class))
+    try:
+        await expect.expect_refreshed(kube, state, resources.NODECLAIMS, name)
+        # the instance exists already (a launch whose answer was lost) and the state holds its Node at a
+        # version that is stale by the time the pass registers it: the registration patch gets a 409
+        await provider.create(NodeClaim.from_dict(await kube.get(resources.NODECLAIMS, name)))
+        await expect.expect_refreshed(kube, state, resources.NODES, name)
+        await kube.merge_patch(resources.NODES, name, {"metadata": {"labels": {"example.com/touch": "1"}}})
+        requeue = await expect.expect_object_reconciled(launcher, name)
+        assert requeue == statepoll.CONFLICT_REQUEUE
+        after = NodeClaim.from_dict(await kube.get(resources.NODECLAIMS, name))
+        assert after.is_true("Launched")
+        assert after.status.provider_id == f"kwok://{name}"
+        assert not after.is_true("Registered")
     finally:
         await h.delete_quietly(kube, resources.NODES, name)
         with contextlib.suppress(kube_errors.NotFoundError):
