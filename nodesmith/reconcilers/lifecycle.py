@@ -138,27 +138,42 @@ class LifecycleReconciler:
         if verdict.reason is not None:
             await self._delete(claim, verdict.reason, LIVENESS_MESSAGES[verdict.reason])
             return None
-        # 4. not launched → launch (insufficient capacity → delete; other failures → condition + backoff)
+        # 4. not launched → launch (insufficient capacity → delete; other failures → condition + backoff);
+        #    the launch is written with the rest of this pass (step 7): one metadata patch and one status
+        #    write per pass, not one for the launch and another for the Registered condition it leads to
+        before = claim
+        launched = False
         if not claim.is_true(Condition.LAUNCHED):
             launch = await self._launch(claim, now)
             if launch.claim is None:
                 return launch.requeue
-            claim = launch.claim
-        before = claim
+            claim, launched = launch.claim, True
         # 5. launched, not registered → register once the Node with its providerID exists
-        registered_now = False
-        if not claim.is_true(Condition.REGISTERED):
-            claim, registered_now = await self._register(claim, now)
         # 6. registered, not initialized → initialize once the Node is ready (next pass if it just registered)
-        if (
-            claim.is_true(Condition.REGISTERED)
-            and not claim.is_true(Condition.INITIALIZED)
-            and not registered_now
-        ):
-            claim = await self._initialize(claim, now)
+        #    A failed Node write after a launch still lets step 7 write the launch (as Karpenter patches the
+        #    status whatever its sub-reconcilers returned): the synced gate waits for that providerID.
+        failed: kube_errors.KubeError | None = None
+        try:
+            claim = await self._register_and_initialize(claim, now)
+        except kube_errors.KubeError as err:
+            if not launched:
+                raise
+            failed = err
         # 7. write what changed; requeue for the liveness deadline while not registered (Node and
         #    NodeClaim changes, such as the writes just made, requeue sooner through the state poll)
-        await lifecycle_writes.write_nodeclaim(self.kube, before, claim)
+        try:
+            written = await lifecycle_writes.write_nodeclaim(self.kube, before, claim)
+        except kube_errors.NotFoundError:
+            if launched:
+                await self._launch_orphaned(claim)
+                return None
+            raise
+        if launched:
+            metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
+            metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
+            await self._publish(written, events.NORMAL, "Launched", f"Launched {claim.status.provider_id}")
+        if failed is not None:
+            raise failed
         check_at = lifecycle_checks.liveness(claim, now).check_at
         return None if check_at is None else max(0.0, (check_at - now).total_seconds())
 
@@ -205,20 +220,19 @@ class LifecycleReconciler:
         launched_type = hydrated.metadata.labels.get(labels.LABEL_CAPACITY_TYPE)
         if claim.nodepool_name and launched_type:
             self.backoff.record_success(claim.nodepool_name, launched_type)
-        try:
-            written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
-        except kube_errors.NotFoundError:
-            # deleted while the launch was in flight: nothing would ever terminate this instance but the
-            # garbage collector minutes later, so terminate it now
-            log.info("NodeClaim %s was deleted during its launch; terminating %s", claim.name, launched.name)
-            self._launches.pop(uid, None)
-            with contextlib.suppress(errors.NodeClaimNotFoundError):
-                await self.provider.delete(hydrated)
-            return _Launch(None)
-        metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
-        metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
-        await self._publish(written, events.NORMAL, "Launched", f"Launched {hydrated.status.provider_id}")
-        return _Launch(written)
+        return _Launch(hydrated)
+
+    async def _launch_orphaned(self, hydrated: api_nodeclaim.NodeClaim) -> None:
+        """The NodeClaim was deleted while its launch was in flight: nothing would ever terminate the
+        instance but the garbage collector minutes later, so terminate it now."""
+        log.info(
+            "NodeClaim %s was deleted during its launch; terminating %s",
+            hydrated.name,
+            hydrated.status.provider_id,
+        )
+        self._launches.pop(hydrated.metadata.uid or hydrated.name, None)
+        with contextlib.suppress(errors.NodeClaimNotFoundError):
+            await self.provider.delete(hydrated)
 
     def _record_insufficient_capacity(
         self, claim: api_nodeclaim.NodeClaim, err: errors.InsufficientCapacityError, now: dt.datetime
@@ -252,6 +266,20 @@ class LifecycleReconciler:
         delay = min(MAX_LAUNCH_BACKOFF, 2.0 ** (failures - 1))
         metrics.NODECLAIMS_LAUNCH_BACKOFF.put(delay, {"nodepool": claim.nodepool_name or ""})
         return _Launch(None, delay)
+
+    async def _register_and_initialize(
+        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime
+    ) -> api_nodeclaim.NodeClaim:
+        registered_now = False
+        if not claim.is_true(Condition.REGISTERED):
+            claim, registered_now = await self._register(claim, now)
+        if (
+            claim.is_true(Condition.REGISTERED)
+            and not claim.is_true(Condition.INITIALIZED)
+            and not registered_now
+        ):
+            claim = await self._initialize(claim, now)
+        return claim
 
     async def _register(
         self, claim: api_nodeclaim.NodeClaim, now: dt.datetime

@@ -7,7 +7,9 @@ backed off for want of capacity (`nodesmith.state.capacity_backoff`), runs the p
 worker thread with a one-minute deadline, and writes the decision: NodeClaims created (and inserted into
 the state at once, so the next batch cannot launch them twice), existing nodes nominated, ``Nominated`` and
 ``FailedScheduling`` (and, for pods sent past a backed-off pool, ``NodePoolBackedOff``) events on the
-pods. The last decision is kept for ``explain`` and handed to the plugins' decision observers.
+pods. ``Nominated`` events pass a token bucket shared across runs (Karpenter's pod-nomination rate limiter:
+5 a second, bursts of 10; the rest are dropped), because one event per pod would cost the API server as
+many writes as the pods themselves and hold the next batch until they are written. The last decision is kept for ``explain`` and handed to the plugins' decision observers.
 
 It never binds pods: kube-scheduler does, once the new node is Ready.
 """
@@ -41,7 +43,7 @@ from nodesmith.state.cluster import ClusterState
 from nodesmith.state.snapshot import Snapshot
 from nodesmith.state.views import PodView
 
-__all__ = ["Decision", "Provisioner"]
+__all__ = ["Decision", "Provisioner", "TokenBucket"]
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("nodesmith")
@@ -51,6 +53,33 @@ SOLVE_TIMEOUT: Final = 60.0
 RECHECK_INTERVAL: Final = 10.0
 """Seconds between looks for pending pods when nothing triggered (a NodePool became ready, say)."""
 CREATE_CONCURRENCY: Final = 16
+NOMINATION_EVENTS_PER_SECOND: Final = 5.0
+NOMINATION_EVENTS_BURST: Final = 10
+
+
+@attrs.define
+class TokenBucket:
+    """``rate`` tokens a second, at most ``burst`` banked; `try_take` never waits (what it refuses is
+    dropped, like client-go's ``TryAccept``). Time is read from the injected clock."""
+
+    rate: float
+    burst: int
+    clock: Clock
+    _tokens: float = attrs.field(init=False)
+    _at: float = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._tokens = float(self.burst)
+        self._at = self.clock.monotonic()
+
+    def try_take(self) -> bool:
+        now = self.clock.monotonic()
+        self._tokens = min(float(self.burst), self._tokens + (now - self._at) * self.rate)
+        self._at = now
+        if self._tokens < 1.0:
+            return False
+        self._tokens -= 1.0
+        return True
 
 
 @attrs.frozen(slots=True)
@@ -110,11 +139,13 @@ class Provisioner:
     """The kube-scheduler's cluster-default spread, for pods without constraints of their own."""
     last_decision: Decision | None = attrs.field(init=False, default=None)
     _batcher: Batcher = attrs.field(init=False)
+    _nominations: TokenBucket = attrs.field(init=False)
 
     def __attrs_post_init__(self) -> None:
         self._batcher = Batcher(
             self.batch_idle.total_seconds(), self.batch_max.total_seconds(), clock=self.clock
         )
+        self._nominations = TokenBucket(NOMINATION_EVENTS_PER_SECOND, NOMINATION_EVENTS_BURST, self.clock)
 
     def on_change(self, change: Change) -> None:
         """Subscribed to the cluster state by the composition root: a provisionable pod, or a NodePool or
@@ -145,7 +176,8 @@ class Provisioner:
     async def reconcile(self) -> Decision | None:
         """One provisioning run. Returns the decision, or ``None`` when there was nothing to do."""
         # 1. Not synced (a NodeClaim we created has no providerID yet) → wait; launching now could double up.
-        synced_by = self.clock.monotonic() + 30
+        gate_at = self.clock.monotonic()
+        synced_by = gate_at + 30
         while not self.state.synced() and self.clock.monotonic() < synced_by:
             await self.clock.sleep(0.1)
         if not self.state.synced():
@@ -159,6 +191,7 @@ class Provisioner:
             metrics.PODS_UNSCHEDULABLE.put(0, {})
             return None
         started = self.clock.monotonic()
+        synced_wait = started - gate_at
         # 3. Instance types per usable NodePool; a pool whose NodeClass is not ready sits this run out.
         instance_types, skipped = await self.plugins.instance_types(
             self.provider, simulation.usable_nodepools(snapshot)
@@ -178,7 +211,8 @@ class Provisioner:
         outcome = await anyio.to_thread.run_sync(
             lambda: scheduler.solve(sim_input, deadline=lambda: self.clock.monotonic() > deadline_at)
         )
-        metrics.SCHEDULING_DURATION.record(self.clock.monotonic() - started)
+        solved = self.clock.monotonic()
+        metrics.SCHEDULING_DURATION.record(solved - started)
         # 6. Write: NodeClaims, nominations, events.
         created = await self._create_nodeclaims(outcome.new_nodeclaims, snapshot)
         self._nominate_existing(outcome, snapshot)
@@ -201,6 +235,10 @@ class Provisioner:
                 "nodeclaims": len(created),
                 "unschedulable": len(outcome.pod_errors),
                 "seconds": round(decision.duration, 3),
+                # where a run's time went: held by the synced gate, solving, writing
+                "synced_wait": round(synced_wait, 3),
+                "solve": round(solved - started, 3),
+                "write": round(self.clock.monotonic() - solved, 3),
             },
         )
         return decision
@@ -277,12 +315,12 @@ class Provisioner:
         for name, claim in zip(created, outcome.new_nodeclaims, strict=False):
             for ref in claim.pods:
                 pod = by_uid.get(ref.uid)
-                if pod is not None:
+                if pod is not None and self._nominations.try_take():
                     notes.append((pod, "Normal", "Nominated", f"Pod should schedule on: nodeclaim/{name}"))
         for node_name, refs in outcome.existing_node_assignments.items():
             for ref in refs:
                 pod = by_uid.get(ref.uid)
-                if pod is not None:
+                if pod is not None and self._nominations.try_take():
                     notes.append((pod, "Normal", "Nominated", f"Pod should schedule on: node/{node_name}"))
         for uid, error in outcome.pod_errors.items():
             pod = by_uid.get(uid)

@@ -11,10 +11,11 @@ Printed per run: wall time from the Deployments' creation to every pod Running, 
 the objects' own timestamps (second resolution): the last pod created by the ReplicaSets, the first
 and last NodeClaim (batch window + solve + API writes), the last Node created and Ready (kwok), the
 last pod scheduled (kube-scheduler) and Running (kwok); from the daemon's metrics the solve time and
-batches. Then the ratio nodesmith / floor. Karpenter's own e2e bound for 1,000 pods is < 2 minutes
+batches; from the API server's own request counter the writes (create, patch, update, delete) each
+resource received during the run, and per NodeClaim. Then the ratio nodesmith / floor. Karpenter's own e2e bound for 1,000 pods is < 2 minutes
 and < 260 MB.
 
-    uv run python tests/bench/bench_provisioning.py [--pods 1000] [--mode both|floor|nodesmith]
+    uv run python tests/bench/bench_provisioning.py [--pods 1000] [--mode both|floor|nodesmith] [--log FILE]
 
 Never asserts a time; it only prints figures.
 """
@@ -22,6 +23,8 @@ Never asserts a time; it only prints figures.
 from __future__ import annotations
 
 import argparse
+import collections
+import collections.abc
 import datetime as dt
 import math
 import pathlib
@@ -110,7 +113,33 @@ def metric_sum(text: str, name: str) -> float:
     return sum(float(m.group(1)) for m in pattern.finditer(text))
 
 
-async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib.Path) -> dict[str, Any]:
+WRITE_VERBS = frozenset({"POST", "PATCH", "PUT", "DELETE", "APPLY"})
+_REQUESTS = re.compile(r"^apiserver_request_total\{([^}]*)\} ([0-9.eE+-]+)$", re.MULTILINE)
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
+
+
+def api_writes(text: str) -> collections.Counter[str]:
+    """Write requests the API server answered so far, by ``resource[/subresource] VERB``, from its
+    ``apiserver_request_total`` series."""
+    counts: collections.Counter[str] = collections.Counter()
+    for match in _REQUESTS.finditer(text):
+        series = dict(_LABEL.findall(match.group(1)))
+        if series.get("verb") not in WRITE_VERBS:
+            continue
+        resource = series.get("resource", "")
+        if series.get("subresource"):
+            resource += "/" + series["subresource"]
+        counts[f"{resource} {series['verb']}"] += int(float(match.group(2)))
+    return counts
+
+
+async def one_run(
+    kubeconfig: pathlib.Path,
+    pods: int,
+    floor: bool,
+    log: pathlib.Path,
+    apiserver_metrics: collections.abc.Callable[[], str] | None = None,
+) -> dict[str, Any]:
     """One run on the control plane at ``kubeconfig``; its pool and namespace are named after the mode,
     so a floor run and a nodesmith run can share one control plane (the CI smoke test does)."""
     pool = namespace = "bench-floor" if floor else "bench-nodesmith"
@@ -136,6 +165,7 @@ async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib
 
             await e2e.eventually(nodes_ready, 300, "the floor's nodes Ready", interval=1.0)
         small, large = pods - pods // 2, pods // 2
+        writes_before = api_writes(apiserver_metrics()) if apiserver_metrics else None
         started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         started = time.monotonic()
         await kube.create(
@@ -156,6 +186,8 @@ async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib
 
         await e2e.eventually(all_running, 3600, f"{pods} pods Running", interval=1.0)
         out: dict[str, Any] = {"wall_seconds": time.monotonic() - started}
+        if apiserver_metrics is not None and writes_before is not None:
+            out["writes"] = api_writes(apiserver_metrics()) - writes_before
         listed_pods = (await kube.list(resources.PODS, namespace)).items
         nodes = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
         claims = (
@@ -183,12 +215,28 @@ async def one_run(kubeconfig: pathlib.Path, pods: int, floor: bool, log: pathlib
             daemon.stop()
 
 
-def run_on_fresh_plane(pods: int, floor: bool) -> dict[str, Any]:
+def run_on_fresh_plane(pods: int, floor: bool, log: pathlib.Path | None = None) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
     ):
-        return anyio.run(one_run, plane.kubeconfig, pods, floor, pathlib.Path(tmp) / "nodesmith.log")
+        local = plane.cluster
+
+        def apiserver_metrics() -> str:
+            assert local is not None
+            with local.admin_http(timeout=30) as http:
+                response = http.get(f"{local.server}/metrics")
+            response.raise_for_status()
+            return response.text
+
+        return anyio.run(
+            one_run,
+            plane.kubeconfig,
+            pods,
+            floor,
+            log or pathlib.Path(tmp) / "nodesmith.log",
+            apiserver_metrics if local is not None else None,
+        )
 
 
 def measure(pods: int) -> dict[str, dict[str, Any]]:
@@ -209,6 +257,22 @@ def report(pods: int, name: str, out: dict[str, Any]) -> None:
             f"provider calls {out['create_seconds']:.2f}s, peak RSS {out['peak_rss_mib']:.0f} MiB, "
             f"hourly price {out['hourly_price']:.2f}"
         )
+    writes: collections.Counter[str] = out.get("writes") or collections.Counter()
+    if writes:
+        by_resource: collections.Counter[str] = collections.Counter()
+        for key, count in writes.items():
+            by_resource[key.split(" ")[0]] += count
+        top = ", ".join(f"{k} {v}" for k, v in by_resource.most_common(8))
+        print(f"  API writes during the run: {sum(writes.values())} ({top})")
+        claims = writes.get("nodeclaims POST", 0)
+        if claims:
+            own = {k: v for k, v in writes.items() if k.startswith("nodeclaims")}
+            detail = ", ".join(f"{k} {v}" for k, v in sorted(own.items()))
+            nodes = sum(v for k, v in writes.items() if k.startswith("nodes"))
+            print(
+                f"  per NodeClaim: {sum(own.values()) / claims:.1f} NodeClaim writes ({detail}); "
+                f"{nodes / claims:.1f} Node writes (kwok's heartbeats included)"
+            )
 
 
 def main() -> None:
@@ -217,13 +281,14 @@ def main() -> None:
     )
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--mode", choices=("both", "floor", "nodesmith"), default="both")
+    parser.add_argument("--log", type=pathlib.Path, help="keep the daemon's log here")
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     if args.mode in ("both", "floor"):
         results["floor"] = run_on_fresh_plane(args.pods, floor=True)
         report(args.pods, "floor (pre-existing nodes, no autoscaler)", results["floor"])
     if args.mode in ("both", "nodesmith"):
-        results["nodesmith"] = run_on_fresh_plane(args.pods, floor=False)
+        results["nodesmith"] = run_on_fresh_plane(args.pods, floor=False, log=args.log)
         report(args.pods, "nodesmith (launches the nodes)", results["nodesmith"])
     if len(results) == 2:
         ratio = results["nodesmith"]["wall_seconds"] / results["floor"]["wall_seconds"]

@@ -201,3 +201,22 @@ async def test_an_in_flight_nodeclaim_is_not_launched_twice_after_a_restart(env:
     assert after_restart.created == ()
     assert [c.name for c in await env.nodeclaims()] == list(first.created)
     assert len(env.provider.create_calls) == 1
+
+
+async def test_nominated_events_pass_a_token_bucket_so_a_large_batch_costs_no_write_per_pod(env: Env) -> None:
+    burst = 10  # Karpenter's pod-nomination burst
+    for _ in range(burst + 4):
+        await env.pending_pod(cpu="100m")
+    decision = await env.provision()
+    assert decision is not None
+    assert decision.created
+    placed = sum(len(claim.pods) for claim in decision.results.new_nodeclaims)
+    assert placed == burst + 4
+    listed = await env.kube.list(resources.CORE_EVENTS, NAMESPACE)
+    nominated = [
+        event
+        for event in listed.items
+        if event.get("reason") == "Nominated" and event["involvedObject"]["name"] in env.pods
+    ]
+    # the clock did not move during the run: the burst is written, the rest dropped (Karpenter: 5/s, 10)
+    assert len(nominated) == burst
