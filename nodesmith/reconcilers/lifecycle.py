@@ -207,17 +207,43 @@ class LifecycleReconciler:
         try:
             written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
         except kube_errors.NotFoundError:
-            # deleted while the launch was in flight: nothing would ever terminate this instance but the
-            # garbage collector minutes later, so terminate it now
-            log.info("NodeClaim %s was deleted during its launch; terminating %s", claim.name, launched.name)
-            self._launches.pop(uid, None)
-            with contextlib.suppress(errors.NodeClaimNotFoundError):
-                await self.provider.delete(hydrated)
-            return _Launch(None)
+            return await self._abandon_launch(claim, hydrated)
+        except kube_errors.ConflictError:
+            # a 409 may be the deletion itself (the finalizer keeps the NodeClaim, deletionTimestamp bumps
+            # its resourceVersion): then no later pass writes the providerID, nodeclaim.termination releases
+            # it without touching the instance, and the instance would leak
+            if await self._deleted_since(claim):
+                return await self._abandon_launch(claim, hydrated)
+            raise  # changed for another reason: requeue, the next pass writes the remembered launch
         metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
         metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
         await self._publish(written, events.NORMAL, "Launched", f"Launched {hydrated.status.provider_id}")
         return _Launch(written)
+
+    async def _deleted_since(self, claim: api_nodeclaim.NodeClaim) -> bool:
+        """Whether ``claim`` is gone from the API, replaced, or being deleted (read now, not from the state)."""
+        try:
+            current = api_nodeclaim.NodeClaim.from_dict(await self.kube.get(resources.NODECLAIMS, claim.name))
+        except kube_errors.NotFoundError:
+            return True
+        replaced = claim.metadata.uid is not None and current.metadata.uid != claim.metadata.uid
+        return current.deleting or replaced
+
+    async def _abandon_launch(
+        self, claim: api_nodeclaim.NodeClaim, hydrated: api_nodeclaim.NodeClaim
+    ) -> _Launch:
+        """The NodeClaim was deleted while its launch was in flight: nothing would ever terminate this
+        instance but the garbage collector minutes later (or never, if the daemon stops first), so
+        terminate it now."""
+        log.info(
+            "NodeClaim %s was deleted during its launch; terminating %s",
+            claim.name,
+            hydrated.status.provider_id,
+        )
+        self._launches.pop(claim.metadata.uid or claim.name, None)
+        with contextlib.suppress(errors.NodeClaimNotFoundError):
+            await self.provider.delete(hydrated)
+        return _Launch(None)
 
     def _record_insufficient_capacity(
         self, claim: api_nodeclaim.NodeClaim, err: errors.InsufficientCapacityError, now: dt.datetime
