@@ -207,13 +207,13 @@ class LifecycleReconciler:
         try:
             written = await lifecycle_writes.write_nodeclaim(self.kube, claim, hydrated)
         except kube_errors.NotFoundError:
-            return await self._abandon_launch(claim, hydrated)
+            return await self._abandon_launch(claim, hydrated, "gone")
         except kube_errors.ConflictError:
             # a 409 may be the deletion itself (the finalizer keeps the NodeClaim, deletionTimestamp bumps
             # its resourceVersion): then no later pass writes the providerID, nodeclaim.termination releases
             # it without touching the instance, and the instance would leak
             if await self._deleted_since(claim):
-                return await self._abandon_launch(claim, hydrated)
+                return await self._abandon_launch(claim, hydrated, "marked for deletion")
             raise  # changed for another reason: requeue, the next pass writes the remembered launch
         metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
         metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
@@ -230,14 +230,15 @@ class LifecycleReconciler:
         return current.deleting or replaced
 
     async def _abandon_launch(
-        self, claim: api_nodeclaim.NodeClaim, hydrated: api_nodeclaim.NodeClaim
+        self, claim: api_nodeclaim.NodeClaim, hydrated: api_nodeclaim.NodeClaim, how: str
     ) -> _Launch:
         """The NodeClaim was deleted while its launch was in flight: nothing would ever terminate this
         instance but the garbage collector minutes later (or never, if the daemon stops first), so
         terminate it now."""
         log.info(
-            "NodeClaim %s was deleted during its launch; terminating %s",
+            "NodeClaim %s was deleted during its launch (%s); terminating %s",
             claim.name,
+            how,
             hydrated.status.provider_id,
         )
         self._launches.pop(claim.metadata.uid or claim.name, None)
