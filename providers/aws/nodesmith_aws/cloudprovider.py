@@ -23,6 +23,7 @@ from typing import Any, Final
 import anyio
 import attrs
 from anyio.abc import TaskStatus
+from botocore.exceptions import BotoCoreError, ClientError
 
 from nodesmith import errors
 from nodesmith.api import conditions, quantity
@@ -88,7 +89,7 @@ class AwsCloudProvider:
         self._sleep = sleep
         self.store = store
         self.clients = clients or Clients(settings)
-        self.catalog = catalog or Catalog(self.clients)
+        self.catalog = catalog or Catalog(self.clients, sleep)
         self.pricing = pricing or Pricing(settings, self.clients)
         self.unavailable = UnavailableOfferings(clock)
         self.reservation_usage = ReservationUsage()
@@ -193,6 +194,26 @@ class AwsCloudProvider:
             nc.name, deleted, f" and instance profile {profile}" if profile else "",
         )  # fmt: skip
 
+    async def _instance_types_known(self) -> None:
+        """Discover instance types if nothing tried yet; while the background discovery is failing (it
+        retries with backoff) raise `NodeClassNotReadyError` with its error instead of calling EC2 again."""
+        if self.catalog.infos:
+            return
+        if self.catalog.last_error is not None:
+            raise errors.NodeClassNotReadyError(
+                f"EC2 instance types not discovered yet: {self.catalog.last_error}"
+            )
+        try:
+            await self.catalog.ensure()
+        except (BotoCoreError, ClientError) as err:
+            raise errors.NodeClassNotReadyError(f"EC2 instance types not discovered yet: {err}") from err
+
+    def not_ready(self) -> str | None:
+        """Why the provider cannot launch anything yet (the daemon's ``/readyz`` shows it), or ``None``."""
+        if not self.catalog.infos and self.catalog.last_error is not None:
+            return f"EC2 instance types not discovered yet: {self.catalog.last_error}"
+        return None
+
     async def _ready_node_class(self, name: str) -> EC2NodeClass:
         nc = await self.store.get(name)
         if nc is None:
@@ -220,7 +241,7 @@ class AwsCloudProvider:
         """Every instance type the NodePool's EC2NodeClass could launch, unavailable offerings included;
         GPU, accelerator and metal types only when the NodePool's requirements ask (`offered`). Raises `NodeClassNotReadyError` when the NodeClass is missing or not Ready."""
         nc = await self._ready_node_class(nodepool.spec.template.spec.node_class_ref.name)
-        await self.catalog.ensure()
+        await self._instance_types_known()
         return offered.offered(self.instance_types.list(nc), nodepool.requirements)
 
     async def create(self, nodeclaim: NodeClaim) -> NodeClaim:
@@ -232,7 +253,7 @@ class AwsCloudProvider:
         remembered for 3 minutes, so the retry tries others), `CreateError` otherwise (``reason`` says
         why: ``Unauthorized``, ``QuotaExceeded``, ``SpotSLRCreationFailed``, the EC2 error code ...)."""
         nc = await self._ready_node_class(nodeclaim.spec.node_class_ref.name)
-        await self.catalog.ensure()
+        await self._instance_types_known()
         types = self.instance_types.list(nc)
         launched = await self._launched_before(nodeclaim) or await self.launcher.launch(
             nodeclaim, nc, types, self.tags(nodeclaim, nc)
