@@ -210,9 +210,10 @@ class AwsCloudProvider:
 
     def not_ready(self) -> str | None:
         """Why the provider cannot launch anything yet (the daemon's ``/readyz`` shows it), or ``None``."""
-        if not self.catalog.infos and self.catalog.last_error is not None:
-            return f"EC2 instance types not discovered yet: {self.catalog.last_error}"
-        return None
+        if self.catalog.infos:
+            return None
+        error = self.catalog.last_error
+        return "EC2 instance types not discovered yet" + (f": {error}" if error else "")
 
     async def _ready_node_class(self, name: str) -> EC2NodeClass:
         nc = await self.store.get(name)

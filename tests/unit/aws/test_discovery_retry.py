@@ -35,6 +35,7 @@ async def test_describe_instance_types_timing_out_at_start_is_retried_with_backo
     )
     pool = conformance.nodepool("default", REF)
     env.faults.time_out("DescribeInstanceTypes", 10_000)  # no answer, botocore's retries included
+    assert provider.not_ready() == "EC2 instance types not discovered yet"
     async with anyio.create_task_group() as group:
         await group.start(catalog.run)  # returns: the failure is reported, not raised
 
