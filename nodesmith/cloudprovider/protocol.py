@@ -27,6 +27,7 @@ __all__ = [
     "CloudProvider",
     "NodeClassKind",
     "ProviderContext",
+    "ReportsReadiness",
     "RunsInBackground",
 ]
 
@@ -142,8 +143,19 @@ class Closable(Protocol):
         ...
 
 
-OPTIONAL_MEMBERS = ("run", "close")
-"""Members a provider may add: ``run`` (`RunsInBackground`) and ``close`` (`Closable`)."""
+@runtime_checkable
+class ReportsReadiness(Protocol):
+    """A provider that can be up but unable to launch (e.g. its catalogue not discovered yet); the runtime
+    checks ``isinstance(provider, ReportsReadiness)`` and answers ``/readyz`` with 503 and the reason."""
+
+    def not_ready(self) -> str | None:
+        """Why the provider cannot work yet, in one line; ``None`` when it can."""
+        ...
+
+
+OPTIONAL_MEMBERS = ("run", "close", "not_ready")
+"""Members a provider may add: ``run`` (`RunsInBackground`), ``close`` (`Closable`) and ``not_ready``
+(`ReportsReadiness`)."""
 
 REQUIRED_MEMBERS = (
     "name",

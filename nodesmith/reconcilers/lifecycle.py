@@ -165,9 +165,17 @@ class LifecycleReconciler:
             written = await lifecycle_writes.write_nodeclaim(self.kube, before, claim)
         except kube_errors.NotFoundError:
             if launched:
-                await self._launch_orphaned(claim)
+                await self._abandon_launch(claim, "gone")
                 return None
             raise
+        except kube_errors.ConflictError:
+            # a 409 may be the deletion itself (the finalizer keeps the NodeClaim, deletionTimestamp bumps
+            # its resourceVersion): then no later pass writes the providerID, nodeclaim.termination releases
+            # it without touching the instance, and the instance would leak
+            if launched and await self._deleted_since(claim):
+                await self._abandon_launch(claim, "marked for deletion")
+                return None
+            raise  # changed for another reason: requeue, the next pass writes the remembered launch
         if launched:
             metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
             metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
@@ -222,12 +230,23 @@ class LifecycleReconciler:
             self.backoff.record_success(claim.nodepool_name, launched_type)
         return _Launch(hydrated)
 
-    async def _launch_orphaned(self, hydrated: api_nodeclaim.NodeClaim) -> None:
-        """The NodeClaim was deleted while its launch was in flight: nothing would ever terminate the
-        instance but the garbage collector minutes later, so terminate it now."""
+    async def _deleted_since(self, claim: api_nodeclaim.NodeClaim) -> bool:
+        """Whether ``claim`` is gone from the API, replaced, or being deleted (read now, not from the state)."""
+        try:
+            current = api_nodeclaim.NodeClaim.from_dict(await self.kube.get(resources.NODECLAIMS, claim.name))
+        except kube_errors.NotFoundError:
+            return True
+        replaced = claim.metadata.uid is not None and current.metadata.uid != claim.metadata.uid
+        return current.deleting or replaced
+
+    async def _abandon_launch(self, hydrated: api_nodeclaim.NodeClaim, how: str) -> None:
+        """The NodeClaim was deleted while its launch was in flight: nothing would ever terminate this
+        instance but the garbage collector minutes later (or never, if the daemon stops first), so
+        terminate it now."""
         log.info(
-            "NodeClaim %s was deleted during its launch; terminating %s",
+            "NodeClaim %s was deleted during its launch (%s); terminating %s",
             hydrated.name,
+            how,
             hydrated.status.provider_id,
         )
         self._launches.pop(hydrated.metadata.uid or hydrated.name, None)

@@ -21,7 +21,13 @@ import attrs
 from nodesmith import metrics
 from nodesmith.clock import SYSTEM, Clock
 from nodesmith.cloudprovider import manager
-from nodesmith.cloudprovider.protocol import Closable, CloudProvider, ProviderContext, RunsInBackground
+from nodesmith.cloudprovider.protocol import (
+    Closable,
+    CloudProvider,
+    ProviderContext,
+    ReportsReadiness,
+    RunsInBackground,
+)
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
@@ -132,10 +138,14 @@ class Daemon:
         return 200, "text/plain", b"ok\n"
 
     async def readyz(self) -> http.Response:
-        """Ready once every informer has listed its resource (which also proves the CRDs are installed)."""
+        """Ready once every informer has listed its resource (which also proves the CRDs are installed) and
+        the provider, if it says so, can work (e.g. the AWS provider has discovered its instance types)."""
         pending = sorted(name for name, synced in self.informers.synced_status().items() if not synced)
         if pending:
             return 503, "text/plain", ("waiting for informers: " + ", ".join(pending) + "\n").encode()
+        problem = self.provider.not_ready() if isinstance(self.provider, ReportsReadiness) else None
+        if problem:
+            return 503, "text/plain", f"provider {self.provider.name} not ready: {problem}\n".encode()
         return 200, "text/plain", b"ok\n"
 
     async def metrics(self) -> http.Response:

@@ -85,6 +85,16 @@ class MotoCloud:
         }
 
 
+async def describe_live(provider: AwsCloudProvider, pool: str) -> list[str]:
+    """One line per live instance of NodePool ``pool`` (id, state, launch time, tags), for a failure message
+    to be matched against the daemon's log."""
+    return [
+        f"{i.id} {i.state} launched {i.launch_time.isoformat()} tags {dict(sorted(i.tags.items()))}"
+        for i in sorted(await provider.list_instances(), key=lambda i: i.launch_time)
+        if i.tags.get(labels.LABEL_NODEPOOL) == pool and i.state in ("pending", "running")
+    ]
+
+
 def nodepool_for(name: str, **spec: Any) -> dict[str, Any]:
     """An on-demand NodePool of :data:`TYPES` on EC2NodeClass ``name``."""
     pool = e2e.nodepool(

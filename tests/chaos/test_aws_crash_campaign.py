@@ -64,6 +64,7 @@ async def test_aws_sigkill_in_every_phase_leaks_no_instance_loses_none_and_disru
             group.cancel_scope.cancel()
         print(f"\nAWS crash campaign (moto): {len(rounds)} rounds, seed {SEED}\n{chaos.table(rounds)}")
         leftover = await aws_support.MotoCloud(provider).instances(name)
+        left_detail = await aws_support.describe_live(provider, name)
     finally:
         with contextlib.suppress(kube_errors.NotFoundError):
             await kube.delete(aws_support.EC2_NODE_CLASSES, name)
@@ -73,4 +74,6 @@ async def test_aws_sigkill_in_every_phase_leaks_no_instance_loses_none_and_disru
     assert campaign.samples > 0
     assert [r for r in rounds if r.violations] == []
     assert sum(r.reached for r in rounds) >= (3 * len(rounds)) // 4, chaos.summary(rounds)
-    assert leftover == {}, "the campaign's teardown left instances running in moto"
+    assert leftover == {}, "the campaign's teardown left instances running in moto:\n" + "\n".join(
+        left_detail
+    )

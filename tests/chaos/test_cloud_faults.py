@@ -9,7 +9,8 @@ the failed attempts and the launch backoff the daemon's ``/metrics`` showed, and
 it to the pod Running, and asserts: the call rate stayed bounded (no hot loop), the errors and the
 backoff were visible in the metrics, the pod ran once the fault was lifted, and no instance in moto is
 left without a NodeClaim (the stalled CreateFleets that moto carried out leave instances nobody got an
-answer for: the garbage collector must terminate them).
+answer for: the next attempt adopts the one tagged for its NodeClaim, and the garbage collector must
+terminate the others, such as the one botocore's retry of the stalled call launched).
 """
 
 from __future__ import annotations
@@ -195,7 +196,13 @@ async def test_throttling_5xx_timeouts_and_partial_fleets_back_off_and_leak_no_i
                     assert sum(rates.values()) <= MAX_ALL_PER_MINUTE, fault
                     assert rates.get("CreateFleet", 0.0) > 0, f"{fault}: the launch was never attempted"
                     assert errors > 0, f"{fault}: no failed attempt in nodesmith_cloudprovider_api_errors"
-                    assert backoff > 0, f"{fault}: no launch backoff in the metrics"
+                    if code == "ReadTimeoutError":
+                        # moto carried the stalled CreateFleet out: the retry after the first timed-out
+                        # launch finds that instance by its NodeClaim tag and adopts it, during the
+                        # fault, so the launch backoff is back to 0 before the end of the fault
+                        assert "adopting" in daemon.log.read_text(), f"{fault}: the instance was not adopted"
+                    else:
+                        assert backoff > 0, f"{fault}: no launch backoff in the metrics"
                     assert after == 0, f"{fault}: the backoff gauge did not reset after a launch"
 
                 # partial fleet: an instance plus an error for another pool of the same request

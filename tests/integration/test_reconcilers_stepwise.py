@@ -116,6 +116,23 @@ async def test_an_instance_launched_for_a_nodeclaim_deleted_meanwhile_is_termina
     assert env.provider.machines == {}
 
 
+async def test_an_instance_launched_for_a_nodeclaim_being_deleted_meanwhile_is_terminated(env: Env) -> None:
+    """The NodeClaim (finalizer on) is deleted while its launch is in flight: it still exists, marked for
+    deletion, so writing the launch back answers 409, not 404. Its next pass sees it deleting and never
+    writes the providerID, so nodeclaim.termination would release it without touching the instance: the
+    instance is terminated at once instead of leaking until the garbage collector's next pass."""
+    name = await env.apply_nodeclaim()
+    await env.kube.merge_patch(
+        resources.NODECLAIMS, name, {"metadata": {"finalizers": [labels.FINALIZER_TERMINATION]}}
+    )
+    await expect.expect_refreshed(env.kube, env.state, resources.NODECLAIMS, name)
+    await env.kube.delete(resources.NODECLAIMS, name)  # deletionTimestamp set; the state has not heard
+    await expect.expect_object_reconciled(env.reconciler, name)
+    assert len(env.provider.create_calls) == 1
+    assert env.provider.machines == {}
+    assert (await env.nodeclaim(name)).deleting  # nodeclaim.termination still finalizes it
+
+
 async def test_a_launched_nodeclaim_is_not_launched_again(env: Env) -> None:
     name = await env.apply_nodeclaim()
     await env.reconcile(name)

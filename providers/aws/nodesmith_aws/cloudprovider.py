@@ -23,6 +23,7 @@ from typing import Any, Final
 import anyio
 import attrs
 from anyio.abc import TaskStatus
+from botocore.exceptions import BotoCoreError, ClientError
 
 from nodesmith import errors
 from nodesmith.api import conditions, quantity
@@ -43,7 +44,7 @@ from nodesmith_aws.clients import Clients
 from nodesmith_aws.cluster import Cluster, ClusterSource
 from nodesmith_aws.instances import Instance, Instances, parse_provider_id
 from nodesmith_aws.instancetypes import Catalog, InstanceTypes
-from nodesmith_aws.launch import Launcher
+from nodesmith_aws.launch import Launched, Launcher
 from nodesmith_aws.launchtemplates import LaunchTemplates
 from nodesmith_aws.nodeclass import EC2NodeClass
 from nodesmith_aws.pricing import Pricing
@@ -88,7 +89,7 @@ class AwsCloudProvider:
         self._sleep = sleep
         self.store = store
         self.clients = clients or Clients(settings)
-        self.catalog = catalog or Catalog(self.clients)
+        self.catalog = catalog or Catalog(self.clients, sleep)
         self.pricing = pricing or Pricing(settings, self.clients)
         self.unavailable = UnavailableOfferings(clock)
         self.reservation_usage = ReservationUsage()
@@ -193,6 +194,27 @@ class AwsCloudProvider:
             nc.name, deleted, f" and instance profile {profile}" if profile else "",
         )  # fmt: skip
 
+    async def _instance_types_known(self) -> None:
+        """Discover instance types if nothing tried yet; while the background discovery is failing (it
+        retries with backoff) raise `NodeClassNotReadyError` with its error instead of calling EC2 again."""
+        if self.catalog.infos:
+            return
+        if self.catalog.last_error is not None:
+            raise errors.NodeClassNotReadyError(
+                f"EC2 instance types not discovered yet: {self.catalog.last_error}"
+            )
+        try:
+            await self.catalog.ensure()
+        except (BotoCoreError, ClientError) as err:
+            raise errors.NodeClassNotReadyError(f"EC2 instance types not discovered yet: {err}") from err
+
+    def not_ready(self) -> str | None:
+        """Why the provider cannot launch anything yet (the daemon's ``/readyz`` shows it), or ``None``."""
+        if self.catalog.infos:
+            return None
+        error = self.catalog.last_error
+        return "EC2 instance types not discovered yet" + (f": {error}" if error else "")
+
     async def _ready_node_class(self, name: str) -> EC2NodeClass:
         nc = await self.store.get(name)
         if nc is None:
@@ -220,7 +242,7 @@ class AwsCloudProvider:
         """Every instance type the NodePool's EC2NodeClass could launch, unavailable offerings included;
         GPU, accelerator and metal types only when the NodePool's requirements ask (`offered`). Raises `NodeClassNotReadyError` when the NodeClass is missing or not Ready."""
         nc = await self._ready_node_class(nodepool.spec.template.spec.node_class_ref.name)
-        await self.catalog.ensure()
+        await self._instance_types_known()
         return offered.offered(self.instance_types.list(nc), nodepool.requirements)
 
     async def create(self, nodeclaim: NodeClaim) -> NodeClaim:
@@ -232,9 +254,11 @@ class AwsCloudProvider:
         remembered for 3 minutes, so the retry tries others), `CreateError` otherwise (``reason`` says
         why: ``Unauthorized``, ``QuotaExceeded``, ``SpotSLRCreationFailed``, the EC2 error code ...)."""
         nc = await self._ready_node_class(nodeclaim.spec.node_class_ref.name)
-        await self.catalog.ensure()
+        await self._instance_types_known()
         types = self.instance_types.list(nc)
-        launched = await self.launcher.launch(nodeclaim, nc, types, self.tags(nodeclaim, nc))
+        launched = await self._launched_before(nodeclaim) or await self.launcher.launch(
+            nodeclaim, nc, types, self.tags(nodeclaim, nc)
+        )
         self.zones.remember(launched.instance_id, launched.zone)
         it = self.instance_types.get(nc, launched.instance_type)
         labels = {**nodeclaim.metadata.labels, **self._labels(it, launched.zone, launched.capacity_type)}
@@ -265,6 +289,39 @@ class AwsCloudProvider:
             nodeclaim.name,
         )
         return attrs.evolve(nodeclaim, metadata=metadata, status=status)
+
+    async def _launched_before(self, nodeclaim: NodeClaim) -> Launched | None:
+        """The live instance an earlier attempt already launched for ``nodeclaim``, if any.
+
+        A daemon killed after CreateFleet answered but before the NodeClaim's status was written would
+        otherwise launch a second instance on restart and leave the first to the garbage collector. The
+        instance is found by its NodeClaim tag (set by CreateFleet itself, so present from its first
+        second): NodeClaim names are unique in the API, and the core keeps a deleted NodeClaim until its
+        instance is gone, so a live instance with this tag can only be this NodeClaim's. moto ignores
+        CreateFleet's ``ClientToken``, and a token would only cover retries within EC2's idempotency
+        window; this lookup covers any restart."""
+        found = await self.instances.list(
+            [
+                {"Name": f"tag:{TAG_NODECLAIM}", "Values": [nodeclaim.name]},
+                {"Name": f"tag:{TAG_CLUSTER_NAME}", "Values": [self.settings.cluster_name]},
+            ]
+        )
+        live = sorted((i for i in found if i.state in ("pending", "running")), key=lambda i: i.launch_time)
+        if not live:
+            return None
+        instance = live[0]
+        log.info("adopting %s, launched earlier for %s", instance.id, nodeclaim.name)
+        return Launched(
+            instance_id=instance.id,
+            instance_type=instance.type,
+            zone=instance.zone,
+            subnet_id=instance.subnet_id,
+            image_id=instance.image_id,
+            capacity_type=core_labels.CapacityType.RESERVED
+            if instance.reservation_id
+            else instance.capacity_type,
+            reservation_id=instance.reservation_id,
+        )
 
     def _labels(self, it: InstanceType | None, zone: str, capacity_type: str) -> dict[str, str]:
         out = it.requirements.labels() if it is not None else {}

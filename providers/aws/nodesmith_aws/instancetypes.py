@@ -22,7 +22,7 @@ import builtins
 import logging
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
 import anyio
@@ -46,15 +46,23 @@ log = logging.getLogger(__name__)
 
 CAPACITY_TYPES: Final = ("on-demand", "spot")
 REFRESH_INTERVAL: Final = 12 * 3600.0
+DISCOVERY_BACKOFF_MAX: Final = 60.0
+"""Seconds between two attempts of a first discovery that keeps failing, at most."""
 _SUFFIXES: Final = tuple(key.removeprefix(labels.LABEL_PREFIX) for key in plugin.INSTANCE_LABELS)
 """The ``aws.nodesmith.io/instance-*`` suffixes every instance type defines (the plugin declares the keys)."""
 
 
 class Catalog:
-    """Region-wide instance-type facts from EC2. ``version`` increases whenever they change."""
+    """Region-wide instance-type facts from EC2. ``version`` increases whenever they change.
 
-    def __init__(self, clients: Clients) -> None:
+    ``sleep`` is the daemon's injected clock's: `run` waits on it between refreshes and between the
+    attempts of a first discovery that keeps failing."""
+
+    def __init__(self, clients: Clients, sleep: Callable[[float], Awaitable[None]] = anyio.sleep) -> None:
         self.clients = clients
+        self._sleep = sleep
+        self.last_error: str | None = None
+        """Why the last discovery failed (``None`` once one succeeded): shown while nothing is known."""
         self.infos: dict[str, Mapping[str, Any]] = {}
         self.zones: dict[str, frozenset[str]] = {}
         self.version = 0
@@ -87,6 +95,7 @@ class Catalog:
         if infos.keys() != self.infos.keys() or frozen != self.zones:
             self.version += 1
         self.infos, self.zones = infos, frozen
+        self.last_error = None
         log.info("discovered %d instance types in %d zones", len(infos), len(self.all_zones))
 
     async def ensure(self) -> None:
@@ -94,12 +103,28 @@ class Catalog:
         if not self.infos:
             await self.refresh()
 
+    async def _discover(self) -> None:
+        try:
+            await self.refresh()
+        except Exception as err:  # boundary: a daemon without instance types waits, it does not exit
+            self.last_error = f"{type(err).__name__}: {err}"
+            log.warning("instance type discovery failed, retrying with backoff: %s", self.last_error)
+
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
-        """Refresh every 12 hours (the first refresh is `ensure`'s); failures keep the old answer."""
-        await self.ensure()
+        """Discover, then refresh every 12 hours; later failures keep the old answer. Started after the
+        first attempt, whether it succeeded or not: a discovery that fails (DescribeInstanceTypes timing
+        out, throttled, denied) must not stop the daemon, which stays up reporting `last_error` (not
+        ready; NodePools skipped as their NodeClass not ready) and retries with backoff (1 s doubling
+        to `DISCOVERY_BACKOFF_MAX`) until it succeeds."""
+        await self._discover()
         task_status.started()
+        delay = 1.0
+        while not self.infos:
+            await self._sleep(delay)
+            delay = min(DISCOVERY_BACKOFF_MAX, delay * 2)
+            await self._discover()
         while True:
-            await anyio.sleep(REFRESH_INTERVAL)
+            await self._sleep(REFRESH_INTERVAL)
             try:
                 await self.refresh()
             except Exception as err:  # boundary: keep serving the last good answer

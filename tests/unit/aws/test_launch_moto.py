@@ -1,4 +1,6 @@
-"""Launching, ICE handling, launch-template reuse, get/list/delete and leaked-instance GC against moto.
+"""Launching, ICE handling, launch-template reuse, get/list/delete against moto (the
+garbage collection of leaked instances is the core collector's, tested against moto in
+``tests/integration/test_aws_garbagecollection.py``).
 
 moto's CreateFleet launches from the first override it is given, and every spot price in its history is
 0.00001, so "the cheapest price-capacity choice moto offers" is the first override of the cheapest
@@ -7,8 +9,6 @@ Insufficient capacity is injected by `nodesmith_aws.testing.faults.FaultInjector
 """
 
 from __future__ import annotations
-
-import datetime as dt
 
 import anyio
 import attrs
@@ -20,7 +20,6 @@ from nodesmith.api.meta import NodeClassRef
 from nodesmith.api.nodeclaim import NodeClaim
 from nodesmith.testing import conformance
 from nodesmith_aws import drift, nodeclass
-from nodesmith_aws.garbagecollection import LeakedInstanceCollector
 from tests.unit.aws.conftest import CLUSTER, Env, ready_nodeclass
 
 REF = NodeClassRef(nodeclass.GROUP, nodeclass.KIND, "default")
@@ -214,35 +213,6 @@ async def test_concurrent_gets_are_batched_into_one_describe_call(env: Env) -> N
     assert env.provider.instances.describe_batcher.executions == before + 1
     assert all(results[launched_id(c)] == c.status.provider_id for c in claims)
     assert results["aws:///us-west-2a/i-00000000000000000"] == "not found"
-
-
-@pytest.mark.anyio
-async def test_garbage_collection_removes_an_instance_no_nodeclaim_owns(env: Env) -> None:
-    await ready_nodeclass(env)
-    pool = conformance.nodepool("default", REF)
-    owned = await env.provider.create(conformance.nodeclaim(pool, twenty_types("on-demand")))
-    leaked = await env.provider.create(conformance.nodeclaim(pool, twenty_types("on-demand")))
-    ec2 = await env.ec2()
-    untagged = (await ec2.run_instances(ImageId=owned.status.image_id, MinCount=1, MaxCount=1))["Instances"][
-        0
-    ]
-
-    async def claimed() -> set[str]:
-        return {owned.status.provider_id or ""}
-
-    later = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=5)
-    young = LeakedInstanceCollector(env.provider, claimed)
-    assert await young.reconcile() == []  # launched seconds ago: its NodeClaim may not be written yet
-    assert await LeakedInstanceCollector(env.provider, claimed, now=lambda: later).reconcile() == [
-        leaked.status.provider_id
-    ]
-    with pytest.raises(errors.NodeClaimNotFoundError):
-        await env.provider.get(launched_id(leaked))
-    assert await env.provider.get(launched_id(owned))
-    state = (await ec2.describe_instances(InstanceIds=[untagged["InstanceId"]]))["Reservations"][0][
-        "Instances"
-    ][0]
-    assert state["State"]["Name"] == "running"  # not ours: never touched
 
 
 @pytest.mark.anyio

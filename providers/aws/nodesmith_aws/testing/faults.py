@@ -94,6 +94,11 @@ class FaultInjector:
         """The next ``times`` HTTP attempts of ``operation`` get no answer (``ReadTimeoutError``)."""
         self._timeouts[operation] += times
 
+    def recover(self, operation: str) -> None:
+        """From now on ``operation`` is answered again: its pending timeouts and throttles are dropped."""
+        self._timeouts.pop(operation, None)
+        self._throttles.pop(operation, None)
+
     def deny(self, operation: str, code: str = "UnauthorizedOperation") -> None:
         """From now on every call of ``operation`` (e.g. ``DescribeSubnets``) fails with ``code``."""
         self._denied[operation] = code
