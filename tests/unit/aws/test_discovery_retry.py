@@ -19,6 +19,7 @@ from tests.unit.aws.test_launch_moto import REF, twenty_types
 pytestmark = pytest.mark.anyio
 
 
+@pytest.mark.aws_settings(max_attempts=1)  # one botocore retry per attempt: its backoff is real time
 async def test_describe_instance_types_timing_out_at_start_is_retried_with_backoff_not_fatal(
     env: Env,
 ) -> None:
