@@ -319,7 +319,7 @@ class LifecycleReconciler:
             and node.labels.get(labels.LABEL_REGISTERED) != "true"
         ):
             await self._publish(
-                node.object,
+                node.reference(),
                 events.WARNING,
                 "UnregisteredTaintMissing",
                 f"Missing {labels.TAINT_UNREGISTERED}:NoExecute taint, which prevents registration related race conditions",

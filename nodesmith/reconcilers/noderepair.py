@@ -120,9 +120,7 @@ class NodeRepair:
             f"{repair.ALLOWED_UNHEALTHY_PERCENT}%"
         )
         log.warning("%s (%s)", message, node.name)
-        await self.events.publish(
-            {"kind": "Node", "apiVersion": "v1", **node.object}, events.WARNING, "NodeRepairBlocked", message
-        )
+        await self.events.publish(node.reference(), events.WARNING, "NodeRepairBlocked", message)
 
     async def _repair(
         self,

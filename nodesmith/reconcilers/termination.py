@@ -140,7 +140,7 @@ class TerminationReconciler:
         deadline = lifecycle_checks.termination_deadline(claim) if claim is not None else None
         if deadline is not None:
             await self.events.publish(
-                node.object,
+                node.reference(),
                 events.WARNING,
                 "TerminationGracePeriodExpiring",
                 f"All pods will be deleted by {meta.format_time(deadline)}",
@@ -268,7 +268,10 @@ class TerminationReconciler:
             delay = min(EVICTION_BACKOFF_MAX, EVICTION_BACKOFF_MIN * 2 ** (failures - 1))
             self._backoff[backoff_key] = (failures, now + dt.timedelta(seconds=delay))
             await self.events.publish(
-                node.object, events.WARNING, "FailedDraining", f"Failed to evict pod {pod.key}: {err.message}"
+                node.reference(),
+                events.WARNING,
+                "FailedDraining",
+                f"Failed to evict pod {pod.key}: {err.message}",
             )
             return
         except kube_errors.KubeError as err:
@@ -309,7 +312,7 @@ class TerminationReconciler:
             )
             return claim, None
         message = f"Awaiting deletion of {len(attached)} VolumeAttachments bound to node"
-        await self.events.publish(node.object, events.NORMAL, "AwaitingVolumeDetachment", message)
+        await self.events.publish(node.reference(), events.NORMAL, "AwaitingVolumeDetachment", message)
         claim = await self._set_condition(
             claim, Condition.VOLUMES_DETACHED, Status.FALSE, "AwaitingVolumeDetachment", message, now
         )

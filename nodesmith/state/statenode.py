@@ -49,7 +49,7 @@ class NodePart:
     """The parsed parts of a Node that the state and the reconcilers read (parsed once per Node event).
 
     ``object`` is the informer's dict, for what must send the object back: merge patches that replace a
-    list (taints, owner references, finalizers) and events about the Node."""
+    list (taints, owner references, finalizers). Events name the Node through `reference`."""
 
     object: Obj
     name: str
