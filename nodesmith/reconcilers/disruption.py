@@ -165,8 +165,9 @@ class Disruption:
         await self._untaint_strays(snapshot)
         # 3. Inputs shared by every method.
         instance_types = await self._instance_types(snapshot)
+        unavailable = _unavailable(instance_types)
         for method in METHODS:
-            started = await self._run_method(method, snapshot, instance_types)
+            started = await self._run_method(method, snapshot, instance_types, unavailable)
             if started is not None:
                 return started
             # 4. Nothing started (no command, or validation rejected it): the next method decides on the
@@ -234,29 +235,24 @@ class Disruption:
             command, found, allowance, simulate, consolidation.Options(spot_to_spot=self.options.spot_to_spot)
         )
 
-    def _signature(self, snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]) -> object:
+    def _signature(self, snapshot: Snapshot, unavailable: frozenset[tuple[str, str, str, str]]) -> object:
         consolidatable = frozenset(
             n.key
             for n in snapshot.nodes
             if n.nodeclaim is not None and n.nodeclaim.is_true(conditions.ConditionType.CONSOLIDATABLE)
         )
-        # Offerings coming back (an insufficient-capacity record or a NodePool's capacity backoff running
-        # out) change what a replacement may be, with no change to the cluster itself.
-        unavailable = frozenset(
-            (pool, it.name, o.zone, o.capacity_type)
-            for pool, types in instance_types.items()
-            for it in types
-            for o in it.offerings
-            if not o.available
-        )
         return (snapshot.consolidation_state, consolidatable, self.orchestrator.queued_keys(), unavailable)
 
     async def _run_method(
-        self, method: Method, snapshot: Snapshot, instance_types: Mapping[str, Sequence[InstanceType]]
+        self,
+        method: Method,
+        snapshot: Snapshot,
+        instance_types: Mapping[str, Sequence[InstanceType]],
+        unavailable: frozenset[tuple[str, str, str, str]],
     ) -> bool | None:
         """Run one method; ``None`` when it found nothing or validation rejected its command (try the next),
         else whether it started."""
-        signature = self._signature(snapshot, instance_types)
+        signature = self._signature(snapshot, unavailable) if method in _CONSOLIDATION else None
         if method in _CONSOLIDATION and self._consolidated.get(method) == signature:
             return None
         began = self.clock.monotonic()
@@ -391,3 +387,18 @@ def _nodepool_object(pool: api_nodepool.NodePool) -> dict[str, Any]:
         "apiVersion": api_nodepool.API_VERSION,
         "metadata": {"name": pool.name, "uid": pool.metadata.uid},
     }
+
+
+def _unavailable(
+    instance_types: Mapping[str, Sequence[InstanceType]],
+) -> frozenset[tuple[str, str, str, str]]:
+    """Every unavailable offering, per NodePool (computed once per pass). Offerings coming back -- an
+    insufficient-capacity record or a NodePool's capacity backoff running out -- change what a replacement may
+    be with no change to the cluster itself, so they are part of the consolidation signature."""
+    return frozenset(
+        (pool, it.name, o.zone, o.capacity_type)
+        for pool, types in instance_types.items()
+        for it in types
+        for o in it.offerings
+        if not o.available
+    )
