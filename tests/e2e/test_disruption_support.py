@@ -108,15 +108,28 @@ async def all_running(kube: KubeClient, namespace: str, app: str, replicas: int)
 
 
 async def node_events(kube: KubeClient, node: str, reason: str | None = None) -> list[dict[str, Any]]:
-    """core/v1 Events about Node ``node`` (any namespace), optionally of one reason."""
-    events = (await kube.list(resources.CORE_EVENTS)).items
-    return [
-        e
-        for e in events
-        if e.get("involvedObject", {}).get("kind") == "Node"
-        and e.get("involvedObject", {}).get("name") == node
-        and (reason is None or e.get("reason") == reason)
-    ]
+    """core/v1 Events about Node ``node`` (any namespace), optionally of one reason; selected by the API server
+    (the whole run's events can number thousands by the time a late test asks)."""
+    selector = f"involvedObject.kind=Node,involvedObject.name={node}"
+    if reason is not None:
+        selector += f",reason={reason}"
+    return (await kube.list(resources.CORE_EVENTS, field_selector=selector)).items
+
+
+def why_not_candidates(ns: Nodesmith, nodes: collections.abc.Collection[str]) -> str:
+    """What the disruption loop last said about ``nodes``, for a failure message: whether the state is synced
+    (and what holds it back), how many method runs it recorded, and each node's last recorded rejection."""
+    last: dict[str, str] = {}
+    for record in ns.loop.decisions:
+        for rejection in record.ineligible:
+            if rejection.node in nodes:
+                last[rejection.node] = (
+                    f"{rejection.reason.value}: {rejection.message} (at {record.at:%H:%M:%S})"
+                )
+    return (
+        f"synced={ns.state.synced()} unlaunched={ns.state.unlaunched_nodeclaims()} "
+        f"records={len(ns.loop.decisions)} last rejections={last or 'none'}"
+    )
 
 
 def pdb(name: str, namespace: str, app: str, max_unavailable: int) -> dict[str, Any]:
