@@ -13,7 +13,14 @@ pod is Running, then starts a real ``nodesmith run --provider kwok`` process and
   list of the pods from this script, so the API server's own share is visible.
 
     uv run python tests/bench/bench_cluster.py --nodes 500 --pods 5000 --idle 60
-    uv run python tests/bench/bench_cluster.py --nodes 10000 --pods 150000
+    uv run python tests/bench/bench_cluster.py --nodes 10000 --pods 150000 --seed etcd
+
+``--seed api`` (the default) creates every object through the API server, which here manages a few
+dozen a second. ``--seed etcd`` creates one node and one pod through the API server, waits until kwok
+has made them Ready and Running, and writes stamped copies of those two straight into etcd (see
+`nodesmith.testing.etcdseed`); the API server then lists and watches them like any others, kwok
+heartbeats the nodes, and the pods are already Running so kwok leaves them be. The daemon's cold
+sync is the same either way: it lists everything from kube-apiserver.
 
 Never asserts a time; it only prints figures.
 """
@@ -35,7 +42,7 @@ from nodesmith.dev.cluster import KWOK_NODE_ANNOTATION
 from nodesmith.kube import errors, resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.runtime import crds
-from nodesmith.testing import cluster, e2e
+from nodesmith.testing import cluster, e2e, etcdseed
 
 NAMESPACE = "bench-cluster"
 CREATE_WORKERS = 32
@@ -161,6 +168,82 @@ async def populate(kube: KubeClient, nodes: int, pods: int) -> dict[str, float]:
     }
 
 
+def stamp_node(obj: dict[str, Any], i: int) -> None:
+    """Node ``i + 1`` from the template node 0 (name, per-node labels, provider ID, hostname address)."""
+    body = node_body(i + 1)
+    name = body["metadata"]["name"]
+    obj["metadata"]["name"] = name
+    obj["metadata"]["labels"] = body["metadata"]["labels"]
+    obj["spec"]["providerID"] = body["spec"]["providerID"]
+    for address in obj["status"].get("addresses", []):
+        if address["type"] == "Hostname":
+            address["address"] = name
+
+
+def stamp_pod(nodes: int) -> Callable[[dict[str, Any], int], None]:
+    """Pod ``i + 1`` from the template pod 0 (name, labels, node, pod IP)."""
+
+    def vary(obj: dict[str, Any], i: int) -> None:
+        index = i + 1
+        body = pod_body(index, nodes)
+        obj["metadata"]["name"] = body["metadata"]["name"]
+        obj["metadata"]["labels"] = body["metadata"]["labels"]
+        obj["spec"]["nodeName"] = body["spec"]["nodeName"]
+        ip = f"10.{244 + index // 65536}.{index // 256 % 256}.{index % 256}"
+        obj["status"]["podIP"] = ip
+        obj["status"]["podIPs"] = [{"ip": ip}]
+
+    return vary
+
+
+async def listed_count(kube: KubeClient, resource: resources.Resource, namespace: str | None = None) -> int:
+    """How many objects the API server lists, from one page of one item and its remaining count."""
+    page = await kube.request("GET", resource.path(namespace), params={"limit": "1"})
+    return len(page.get("items") or []) + int((page.get("metadata") or {}).get("remainingItemCount", 0))
+
+
+async def populate_etcd(kube: KubeClient, etcd: str, nodes: int, pods: int) -> dict[str, float]:
+    """Node 0 and pod 0 through the API server (kwok makes them Ready and Running), the rest stamped from
+    them into etcd; returns once the API server lists them all."""
+    with contextlib.suppress(errors.AlreadyExistsError):  # the smoke tests share one control plane
+        await e2e.create_namespace(kube, NAMESPACE)
+    first_node, first_pod = node_body(0), pod_body(0, nodes)
+    with contextlib.suppress(errors.AlreadyExistsError):
+        await kube.create(resources.NODES, first_node)
+    with contextlib.suppress(errors.AlreadyExistsError):
+        await kube.create(resources.PODS, first_pod, NAMESPACE)
+
+    async def templates() -> tuple[dict[str, Any], dict[str, Any]] | None:
+        node = await kube.get(resources.NODES, first_node["metadata"]["name"])
+        pod = await kube.get(resources.PODS, first_pod["metadata"]["name"], NAMESPACE)
+        ready = any(
+            c["type"] == "Ready" and c["status"] == "True" for c in node["status"].get("conditions", [])
+        )
+        return (node, pod) if ready and pod["status"].get("phase") == "Running" else None
+
+    node, pod = await e2e.eventually(templates, 120, "template node Ready and pod Running", interval=0.5)
+    started = time.monotonic()
+    written_nodes = await etcdseed.put_all(etcd, "nodes", etcdseed.stamped(node, nodes - 1, stamp_node))
+    node_seconds = time.monotonic() - started
+    written_pods = await etcdseed.put_all(etcd, "pods", etcdseed.stamped(pod, pods - 1, stamp_pod(nodes)))
+    written = time.monotonic()
+    assert (written_nodes, written_pods) == (nodes - 1, pods - 1)
+
+    async def all_listed() -> bool:
+        return (
+            await listed_count(kube, resources.NODES) >= nodes
+            and await listed_count(kube, resources.PODS, NAMESPACE) >= pods
+        )
+
+    await e2e.eventually(all_listed, 600, f"{nodes} nodes and {pods} pods listed", interval=1.0)
+    return {
+        "etcd_nodes_per_s": nodes / node_seconds if node_seconds else float("inf"),
+        "etcd_pods_per_s": pods / (written - started - node_seconds),
+        "seed_s": written - started,
+        "listed_after_s": time.monotonic() - written,
+    }
+
+
 async def run(
     plane: cluster.ControlPlane,
     nodes: int,
@@ -168,10 +251,18 @@ async def run(
     idle: float,
     log: pathlib.Path,
     profile: pathlib.Path | None = None,
+    seed: str = "api",
 ) -> dict[str, float]:
     kube = await KubeClient.connect(plane.kubeconfig)
     await crds.install(kube, crds.all_crds())
-    out = await populate(kube, nodes, pods)
+    if seed == "etcd":
+        if plane.cluster is None:
+            raise SystemExit(
+                "--seed etcd needs a control plane this script starts (not NODESMITH_TEST_KUBECONFIG)"
+            )
+        out = await populate_etcd(kube, etcdseed.etcd_url(plane.cluster.directory), nodes, pods)
+    else:
+        out = await populate(kube, nodes, pods)
     # The API server's and etcd's CPU only when this script started them (not with an existing cluster).
     server = plane_pids(plane.cluster.directory) if plane.cluster is not None else {}
 
@@ -196,6 +287,8 @@ async def run(
         out["sync_cpu_s"] = cpu_seconds(pid)
         out["sync_server_cpu_s"] = total_cpu(server.values()) - server_cpu0
         out["synced_rss_mib"] = rss_mib(pid)
+        for binary, server_pid in server.items():
+            out[f"{binary}_rss_mib"] = rss_mib(server_pid)
         idle_cpu0, idle_t0 = cpu_seconds(pid), time.monotonic()
         await anyio.sleep(idle)  # a benchmark's observation window, not test synchronisation
         minutes = (time.monotonic() - idle_t0) / 60
@@ -210,10 +303,17 @@ async def run(
 
 def report(nodes: int, pods: int, out: dict[str, float]) -> None:
     print(f"nodesmith cluster bench: {nodes} kwok nodes, {pods} bound pods (real API server)")
-    print(
-        f"  populate:  {out['node_create_per_s']:.0f} nodes/s, {out['pod_create_per_s']:.0f} pods/s created; "
-        f"kwok had them Running {out['kwok_running_s']:.0f}s later"
-    )
+    if "seed_s" in out:
+        print(
+            f"  seed etcd: {out['seed_s']:.1f}s ({out['etcd_nodes_per_s']:.0f} nodes/s, "
+            f"{out['etcd_pods_per_s']:.0f} pods/s written); the API server listed them all "
+            f"{out['listed_after_s']:.1f}s later"
+        )
+    else:
+        print(
+            f"  populate:  {out['node_create_per_s']:.0f} nodes/s, {out['pod_create_per_s']:.0f} pods/s "
+            f"created; kwok had them Running {out['kwok_running_s']:.0f}s later"
+        )
     print(
         f"  API list:  all pods in {out['plain_list_s']:.1f}s wall "
         f"(API server + etcd {out['plain_list_server_cpu_s']:.1f} CPU s)"
@@ -223,19 +323,24 @@ def report(nodes: int, pods: int, out: dict[str, float]) -> None:
         f"(incl. start-up), API server + etcd {out['sync_server_cpu_s']:.1f} CPU s; "
         f"RSS {out['synced_rss_mib']:.0f} MiB"
     )
+    if "kube-apiserver_rss_mib" in out:
+        print(
+            f"  servers:   RSS once synced: kube-apiserver {out['kube-apiserver_rss_mib']:.0f} MiB, "
+            f"etcd {out.get('etcd_rss_mib', float('nan')):.0f} MiB"
+        )
     print(
         f"  idle:      {out['idle_cpu_s_per_min']:.2f} CPU s/min, RSS {out['idle_rss_mib']:.0f} MiB "
         f"(peak {out['peak_rss_mib']:.0f} MiB)"
     )
 
 
-def measure(nodes: int, pods: int, idle: float) -> dict[str, float]:
+def measure(nodes: int, pods: int, idle: float, seed: str = "api") -> dict[str, float]:
     """`run` on a control plane of its own (what ``main`` and ``bench_all.py`` call)."""
     with (
         tempfile.TemporaryDirectory() as tmp,
         cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
     ):
-        return anyio.run(run, plane, nodes, pods, idle, pathlib.Path(tmp) / "nodesmith.log")
+        return anyio.run(run, plane, nodes, pods, idle, pathlib.Path(tmp) / "nodesmith.log", None, seed)
 
 
 def main() -> None:
@@ -246,13 +351,19 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=5000)
     parser.add_argument("--idle", type=float, default=60.0, help="seconds of idle observation")
     parser.add_argument("--profile", type=pathlib.Path, help="write the daemon's cProfile stats here")
+    parser.add_argument(
+        "--seed",
+        choices=("api", "etcd"),
+        default="api",
+        help="create the objects through the API server or etcd",
+    )
     args = parser.parse_args()
     with (
         tempfile.TemporaryDirectory() as tmp,
         cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
     ):
         log = pathlib.Path(tmp) / "nodesmith.log"
-        out = anyio.run(run, plane, args.nodes, args.pods, args.idle, log, args.profile)
+        out = anyio.run(run, plane, args.nodes, args.pods, args.idle, log, args.profile, args.seed)
     report(args.nodes, args.pods, out)
 
 
