@@ -9,7 +9,9 @@ The loop, per resource (client-go's Reflector, minus its threads):
 
 1. **List** (paged, one resourceVersion) and *diff-apply* it against what the informer holds: objects
    absent from the list are delivered as deletes, new or changed ones (by resourceVersion) as upserts,
-   unchanged ones not at all. The first successful list marks the resource *synced*.
+   unchanged ones not at all. The first successful list marks the resource *synced*. Each object is
+   transformed as its page arrives (`Source.list`'s ``each``), so a cold list of 150,000 pods holds
+   compacted pods plus one raw page, never every raw pod at once.
 2. **Watch** from the list's resourceVersion with bookmarks, advancing the resourceVersion on every
    event and bookmark. When the server ends the watch (its timeout) watch again from there.
 3. **410 Gone** (version too old, e.g. after an API server restart) → go to 1 at once. So after any
@@ -79,7 +81,16 @@ _LAST_APPLIED = "kubectl.kubernetes.io/last-applied-configuration"
 class Source(typing.Protocol):
     """Where objects come from; `KubeClient` implements it."""
 
-    async def list(self, resource: resources.Resource, namespace: str | None = None) -> ListResult: ...
+    async def list(
+        self,
+        resource: resources.Resource,
+        namespace: str | None = None,
+        *,
+        each: Callable[[Obj], Obj | None] | None = None,
+    ) -> ListResult:
+        """Every object and the list's resourceVersion; ``each`` (if given) is applied to every object
+        as it arrives and the result holds what it returns, None dropping the object."""
+        ...
 
     def watch(
         self, resource: resources.Resource, *, resource_version: str, timeout_seconds: int = ...
@@ -258,14 +269,12 @@ class Informer:
     async def relist(self) -> None:
         """List and diff-apply against the store (deletes for vanished objects, upserts for new or
         changed ones); then mark synced."""
-        result = await self.source.list(self.resource)
+        # Compacted page by page (`Source.list`'s ``each``): the raw list is never held whole.
+        result = await self.source.list(self.resource, each=self._accept)
         self.relists += 1
         seen: set[str] = set()
         fresh: list[tuple[str, Obj]] = []
-        for raw in result.items:
-            obj = self._accept(raw)
-            if obj is None:
-                continue
+        for obj in result.items:
             key = _key(obj)
             seen.add(key)
             fresh.append((key, obj))

@@ -23,7 +23,8 @@ import json
 import resource
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import anyio
 
@@ -187,7 +188,13 @@ class Recorded:
     def __init__(self, lines: Iterator[str]) -> None:
         self.lines = lines
 
-    async def list(self, resource: resources.Resource, namespace: str | None = None) -> ListResult:
+    async def list(
+        self,
+        resource: resources.Resource,
+        namespace: str | None = None,
+        *,
+        each: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+    ) -> ListResult:
         return ListResult([], "1")
 
     async def watch(

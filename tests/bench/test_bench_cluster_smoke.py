@@ -10,6 +10,8 @@ import bench_cluster  # a sibling script: pytest puts this folder on sys.path
 import bench_provisioning
 import pytest
 
+from nodesmith.kube import resources
+from nodesmith.kube.client import KubeClient
 from nodesmith.testing import cluster
 
 pytestmark = [pytest.mark.bench, pytest.mark.anyio]
@@ -25,6 +27,30 @@ async def test_cluster_bench_syncs_the_daemon_over_created_nodes_and_pods(
     assert out["idle_cpu_s_per_min"] >= 0
     assert out["peak_rss_mib"] >= out["idle_rss_mib"] > 0
     assert not math.isnan(out["idle_rss_mib"])
+
+
+async def test_cluster_bench_seeded_through_etcd_lists_every_object_through_the_api_server(
+    control_plane: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> None:
+    if control_plane.cluster is None:
+        pytest.fail("--seed etcd needs the session's own control plane, not NODESMITH_TEST_KUBECONFIG")
+    kube = await KubeClient.connect(control_plane.kubeconfig)
+    out = await bench_cluster.run(control_plane, 4, 20, 0.5, tmp_path / "nodesmith.log", seed="etcd")
+
+    assert out["seed_s"] > 0
+    assert out["sync_cpu_s"] > 0
+    pods = (await kube.list(resources.PODS, bench_cluster.NAMESPACE)).items
+    seeded = [p for p in pods if p["metadata"]["name"].startswith("app-")]
+    assert len(seeded) >= 20
+    # Stamped copies are distinct objects that decode intact: own uid, their node, Running as kwok left pod 0.
+    assert len({p["metadata"]["uid"] for p in seeded}) == len(seeded)
+    one = next(p for p in seeded if p["metadata"]["name"] == "app-5-000005")
+    assert one["spec"]["nodeName"] == "bench-node-00001"
+    assert one["status"]["phase"] == "Running"
+    assert one["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    node = await kube.get(resources.NODES, "bench-node-00003")
+    assert node["metadata"]["labels"]["topology.kubernetes.io/zone"] == "zone-0"
+    assert node["spec"]["providerID"] == "kwok://bench-node-00003"
 
 
 async def test_provisioning_bench_runs_pods_on_the_floor_and_on_launched_nodes(

@@ -20,7 +20,7 @@ import pytest
 from nodesmith.clock import SYSTEM
 from nodesmith.kube import EventRecorder, KubeClient, LeaseClient, errors, resources
 from nodesmith.kube.resources import Resource
-from nodesmith.testing import e2e
+from nodesmith.testing import cluster, e2e
 from nodesmith.testing.clock import FakeClock
 
 pytestmark = [pytest.mark.integration, pytest.mark.anyio]
@@ -80,6 +80,53 @@ async def test_create_get_list_and_typed_errors(kube: KubeClient, namespace: str
         await kube.get(CONFIGMAPS, "missing", namespace)
     with pytest.raises(errors.InvalidError):
         await kube.create(CONFIGMAPS, configmap("Not_A_Valid_Name"), namespace)
+
+
+def namespaced_configmap_lists(control_plane: cluster.ControlPlane) -> int:
+    """LIST requests for namespaced ConfigMaps the API server has answered (its own metrics)."""
+    if control_plane.cluster is None or control_plane.cluster.server is None:
+        pytest.fail("counting requests needs the control plane this session starts")
+    with control_plane.cluster.admin_http() as http:
+        text = http.get(f"{control_plane.cluster.server}/metrics").text
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("apiserver_request_total{") and all(
+            f'{k}="{v}"' in line
+            for k, v in (("resource", "configmaps"), ("scope", "namespace"), ("verb", "LIST"))
+        ):
+            total += int(float(line.rsplit(" ", 1)[1]))
+    return total
+
+
+async def test_list_applies_each_page_by_page_and_keeps_what_it_returns(
+    control_plane: cluster.ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    for name in "abcd":
+        await kube.create(CONFIGMAPS, configmap(name, k=name), namespace)
+
+    class Stop(Exception):
+        pass
+
+    seen: list[dict[str, typing.Any]] = []
+
+    def stop_at_first(obj: dict[str, typing.Any]) -> dict[str, typing.Any] | None:
+        seen.append(obj)
+        raise Stop
+
+    before = namespaced_configmap_lists(control_plane)
+    with pytest.raises(Stop):
+        await kube.list(CONFIGMAPS, namespace, page_size=1, each=stop_at_first)
+    # `each` ran on the first page before the next was asked for: the raw list is never held whole.
+    assert namespaced_configmap_lists(control_plane) - before == 1
+    assert seen[0]["kind"] == "ConfigMap"
+
+    def compact(obj: dict[str, typing.Any]) -> dict[str, typing.Any] | None:
+        name = obj["metadata"]["name"]
+        return {"metadata": {"name": name}} if name in ("a", "b", "c", "d") and name != "c" else None
+
+    listed = await kube.list(CONFIGMAPS, namespace, page_size=2, each=compact)
+    assert sorted(i["metadata"]["name"] for i in listed.items) == ["a", "b", "d"]
+    assert all("data" not in i for i in listed.items)  # what `each` returned, not the raw object
 
 
 async def test_merge_patch_with_resource_version_is_an_optimistic_lock(

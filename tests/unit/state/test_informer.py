@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import collections
 import typing
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 
 import pytest
 
@@ -21,6 +21,14 @@ pytestmark = pytest.mark.anyio
 Obj = dict[str, typing.Any]
 
 
+def each_applied(listed: ListResult, each: Callable[[Obj], Obj | None] | None) -> ListResult:
+    """What a real source returns when asked to apply ``each`` to every listed object."""
+    if each is None:
+        return listed
+    kept = [o for o in map(each, listed.items) if o is not None]
+    return ListResult(kept, listed.resource_version)
+
+
 class Script:
     """A Source whose lists and watches replay what the test queued; an exception is raised in place."""
 
@@ -29,11 +37,17 @@ class Script:
         self.watches: collections.deque[list[WatchEvent | Exception]] = collections.deque()
         self.watched_from: list[str] = []
 
-    async def list(self, resource: resources.Resource, namespace: str | None = None) -> ListResult:
+    async def list(
+        self,
+        resource: resources.Resource,
+        namespace: str | None = None,
+        *,
+        each: Callable[[Obj], Obj | None] | None = None,
+    ) -> ListResult:
         item = self.lists.popleft()
         if isinstance(item, Exception):
             raise item
-        return item
+        return each_applied(item, each)
 
     async def watch(
         self, resource: resources.Resource, *, resource_version: str, timeout_seconds: int = 300

@@ -4,7 +4,7 @@ table stays bounded, and ClusterState's snapshots reuse the pod mapping until a 
 from __future__ import annotations
 
 import typing
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -26,8 +26,15 @@ class Listed:
     def __init__(self, items: list[Obj]) -> None:
         self.items = items
 
-    async def list(self, resource: resources.Resource, namespace: str | None = None) -> ListResult:
-        return ListResult(self.items, "1")
+    async def list(
+        self,
+        resource: resources.Resource,
+        namespace: str | None = None,
+        *,
+        each: Callable[[Obj], Obj | None] | None = None,
+    ) -> ListResult:
+        kept = [o for o in map(each, self.items) if o is not None] if each else self.items
+        return ListResult(kept, "1")
 
     async def watch(
         self, resource: resources.Resource, *, resource_version: str, timeout_seconds: int = 300
