@@ -10,6 +10,7 @@ provider starts from a copy of those answers.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -128,7 +129,7 @@ async def prepare_account(clients: Clients) -> None:
 
 
 @pytest.fixture(scope="session")
-def prepared(moto: MotoServer) -> PreparedAccount:
+def prepared(moto: MotoServer, discovered: Discovered) -> PreparedAccount:
     """The account as `prepare_account` leaves it after a reset, prepared once per session."""
 
     async def prepare() -> None:
@@ -137,7 +138,12 @@ def prepared(moto: MotoServer) -> PreparedAccount:
 
     moto.reset()
     asyncio.run(prepare())
-    return PreparedAccount.capture()
+    account = PreparedAccount.capture()
+    # the session's moto server, parsed botocore models and discovered catalog live to the end: out of
+    # the collector's sight, as tests/unit/conftest.py does with what collection left
+    gc.collect()
+    gc.freeze()
+    return account
 
 
 @pytest.fixture
