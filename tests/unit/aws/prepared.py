@@ -21,8 +21,6 @@ from typing import Any, Final
 import attrs
 from moto.core.base_backend import backend_lock
 from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.ec2.models import ec2_backends
-from moto.iam.models import iam_backends
 
 from nodesmith_aws.testing.moto import REGION, MotoServer
 
@@ -31,8 +29,15 @@ __all__ = ["PreparedAccount"]
 PARTITION: Final = "aws"
 """Where moto keeps a global service's (IAM's) backend."""
 
-_KEPT: Final[tuple[tuple[Any, str], ...]] = ((ec2_backends, REGION), (iam_backends, PARTITION))
-"""The backends `prepare_account` changes, with the region (or partition) it changes them in."""
+
+def _kept() -> tuple[tuple[Any, str], ...]:
+    """The backends `prepare_account` changes, with the region (or partition) it changes them in (imported
+    here: moto's EC2 models take seconds to import, which collecting tests that never use them need not
+    pay; the moto server imports them on its first EC2 request anyway)."""
+    from moto.ec2.models import ec2_backends
+    from moto.iam.models import iam_backends
+
+    return ((ec2_backends, REGION), (iam_backends, PARTITION))
 
 
 @attrs.frozen
@@ -44,12 +49,12 @@ class PreparedAccount:
     @classmethod
     def capture(cls) -> PreparedAccount:
         with backend_lock:
-            return cls(tuple(pickle.dumps(dict.__getitem__(b[DEFAULT_ACCOUNT_ID], r)) for b, r in _KEPT))
+            return cls(tuple(pickle.dumps(dict.__getitem__(b[DEFAULT_ACCOUNT_ID], r)) for b, r in _kept()))
 
     def restore(self, moto: MotoServer) -> None:
         """Reset moto, then give it back the prepared EC2 and IAM state (fresh objects each time)."""
         with backend_lock:
-            for backends, region in _KEPT:
+            for backends, region in _kept():
                 if DEFAULT_ACCOUNT_ID in backends:
                     # dropped first: the reset would otherwise rebuild it (AMIs and all) only to discard it
                     dict.pop(dict.__getitem__(backends, DEFAULT_ACCOUNT_ID), region, None)
@@ -60,7 +65,7 @@ class PreparedAccount:
         gc.disable()
         try:
             with backend_lock:
-                for (backends, region), state in zip(_KEPT, self.pickled, strict=True):
+                for (backends, region), state in zip(_kept(), self.pickled, strict=True):
                     backends[DEFAULT_ACCOUNT_ID][region] = pickle.loads(state)  # our own bytes
         finally:
             if collecting:
