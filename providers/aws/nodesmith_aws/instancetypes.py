@@ -133,9 +133,11 @@ class Catalog:
 
 def ami_matches(ami_requirements: Sequence[Mapping[str, Any]], type_requirements: Requirements) -> bool:
     """Can an instance type with ``type_requirements`` use an AMI with these (status) requirements?"""
-    return type_requirements.is_compatible(
-        Requirements.from_node_selector(ami_requirements), plugin.WELL_KNOWN_LABELS
-    )
+    return _ami_fits(Requirements.from_node_selector(ami_requirements), type_requirements)
+
+
+def _ami_fits(ami: Requirements, type_requirements: Requirements) -> bool:
+    return type_requirements.is_compatible(ami, plugin.WELL_KNOWN_LABELS)
 
 
 class InstanceTypes:
@@ -224,10 +226,16 @@ class InstanceTypes:
         if cached is not None:
             return list(cached.values())
         subnet_zones = sorted({s.zone for s in nodeclass.status.subnets})
-        amis = [a.requirements for a in nodeclass.status.amis]
+        # parsed once here, not once per type: a list covers ~1,400 types
+        amis = [Requirements.from_node_selector(a.requirements) for a in nodeclass.status.amis]
+        where = {
+            (zone, ct): Offering.of(zone, ct, 0.0).requirements
+            for zone in subnet_zones
+            for ct in CAPACITY_TYPES
+        }
         out = []
         for name, (reqs, cap, over) in sorted(self._shapes_for(nodeclass).items()):
-            has_ami = any(ami_matches(r, reqs) for r in amis)
+            has_ami = any(_ami_fits(r, reqs) for r in amis)
             offered = self.catalog.zones.get(name, frozenset())
             capacity_types = reqs.get(core_labels.LABEL_CAPACITY_TYPE).values
             offerings = []
@@ -242,8 +250,8 @@ class InstanceTypes:
                         and price is not None
                         and not self.unavailable.is_unavailable(ct, name, zone)
                     )
-                    offerings.append(
-                        Offering.of(zone, ct, math.inf if price is None else price, available=available)
+                    offerings.append(  # as Offering.of, with the (immutable) requirements shared
+                        Offering(where[zone, ct], math.inf if price is None else price, available)
                     )
             reservations = nodeclass.status.capacity_reservations
             if reservations:

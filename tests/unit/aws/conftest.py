@@ -1,5 +1,6 @@
 """Fixtures for the AWS provider tests: one moto server (server mode, loopback) per session, reset
-before every test, and a provider wired to it through a session carrying a `FaultInjector`.
+before every test to the account `prepare_account` leaves (prepared once, restored per test: see
+`tests.unit.aws.prepared`), and a provider wired to it through a session carrying a `FaultInjector`.
 
 Describing ~1,400 instance types takes moto several seconds, so the session discovers them (and reads
 the spot price history) once, through the provider's own `Catalog` and `Pricing`, and every test's
@@ -9,6 +10,7 @@ provider starts from a copy of those answers.
 from __future__ import annotations
 
 import asyncio
+import gc
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -23,6 +25,7 @@ from nodesmith_aws.settings import Settings
 from nodesmith_aws.store import MemoryNodeClassStore
 from nodesmith_aws.testing.faults import FaultInjector
 from nodesmith_aws.testing.moto import REGION, MotoServer
+from tests.unit.aws.prepared import PreparedAccount
 
 CLUSTER = "test-cluster"
 DISCOVERY_TAG = "nodesmith.io/discovery"
@@ -125,10 +128,31 @@ async def prepare_account(clients: Clients) -> None:
     )
 
 
-@pytest.fixture
-async def env(request: pytest.FixtureRequest, moto: MotoServer, discovered: Discovered) -> AsyncIterator[Env]:
-    """A test marked ``@pytest.mark.aws_settings(**changes)`` gets a provider with those settings changed."""
+@pytest.fixture(scope="session")
+def prepared(moto: MotoServer, discovered: Discovered) -> PreparedAccount:
+    """The account as `prepare_account` leaves it after a reset, prepared once per session."""
+
+    async def prepare() -> None:
+        async with Clients(settings_for(moto), moto.session()) as clients:
+            await prepare_account(clients)
+
     moto.reset()
+    asyncio.run(prepare())
+    account = PreparedAccount.capture()
+    # the session's moto server, parsed botocore models and discovered catalog live to the end: out of
+    # the collector's sight, as tests/unit/conftest.py does with what collection left
+    gc.collect()
+    gc.freeze()
+    return account
+
+
+@pytest.fixture
+async def env(
+    request: pytest.FixtureRequest, moto: MotoServer, discovered: Discovered, prepared: PreparedAccount
+) -> AsyncIterator[Env]:
+    """A test marked ``@pytest.mark.aws_settings(**changes)`` gets a provider with those settings changed.
+    It starts from a reset moto holding the prepared account (restored, not rebuilt: see `prepared`)."""
+    prepared.restore(moto)
     session = moto.session()
     faults = FaultInjector(session)
     marker = request.node.get_closest_marker("aws_settings")
@@ -144,7 +168,6 @@ async def env(request: pytest.FixtureRequest, moto: MotoServer, discovered: Disc
     )
     store = MemoryNodeClassStore()
     provider = AwsCloudProvider(settings, store, clients=clients, catalog=catalog, pricing=pricing)
-    await prepare_account(clients)
     yield Env(provider, store, faults, clients, moto)
     await provider.close()
 

@@ -137,24 +137,31 @@ TEMPLATE = REPO / "plugins" / "provider-template"
 Install = Callable[[Path], dict[str, str]]
 
 
-@pytest.fixture
-def pip_install(tmp_path: Path) -> Install:
-    """``install(source)`` puts a distribution into a throwaway ``--target`` directory with ``uv pip`` (no
-    dependencies: nodesmith itself comes from this environment) and returns an environment for a Python
-    subprocess that sees it, as if it had been ``pip install``-ed."""
+def install_into(target: Path, source: Path) -> dict[str, str]:
+    """Put a distribution into a throwaway ``--target`` directory with ``uv pip`` (no dependencies:
+    nodesmith itself comes from this environment) and return an environment for a Python subprocess that
+    sees it, as if it had been ``pip install``-ed."""
     uv = shutil.which("uv")
     assert uv, "uv is needed to install third-party test distributions (the set-up installs it)"
-    target = tmp_path / "site"
+    subprocess.run(
+        [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
+        check=True,
+        capture_output=True,
+    )
+    return {**os.environ, "PYTHONPATH": str(target)}
 
-    def install(source: Path) -> dict[str, str]:
-        subprocess.run(
-            [uv, "pip", "install", "--quiet", "--no-deps", "--target", str(target), str(source)],
-            check=True,
-            capture_output=True,
-        )
-        return {**os.environ, "PYTHONPATH": str(target)}
 
-    return install
+@pytest.fixture
+def pip_install(tmp_path: Path) -> Install:
+    """``install(source)``: `install_into` a directory of this test's own."""
+    return lambda source: install_into(tmp_path / "site", source)
+
+
+@pytest.fixture(scope="module")
+def template_installed(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The provider template, installed once for the tests that only read the installation (building and
+    installing it is the slow part, and both would do the same)."""
+    return install_into(tmp_path_factory.mktemp("template") / "site", TEMPLATE)
 
 
 def test_a_third_party_distribution_installed_with_pip_is_discovered(
@@ -217,8 +224,10 @@ def test_the_provider_template_is_not_installed_in_the_workspace() -> None:
     assert "nodesmith-provider-template" not in {dist for _, dist, _ in plugins.distributions()}
 
 
-def test_the_provider_template_installs_with_pip_and_plugins_load_builds_it(pip_install: Install) -> None:
-    env = pip_install(TEMPLATE)
+def test_the_provider_template_installs_with_pip_and_plugins_load_builds_it(
+    template_installed: dict[str, str],
+) -> None:
+    env = template_installed
     out = subprocess.run(
         [sys.executable, "-c", _DISCOVER], check=True, capture_output=True, text=True, env=env
     )
@@ -228,8 +237,10 @@ def test_the_provider_template_installs_with_pip_and_plugins_load_builds_it(pip_
     assert info["name"] == "template"
 
 
-def test_the_installed_provider_template_passes_its_own_conformance_tests(pip_install: Install) -> None:
-    env = pip_install(TEMPLATE)
+def test_the_installed_provider_template_passes_its_own_conformance_tests(
+    template_installed: dict[str, str],
+) -> None:
+    env = template_installed
     run = subprocess.run(
         [sys.executable, "-m", "pytest", str(TEMPLATE / "tests"), "-q", "-rA", "-p", "no:cacheprovider"],
         capture_output=True,

@@ -15,12 +15,17 @@ from types import TracebackType
 from typing import Final
 
 import aioboto3
+import aiobotocore.session
+from botocore.loaders import Loader
 from moto import moto_api
 from moto.server import ThreadedMotoServer
 
 __all__ = ["REGION", "MotoServer"]
 
 REGION: Final = "us-west-2"
+
+_LOADERS: Final[dict[str, Loader]] = {}
+"""The botocore data loader every `MotoServer.session` shares (see there), once the first one made it."""
 
 
 class MotoServer:
@@ -92,10 +97,24 @@ class MotoServer:
 
     @staticmethod
     def session(region: str = REGION) -> aioboto3.Session:
-        """A session with dummy credentials; register fault injectors on it before creating clients."""
-        return aioboto3.Session(
-            aws_access_key_id="testing", aws_secret_access_key="testing", region_name=region
+        """A session with dummy credentials; register fault injectors on it before creating clients.
+
+        Every session shares one botocore data loader: a new session's loader would parse the service
+        models (EC2's alone is megabytes of JSON) and the endpoint table again on its first clients,
+        about a quarter of a second per test. A loader already hands the same parsed models to every
+        client of its session; event handlers (the fault injectors) stay per session."""
+        core = aiobotocore.session.get_session()
+        session = aioboto3.Session(
+            botocore_session=core,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name=region,
         )
+        # the first session's loader (with the search path boto3 adds) becomes everyone's
+        core.register_component(
+            "data_loader", _LOADERS.setdefault("shared", core.get_component("data_loader"))
+        )
+        return session
 
     def __enter__(self) -> MotoServer:
         return self.start()
