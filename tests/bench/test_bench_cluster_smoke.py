@@ -40,3 +40,21 @@ async def test_provisioning_bench_runs_pods_on_the_floor_and_on_launched_nodes(
     assert launched["solve_seconds"] > 0
     assert not math.isnan(launched["timeline"]["first NodeClaim"])
     assert launched["timeline"]["last pod Running"] >= launched["timeline"]["first NodeClaim"]
+
+
+async def test_provisioning_bench_one_per_node_shape_needs_a_node_per_pod(
+    control_plane: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> None:
+    shape = "one-per-node"
+    floor = await bench_provisioning.one_run(
+        control_plane.kubeconfig, 3, True, tmp_path / "floor.log", shape=shape
+    )
+    launched = await bench_provisioning.one_run(
+        control_plane.kubeconfig, 3, False, tmp_path / "ns.log", shape=shape
+    )
+
+    assert floor["nodes"] == bench_provisioning.floor_node_count(3, shape) == 3
+    assert not math.isnan(floor["timeline"]["last pod Running"])
+    assert launched["nodes"] == 3  # no two pods share a node
+    assert not math.isnan(launched["timeline"]["last Registered"])
+    assert launched["timeline"]["last pod Running"] >= launched["timeline"]["last NodeClaim"]
