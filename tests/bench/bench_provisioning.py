@@ -143,6 +143,30 @@ def timeline(
     }
 
 
+def claim_steps(claims: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Per NodeClaim, seconds spent in each step of its way to a registered Node: (median, max) over the
+    NodeClaims that took the step. Second resolution, like the timeline."""
+    by_name = {n["metadata"]["name"]: n for n in nodes}
+    steps: dict[str, list[float]] = collections.defaultdict(list)
+    for claim in claims:
+        created = _time(claim["metadata"].get("creationTimestamp"))
+        launched = _condition_time(claim, "Launched")
+        registered = _condition_time(claim, "Registered")
+        node = by_name.get(str((claim.get("status") or {}).get("nodeName") or ""))
+        node_created = _time(node["metadata"].get("creationTimestamp")) if node else None
+        node_ready = _condition_time(node, "Ready") if node else None
+        pairs = {
+            "created->launched": (created, launched),
+            "launched->registered": (launched, registered),
+            "node created->registered": (node_created, registered),
+            "node created->Ready": (node_created, node_ready),
+        }
+        for step, (start, end) in pairs.items():
+            if start is not None and end is not None:
+                steps[step].append((end - start).total_seconds())
+    return {k: (sorted(v)[len(v) // 2], max(v)) for k, v in steps.items()}
+
+
 def metric_sum(text: str, name: str) -> float:
     """The sum of every series of ``name`` in a Prometheus exposition."""
     pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.eE+-]+)$", re.MULTILINE)
@@ -236,6 +260,7 @@ async def one_run(
             ).items
         )
         out["timeline"] = timeline(started_at, listed_pods, claims, [] if floor else nodes)
+        out["claim_steps"] = claim_steps(claims, nodes)
         out["nodes"] = len(nodes)
         if daemon is not None:
             text = await daemon.metrics_text()
@@ -292,6 +317,9 @@ def report(pods: int, name: str, out: dict[str, Any]) -> None:
     print(f"{name}: pods={pods} wall_seconds={out['wall_seconds']:.1f} nodes={out['nodes']}")
     steps = ", ".join(f"{k} {v:.0f}s" for k, v in out["timeline"].items() if not math.isnan(v))
     print(f"  timeline (from the Deployments' creation): {steps}")
+    if out.get("claim_steps"):
+        steps = ", ".join(f"{k} {m:.0f}s/{x:.0f}s" for k, (m, x) in out["claim_steps"].items())
+        print(f"  per NodeClaim (median/max): {steps}")
     if "solve_seconds" in out:
         print(
             f"  nodesmith: solve {out['solve_seconds']:.2f}s over {out['batches']:.0f} batches, "

@@ -57,4 +57,5 @@ async def test_provisioning_bench_one_per_node_shape_needs_a_node_per_pod(
     assert not math.isnan(floor["timeline"]["last pod Running"])
     assert launched["nodes"] == 3  # no two pods share a node
     assert not math.isnan(launched["timeline"]["last Registered"])
+    assert set(launched["claim_steps"]) >= {"created->launched", "node created->registered"}
     assert launched["timeline"]["last pod Running"] >= launched["timeline"]["last NodeClaim"]
