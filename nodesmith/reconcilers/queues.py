@@ -167,7 +167,10 @@ class WorkQueue(Generic[K]):
                 self._queued.discard(key)
                 self._active.add(key)
                 return key
-            self._wakeup = anyio.Event()
+            # Idle workers share one event: a worker that replaced it unconditionally stranded the
+            # others on events nobody would set again, and the queue ran one key at a time.
+            if self._wakeup.is_set():
+                self._wakeup = anyio.Event()
             await self._clock.wait(self._wakeup, wait if wait is not None else math.inf)
 
     async def _work(self) -> None:

@@ -141,6 +141,35 @@ async def test_keys_count_again_in_the_next_window() -> None:
     assert clock.monotonic() == 2
 
 
+async def test_work_queue_runs_as_many_keys_at_once_as_it_has_workers() -> None:
+    """Each worker must hear of new keys: the NodeClaim lifecycle launches and registers with 16 workers,
+    and a queue that woke only one of them registered nodes one at a time."""
+    clock = FakeClock()
+    running: set[str] = set()
+    release = anyio.Event()
+
+    async def handle(key: str) -> float | None:
+        running.add(key)
+        await release.wait()
+        running.discard(key)
+        return None
+
+    queue: WorkQueue[str] = WorkQueue("test", handle, workers=4, clock=clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(queue.run)
+        await settle()
+        for key in ("a", "b", "c", "d", "e"):
+            queue.add(key)
+            await settle()
+        at_once = set(running)
+        release.set()
+        await settle()
+        left = set(running)
+        group.cancel_scope.cancel()
+    assert len(at_once) == 4  # the fifth waits for a free worker
+    assert left == set()
+
+
 async def test_work_queue_deduplicates_and_never_runs_a_key_twice_at_once() -> None:
     clock = FakeClock()
     running: set[str] = set()
