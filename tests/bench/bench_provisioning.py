@@ -193,6 +193,20 @@ def api_writes(text: str) -> collections.Counter[str]:
     return counts
 
 
+def api_conflicts(text: str) -> collections.Counter[str]:
+    """Write requests the API server refused with 409 Conflict so far, by ``resource[/subresource]``
+    (a write guarded by a stale resourceVersion; the writer retries)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for match in _REQUESTS.finditer(text):
+        series = dict(_LABEL.findall(match.group(1)))
+        if series.get("verb") in WRITE_VERBS and series.get("code") == "409":
+            resource = series.get("resource", "")
+            if series.get("subresource"):
+                resource += "/" + series["subresource"]
+            counts[resource] += int(float(match.group(2)))
+    return counts
+
+
 async def one_run(
     kubeconfig: pathlib.Path,
     pods: int,
@@ -231,11 +245,16 @@ async def one_run(
         else:
 
             async def nodes_ready() -> bool:
+                # Ready, and untainted: kube-controller-manager taints a new Node not-ready until it
+                # sees it Ready, which with hundreds of nodes takes it tens of seconds; pre-existing
+                # nodes are past that
                 listed = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
-                return all(_condition_time(n, "Ready") for n in listed)
+                return all(
+                    _condition_time(n, "Ready") and not (n.get("spec") or {}).get("taints") for n in listed
+                )
 
-            await e2e.eventually(nodes_ready, 300, "the floor's nodes Ready", interval=1.0)
-        writes_before = api_writes(apiserver_metrics()) if apiserver_metrics else None
+            await e2e.eventually(nodes_ready, 600, "the floor's nodes Ready and untainted", interval=1.0)
+        metrics_before = apiserver_metrics() if apiserver_metrics else None
         started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         started = time.monotonic()
         for body in deployments(pods, namespace, pool, shape):
@@ -248,8 +267,10 @@ async def one_run(
 
         await e2e.eventually(all_running, 3600, f"{pods} pods Running", interval=1.0)
         out: dict[str, Any] = {"wall_seconds": time.monotonic() - started}
-        if apiserver_metrics is not None and writes_before is not None:
-            out["writes"] = api_writes(apiserver_metrics()) - writes_before
+        if apiserver_metrics is not None and metrics_before is not None:
+            metrics_after = apiserver_metrics()
+            out["writes"] = api_writes(metrics_after) - api_writes(metrics_before)
+            out["conflicts"] = api_conflicts(metrics_after) - api_conflicts(metrics_before)
         listed_pods = (await kube.list(resources.PODS, namespace)).items
         nodes = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
         claims = (
@@ -333,6 +354,10 @@ def report(pods: int, name: str, out: dict[str, Any]) -> None:
             by_resource[key.split(" ")[0]] += count
         top = ", ".join(f"{k} {v}" for k, v in by_resource.most_common(8))
         print(f"  API writes during the run: {sum(writes.values())} ({top})")
+        conflicts: collections.Counter[str] = out.get("conflicts") or collections.Counter()
+        if conflicts:
+            refused = ", ".join(f"{k} {v}" for k, v in conflicts.most_common(5))
+            print(f"  of which refused with 409 Conflict: {sum(conflicts.values())} ({refused})")
         claims = writes.get("nodeclaims POST", 0)
         if claims:
             own = {k: v for k, v in writes.items() if k.startswith("nodeclaims")}

@@ -59,3 +59,18 @@ async def test_provisioning_bench_one_per_node_shape_needs_a_node_per_pod(
     assert not math.isnan(launched["timeline"]["last Registered"])
     assert set(launched["claim_steps"]) >= {"created->launched", "node created->registered"}
     assert launched["timeline"]["last pod Running"] >= launched["timeline"]["last NodeClaim"]
+
+
+def test_provisioning_bench_counts_writes_and_conflicts_from_the_api_servers_metrics() -> None:
+    text = "\n".join(
+        [
+            'apiserver_request_total{code="200",resource="nodes",verb="PATCH"} 7',
+            'apiserver_request_total{code="409",resource="nodes",verb="PATCH"} 3',
+            'apiserver_request_total{code="201",resource="nodeclaims",verb="POST"} 2',
+            'apiserver_request_total{code="409",resource="nodeclaims",subresource="status",verb="PUT"} 1',
+            'apiserver_request_total{code="200",resource="nodes",verb="GET"} 50',
+        ]
+    )
+    writes = bench_provisioning.api_writes(text)
+    assert writes == {"nodes PATCH": 10, "nodeclaims POST": 2, "nodeclaims/status PUT": 1}
+    assert bench_provisioning.api_conflicts(text) == {"nodes": 3, "nodeclaims/status": 1}
