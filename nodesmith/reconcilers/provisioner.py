@@ -149,13 +149,13 @@ class Provisioner:
 
     def on_change(self, change: Change) -> None:
         """Subscribed to the cluster state by the composition root: a provisionable pod, or a NodePool or
-        NodeClaim gone, starts (or extends) a batch."""
+        NodeClaim gone, starts (or extends) a batch -- once per object and window (`Batcher`)."""
         if change.resource == resources.PODS and not change.deleted:
             pod = self.state.pod(change.key)
             if pod is not None and pod.provisionable:
-                self._batcher.trigger()
+                self._batcher.trigger((change.resource, pod.uid))
         elif change.resource in (resources.NODEPOOLS, resources.NODECLAIMS) and change.deleted:
-            self._batcher.trigger()
+            self._batcher.trigger((change.resource, change.key))
 
     async def run(self) -> None:
         """Batch, then provision; repeat until cancelled. One failed run is logged and retried."""

@@ -34,9 +34,15 @@ K = TypeVar("K", bound=Hashable)
 class Batcher:
     """Karpenter's provisioning batch window.
 
-    ``trigger()`` is cheap and idempotent within a window. ``wait()`` returns ``False`` if nothing was
+    ``trigger(key)`` is cheap and idempotent within a window. ``wait()`` returns ``False`` if nothing was
     triggered within ``idle``; otherwise it keeps the window open until ``idle`` passes with no new trigger
     or ``max`` passes in all, then returns ``True``.
+
+    A key (a pod's UID) triggers once per window, as in Karpenter's batcher: a pod already counted in the
+    open window does not extend it again. Without that, kube-scheduler rewriting the ``PodScheduled``
+    condition of pods already pending (its message names the node count, which changes with every new
+    node) kept the window open to ``max`` after the last new pod had arrived. ``trigger()`` without a
+    key always extends the window.
     """
 
     def __init__(self, idle: float, maximum: float, *, clock: Clock) -> None:
@@ -45,12 +51,23 @@ class Batcher:
         self._clock = clock
         self._event = anyio.Event()
         self._last_trigger = -math.inf
+        self._seen: set[Hashable] = set()
 
-    def trigger(self) -> None:
+    def trigger(self, key: Hashable | None = None) -> None:
+        if key is not None:
+            if key in self._seen:
+                return
+            self._seen.add(key)
         self._last_trigger = self._clock.monotonic()
         self._event.set()
 
     async def wait(self) -> bool:
+        try:
+            return await self._window()
+        finally:
+            self._seen.clear()  # the next window counts every key afresh
+
+    async def _window(self) -> bool:
         if not await self._clock.wait(self._event, self.idle):
             return False
         started = self._clock.monotonic()
@@ -150,7 +167,10 @@ class WorkQueue(Generic[K]):
                 self._queued.discard(key)
                 self._active.add(key)
                 return key
-            self._wakeup = anyio.Event()
+            # Idle workers share one event: a worker that replaced it unconditionally stranded the
+            # others on events nobody would set again, and the queue ran one key at a time.
+            if self._wakeup.is_set():
+                self._wakeup = anyio.Event()
             await self._clock.wait(self._wakeup, wait if wait is not None else math.inf)
 
     async def _work(self) -> None:

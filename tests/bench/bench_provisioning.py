@@ -1,7 +1,8 @@
 """Provisioning benchmark on the real local control plane: N pending pods → all Running, against the floor.
 
 Karpenter's performance suite shape ("basic scale-out"): half the pods request 0.9 CPU / 3.1 GiB, half
-3.5 CPU / 28 GiB. Two runs, each on a fresh control plane:
+3.5 CPU / 28 GiB; or, with ``--shape one-per-node``, as many nodes as pods (`ONE_PER_NODE`). Two runs,
+each on a fresh control plane:
 
 - **floor**: the same Deployments on kwok nodes that already exist (enough of them, created before the
   clock starts) and no autoscaler -- what the control plane and kwok alone need;
@@ -9,13 +10,16 @@ Karpenter's performance suite shape ("basic scale-out"): half the pods request 0
 
 Printed per run: wall time from the Deployments' creation to every pod Running, and a timeline from
 the objects' own timestamps (second resolution): the last pod created by the ReplicaSets, the first
-and last NodeClaim (batch window + solve + API writes), the last Node created and Ready (kwok), the
-last pod scheduled (kube-scheduler) and Running (kwok); from the daemon's metrics the solve time and
+and last NodeClaim (batch window + solve + API writes), the last NodeClaim launched (the lifecycle's
+provider call), the last Node created and Ready (kwok), the last NodeClaim registered (the lifecycle
+removed the unregistered taint kube-scheduler waits for), the last pod scheduled (kube-scheduler) and
+Running (kwok); from the daemon's metrics the solve time and
 batches; from the API server's own request counter the writes (create, patch, update, delete) each
 resource received during the run, and per NodeClaim. Then the ratio nodesmith / floor. Karpenter's own e2e bound for 1,000 pods is < 2 minutes
 and < 260 MB.
 
-    uv run python tests/bench/bench_provisioning.py [--pods 1000] [--mode both|floor|nodesmith] [--log FILE]
+    uv run python tests/bench/bench_provisioning.py [--pods 1000] [--mode both|floor|nodesmith]
+        [--shape basic|one-per-node] [--log FILE]
 
 Never asserts a time; it only prints figures.
 """
@@ -47,8 +51,15 @@ from nodesmith.testing import cluster, e2e
 FLOOR_NODE = {"cpu": "128", "memory": "1024Gi", "pods": "250"}
 
 
-def floor_node(i: int, pool: str) -> dict[str, Any]:
-    name = f"floor-{i:05d}"
+#: ``one-per-node``: "1,000 nodes' worth of pods". Each pod requests 3 CPU and the NodePool offers only
+#: 4-CPU types (3.9 allocatable after kube-reserved), so no two pods share a node: N pods need N nodes.
+#: The floor runs them on N pre-existing nodes of that size.
+ONE_PER_NODE = {"cpu": "4", "memory": "8Gi", "pods": "64"}
+SHAPES = ("basic", "one-per-node")
+
+
+def floor_node(i: int, pool: str, capacity: dict[str, str] = FLOOR_NODE) -> dict[str, Any]:
+    name = f"{pool}-{i:05d}"
     key, value = KWOK_NODE_ANNOTATION
     return {
         "metadata": {
@@ -61,13 +72,36 @@ def floor_node(i: int, pool: str) -> dict[str, Any]:
                 "e2e/pool": pool,
             },
         },
-        "status": {"capacity": FLOOR_NODE, "allocatable": FLOOR_NODE},
+        "status": {"capacity": capacity, "allocatable": capacity},
     }
 
 
-def floor_node_count(pods: int) -> int:
+def floor_node_count(pods: int, shape: str = "basic") -> int:
+    if shape == "one-per-node":
+        return pods
     small, large = pods - pods // 2, pods // 2
     return math.ceil(large / 36) + math.ceil(small / 142) + 1
+
+
+def deployments(pods: int, namespace: str, pool: str, shape: str) -> list[dict[str, Any]]:
+    """The Deployments of ``shape`` (see the module docstring)."""
+    if shape == "one-per-node":
+        return [e2e.deployment("single", namespace, pods, pool=pool, cpu="3", memory="1Gi")]
+    small, large = pods - pods // 2, pods // 2
+    return [
+        e2e.deployment("small", namespace, small, pool=pool, cpu="900m", memory="3174Mi"),
+        e2e.deployment("large", namespace, large, pool=pool, cpu="3500m", memory="28Gi"),
+    ]
+
+
+def bench_nodepool(pool: str, shape: str) -> dict[str, Any]:
+    if shape == "one-per-node":
+        only_4_cpu = [
+            {"key": "kwok.nodesmith.io/instance-cpu", "operator": "In", "values": ["4"]},
+            {"key": "kwok.nodesmith.io/instance-family", "operator": "In", "values": ["c"]},
+        ]
+        return e2e.nodepool(pool, pool, requirements=only_4_cpu)
+    return e2e.nodepool(pool, pool)
 
 
 def _time(value: str | None) -> dt.datetime | None:
@@ -100,11 +134,37 @@ def timeline(
         "last pod created": since(created(pods)),
         "first NodeClaim": since(created(claims), min),
         "last NodeClaim": since(created(claims)),
+        "last Launched": since([_condition_time(c, "Launched") for c in claims]),
         "last Node created": since(created(nodes)),
         "last Node Ready": since([_condition_time(n, "Ready") for n in nodes]),
+        "last Registered": since([_condition_time(c, "Registered") for c in claims]),
         "last pod scheduled": since([_condition_time(p, "PodScheduled") for p in pods]),
         "last pod Running": since([_condition_time(p, "Ready") for p in pods]),
     }
+
+
+def claim_steps(claims: list[dict[str, Any]], nodes: list[dict[str, Any]]) -> dict[str, tuple[float, float]]:
+    """Per NodeClaim, seconds spent in each step of its way to a registered Node: (median, max) over the
+    NodeClaims that took the step. Second resolution, like the timeline."""
+    by_name = {n["metadata"]["name"]: n for n in nodes}
+    steps: dict[str, list[float]] = collections.defaultdict(list)
+    for claim in claims:
+        created = _time(claim["metadata"].get("creationTimestamp"))
+        launched = _condition_time(claim, "Launched")
+        registered = _condition_time(claim, "Registered")
+        node = by_name.get(str((claim.get("status") or {}).get("nodeName") or ""))
+        node_created = _time(node["metadata"].get("creationTimestamp")) if node else None
+        node_ready = _condition_time(node, "Ready") if node else None
+        pairs = {
+            "created->launched": (created, launched),
+            "launched->registered": (launched, registered),
+            "node created->registered": (node_created, registered),
+            "node created->Ready": (node_created, node_ready),
+        }
+        for step, (start, end) in pairs.items():
+            if start is not None and end is not None:
+                steps[step].append((end - start).total_seconds())
+    return {k: (sorted(v)[len(v) // 2], max(v)) for k, v in steps.items()}
 
 
 def metric_sum(text: str, name: str) -> float:
@@ -133,26 +193,51 @@ def api_writes(text: str) -> collections.Counter[str]:
     return counts
 
 
+def api_conflicts(text: str) -> collections.Counter[str]:
+    """Write requests the API server refused with 409 Conflict so far, by ``resource[/subresource]``
+    (a write guarded by a stale resourceVersion; the writer retries)."""
+    counts: collections.Counter[str] = collections.Counter()
+    for match in _REQUESTS.finditer(text):
+        series = dict(_LABEL.findall(match.group(1)))
+        if series.get("verb") in WRITE_VERBS and series.get("code") == "409":
+            resource = series.get("resource", "")
+            if series.get("subresource"):
+                resource += "/" + series["subresource"]
+            counts[resource] += int(float(match.group(2)))
+    return counts
+
+
 async def one_run(
     kubeconfig: pathlib.Path,
     pods: int,
     floor: bool,
     log: pathlib.Path,
     apiserver_metrics: collections.abc.Callable[[], str] | None = None,
+    shape: str = "basic",
 ) -> dict[str, Any]:
-    """One run on the control plane at ``kubeconfig``; its pool and namespace are named after the mode,
-    so a floor run and a nodesmith run can share one control plane (the CI smoke test does)."""
-    pool = namespace = "bench-floor" if floor else "bench-nodesmith"
+    """One run on the control plane at ``kubeconfig``; its pool and namespace are named after the mode
+    and shape, so several runs can share one control plane (the CI smoke test does)."""
+    pool = namespace = ("bench-floor" if floor else "bench-nodesmith") + (
+        "" if shape == "basic" else f"-{shape}"
+    )
     kube = await KubeClient.connect(kubeconfig)
     await crds.install(kube, crds.all_crds())
     await e2e.create_namespace(kube, namespace)
     daemon = None
     if floor:
-        for i in range(floor_node_count(pods)):
-            await kube.create(resources.NODES, floor_node(i, pool))
+        capacity = ONE_PER_NODE if shape == "one-per-node" else FLOOR_NODE
+        limiter = anyio.CapacityLimiter(16)
+
+        async def create_floor_node(i: int) -> None:
+            async with limiter:
+                await kube.create(resources.NODES, floor_node(i, pool, capacity))
+
+        async with anyio.create_task_group() as group:
+            for i in range(floor_node_count(pods, shape)):
+                group.start_soon(create_floor_node, i)
     else:
         await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": pool}, "spec": {}})
-        await kube.create(resources.NODEPOOLS, e2e.nodepool(pool, pool))
+        await kube.create(resources.NODEPOOLS, bench_nodepool(pool, shape))
         daemon = e2e.DaemonProcess(kubeconfig, log).start()
     try:
         if daemon is not None:
@@ -160,24 +245,20 @@ async def one_run(
         else:
 
             async def nodes_ready() -> bool:
+                # Ready, and untainted: kube-controller-manager taints a new Node not-ready until it
+                # sees it Ready, which with hundreds of nodes takes it tens of seconds; pre-existing
+                # nodes are past that
                 listed = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
-                return all(_condition_time(n, "Ready") for n in listed)
+                return all(
+                    _condition_time(n, "Ready") and not (n.get("spec") or {}).get("taints") for n in listed
+                )
 
-            await e2e.eventually(nodes_ready, 300, "the floor's nodes Ready", interval=1.0)
-        small, large = pods - pods // 2, pods // 2
-        writes_before = api_writes(apiserver_metrics()) if apiserver_metrics else None
+            await e2e.eventually(nodes_ready, 600, "the floor's nodes Ready and untainted", interval=1.0)
+        metrics_before = apiserver_metrics() if apiserver_metrics else None
         started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         started = time.monotonic()
-        await kube.create(
-            e2e.DEPLOYMENTS,
-            e2e.deployment("small", namespace, small, pool=pool, cpu="900m", memory="3174Mi"),
-            namespace,
-        )
-        await kube.create(
-            e2e.DEPLOYMENTS,
-            e2e.deployment("large", namespace, large, pool=pool, cpu="3500m", memory="28Gi"),
-            namespace,
-        )
+        for body in deployments(pods, namespace, pool, shape):
+            await kube.create(e2e.DEPLOYMENTS, body, namespace)
 
         async def all_running() -> bool:
             listed = (await kube.list(resources.PODS, namespace)).items
@@ -186,8 +267,10 @@ async def one_run(
 
         await e2e.eventually(all_running, 3600, f"{pods} pods Running", interval=1.0)
         out: dict[str, Any] = {"wall_seconds": time.monotonic() - started}
-        if apiserver_metrics is not None and writes_before is not None:
-            out["writes"] = api_writes(apiserver_metrics()) - writes_before
+        if apiserver_metrics is not None and metrics_before is not None:
+            metrics_after = apiserver_metrics()
+            out["writes"] = api_writes(metrics_after) - api_writes(metrics_before)
+            out["conflicts"] = api_conflicts(metrics_after) - api_conflicts(metrics_before)
         listed_pods = (await kube.list(resources.PODS, namespace)).items
         nodes = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
         claims = (
@@ -198,6 +281,7 @@ async def one_run(
             ).items
         )
         out["timeline"] = timeline(started_at, listed_pods, claims, [] if floor else nodes)
+        out["claim_steps"] = claim_steps(claims, nodes)
         out["nodes"] = len(nodes)
         if daemon is not None:
             text = await daemon.metrics_text()
@@ -215,7 +299,9 @@ async def one_run(
             daemon.stop()
 
 
-def run_on_fresh_plane(pods: int, floor: bool, log: pathlib.Path | None = None) -> dict[str, Any]:
+def run_on_fresh_plane(
+    pods: int, floor: bool, log: pathlib.Path | None = None, shape: str = "basic"
+) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
         cluster.start_local_cluster(f"bench-{int(time.time())}") as plane,
@@ -236,6 +322,7 @@ def run_on_fresh_plane(pods: int, floor: bool, log: pathlib.Path | None = None) 
             floor,
             log or pathlib.Path(tmp) / "nodesmith.log",
             apiserver_metrics if local is not None else None,
+            shape,
         )
 
 
@@ -251,6 +338,9 @@ def report(pods: int, name: str, out: dict[str, Any]) -> None:
     print(f"{name}: pods={pods} wall_seconds={out['wall_seconds']:.1f} nodes={out['nodes']}")
     steps = ", ".join(f"{k} {v:.0f}s" for k, v in out["timeline"].items() if not math.isnan(v))
     print(f"  timeline (from the Deployments' creation): {steps}")
+    if out.get("claim_steps"):
+        steps = ", ".join(f"{k} {m:.0f}s/{x:.0f}s" for k, (m, x) in out["claim_steps"].items())
+        print(f"  per NodeClaim (median/max): {steps}")
     if "solve_seconds" in out:
         print(
             f"  nodesmith: solve {out['solve_seconds']:.2f}s over {out['batches']:.0f} batches, "
@@ -264,6 +354,10 @@ def report(pods: int, name: str, out: dict[str, Any]) -> None:
             by_resource[key.split(" ")[0]] += count
         top = ", ".join(f"{k} {v}" for k, v in by_resource.most_common(8))
         print(f"  API writes during the run: {sum(writes.values())} ({top})")
+        conflicts: collections.Counter[str] = out.get("conflicts") or collections.Counter()
+        if conflicts:
+            refused = ", ".join(f"{k} {v}" for k, v in conflicts.most_common(5))
+            print(f"  of which refused with 409 Conflict: {sum(conflicts.values())} ({refused})")
         claims = writes.get("nodeclaims POST", 0)
         if claims:
             own = {k: v for k, v in writes.items() if k.startswith("nodeclaims")}
@@ -281,18 +375,24 @@ def main() -> None:
     )
     parser.add_argument("--pods", type=int, default=1000)
     parser.add_argument("--mode", choices=("both", "floor", "nodesmith"), default="both")
+    parser.add_argument(
+        "--shape",
+        choices=SHAPES,
+        default="basic",
+        help="basic: Karpenter's scale-out mix; one-per-node: every pod needs a node of its own",
+    )
     parser.add_argument("--log", type=pathlib.Path, help="keep the daemon's log here")
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     if args.mode in ("both", "floor"):
-        results["floor"] = run_on_fresh_plane(args.pods, floor=True)
+        results["floor"] = run_on_fresh_plane(args.pods, floor=True, shape=args.shape)
         report(args.pods, "floor (pre-existing nodes, no autoscaler)", results["floor"])
     if args.mode in ("both", "nodesmith"):
-        results["nodesmith"] = run_on_fresh_plane(args.pods, floor=False, log=args.log)
+        results["nodesmith"] = run_on_fresh_plane(args.pods, floor=False, log=args.log, shape=args.shape)
         report(args.pods, "nodesmith (launches the nodes)", results["nodesmith"])
     if len(results) == 2:
         ratio = results["nodesmith"]["wall_seconds"] / results["floor"]["wall_seconds"]
-        print(f"ratio nodesmith / floor at {args.pods} pods: {ratio:.2f}x")
+        print(f"ratio nodesmith / floor at {args.pods} pods ({args.shape}): {ratio:.2f}x")
 
 
 if __name__ == "__main__":

@@ -66,3 +66,37 @@ async def test_provisioning_bench_runs_pods_on_the_floor_and_on_launched_nodes(
     assert launched["solve_seconds"] > 0
     assert not math.isnan(launched["timeline"]["first NodeClaim"])
     assert launched["timeline"]["last pod Running"] >= launched["timeline"]["first NodeClaim"]
+
+
+async def test_provisioning_bench_one_per_node_shape_needs_a_node_per_pod(
+    control_plane: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> None:
+    shape = "one-per-node"
+    floor = await bench_provisioning.one_run(
+        control_plane.kubeconfig, 3, True, tmp_path / "floor.log", shape=shape
+    )
+    launched = await bench_provisioning.one_run(
+        control_plane.kubeconfig, 3, False, tmp_path / "ns.log", shape=shape
+    )
+
+    assert floor["nodes"] == bench_provisioning.floor_node_count(3, shape) == 3
+    assert not math.isnan(floor["timeline"]["last pod Running"])
+    assert launched["nodes"] == 3  # no two pods share a node
+    assert not math.isnan(launched["timeline"]["last Registered"])
+    assert set(launched["claim_steps"]) >= {"created->launched", "node created->registered"}
+    assert launched["timeline"]["last pod Running"] >= launched["timeline"]["last NodeClaim"]
+
+
+def test_provisioning_bench_counts_writes_and_conflicts_from_the_api_servers_metrics() -> None:
+    text = "\n".join(
+        [
+            'apiserver_request_total{code="200",resource="nodes",verb="PATCH"} 7',
+            'apiserver_request_total{code="409",resource="nodes",verb="PATCH"} 3',
+            'apiserver_request_total{code="201",resource="nodeclaims",verb="POST"} 2',
+            'apiserver_request_total{code="409",resource="nodeclaims",subresource="status",verb="PUT"} 1',
+            'apiserver_request_total{code="200",resource="nodes",verb="GET"} 50',
+        ]
+    )
+    writes = bench_provisioning.api_writes(text)
+    assert writes == {"nodes PATCH": 10, "nodeclaims POST": 2, "nodeclaims/status PUT": 1}
+    assert bench_provisioning.api_conflicts(text) == {"nodes": 3, "nodeclaims/status": 1}

@@ -14,6 +14,7 @@ import datetime as dt
 import uuid
 from typing import Any
 
+import anyio
 import attrs
 import pytest
 
@@ -220,3 +221,54 @@ async def test_nominated_events_pass_a_token_bucket_so_a_large_batch_costs_no_wr
     ]
     # the clock did not move during the run: the burst is written, the rest dropped (Karpenter: 5/s, 10)
     assert len(nominated) == burst
+
+
+class _RunTimes(provisioner.Provisioner):
+    """The provisioner's loop with each run recorded (when it started) instead of carried out."""
+
+    runs: list[float]
+
+    async def reconcile(self) -> Decision | None:
+        self.runs.append(self.clock.monotonic())
+        return None
+
+
+async def test_a_pending_pods_status_rewrite_does_not_hold_the_batch_window_open(env: Env) -> None:
+    """kube-scheduler rewrites the ``PodScheduled`` message of a pod that is already pending (the message
+    names the node count). As in Karpenter, a pod counts once per window: the window closes ``idle``
+    (1 s) after the last new pod, not after the last rewrite."""
+    loop = _RunTimes(
+        env.kube,
+        env.state,
+        env.provider,
+        fake.plugins(env.provider),
+        EventRecorder(env.kube, clock=env.clock),
+        env.clock,
+        batch_idle=dt.timedelta(seconds=1),
+        batch_max=dt.timedelta(seconds=10),
+    )
+    loop.runs = []
+    env.state.subscribe(loop.on_change)
+    settle = anyio.wait_all_tasks_blocked
+    async with anyio.create_task_group() as group:
+        group.start_soon(loop.run)
+        await settle()
+        start = env.clock.monotonic()
+        pod = await env.pending_pod()  # t=0: a new pending pod opens the window
+        await settle()
+        env.clock.step(0.6)
+        await settle()
+        rewritten = {
+            "type": "PodScheduled",
+            "status": "False",
+            "reason": "Unschedulable",
+            "message": "0/3 nodes are available",
+        }
+        await env.kube.update_status(resources.PODS, pod, {"conditions": [rewritten]}, NAMESPACE)
+        await expect.expect_refreshed(env.kube, env.state, resources.PODS, pod, NAMESPACE)
+        await settle()
+        env.clock.step(0.4)  # t=1.0: idle since the pod arrived
+        await settle()
+        runs = [t - start for t in loop.runs]
+        group.cancel_scope.cancel()
+    assert runs == [1.0]

@@ -97,6 +97,79 @@ async def test_batcher_closes_at_max_even_while_triggers_keep_coming() -> None:
     assert clock.monotonic() == 4
 
 
+async def test_a_key_already_in_the_window_does_not_extend_it() -> None:
+    """Karpenter's batcher counts a pod once per window: kube-scheduler rewriting the status of a pod
+    that is already pending must not hold the window open past ``idle`` after the last new pod."""
+    clock = FakeClock()
+    batcher = Batcher(idle=1, maximum=10, clock=clock)
+    window = Window(batcher)
+    batcher.trigger("pod-a")
+    async with anyio.create_task_group() as group:
+        group.start_soon(window.run)
+        await settle()
+        clock.step(0.5)
+        batcher.trigger("pod-b")  # new in this window: open until 1.5
+        await settle()
+        clock.step(0.5)
+        batcher.trigger("pod-a")  # seen in this window: ignored
+        batcher.trigger("pod-b")
+        await settle()
+        clock.step(0.5)
+        await settle()
+        closed_at_idle = window.result
+        group.cancel_scope.cancel()
+    assert closed_at_idle is True
+
+
+async def test_keys_count_again_in_the_next_window() -> None:
+    clock = FakeClock()
+    batcher = Batcher(idle=1, maximum=10, clock=clock)
+    first, second = Window(batcher), Window(batcher)
+    batcher.trigger("pod-a")
+    async with anyio.create_task_group() as group:
+        group.start_soon(first.run)
+        await settle()
+        clock.step(1)
+    assert first.result is True
+    async with anyio.create_task_group() as group:
+        group.start_soon(second.run)
+        await settle()
+        batcher.trigger("pod-a")  # a pod still pending in the next window opens it again
+        await settle()
+        clock.step(1)
+    assert second.result is True
+    assert clock.monotonic() == 2
+
+
+async def test_work_queue_runs_as_many_keys_at_once_as_it_has_workers() -> None:
+    """Each worker must hear of new keys: the NodeClaim lifecycle launches and registers with 16 workers,
+    and a queue that woke only one of them registered nodes one at a time."""
+    clock = FakeClock()
+    running: set[str] = set()
+    release = anyio.Event()
+
+    async def handle(key: str) -> float | None:
+        running.add(key)
+        await release.wait()
+        running.discard(key)
+        return None
+
+    queue: WorkQueue[str] = WorkQueue("test", handle, workers=4, clock=clock)
+    async with anyio.create_task_group() as group:
+        group.start_soon(queue.run)
+        await settle()
+        for key in ("a", "b", "c", "d", "e"):
+            queue.add(key)
+            await settle()
+        at_once = set(running)
+        release.set()
+        await settle()
+        left = set(running)
+        group.cancel_scope.cancel()
+    assert len(at_once) == 4  # the fifth waits for a free worker
+    assert left == set()
+
+
 async def test_work_queue_deduplicates_and_never_runs_a_key_twice_at_once() -> None:
     clock = FakeClock()
     running: set[str] = set()
