@@ -26,7 +26,7 @@ import json
 import pathlib
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import httpx
@@ -41,6 +41,9 @@ WORKERS = 8
 
 #: Storage key prefixes that are not the resource's plural (Nodes keep their historical name).
 _PREFIX = {"nodes": "minions"}
+
+
+_T = TypeVar("_T")
 
 
 class SeedError(Exception):
@@ -84,11 +87,13 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
-def _put(obj: dict[str, Any], plural: str) -> dict[str, Any]:
+def _put(obj: dict[str, Any], plural: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The put of ``obj`` and the compare that makes it a create: the key must not exist yet."""
     meta = obj["metadata"]
-    key = storage_key(plural, meta["name"], meta.get("namespace"))
+    key = _b64(storage_key(plural, meta["name"], meta.get("namespace")).encode())
     value = json.dumps(obj, separators=(",", ":")).encode()
-    return {"request_put": {"key": _b64(key.encode()), "value": _b64(value)}}
+    absent = {"key": key, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+    return absent, {"request_put": {"key": key, "value": _b64(value)}}
 
 
 async def put_all(
@@ -99,27 +104,45 @@ async def put_all(
     workers: int = WORKERS,
     per_txn: int = TXN_OPS,
 ) -> int:
-    """Write every object under its storage key, `per_txn` puts per transaction, `workers` at a time;
-    return how many were written. Raises `SeedError` if etcd refuses a transaction."""
+    """Create every object under its storage key, `per_txn` puts per transaction, `workers` at a time;
+    return how many were written. Never overwrites: each transaction first checks that none of its keys
+    exists (an object replaced in place with a new uid or another node is something no API server does,
+    and kube-scheduler exits on a pod that moves node). Raises `SeedError` if etcd refuses a transaction
+    or one of its keys exists already."""
     batches = _batches((_put(obj, plural) for obj in objects), per_txn)
     written = 0
 
     async def worker(client: httpx.AsyncClient) -> None:
         nonlocal written
         for batch in batches:
-            response = await client.post("/v3/kv/txn", json={"success": batch})
-            if response.status_code != 200 or not response.json().get("succeeded"):
+            body = {"compare": [absent for absent, _ in batch], "success": [put for _, put in batch]}
+            response = await client.post("/v3/kv/txn", json=body)
+            if response.status_code != 200:
                 raise SeedError(f"etcd refused a transaction: {response.status_code} {response.text[:300]}")
+            if not response.json().get("succeeded"):
+                raise SeedError(
+                    f"{plural}: a key of this transaction exists already; nothing of it was written"
+                )
             written += len(batch)
 
-    async with httpx.AsyncClient(base_url=url, timeout=60.0) as client, anyio.create_task_group() as group:
-        for _ in range(workers):
-            group.start_soon(worker, client)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=url, timeout=60.0) as client,
+            anyio.create_task_group() as group,
+        ):
+            for _ in range(workers):
+                group.start_soon(worker, client)
+    except BaseExceptionGroup as group_error:
+        # the callers' answer is one SeedError, not the workers' group
+        refused, _ = group_error.split(SeedError)
+        if refused is None:
+            raise
+        raise refused.exceptions[0] from group_error
     return written
 
 
-def _batches(items: Iterator[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    batch: list[dict[str, Any]] = []
+def _batches(items: Iterator[_T], size: int) -> Iterator[list[_T]]:
+    batch: list[_T] = []
     for item in items:
         batch.append(item)
         if len(batch) == size:

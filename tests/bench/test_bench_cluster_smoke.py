@@ -12,7 +12,7 @@ import pytest
 
 from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
-from nodesmith.testing import cluster
+from nodesmith.testing import cluster, etcdseed
 
 pytestmark = [pytest.mark.bench, pytest.mark.anyio]
 
@@ -44,10 +44,20 @@ async def test_cluster_bench_seeded_through_etcd_lists_every_object_through_the_
     assert len(seeded) >= 20
     # Stamped copies are distinct objects that decode intact: own uid, their node, Running as kwok left pod 0.
     assert len({p["metadata"]["uid"] for p in seeded}) == len(seeded)
-    one = next(p for p in seeded if p["metadata"]["name"] == "app-5-000005")
+    # (pods 1-11 may be the API-created ones of the test above, which seeding keeps as they are)
+    one = next(p for p in seeded if p["metadata"]["name"] == "app-13-000013")
     assert one["spec"]["nodeName"] == "bench-node-00001"
     assert one["status"]["phase"] == "Running"
     assert one["spec"]["containers"][0]["resources"]["requests"] == {"cpu": "100m", "memory": "128Mi"}
+    # Seeding only creates: a copy of an existing pod on another node is refused, and the pod is unchanged
+    # (kube-scheduler exits when a pod it placed changes node).
+    moved = {**one, "metadata": {**one["metadata"]}, "spec": {**one["spec"], "nodeName": "bench-node-00002"}}
+    moved["metadata"].pop("resourceVersion")
+    with pytest.raises(etcdseed.SeedError, match="exists already"):
+        await etcdseed.put_all(etcdseed.etcd_url(control_plane.cluster.directory), "pods", [moved])
+    again = await kube.get(resources.PODS, "app-13-000013", bench_cluster.NAMESPACE)
+    assert again["spec"]["nodeName"] == "bench-node-00001"
+    assert again["metadata"]["uid"] == one["metadata"]["uid"]
     node = await kube.get(resources.NODES, "bench-node-00003")
     assert node["metadata"]["labels"]["topology.kubernetes.io/zone"] == "zone-0"
     assert node["spec"]["providerID"] == "kwok://bench-node-00003"
