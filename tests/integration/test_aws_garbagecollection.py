@@ -29,10 +29,10 @@ from nodesmith.state.cluster import ClusterState
 from nodesmith.testing import conformance
 from nodesmith.testing import expectations as expect
 from nodesmith.testing.clock import FakeClock
-from tests.unit.aws.conftest import Env, discovered, env, moto, ready_nodeclass
+from tests.unit.aws.conftest import Env, discovered, env, moto, prepared, ready_nodeclass
 from tests.unit.aws.test_interruption_sqs import REF, run_instance
 
-__all__ = ["discovered", "env", "moto"]
+__all__ = ["discovered", "env", "moto", "prepared"]
 """The AWS unit tier's fixtures, imported here so pytest finds them for this module."""
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]

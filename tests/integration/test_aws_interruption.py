@@ -22,10 +22,10 @@ from nodesmith.reconcilers.interruption import Interruption
 from nodesmith.runtime import crds
 from nodesmith.state.cluster import ClusterState
 from nodesmith.testing import conformance
-from tests.unit.aws.conftest import Env, discovered, env, moto, ready_nodeclass
+from tests.unit.aws.conftest import Env, discovered, env, moto, prepared, ready_nodeclass
 from tests.unit.aws.test_interruption_sqs import REF, Queue, queue, run_instance, spot
 
-__all__ = ["discovered", "env", "moto", "queue"]
+__all__ = ["discovered", "env", "moto", "prepared", "queue"]
 """The AWS unit tier's fixtures, imported here so pytest finds them for this module."""
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
