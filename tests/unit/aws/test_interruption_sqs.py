@@ -334,7 +334,9 @@ async def test_a_failing_receive_is_retried_not_raised(env: Env, caplog: pytest.
     instance_id = await run_instance(env)
 
     async def create_queue_then_send() -> None:
-        await anyio.sleep(0.3)  # a few failed GetQueueUrl rounds first
+        # only once the source has failed and logged it (not after a guessed delay)
+        while "receiving from interruption queue created-later failed" not in caplog.text:
+            await anyio.sleep(0.01)
         sqs = await env.clients.sqs()
         url = (await sqs.create_queue(QueueName="created-later"))["QueueUrl"]
         await sqs.send_message(QueueUrl=url, MessageBody=json.dumps(spot(instance_id)))
