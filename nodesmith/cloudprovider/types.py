@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import enum
+import functools
 import math
 from collections.abc import Awaitable, Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import timedelta
@@ -45,6 +46,15 @@ RESOURCE_MEMORY: Final = "memory"
 RESOURCE_PODS: Final = "pods"
 RESOURCE_EPHEMERAL_STORAGE: Final = "ephemeral-storage"
 _HUGEPAGES_PREFIX: Final = "hugepages-"
+
+
+@functools.cache
+def _placement(zone: str, capacity_type: str) -> Requirements:
+    """One zone and one capacity type as requirements, built once per pair and shared by every offering
+    there (requirements are immutable): a catalogue lists a few thousand offerings over a handful of pairs."""
+    return Requirements(
+        [Requirement.in_(labels.LABEL_ZONE, zone), Requirement.in_(labels.LABEL_CAPACITY_TYPE, capacity_type)]
+    )
 
 
 @final
@@ -81,16 +91,7 @@ class Offering:
     @classmethod
     def of(cls, zone: str, capacity_type: str, price: float, *, available: bool = True) -> Offering:
         """The common case: an offering in one zone for one capacity type."""
-        return cls(
-            Requirements(
-                [
-                    Requirement.in_(labels.LABEL_ZONE, zone),
-                    Requirement.in_(labels.LABEL_CAPACITY_TYPE, capacity_type),
-                ]
-            ),
-            price,
-            available,
-        )
+        return cls(_placement(zone, capacity_type), price, available)
 
     @classmethod
     def of_reservation(

@@ -228,11 +228,6 @@ class InstanceTypes:
         subnet_zones = sorted({s.zone for s in nodeclass.status.subnets})
         # parsed once here, not once per type: a list covers ~1,400 types
         amis = [Requirements.from_node_selector(a.requirements) for a in nodeclass.status.amis]
-        where = {
-            (zone, ct): Offering.of(zone, ct, 0.0).requirements
-            for zone in subnet_zones
-            for ct in CAPACITY_TYPES
-        }
         out = []
         for name, (reqs, cap, over) in sorted(self._shapes_for(nodeclass).items()):
             has_ami = any(_ami_fits(r, reqs) for r in amis)
@@ -250,8 +245,8 @@ class InstanceTypes:
                         and price is not None
                         and not self.unavailable.is_unavailable(ct, name, zone)
                     )
-                    offerings.append(  # as Offering.of, with the (immutable) requirements shared
-                        Offering(where[zone, ct], math.inf if price is None else price, available)
+                    offerings.append(
+                        Offering.of(zone, ct, math.inf if price is None else price, available=available)
                     )
             reservations = nodeclass.status.capacity_reservations
             if reservations:
