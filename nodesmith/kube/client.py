@@ -246,17 +246,16 @@ class KubeClient:
             page = await self._call(
                 retry.SAFE, functools.partial(self.request, "GET", path, params=dict(params))
             )
+            listed = _with_kind(resource, page.get("items") or [])
             if each is None:
-                items.extend(page.get("items") or [])
+                items.extend(listed)
             else:
-                for raw in _with_kind(resource, page.get("items") or []):
-                    if (kept := each(raw)) is not None:
-                        items.append(kept)
+                items.extend(kept for raw in listed if (kept := each(raw)) is not None)
             meta = page.get("metadata") or {}
             resource_version = resource_version or str(meta.get("resourceVersion", ""))
             token = meta.get("continue")
             if not token:
-                return ListResult(_with_kind(resource, items), resource_version)
+                return ListResult(items, resource_version)
             params["continue"] = token
 
     # -- writes ----------------------------------------------------------------------------------
