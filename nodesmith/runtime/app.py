@@ -34,7 +34,7 @@ from nodesmith.kube.events import EventRecorder
 from nodesmith.kube.leases import LeaseClient
 from nodesmith.reconcilers import Reconciler, controllers
 from nodesmith.reconcilers import disruption as disruption_loop
-from nodesmith.runtime import http, leader, telemetry
+from nodesmith.runtime import http, leader, memory, telemetry
 from nodesmith.runtime.decisions import DecisionLog
 from nodesmith.runtime.settings import Settings
 from nodesmith.state import simulation
@@ -203,6 +203,7 @@ async def run(settings: Settings, *, traces: str = "none") -> None:
                     return
 
         group.start_soon(stop_on_signal)
+        group.start_soon(memory.freeze_once_synced, daemon.informers)
         try:
             await daemon.serve()
         finally:

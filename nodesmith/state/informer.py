@@ -7,7 +7,7 @@ benchmarks. Consumed by `nodesmith.state.cluster.ClusterState` through the `Hand
 
 The loop, per resource (client-go's Reflector, minus its threads):
 
-1. **List** (paged, one resourceVersion) and *diff-apply* it against what the informer holds: objects
+1. **List** (the first from the API server's cache, later ones consistent and paged) and *diff-apply* it against what the informer holds: objects
    absent from the list are delivered as deletes, new or changed ones (by resourceVersion) as upserts,
    unchanged ones not at all. The first successful list marks the resource *synced*. Each object is
    transformed as its page arrives (`Source.list`'s ``each``), so a cold list of 150,000 pods holds
@@ -41,6 +41,7 @@ import anyio.abc
 import attrs
 
 from nodesmith.kube import errors, resources
+from nodesmith.kube.liststream import collector_paused
 from nodesmith.kube.results import ListResult, WatchEvent
 from nodesmith.state.sharing import SharedValues
 
@@ -87,9 +88,11 @@ class Source(typing.Protocol):
         namespace: str | None = None,
         *,
         each: Callable[[Obj], Obj | None] | None = None,
+        resource_version: str = "",
     ) -> ListResult:
         """Every object and the list's resourceVersion; ``each`` (if given) is applied to every object
-        as it arrives and the result holds what it returns, None dropping the object."""
+        as it arrives and the result holds what it returns, None dropping the object.
+        ``resource_version="0"`` accepts any version the server has cached; "" asks for the latest."""
         ...
 
     def watch(
@@ -163,16 +166,45 @@ _CONTAINER_NOISE = (
     "workingDir",
 )
 _VOLUME_SOURCES_KEPT = ("name", "persistentVolumeClaim", "ephemeral")
+#: Pod-level spec fields no decision reads (a pod's DNS, service account and security context do not
+#: change where it fits).
+_SPEC_NOISE = (
+    "dnsPolicy",
+    "dnsConfig",
+    "enableServiceLinks",
+    "serviceAccount",
+    "serviceAccountName",
+    "securityContext",
+    "hostname",
+    "subdomain",
+)
+#: Status fields no decision reads: per-container states and the pod's addresses.
+_STATUS_NOISE = (
+    "containerStatuses",
+    "initContainerStatuses",
+    "ephemeralContainerStatuses",
+    "podIP",
+    "podIPs",
+    "hostIP",
+    "hostIPs",
+    "qosClass",
+)
+#: The pod conditions decisions read: kube-scheduler's verdict and readiness (the rest -- Initialized,
+#: ContainersReady, PodReadyToStartContainers -- are two or three dicts per pod nobody reads).
+_POD_CONDITIONS_KEPT = frozenset({"PodScheduled", "Ready", "DisruptionTarget"})
 
 
 def compact_pod(obj: Obj) -> Obj:
-    """`strip_object`, then drop the pod fields no nodesmith decision reads -- container statuses,
-    container env/command/probes/mounts, the sources of non-PVC volumes -- about half of a typical
-    pod's memory. Kept: metadata, scheduling fields (resources, ports, affinity, tolerations, topology
-    spread, node selector, PVC and ephemeral volumes, priority, overhead), phase, conditions, times."""
-    obj = strip_object(obj)
+    """Drop the pod fields no nodesmith decision reads, then `strip_object`: container statuses,
+    container env/command/probes/mounts, the sources of non-PVC volumes, the pod's addresses, DNS and
+    service account, conditions other than PodScheduled/Ready/DisruptionTarget -- well over half of a
+    typical pod's memory. Kept: metadata, scheduling fields (resources, ports, affinity, tolerations,
+    topology spread, node selector, PVC and ephemeral volumes, priority, overhead), phase, those
+    conditions, times. Dropped before interning, so the interned copy holds only what is kept."""
     spec = obj.get("spec")
     if isinstance(spec, dict):
+        for noise in _SPEC_NOISE:
+            spec.pop(noise, None)
         for field in ("containers", "initContainers", "ephemeralContainers"):
             for container in spec.get(field) or ():
                 if isinstance(container, dict):
@@ -188,9 +220,14 @@ def compact_pod(obj: Obj) -> Obj:
             ]
     status = obj.get("status")
     if isinstance(status, dict):
-        for field in ("containerStatuses", "initContainerStatuses", "ephemeralContainerStatuses"):
-            status.pop(field, None)
-    return obj
+        for noise in _STATUS_NOISE:
+            status.pop(noise, None)
+        conditions = status.get("conditions")
+        if isinstance(conditions, list):
+            status["conditions"] = [
+                c for c in conditions if not isinstance(c, dict) or c.get("type") in _POD_CONDITIONS_KEPT
+            ]
+    return strip_object(obj)
 
 
 #: The default transform per resource (anything else gets `strip_object`).
@@ -248,7 +285,7 @@ class Informer:
         while True:
             try:
                 if need_list:
-                    await self.relist()
+                    await self.relist(any_version=not self.has_synced)
                     need_list = False
                 await self.watch_once()
                 failures = 0
@@ -266,15 +303,32 @@ class Informer:
                 log.log(level, "%s: %s; retrying in %.1fs", self.resource.name, err, delay)
                 await self.sleep(delay)
 
-    async def relist(self) -> None:
+    async def relist(self, *, any_version: bool = False) -> None:
         """List and diff-apply against the store (deletes for vanished objects, upserts for new or
-        changed ones); then mark synced."""
-        # Compacted page by page (`Source.list`'s ``each``): the raw list is never held whole.
-        result = await self.source.list(self.resource, each=self._accept)
+        changed ones); then mark synced.
+
+        ``any_version`` (the first list) takes whatever the API server has cached, as client-go's
+        reflector does at start-up: the watch that follows brings it up to date. A relist after a 410
+        asks for the latest instead, so the store never goes back to a version older than it held."""
+        # Compacted object by object (`Source.list`'s ``each``): the raw list is never held whole.
+        result = await self.source.list(
+            self.resource, each=self._accept, resource_version="0" if any_version else ""
+        )
         self.relists += 1
+        with collector_paused():  # synchronous, and every object applied here stays
+            self._apply_list(result.items)
+        self.resource_version = result.resource_version
+        if not self.has_synced:
+            self.has_synced = True
+            self._guarded("synced", lambda: self.handler.on_synced(self.resource))
+            if self._synced_event is not None:
+                self._synced_event.set()
+        log.debug("%s: listed %d objects at %s", self.resource.name, len(result.items), self.resource_version)
+
+    def _apply_list(self, items: list[Obj]) -> None:
         seen: set[str] = set()
         fresh: list[tuple[str, Obj]] = []
-        for obj in result.items:
+        for obj in items:
             key = _key(obj)
             seen.add(key)
             fresh.append((key, obj))
@@ -285,13 +339,6 @@ class Informer:
             if old is None or _rv(old) != _rv(obj):
                 self.store[key] = obj
                 self._deliver_upsert(obj, old)
-        self.resource_version = result.resource_version
-        if not self.has_synced:
-            self.has_synced = True
-            self._guarded("synced", lambda: self.handler.on_synced(self.resource))
-            if self._synced_event is not None:
-                self._synced_event.set()
-        log.debug("%s: listed %d objects at %s", self.resource.name, len(fresh), self.resource_version)
 
     async def watch_once(self) -> None:
         """One watch request from `resource_version` until the server closes it."""

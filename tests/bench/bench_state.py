@@ -194,6 +194,7 @@ class Recorded:
         namespace: str | None = None,
         *,
         each: Callable[[dict[str, Any]], dict[str, Any] | None] | None = None,
+        resource_version: str = "",
     ) -> ListResult:
         return ListResult([], "1")
 

@@ -129,6 +129,47 @@ async def test_list_applies_each_page_by_page_and_keeps_what_it_returns(
     assert all("data" not in i for i in listed.items)  # what `each` returned, not the raw object
 
 
+async def test_a_list_from_the_cache_is_one_request_read_as_it_streams(
+    control_plane: cluster.ControlPlane, kube: KubeClient, namespace: str
+) -> None:
+    big = "x" * 200_000  # each object larger than a read chunk's share: items span chunks
+    for name in "abcdef":
+        await kube.create(CONFIGMAPS, configmap(name, k=name, big=big), namespace)
+    consistent = await kube.list(CONFIGMAPS, namespace, page_size=2)
+
+    async def cache_has_them() -> bool:  # the watch cache trails etcd by moments
+        listed = await kube.list(CONFIGMAPS, namespace, resource_version="0")
+        return len(listed.items) == len(consistent.items)
+
+    await e2e.eventually(cache_has_them, 30, "the API server's cache holding all six")
+
+    def compact(obj: dict[str, typing.Any]) -> dict[str, typing.Any] | None:
+        name = obj["metadata"]["name"]
+        assert obj["kind"] == "ConfigMap"
+        if name not in set("abdef"):  # "c", and the namespace's kube-root-ca.crt
+            return None
+        assert obj["data"]["big"] == big
+        return {"metadata": {"name": name}, "k": obj["data"]["k"]}
+
+    before = namespaced_configmap_lists(control_plane)
+    cached = await kube.list(CONFIGMAPS, namespace, page_size=2, each=compact, resource_version="0")
+    # One LIST however many objects: the API server's cache answers whole, not page by page.
+    assert namespaced_configmap_lists(control_plane) - before == 1
+    assert [(i["metadata"]["name"], i["k"]) for i in cached.items] == [(n, n) for n in "abdef"]
+    assert {i["metadata"]["name"] for i in consistent.items} >= set("abcdef")
+    # The cache may trail etcd, never lead it, and a watch from its version sees what came after.
+    assert int(cached.resource_version) > 0
+    await kube.create(CONFIGMAPS, configmap("g", k="g"), namespace)
+    async with contextlib.aclosing(
+        kube.watch(
+            CONFIGMAPS, namespace=namespace, resource_version=cached.resource_version, timeout_seconds=5
+        )
+    ) as events:
+        async for event in events:
+            if event.type == "ADDED" and event.object["metadata"]["name"] == "g":
+                break
+
+
 async def test_merge_patch_with_resource_version_is_an_optimistic_lock(
     kube: KubeClient, namespace: str
 ) -> None:

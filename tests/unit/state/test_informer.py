@@ -12,6 +12,8 @@ import pytest
 from nodesmith.kube import errors, resources
 from nodesmith.kube.results import ListResult, WatchEvent
 from nodesmith.state import ClusterState, Informer, Informers
+from nodesmith.state.informer import compact_pod
+from nodesmith.state.views import PodView
 from nodesmith.testing.clock import FakeClock
 
 from . import factories as f
@@ -36,6 +38,7 @@ class Script:
         self.lists: collections.deque[ListResult | Exception] = collections.deque()
         self.watches: collections.deque[list[WatchEvent | Exception]] = collections.deque()
         self.watched_from: list[str] = []
+        self.listed_at: list[str] = []
 
     async def list(
         self,
@@ -43,7 +46,9 @@ class Script:
         namespace: str | None = None,
         *,
         each: Callable[[Obj], Obj | None] | None = None,
+        resource_version: str = "",
     ) -> ListResult:
+        self.listed_at.append(resource_version)
         item = self.lists.popleft()
         if isinstance(item, Exception):
             raise item
@@ -135,6 +140,9 @@ async def test_gone_relists_and_diff_applies_without_duplicates() -> None:
     assert rec.synced == ["nodes"]
     assert informer.relists == 2
     assert script.watched_from == ["3", "8"]
+    # The first list takes the API server's cache (client-go's start-up list); the relist after the
+    # 410 asks for the latest, so the store never goes back to an older version than it held.
+    assert script.listed_at == ["0", ""]
 
 
 async def test_connection_errors_back_off_and_rewatch_from_the_last_version() -> None:
@@ -228,3 +236,92 @@ async def test_informers_report_synced_per_resource() -> None:
     assert not informers.has_synced()
     assert informers.synced_status() == {"nodes": True, "nodeclaims.nodesmith.io": False}
     assert not state.synced()
+
+
+def kubelet_pod() -> Obj:
+    """A pod as the API server lists it once a kubelet runs it (trimmed of nothing)."""
+    condition = {"status": "True", "lastProbeTime": None, "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    return {
+        "metadata": {
+            "name": "web-1",
+            "namespace": "shop",
+            "uid": "u-1",
+            "resourceVersion": "12",
+            "labels": {"app": "web"},
+            "ownerReferences": [{"kind": "ReplicaSet", "name": "web-7d", "controller": True}],
+            "managedFields": [{"manager": "kubelet", "fieldsV1": {"f:status": {}}}],
+        },
+        "spec": {
+            "nodeName": "node-a",
+            "dnsPolicy": "ClusterFirst",
+            "enableServiceLinks": True,
+            "serviceAccountName": "default",
+            "serviceAccount": "default",
+            "securityContext": {"runAsNonRoot": True},
+            "priority": 10,
+            "tolerations": [{"key": "k", "operator": "Exists"}],
+            "affinity": {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {}}},
+            "volumes": [
+                {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-1"}},
+                {"name": "token", "projected": {"sources": [{"serviceAccountToken": {"path": "t"}}]}},
+            ],
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "web:1",
+                    "env": [{"name": "A", "value": "b"}],
+                    "ports": [{"containerPort": 80, "hostPort": 8080}],
+                    "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+                    "livenessProbe": {"httpGet": {"path": "/"}},
+                }
+            ],
+        },
+        "status": {
+            "phase": "Running",
+            "podIP": "10.0.0.1",
+            "podIPs": [{"ip": "10.0.0.1"}],
+            "hostIP": "192.168.0.1",
+            "hostIPs": [{"ip": "192.168.0.1"}],
+            "qosClass": "Burstable",
+            "startTime": "2026-01-01T00:00:00Z",
+            "conditions": [
+                {"type": t, **condition}
+                for t in (
+                    "PodReadyToStartContainers",
+                    "Initialized",
+                    "Ready",
+                    "ContainersReady",
+                    "PodScheduled",
+                )
+            ],
+            "containerStatuses": [{"name": "main", "ready": True, "state": {"running": {}}}],
+        },
+    }
+
+
+def test_compact_pod_keeps_what_decisions_read_and_drops_the_rest() -> None:
+    full = kubelet_pod()
+    compact = compact_pod(kubelet_pod())
+
+    assert PodView.parse(compact) == PodView.parse(full)
+    assert compact["spec"]["containers"][0] == {
+        "name": "main",
+        "image": "web:1",
+        "ports": [{"containerPort": 80, "hostPort": 8080}],
+        "resources": {"requests": {"cpu": "500m", "memory": "1Gi"}},
+    }
+    assert [c["type"] for c in compact["status"]["conditions"]] == ["Ready", "PodScheduled"]
+    assert compact["spec"]["volumes"] == [
+        {"name": "data", "persistentVolumeClaim": {"claimName": "data-web-1"}},
+        {"name": "token"},
+    ]
+    assert set(compact["status"]) == {"phase", "startTime", "conditions"}
+    assert set(compact["spec"]) == {
+        "nodeName",
+        "priority",
+        "tolerations",
+        "affinity",
+        "volumes",
+        "containers",
+    }
+    assert "managedFields" not in compact["metadata"]

@@ -32,6 +32,7 @@ class Listed:
         namespace: str | None = None,
         *,
         each: Callable[[Obj], Obj | None] | None = None,
+        resource_version: str = "",
     ) -> ListResult:
         kept = [o for o in map(each, self.items) if o is not None] if each else self.items
         return ListResult(kept, "1")
