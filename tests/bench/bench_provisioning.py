@@ -345,12 +345,15 @@ def run_on_fresh_plane(
         )
 
 
-def measure(pods: int) -> dict[str, dict[str, Any]]:
-    """The floor run, then the nodesmith run (what ``bench_all.py`` calls)."""
-    return {
+def measure(pods: int, karpenter: bool = False) -> dict[str, dict[str, Any]]:
+    """The floor run, then the nodesmith run, then (``karpenter``) Karpenter's (what ``bench_all.py`` calls)."""
+    out = {
         "floor": run_on_fresh_plane(pods, floor=True),
         "nodesmith": run_on_fresh_plane(pods, floor=False),
     }
+    if karpenter:
+        out["karpenter"] = run_on_fresh_plane(pods, floor=False, autoscaler="karpenter")
+    return out
 
 
 def report(pods: int, name: str, out: dict[str, Any]) -> None:
