@@ -18,8 +18,13 @@ batches; from the API server's own request counter the writes (create, patch, up
 resource received during the run, and per NodeClaim. Then the ratio nodesmith / floor. Karpenter's own e2e bound for 1,000 pods is < 2 minutes
 and < 260 MB.
 
-    uv run python tests/bench/bench_provisioning.py [--pods 1000] [--mode both|floor|nodesmith]
-        [--shape basic|one-per-node] [--log FILE]
+With ``--with-karpenter`` a third run, on a fresh control plane too, has real Karpenter (its kwok
+provider, `karpenter_kwok`; built with Go from the module proxy on first use) launch the nodes for the
+same Deployments and NodePool, and the ratios say how far each autoscaler is from the floor.
+
+    uv run python tests/bench/bench_provisioning.py [--pods 1000]
+        [--mode both|floor|nodesmith|karpenter] [--with-karpenter] [--shape basic|one-per-node]
+        [--log FILE] [--karpenter-log FILE]
 
 Never asserts a time; it only prints figures.
 """
@@ -38,6 +43,7 @@ import time
 from typing import Any
 
 import anyio
+import karpenter_kwok  # a sibling module: the scripts here run with this folder on sys.path
 
 from nodesmith.api import labels
 from nodesmith.dev.cluster import KWOK_NODE_ANNOTATION
@@ -214,16 +220,18 @@ async def one_run(
     log: pathlib.Path,
     apiserver_metrics: collections.abc.Callable[[], str] | None = None,
     shape: str = "basic",
+    autoscaler: str = "nodesmith",
 ) -> dict[str, Any]:
     """One run on the control plane at ``kubeconfig``; its pool and namespace are named after the mode
-    and shape, so several runs can share one control plane (the CI smoke test does)."""
-    pool = namespace = ("bench-floor" if floor else "bench-nodesmith") + (
-        "" if shape == "basic" else f"-{shape}"
-    )
+    and shape, so several runs can share one control plane (the CI smoke test does). ``autoscaler``
+    (unless ``floor``): ``nodesmith``, or ``karpenter`` (`karpenter_kwok`; builds its binary first)."""
+    karpenter = not floor and autoscaler == "karpenter"
+    pool = namespace = f"bench-{'floor' if floor else autoscaler}" + ("" if shape == "basic" else f"-{shape}")
     kube = await KubeClient.connect(kubeconfig)
-    await crds.install(kube, crds.all_crds())
+    if not karpenter:
+        await crds.install(kube, crds.all_crds())
     await e2e.create_namespace(kube, namespace)
-    daemon = None
+    daemon: e2e.DaemonProcess | karpenter_kwok.KarpenterProcess | None = None
     if floor:
         capacity = ONE_PER_NODE if shape == "one-per-node" else FLOOR_NODE
         limiter = anyio.CapacityLimiter(16)
@@ -235,6 +243,9 @@ async def one_run(
         async with anyio.create_task_group() as group:
             for i in range(floor_node_count(pods, shape)):
                 group.start_soon(create_floor_node, i)
+    elif karpenter:
+        await karpenter_kwok.prepare(kube, pool, bench_nodepool(pool, shape))
+        daemon = karpenter_kwok.KarpenterProcess(kubeconfig, log).start()
     else:
         await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": pool}, "spec": {}})
         await kube.create(resources.NODEPOOLS, bench_nodepool(pool, shape))
@@ -273,21 +284,24 @@ async def one_run(
             out["conflicts"] = api_conflicts(metrics_after) - api_conflicts(metrics_before)
         listed_pods = (await kube.list(resources.PODS, namespace)).items
         nodes = (await kube.list(resources.NODES, label_selector=f"e2e/pool={pool}")).items
-        claims = (
-            []
-            if floor
-            else (
-                await kube.list(resources.NODECLAIMS, label_selector=f"{labels.LABEL_NODEPOOL}={pool}")
-            ).items
+        claim_kind, claim_label = (
+            (karpenter_kwok.NODECLAIMS, karpenter_kwok.NODEPOOL_LABEL)
+            if karpenter
+            else (resources.NODECLAIMS, labels.LABEL_NODEPOOL)
         )
+        claims = [] if floor else (await kube.list(claim_kind, label_selector=f"{claim_label}={pool}")).items
         out["timeline"] = timeline(started_at, listed_pods, claims, [] if floor else nodes)
         out["claim_steps"] = claim_steps(claims, nodes)
         out["nodes"] = len(nodes)
         if daemon is not None:
             text = await daemon.metrics_text()
-            out["solve_seconds"] = metric_sum(text, "nodesmith_scheduler_scheduling_duration_seconds_sum")
-            out["batches"] = metric_sum(text, "nodesmith_scheduler_scheduling_duration_seconds_count")
-            out["create_seconds"] = metric_sum(text, "nodesmith_cloudprovider_duration_seconds_sum")
+            out["autoscaler"] = autoscaler
+            if karpenter:
+                out.update(karpenter_kwok.summary(text))
+            else:
+                out["solve_seconds"] = metric_sum(text, "nodesmith_scheduler_scheduling_duration_seconds_sum")
+                out["batches"] = metric_sum(text, "nodesmith_scheduler_scheduling_duration_seconds_count")
+                out["create_seconds"] = metric_sum(text, "nodesmith_cloudprovider_duration_seconds_sum")
             out["peak_rss_mib"] = daemon.peak_rss_mib()
             price = sum(
                 float(n["metadata"]["labels"].get("eks-node-viewer/instance-price", 0)) for n in nodes
@@ -300,7 +314,11 @@ async def one_run(
 
 
 def run_on_fresh_plane(
-    pods: int, floor: bool, log: pathlib.Path | None = None, shape: str = "basic"
+    pods: int,
+    floor: bool,
+    log: pathlib.Path | None = None,
+    shape: str = "basic",
+    autoscaler: str = "nodesmith",
 ) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -320,18 +338,22 @@ def run_on_fresh_plane(
             plane.kubeconfig,
             pods,
             floor,
-            log or pathlib.Path(tmp) / "nodesmith.log",
+            log or pathlib.Path(tmp) / f"{autoscaler}.log",
             apiserver_metrics if local is not None else None,
             shape,
+            autoscaler,
         )
 
 
-def measure(pods: int) -> dict[str, dict[str, Any]]:
-    """The floor run, then the nodesmith run (what ``bench_all.py`` calls)."""
-    return {
+def measure(pods: int, karpenter: bool = False) -> dict[str, dict[str, Any]]:
+    """The floor run, then the nodesmith run, then (``karpenter``) Karpenter's (what ``bench_all.py`` calls)."""
+    out = {
         "floor": run_on_fresh_plane(pods, floor=True),
         "nodesmith": run_on_fresh_plane(pods, floor=False),
     }
+    if karpenter:
+        out["karpenter"] = run_on_fresh_plane(pods, floor=False, autoscaler="karpenter")
+    return out
 
 
 def report(pods: int, name: str, out: dict[str, Any]) -> None:
@@ -343,7 +365,7 @@ def report(pods: int, name: str, out: dict[str, Any]) -> None:
         print(f"  per NodeClaim (median/max): {steps}")
     if "solve_seconds" in out:
         print(
-            f"  nodesmith: solve {out['solve_seconds']:.2f}s over {out['batches']:.0f} batches, "
+            f"  {out.get('autoscaler', 'nodesmith')}: solve {out['solve_seconds']:.2f}s over {out['batches']:.0f} batches, "
             f"provider calls {out['create_seconds']:.2f}s, peak RSS {out['peak_rss_mib']:.0f} MiB, "
             f"hourly price {out['hourly_price']:.2f}"
         )
@@ -374,7 +396,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pods", type=int, default=1000)
-    parser.add_argument("--mode", choices=("both", "floor", "nodesmith"), default="both")
+    parser.add_argument("--mode", choices=("both", "floor", "nodesmith", "karpenter"), default="both")
     parser.add_argument(
         "--shape",
         choices=SHAPES,
@@ -382,6 +404,12 @@ def main() -> None:
         help="basic: Karpenter's scale-out mix; one-per-node: every pod needs a node of its own",
     )
     parser.add_argument("--log", type=pathlib.Path, help="keep the daemon's log here")
+    parser.add_argument(
+        "--with-karpenter",
+        action="store_true",
+        help="after the floor and nodesmith, run real Karpenter (its kwok provider; built with Go on first use)",
+    )
+    parser.add_argument("--karpenter-log", type=pathlib.Path, help="keep Karpenter's log here")
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     if args.mode in ("both", "floor"):
@@ -390,9 +418,19 @@ def main() -> None:
     if args.mode in ("both", "nodesmith"):
         results["nodesmith"] = run_on_fresh_plane(args.pods, floor=False, log=args.log, shape=args.shape)
         report(args.pods, "nodesmith (launches the nodes)", results["nodesmith"])
-    if len(results) == 2:
-        ratio = results["nodesmith"]["wall_seconds"] / results["floor"]["wall_seconds"]
-        print(f"ratio nodesmith / floor at {args.pods} pods ({args.shape}): {ratio:.2f}x")
+    if args.mode == "karpenter" or args.with_karpenter:
+        results["karpenter"] = run_on_fresh_plane(
+            args.pods, floor=False, log=args.karpenter_log, shape=args.shape, autoscaler="karpenter"
+        )
+        report(
+            args.pods,
+            f"karpenter {karpenter_kwok.VERSION} (its kwok provider launches the nodes)",
+            results["karpenter"],
+        )
+    for ours, theirs in (("nodesmith", "floor"), ("karpenter", "floor"), ("nodesmith", "karpenter")):
+        if ours in results and theirs in results:
+            ratio = results[ours]["wall_seconds"] / results[theirs]["wall_seconds"]
+            print(f"ratio {ours} / {theirs} at {args.pods} pods ({args.shape}): {ratio:.2f}x")
 
 
 if __name__ == "__main__":
