@@ -40,7 +40,7 @@ from nodesmith.state.changes import Change
 from nodesmith.state.cluster import ClusterState
 from nodesmith.state.statenode import NodePart
 
-__all__ = ["LAUNCH_CACHE_TTL", "LifecycleReconciler"]
+__all__ = ["LAUNCH_CACHE_TTL", "WORKERS", "LifecycleReconciler"]
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +50,12 @@ Status = conditions.ConditionStatus
 LAUNCH_CACHE_TTL: Final = dt.timedelta(hours=1)
 """How long a launch result is remembered by NodeClaim UID (so a failed status write never launches twice)."""
 MAX_LAUNCH_BACKOFF: Final = 60.0
+WORKERS: Final = 64
+"""NodeClaims reconciled at once. A pass is a handful of sequential API round trips (finalizer, launch,
+status, registration), so a burst of NodeClaims waits in the queue for a worker far longer than any one
+pass takes: with 16, 200 NodeClaims took a median 16 s from creation to launch. Karpenter runs at least
+1,000 (``nodeclaim/lifecycle/controller.go``); this many keeps the kube client's connection pool (100,
+shared with the informers' watches and the other reconcilers) from being the queue instead."""
 LIVENESS_MESSAGES: Final = {
     "launch_timeout": f"not launched within {lifecycle_checks.LAUNCH_TIMEOUT}",
     "registration_timeout": f"no Node registered within {lifecycle_checks.REGISTRATION_TIMEOUT}",
@@ -75,7 +81,7 @@ class LifecycleReconciler:
     provider: CloudProvider
     events: EventRecorder
     clock: Clock
-    workers: int = 16
+    workers: int = WORKERS
     poll_interval: float = statepoll.DEFAULT_INTERVAL
     _launches: dict[str, tuple[api_nodeclaim.NodeClaim, dt.datetime]] = attrs.field(init=False, factory=dict)
     _launch_failures: dict[str, int] = attrs.field(init=False, factory=dict)

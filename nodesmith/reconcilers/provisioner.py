@@ -52,7 +52,12 @@ SOLVE_TIMEOUT: Final = 60.0
 """Seconds a scheduling run may take before it returns what it decided so far (Karpenter: 1 minute)."""
 RECHECK_INTERVAL: Final = 10.0
 """Seconds between looks for pending pods when nothing triggered (a NodePool became ready, say)."""
-CREATE_CONCURRENCY: Final = 16
+CREATE_CONCURRENCY: Final = 64
+"""NodeClaim creates (and events) in flight at once. Karpenter creates a batch's NodeClaims all in parallel
+(``provisioner.go`` ``CreateNodeClaims``); each create is one round trip, and the synced gate holds the next
+batch until they are written and launched, so 16 at a time made a 115-NodeClaim batch take 9 s to write.
+Bounded by the kube client's connection pool (100, shared with the informers' watches) rather than the
+batch size, so a batch of thousands does not queue for connections past the request timeout."""
 NOMINATION_EVENTS_PER_SECOND: Final = 5.0
 NOMINATION_EVENTS_BURST: Final = 10
 

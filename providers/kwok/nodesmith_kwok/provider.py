@@ -8,7 +8,10 @@ to the Kubernetes API through ``nodesmith.kube``.
 available offering of its instance types compatible with its requirements): it takes the cheapest one that
 has capacity (ties broken by instance-type name, then zone, so launches are reproducible), and creates a
 Node named after the NodeClaim — which makes a repeated ``create`` for the same NodeClaim find the Node it
-already made instead of launching twice. The Node carries the kwok annotation (so the kwok controller
+already made instead of launching twice. A launch costs one API round trip, the Node's create: it does not
+look for that Node first (the API server answers AlreadyExists, and only then is it read), and the
+KWOKNodeClass comes from `nodeclass_reads` (one read shared by the launches of the same second), as
+Karpenter's kwok provider reads it from its informer cache. The Node carries the kwok annotation (so the kwok controller
 manages it), the ``nodesmith.io/unregistered:NoExecute`` taint, the offering's labels, capacity and
 allocatable, and providerID ``kwok://<node name>``.
 
@@ -57,7 +60,7 @@ from nodesmith.cloudprovider.types import (
 )
 from nodesmith.kube import errors as kube_errors
 from nodesmith.kube import resources
-from nodesmith_kwok import catalogue, reservations
+from nodesmith_kwok import catalogue, nodeclass_reads, reservations
 from nodesmith_kwok.nodeclass import GROUP, KIND, PLURAL, KWOKNodeClass
 
 if TYPE_CHECKING:
@@ -97,6 +100,9 @@ class KWOKProvider:
         self._unavailable: dict[tuple[str, str, str], float] = {}
         self._poll_interval = poll_interval
         self._reserving = anyio.Lock()
+        self._node_classes = nodeclass_reads.NodeClassReads(
+            lambda name: self._kube.get(NODE_CLASSES, name), self._clock
+        )
 
     @property
     def name(self) -> str:
@@ -222,7 +228,7 @@ class KWOKProvider:
 
     async def _node_class(self, name: str) -> KWOKNodeClass:
         try:
-            obj = await self._kube.get(NODE_CLASSES, name)
+            obj = await self._node_classes.read(name)
         except kube_errors.NotFoundError as err:
             raise errors.NodeClassNotReadyError(f"KWOKNodeClass {name!r} not found") from err
         try:
@@ -243,9 +249,6 @@ class KWOKProvider:
         Raises ``NodeClassNotReadyError`` (KWOKNodeClass missing or not Ready), ``InsufficientCapacityError``
         (no compatible available offering, or the chosen one is configured to fail)."""
         node_class = await self._node_class(claim.spec.node_class_ref.name)
-        existing = await self._existing_node(claim.name)
-        if existing is not None:
-            return self._to_nodeclaim(existing)
         reqs = claim.requirements
         if node_class.reservations and reqs.get(labels.LABEL_CAPACITY_TYPE).has(labels.CapacityType.RESERVED):
             async with self._reserving:  # count, choose and create as one step per reservation slot
@@ -256,6 +259,8 @@ class KWOKProvider:
         self, claim: nodeclaim.NodeClaim, node_class: KWOKNodeClass, reqs: Requirements
     ) -> nodeclaim.NodeClaim:
         candidates = self._candidates(reqs, await self._offered(node_class))
+        if not candidates and (existing := await self._existing_node(claim.name)) is not None:
+            return self._to_nodeclaim(existing)  # launched before (its answer was lost)
         if not candidates:
             raise errors.InsufficientCapacityError(
                 f"no available kwok offering satisfies the requirements of NodeClaim {claim.name}"
@@ -270,6 +275,8 @@ class KWOKProvider:
         until = self._clock.monotonic() + ICE_TTL
         self._unavailable.update(dict.fromkeys(failed, until))
         if len(failed) == len(candidates):
+            if (existing := await self._existing_node(claim.name)) is not None:
+                return self._to_nodeclaim(existing)
             raise errors.InsufficientCapacityError(_ice_message(claim.name, failed), offerings=failed)
         it, offering = candidates[len(failed)]
         if failed:
@@ -287,7 +294,13 @@ class KWOKProvider:
         try:
             created = await self._kube.create(resources.NODES, node)
         except kube_errors.AlreadyExistsError:
-            created = await self._kube.get(resources.NODES, claim.name)
+            # launched before (a repeated create whose first answer was lost): that Node is the instance
+            existing = await self._existing_node(claim.name)
+            if existing is None:
+                raise errors.CreateError(
+                    "NodeNameTaken", f"a Node named {claim.name} exists and is not this NodeClaim's instance"
+                ) from None
+            created = existing
         if not (created.get("status") or {}).get("capacity"):
             created = await self._kube.merge_patch(
                 resources.NODES, claim.name, {"status": node["status"]}, subresource="status"
