@@ -210,3 +210,69 @@ async def test_a_launch_without_capacity_reports_and_marks_every_offering_it_tri
 async def test_missing_node_class_is_not_ready(kube: KubeClient) -> None:
     with pytest.raises(errors.NodeClassNotReadyError, match="not found"):
         await provider(kube).create(claim("nc-missing", "does-not-exist", "c-1x-amd64-linux"))
+
+
+class CountingKube:
+    """The real client, recording each call as ``(method, resource plural)``."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self._kube = kube
+        self.calls: list[tuple[str, str]] = []
+
+    def __getattr__(self, method: str) -> typing.Any:
+        real = getattr(self._kube, method)
+
+        async def counted(
+            resource: resources.Resource, *args: typing.Any, **kwargs: typing.Any
+        ) -> typing.Any:
+            self.calls.append((method, resource.plural))
+            return await real(resource, *args, **kwargs)
+
+        return counted
+
+
+async def test_a_burst_of_launches_costs_one_round_trip_each_and_one_nodeclass_read(
+    kube: KubeClient, node_class: str
+) -> None:
+    # Karpenter's kwok provider reads the NodeClass from its informer cache and creates the Node without
+    # looking for it first; a launch here used to GET the NodeClass and the Node before creating it
+    counting = CountingKube(kube)
+    kwok = kwok_provider.KWOKProvider(ProviderContext(cluster_name="test", kube=counting, clock=FakeClock()))
+    names = [f"nc-{uuid.uuid4().hex[:6]}" for _ in range(8)]
+    launched: list[nodeclaim.NodeClaim] = []
+
+    async def launch(name: str) -> None:
+        launched.append(await kwok.create(claim(name, node_class, "c-1x-amd64-linux")))
+
+    try:
+        async with anyio.create_task_group() as group:
+            for name in names:
+                group.start_soon(launch, name)
+        assert sorted(c.status.provider_id or "" for c in launched) == sorted(f"kwok://{n}" for n in names)
+        assert sorted(counting.calls) == sorted(
+            [("get", kwok_provider.NODE_CLASSES.plural)] + [("create", "nodes")] * len(names)
+        )
+        # a repeated launch (its first answer lost) finds the Node it made: the create is refused, then read
+        counting.calls.clear()
+        again = await kwok.create(claim(names[0], node_class, "c-1x-amd64-linux"))
+        assert again.status.provider_id == f"kwok://{names[0]}"
+        assert counting.calls == [("create", "nodes"), ("get", "nodes")]
+    finally:
+        for name in names:
+            with contextlib.suppress(kube_errors.NotFoundError):
+                await kube.delete(resources.NODES, name)
+
+
+async def test_a_launch_does_not_adopt_a_node_of_the_same_name_it_did_not_make(
+    kube: KubeClient, node_class: str
+) -> None:
+    name = f"nc-{uuid.uuid4().hex[:6]}"
+    await kube.create(
+        resources.NODES, {"metadata": {"name": name}, "spec": {"providerID": f"other://{name}"}}
+    )
+    try:
+        with pytest.raises(errors.CreateError, match="not this NodeClaim's instance"):
+            await provider(kube).create(claim(name, node_class, "c-1x-amd64-linux"))
+    finally:
+        with contextlib.suppress(kube_errors.NotFoundError):
+            await kube.delete(resources.NODES, name)
