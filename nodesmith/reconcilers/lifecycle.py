@@ -23,6 +23,8 @@ import logging
 import typing
 from typing import Final
 
+import anyio
+import anyio.abc
 import attrs
 
 from nodesmith import errors, metrics
@@ -56,10 +58,16 @@ status, registration), so a burst of NodeClaims waits in the queue for a worker 
 pass takes: with 16, 200 NodeClaims took a median 16 s from creation to launch. Karpenter runs at least
 1,000 (``nodeclaim/lifecycle/controller.go``); this many keeps the kube client's connection pool (100,
 shared with the informers' watches and the other reconcilers) from being the queue instead."""
+EVENT_WRITERS: Final = 16
+"""Events written at once in the background while running (`LifecycleReconciler._publish`)."""
 LIVENESS_MESSAGES: Final = {
     "launch_timeout": f"not launched within {lifecycle_checks.LAUNCH_TIMEOUT}",
     "registration_timeout": f"no Node registered within {lifecycle_checks.REGISTRATION_TIMEOUT}",
 }
+
+
+_Note = tuple[str, str]
+"""A Normal event about the NodeClaim, (reason, message), published once its pass has written the status."""
 
 
 @attrs.frozen(slots=True)
@@ -94,6 +102,10 @@ class LifecycleReconciler:
     """Where insufficient-capacity failures and successful launches are counted per NodePool (shared with
     the provisioner and ``nodepool.status``)."""
     feed: statepoll.Feed[str] = attrs.field(init=False)
+    _background: tuple[anyio.abc.TaskGroup, anyio.CapacityLimiter] | None = attrs.field(
+        init=False, default=None
+    )
+    """Where `run` writes events, and how many at once; ``None`` when passes are driven one by one."""
 
     @feed.default
     def _feed(self) -> statepoll.Feed[str]:
@@ -116,8 +128,14 @@ class LifecycleReconciler:
         return "nodeclaim.lifecycle"
 
     async def run(self) -> None:
-        """Reconcile NodeClaims as they change, until cancelled."""
-        await self.feed.run()
+        """Reconcile NodeClaims as they change, until cancelled. While running, events are written in the
+        background (`_publish`)."""
+        async with anyio.create_task_group() as group:
+            self._background = (group, anyio.CapacityLimiter(EVENT_WRITERS))
+            try:
+                await self.feed.run()
+            finally:
+                self._background = None
 
     async def reconcile(self, name: str) -> float | None:
         """One pass over the NodeClaim ``name``; returns seconds to requeue after, or ``None``."""
@@ -159,8 +177,9 @@ class LifecycleReconciler:
         #    A failed Node write after a launch still lets step 7 write the launch (as Karpenter patches the
         #    status whatever its sub-reconcilers returned): the synced gate waits for that providerID.
         failed: kube_errors.KubeError | None = None
+        notes: list[_Note] = []
         try:
-            claim = await self._register_and_initialize(claim, now)
+            claim = await self._register_and_initialize(claim, now, notes)
         except kube_errors.KubeError as err:
             if not launched:
                 raise
@@ -186,6 +205,8 @@ class LifecycleReconciler:
             metrics.NODECLAIMS_LAUNCHED.add(1, {"nodepool": claim.nodepool_name or ""})
             metrics.NODECLAIMS_LAUNCH_BACKOFF.put(0.0, {"nodepool": claim.nodepool_name or ""})
             await self._publish(written, events.NORMAL, "Launched", f"Launched {claim.status.provider_id}")
+        for reason, message in notes:  # told once the conditions they announce are written
+            await self._publish(written, events.NORMAL, reason, message)
         if failed is not None:
             raise failed
         check_at = lifecycle_checks.liveness(claim, now).check_at
@@ -293,21 +314,22 @@ class LifecycleReconciler:
         return _Launch(None, delay)
 
     async def _register_and_initialize(
-        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime
+        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime, notes: list[_Note]
     ) -> api_nodeclaim.NodeClaim:
+        """Steps 5 and 6; the events they lead to are added to ``notes``, for after the status write."""
         registered_now = False
         if not claim.is_true(Condition.REGISTERED):
-            claim, registered_now = await self._register(claim, now)
+            claim, registered_now = await self._register(claim, now, notes)
         if (
             claim.is_true(Condition.REGISTERED)
             and not claim.is_true(Condition.INITIALIZED)
             and not registered_now
         ):
-            claim = await self._initialize(claim, now)
+            claim = await self._initialize(claim, now, notes)
         return claim
 
     async def _register(
-        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime
+        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime, notes: list[_Note]
     ) -> tuple[api_nodeclaim.NodeClaim, bool]:
         node = self._node_for(claim)
         if node is None:
@@ -341,15 +363,17 @@ class LifecycleReconciler:
         pool = {"nodepool": claim.nodepool_name or ""}
         metrics.NODES_CREATED.add(1, pool)
         metrics.NODECLAIMS_REGISTERED.add(1, pool)
-        await self._publish(
-            claim,
-            events.NORMAL,
-            "Registered",
-            f"Status condition transitioned, Type: Registered, Status: True, Node: {node_name}",
+        notes.append(
+            (
+                "Registered",
+                f"Status condition transitioned, Type: Registered, Status: True, Node: {node_name}",
+            )
         )
         return registered, True
 
-    async def _initialize(self, claim: api_nodeclaim.NodeClaim, now: dt.datetime) -> api_nodeclaim.NodeClaim:
+    async def _initialize(
+        self, claim: api_nodeclaim.NodeClaim, now: dt.datetime, notes: list[_Note]
+    ) -> api_nodeclaim.NodeClaim:
         node = self._node_for(claim)
         if node is None:
             return claim.with_condition(
@@ -372,12 +396,7 @@ class LifecycleReconciler:
                 {"metadata": {"labels": {labels.LABEL_INITIALIZED: "true"}}},
             )
         metrics.NODECLAIMS_INITIALIZED.add(1, {"nodepool": claim.nodepool_name or ""})
-        await self._publish(
-            claim,
-            events.NORMAL,
-            "Initialized",
-            "Status condition transitioned, Type: Initialized, Status: True",
-        )
+        notes.append(("Initialized", "Status condition transitioned, Type: Initialized, Status: True"))
         return claim.with_condition(Condition.INITIALIZED, True, now=now)
 
     # -- helpers ---------------------------------------------------------------------------------
@@ -403,5 +422,18 @@ class LifecycleReconciler:
         reason: str,
         message: str,
     ) -> None:
+        """Record an event. While `run` runs, it is written in the background, as Karpenter's recorder
+        writes: no decision reads an event and the recorder never raises, so a pass need not wait for that
+        round trip, and its worker is free for the next NodeClaim. Passes driven one by one (tests) write
+        it before they return."""
         involved = obj.to_dict() if isinstance(obj, api_nodeclaim.NodeClaim) else obj
-        await self.events.publish(involved, kind, reason, message)
+        if self._background is None:
+            await self.events.publish(involved, kind, reason, message)
+            return
+        group, writers = self._background
+
+        async def write() -> None:
+            async with writers:
+                await self.events.publish(involved, kind, reason, message)
+
+        group.start_soon(write)

@@ -310,3 +310,100 @@ async def test_gc_deletes_a_launched_nodeclaim_whose_instance_vanished(env: Env)
     env.clock.step(garbagecollection.LAUNCH_GRACE)
     await expect.expect_singleton_reconciled(env.gc)  # case 3
     assert (await env.nodeclaim(name)).deleting
+
+
+class _HeldEvents:
+    """An event recorder that notes, as each event is written, the NodeClaim's conditions in the API, and
+    holds every write until ``release`` is set."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self.release = anyio.Event()
+        self.release.set()
+        self.conditions_at: dict[str, set[str]] = {}
+
+    async def publish(self, involved: typing.Any, type: str, reason: str, message: str) -> None:
+        if involved.get("kind") == "NodeClaim":
+            claim = NodeClaim.from_dict(
+                await self.kube.get(resources.NODECLAIMS, involved["metadata"]["name"])
+            )
+            self.conditions_at[reason] = {c for c in ("Launched", "Registered") if claim.is_true(c)}
+        await self.release.wait()
+
+
+async def test_the_registered_event_is_written_after_the_condition_it_announces(env: Env) -> None:
+    """The Registered event used to be written between the Node's registration patch and the NodeClaim's
+    status write: one more round trip in the window in which another writer of the NodeClaim's status
+    makes that write a 409, and the whole registration is done again."""
+    recorder = _HeldEvents(env.kube)
+    env.reconciler = lifecycle.LifecycleReconciler(
+        env.kube, env.state, env.provider, typing.cast(EventRecorder, recorder), env.clock
+    )
+    name = await env.apply_nodeclaim()
+    await env.reconcile(name)
+    provider_id = (await env.nodeclaim(name)).status.provider_id
+    node_name = f"node-{name}"
+    node = {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": node_name},
+        "spec": {
+            "providerID": provider_id,
+            "taints": [{"key": labels.TAINT_UNREGISTERED, "effect": "NoExecute"}],
+        },
+    }
+    await expect.expect_applied(env.kube, env.state, resources.NODES, node)
+    try:
+        for _ in range(5):  # a 409 (the node controller wrote the Node first) means look again
+            if await env.reconcile(name) != statepoll.CONFLICT_REQUEUE:
+                break
+            await expect.expect_refreshed(env.kube, env.state, resources.NODES, node_name)
+        assert (await env.nodeclaim(name)).is_true("Registered")
+        assert recorder.conditions_at["Launched"] == {"Launched"}
+        assert recorder.conditions_at["Registered"] == {"Launched", "Registered"}
+    finally:
+        await env.kube.delete(resources.NODES, node_name)
+
+
+@attrs.define
+class _CountedLaunches:
+    """The fake provider; ``all_in`` is set once ``expected`` launches have been made."""
+
+    inner: fake.FakeCloudProvider
+    expected: int
+    all_in: anyio.Event = attrs.field(factory=anyio.Event)
+
+    def __getattr__(self, name: str) -> typing.Any:
+        return getattr(self.inner, name)
+
+    async def create(self, claim: NodeClaim) -> NodeClaim:
+        machine = await self.inner.create(claim)
+        if len(self.inner.create_calls) >= self.expected:
+            self.all_in.set()
+        return machine
+
+
+async def test_a_running_lifecycle_launches_the_next_nodeclaim_while_an_event_is_still_being_written(
+    env: Env,
+) -> None:
+    """Karpenter's event recorder writes in the background; a pass that waited for its events held its
+    worker for a round trip nothing depends on. One worker, event writes held: both NodeClaims launch."""
+    recorder = _HeldEvents(env.kube)
+    recorder.release = anyio.Event()
+    names = [await env.apply_nodeclaim() for _ in range(2)]
+    counted = _CountedLaunches(env.provider, len(names))
+    reconciler = lifecycle.LifecycleReconciler(
+        env.kube,
+        env.state,
+        typing.cast(CloudProvider, counted),
+        typing.cast(EventRecorder, recorder),
+        env.clock,
+        workers=1,
+    )
+    async with anyio.create_task_group() as group:
+        group.start_soon(reconciler.run)
+        with anyio.fail_after(60):  # a guard: a worker waiting for its event never takes the second
+            await counted.all_in.wait()
+        group.cancel_scope.cancel()
+    assert {c.name for c in env.provider.create_calls} == set(names)
+    assert not recorder.release.is_set()  # the first pass's Launched event is still being written
