@@ -23,7 +23,7 @@ import logging
 import os
 import typing
 import zlib
-from collections.abc import AsyncGenerator, Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 
 import httpx
 import kr8s
@@ -206,6 +206,36 @@ class KubeClient:
             return data if isinstance(data, dict) else {"items": data}
         raise AssertionError("unreachable")  # pragma: no cover
 
+    @contextlib.asynccontextmanager
+    async def _streamed_get(
+        self,
+        path: str,
+        params: Mapping[str, str],
+        timeout: float | httpx.Timeout,
+        *,
+        headers: Mapping[str, str] | None = None,
+    ) -> AsyncIterator[httpx.Response]:
+        """A GET whose body is read as it comes; raises the typed error for an error answer (after
+        reloading credentials on a 401). Wrap it in `_translated`."""
+        base, url = _split(path)
+        async with self._api.call_api(
+            "GET",
+            version="",
+            base=base,
+            url=url,
+            stream=True,
+            params=dict(params),
+            headers=dict(headers or {}),
+            timeout=timeout,
+            raise_for_status=False,
+        ) as response:
+            if response.is_error:
+                await response.aread()
+                if response.status_code == 401:
+                    await self._reauthenticate()
+                _raise_for_status(response)
+            yield response
+
     async def _reauthenticate(self) -> None:
         """Reload credentials after a 401 (an expired or rotated token). kr8s would also do this on a 403 and
         recreate its HTTP session, dropping every open watch; a 403 is an authorization answer (say, "namespace
@@ -288,7 +318,6 @@ class KubeClient:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
-        base, url = _split(path)
         items: list[Obj] = []
         stream = ListStream()
 
@@ -301,22 +330,9 @@ class KubeClient:
 
         what = f"list {resource.name}"
         with _translated(what):
-            async with self._api.call_api(
-                "GET",
-                version="",
-                base=base,
-                url=url,
-                stream=True,
-                params=params,
-                headers={"Accept-Encoding": "gzip"},
-                timeout=self.timeout,
-                raise_for_status=False,
+            async with self._streamed_get(
+                path, params, self.timeout, headers={"Accept-Encoding": "gzip"}
             ) as response:
-                if response.is_error:
-                    await response.aread()
-                    if response.status_code == 401:
-                        await self._reauthenticate()
-                    _raise_for_status(response)
                 encoding = response.headers.get("Content-Encoding", "identity").lower()
                 if encoding not in ("gzip", "identity"):
                     raise errors.APIUnavailableError(f"{what}: unexpected Content-Encoding {encoding!r}")
@@ -614,26 +630,11 @@ class KubeClient:
             params["labelSelector"] = label_selector
         if field_selector:
             params["fieldSelector"] = field_selector
-        base, url = _split(resource.path(namespace))
         what = f"watch {resource.name}"
         # The read timeout bounds silence: bookmarks arrive about once a minute, events more often.
         timeout = httpx.Timeout(self.timeout, read=timeout_seconds + self.timeout)
         with _translated(what):
-            async with self._api.call_api(
-                "GET",
-                version="",
-                base=base,
-                url=url,
-                stream=True,
-                params=params,
-                timeout=timeout,
-                raise_for_status=False,
-            ) as response:
-                if response.is_error:
-                    await response.aread()
-                    if response.status_code == 401:
-                        await self._reauthenticate()
-                    _raise_for_status(response)
+            async with self._streamed_get(resource.path(namespace), params, timeout) as response:
                 async for line in response.aiter_lines():
                     if not line.strip():
                         continue
