@@ -60,6 +60,8 @@ class ListStream:
         self._retry_when = 0
         yield from self._parse()
         if self._at > 65536 and self._at * 2 > len(self._buffer):
+            # Drop what has been read; the retry mark counts from the same start as the buffer.
+            self._retry_when = max(0, self._retry_when - self._at)
             self._buffer, self._at = self._buffer[self._at :], 0
 
     def close(self) -> Iterator[Obj]:

@@ -93,3 +93,16 @@ def test_items_are_handed_on_before_the_body_ends() -> None:
 def test_a_body_that_is_not_a_whole_list_is_refused(body: bytes) -> None:
     with pytest.raises(ValueError, match="list response"):
         read(body, [len(body) // 2])
+
+
+def test_an_item_cut_after_the_buffer_was_trimmed_is_read_with_the_next_small_chunk() -> None:
+    filler = [{"n": i, "pad": "x" * 1000} for i in range(100)]  # >64 KiB read, so the buffer is trimmed
+    body = json.dumps({"items": [*filler, {"last": "y" * 500}]}).encode()
+    cut = len(body) - 300  # inside the last item
+    stream = ListStream()
+
+    first = list(stream.feed(body[:cut]))
+    rest = list(stream.feed(body[cut:]))  # a chunk far smaller than what was trimmed
+
+    assert first == filler
+    assert rest == [{"last": "y" * 500}]
