@@ -52,7 +52,12 @@ def free_port() -> int:
 
 
 class DaemonProcess:
-    """``python -m nodesmith run --provider kwok`` with test-friendly timings, logging to ``log``."""
+    """``python -m nodesmith run --provider kwok`` with test-friendly timings, logging to ``log``.
+
+    Another autoscaler run the same way (a benchmark's Karpenter) sets its own `argv`, `env` (added to
+    this process's environment) and `name` after this ``__init__``."""
+
+    name = "nodesmith"
 
     def __init__(
         self, kubeconfig: pathlib.Path, log: pathlib.Path, *extra: str, provider: str = "kwok"
@@ -66,13 +71,14 @@ class DaemonProcess:
             "--health-port", str(self.health), "--metrics-port", str(self.metrics),
             "--batch-idle-duration", "500ms", "--batch-max-duration", "3s", *extra,
         ]  # fmt: skip
+        self.env: dict[str, str] = {}
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self) -> DaemonProcess:
         handle = self.log.open("ab")
         self.process = subprocess.Popen(
             self.argv,
-            env={**os.environ, "KUBECONFIG": str(self.kubeconfig)},
+            env={**os.environ, "KUBECONFIG": str(self.kubeconfig), **self.env},
             stdout=handle,
             stderr=subprocess.STDOUT,
         )
@@ -89,7 +95,7 @@ class DaemonProcess:
                 return False
             return response.status_code == 200
 
-        await eventually(ready, timeout, "nodesmith to be ready")
+        await eventually(ready, timeout, f"{self.name} to be ready")
 
     async def decisions(self) -> list[dict[str, Any]]:
         """The daemon's recent decisions (``GET /decisions`` on the health port), oldest first."""
@@ -107,7 +113,7 @@ class DaemonProcess:
 
     def check_alive(self) -> None:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"nodesmith exited with {self.process.returncode}; log:\n{self.tail()}")
+            raise AssertionError(f"{self.name} exited with {self.process.returncode}; log:\n{self.tail()}")
 
     def peak_rss_mib(self) -> float:
         """The process's peak resident set size so far (VmHWM), in MiB."""

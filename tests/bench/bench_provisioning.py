@@ -231,7 +231,7 @@ async def one_run(
     if not karpenter:
         await crds.install(kube, crds.all_crds())
     await e2e.create_namespace(kube, namespace)
-    daemon: e2e.DaemonProcess | karpenter_kwok.KarpenterProcess | None = None
+    daemon: e2e.DaemonProcess | None = None
     if floor:
         capacity = ONE_PER_NODE if shape == "one-per-node" else FLOOR_NODE
         limiter = anyio.CapacityLimiter(16)

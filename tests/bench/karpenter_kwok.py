@@ -18,14 +18,10 @@ calls it: only ``bench_provisioning.py --with-karpenter`` (or ``--mode karpenter
 from __future__ import annotations
 
 import copy
-import os
 import pathlib
 import re
-import signal
-import subprocess
 from typing import Any, Final
 
-import httpx
 import yaml
 
 from nodesmith.dev import karpenter as karpenter_build
@@ -113,23 +109,18 @@ def summary(text: str) -> dict[str, float]:
     }
 
 
-class KarpenterProcess:
-    """Karpenter's kwok controller as a process on the bench's control plane, logging to ``log``.
-
-    The same surface as `e2e.DaemonProcess` where the benchmark uses it (`wait_ready`, `metrics_text`,
-    `peak_rss_mib`, `stop`)."""
+class KarpenterProcess(e2e.DaemonProcess):
+    """Karpenter's kwok controller as a process on the bench's control plane, logging to ``log``: an
+    `e2e.DaemonProcess` (start, readiness, metrics, peak RSS, stop) with Karpenter's binary and
+    settings instead of nodesmith's."""
 
     name = "karpenter"
 
     def __init__(self, kubeconfig: pathlib.Path, log: pathlib.Path) -> None:
-        self.kubeconfig = kubeconfig
-        self.log = log
-        self.health = e2e.free_port()
-        self.metrics = e2e.free_port()
+        super().__init__(kubeconfig, log)
         self.binary = karpenter_build.ensure()
+        self.argv = [str(self.binary)]
         self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
             "DISABLE_LEADER_ELECTION": "true",
             "METRICS_PORT": str(self.metrics),
             "HEALTH_PROBE_PORT": str(self.health),
@@ -137,50 +128,7 @@ class KarpenterProcess:
             "BATCH_MAX_DURATION": "3s",
             "LOG_LEVEL": "info",
         }
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> KarpenterProcess:
-        with self.log.open("ab") as handle:
-            self.process = subprocess.Popen(
-                [str(self.binary)], env=self.env, stdout=handle, stderr=subprocess.STDOUT
-            )
-        return self
-
-    def check_alive(self) -> None:
-        if self.process is not None and self.process.poll() is not None:
-            tail = "\n".join(self.log.read_text(errors="replace").splitlines()[-40:])
-            raise AssertionError(f"karpenter exited with {self.process.returncode}; log:\n{tail}")
 
     async def wait_ready(self, timeout: float = 120) -> None:
-        async def ready() -> bool:
-            self.check_alive()
-            try:
-                async with httpx.AsyncClient() as client:
-                    response = await client.get(f"http://127.0.0.1:{self.health}/readyz", timeout=2)
-            except httpx.HTTPError:
-                return False
-            return response.status_code == 200
-
-        await e2e.eventually(ready, timeout, "karpenter to be ready")
-
-    async def metrics_text(self) -> str:
-        async with httpx.AsyncClient() as client:
-            response = await client.get(f"http://127.0.0.1:{self.metrics}/metrics", timeout=5)
-        response.raise_for_status()
-        return response.text
-
-    def peak_rss_mib(self) -> float:
-        assert self.process is not None
-        for line in pathlib.Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-        return float("nan")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        """As nodesmith's, with the 120 s this bench has always allowed Karpenter to become ready."""
+        await super().wait_ready(timeout)
