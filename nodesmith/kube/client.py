@@ -123,6 +123,26 @@ def _inflated(body: collections.deque[bytes], *, gzip: bool) -> Iterator[bytes]:
         yield bytes(pending)
 
 
+def _selectors(label_selector: str | None, field_selector: str | None) -> dict[str, str]:
+    """The query parameters for the selectors given."""
+    params: dict[str, str] = {}
+    if label_selector:
+        params["labelSelector"] = label_selector
+    if field_selector:
+        params["fieldSelector"] = field_selector
+    return params
+
+
+def _kept(resource: Resource, raw: Sequence[Obj], each: Callable[[Obj], Obj | None] | None) -> list[Obj]:
+    """Listed objects with their kind filled in, through ``each`` (None dropping one) if given; with the
+    collector paused, as everything kept from a list survives (`collector_paused`)."""
+    listed = _with_kind(resource, raw)
+    if each is None:
+        return listed
+    with collector_paused():
+        return [kept for obj in listed if (kept := each(obj)) is not None]
+
+
 def _with_kind(resource: Resource, items: Sequence[Obj]) -> list[Obj]:
     for item in items:
         item.setdefault("kind", resource.kind)
@@ -290,6 +310,7 @@ class KubeClient:
                     label_selector,
                     field_selector,
                     resource_version,
+                    page_size,
                     each,
                 ),
             )
@@ -309,24 +330,17 @@ class KubeClient:
         label_selector: str | None,
         field_selector: str | None,
         resource_version: str,
+        page_size: int,
         each: Callable[[Obj], Obj | None] | None,
     ) -> ListResult:
         """One list request at ``resource_version``, its items decoded one at a time. A server
         that pages it anyway (a continue token) is followed with consistent pages from that token."""
-        params = {"resourceVersion": resource_version}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
+        params = {"resourceVersion": resource_version, **_selectors(label_selector, field_selector)}
         items: list[Obj] = []
         stream = ListStream()
 
         def take(objects: Iterator[Obj]) -> None:
-            listed = _with_kind(resource, list(objects))
-            if each is None:
-                items.extend(listed)
-            else:
-                items.extend(kept for raw in listed if (kept := each(raw)) is not None)
+            items.extend(_kept(resource, list(objects), each))
 
         what = f"list {resource.name}"
         with _translated(what):
@@ -341,7 +355,7 @@ class KubeClient:
                 # still compressed (about a tenth of its size), and decoded afterwards.
                 body = collections.deque([chunk async for chunk in response.aiter_raw()])
         try:
-            with collector_paused():
+            with collector_paused():  # the decoding too: every item it makes is kept
                 for text in _inflated(body, gzip=encoding == "gzip"):
                     take(stream.feed(text))
                 take(stream.close())
@@ -352,7 +366,7 @@ class KubeClient:
         token = meta.get("continue") if isinstance(meta, dict) else None
         if token:
             rest = await self._list_pages(
-                resource, path, label_selector, field_selector, len(items) or 500, each, token
+                resource, path, label_selector, field_selector, page_size, each, token
             )
             items.extend(rest.items)
         return ListResult(items, version)
@@ -368,11 +382,7 @@ class KubeClient:
         token: str = "",
     ) -> ListResult:
         items: list[Obj] = []
-        params: dict[str, str] = {"limit": str(page_size)}
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
+        params = {"limit": str(page_size), **_selectors(label_selector, field_selector)}
         if token:
             params["continue"] = token
         resource_version = ""
@@ -380,12 +390,7 @@ class KubeClient:
             page = await self._call(
                 retry.SAFE, functools.partial(self.request, "GET", path, params=dict(params))
             )
-            listed = _with_kind(resource, page.get("items") or [])
-            if each is None:
-                items.extend(listed)
-            else:
-                with collector_paused():
-                    items.extend(kept for raw in listed if (kept := each(raw)) is not None)
+            items.extend(_kept(resource, page.get("items") or [], each))
             meta = page.get("metadata") or {}
             resource_version = resource_version or str(meta.get("resourceVersion", ""))
             following = meta.get("continue")
@@ -625,11 +630,8 @@ class KubeClient:
             "resourceVersion": resource_version,
             "allowWatchBookmarks": "true" if allow_bookmarks else "false",
             "timeoutSeconds": str(timeout_seconds),
+            **_selectors(label_selector, field_selector),
         }
-        if label_selector:
-            params["labelSelector"] = label_selector
-        if field_selector:
-            params["fieldSelector"] = field_selector
         what = f"watch {resource.name}"
         # The read timeout bounds silence: bookmarks arrive about once a minute, events more often.
         timeout = httpx.Timeout(self.timeout, read=timeout_seconds + self.timeout)
