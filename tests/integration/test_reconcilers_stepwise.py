@@ -30,6 +30,7 @@ from nodesmith.testing import cloudprovider as fake
 from nodesmith.testing import conformance
 from nodesmith.testing import expectations as expect
 from nodesmith.testing.clock import FakeClock
+from nodesmith.testing.rendezvous import Rendezvous
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -142,20 +143,17 @@ class GatedLaunches:
 
     inner: fake.FakeCloudProvider
     expected: int
-    in_flight: int = 0
-    most: int = 0
-    all_in: anyio.Event = attrs.field(factory=anyio.Event)
+    gate: Rendezvous = attrs.field(init=False)
+
+    @gate.default
+    def _gate(self) -> Rendezvous:
+        return Rendezvous(self.expected)
 
     def __getattr__(self, name: str) -> typing.Any:
         return getattr(self.inner, name)
 
     async def create(self, claim: NodeClaim) -> NodeClaim:
-        self.in_flight += 1
-        self.most = max(self.most, self.in_flight)
-        if self.in_flight >= self.expected:
-            self.all_in.set()
-        await self.all_in.wait()
-        self.in_flight -= 1
+        await self.gate.wait()
         return await self.inner.create(claim)
 
 
@@ -176,9 +174,9 @@ async def test_a_burst_of_nodeclaims_is_launched_all_at_once_not_sixteen_at_a_ti
         for name in names:
             reconciler.feed.queue.add(name)
         with anyio.fail_after(60):  # a guard: with too few workers the launches wait for each other forever
-            await gated.all_in.wait()
+            await gated.gate.all_in.wait()
         group.cancel_scope.cancel()
-    assert gated.most == burst
+    assert gated.gate.most == burst
 
 
 async def test_a_launched_nodeclaim_is_not_launched_again(env: Env) -> None:

@@ -27,12 +27,13 @@ from nodesmith.kube import resources
 from nodesmith.kube.client import KubeClient
 from nodesmith.kube.events import EventRecorder
 from nodesmith.reconcilers import lifecycle, provisioner
-from nodesmith.reconcilers.provisioner import Decision
+from nodesmith.reconcilers.provisioner import Decision, Provisioner
 from nodesmith.state import ClusterState
 from nodesmith.testing import cloudprovider as fake
 from nodesmith.testing import expectations as expect
 from nodesmith.testing import factories
 from nodesmith.testing.clock import FakeClock
+from nodesmith.testing.rendezvous import Rendezvous
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
@@ -55,8 +56,12 @@ class Env:
     def restart(self) -> None:
         """A new process: fresh state and provisioner that know only what `relist` reads from the API."""
         self.state = expect.synced_state(ClusterState(clock=self.clock.now))
-        self.provisioner = provisioner.Provisioner(
-            self.kube,
+        self.provisioner = self.new_provisioner(self.kube)
+
+    def new_provisioner(self, kube: KubeClient) -> Provisioner:
+        """A provisioner over this state writing through ``kube`` (events go to the real client)."""
+        return Provisioner(
+            kube,
             self.state,
             self.provider,
             fake.plugins(self.provider),
@@ -280,21 +285,14 @@ class _GatedNodeClaimCreates:
 
     def __init__(self, kube: KubeClient, expected: int) -> None:
         self._kube = kube
-        self.expected = expected
-        self.in_flight = self.most = 0
-        self.all_in = anyio.Event()
+        self.gate = Rendezvous(expected)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._kube, name)
 
     async def create(self, resource: resources.Resource, body: Any, *args: Any, **kwargs: Any) -> Any:
         if resource == resources.NODECLAIMS:
-            self.in_flight += 1
-            self.most = max(self.most, self.in_flight)
-            if self.in_flight >= self.expected:
-                self.all_in.set()
-            await self.all_in.wait()
-            self.in_flight -= 1
+            await self.gate.wait()
         return await self._kube.create(resource, body, *args, **kwargs)
 
 
@@ -308,19 +306,10 @@ async def test_a_batchs_nodeclaims_are_created_together_not_sixteen_at_a_time(en
     for _ in range(burst):
         await env.pending_pod(cpu="3")
     gated = _GatedNodeClaimCreates(env.kube, burst)
-    loop = provisioner.Provisioner(
-        typing.cast(KubeClient, gated),
-        env.state,
-        env.provider,
-        fake.plugins(env.provider),
-        EventRecorder(env.kube, clock=env.clock),
-        env.clock,
-        batch_idle=dt.timedelta(seconds=1),
-        batch_max=dt.timedelta(seconds=10),
-    )
+    loop = env.new_provisioner(typing.cast(KubeClient, gated))
     with anyio.fail_after(60):  # a guard: with too few creates in flight they wait for each other forever
         decision = await loop.reconcile()
     assert decision is not None
     assert len(decision.created) == burst
-    assert gated.most == burst
+    assert gated.gate.most == burst
     assert len(await env.nodeclaims()) == burst
