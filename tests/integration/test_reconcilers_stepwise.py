@@ -73,6 +73,31 @@ class Env:
     async def nodeclaim(self, name: str) -> NodeClaim:
         return NodeClaim.from_dict(await self.kube.get(resources.NODECLAIMS, name))
 
+    async def apply_unregistered_node(self, name: str) -> str:
+        """The Node the launched NodeClaim ``name``'s instance would register: its providerID and the
+        unregistered taint. Returns the Node's name."""
+        node_name = f"node-{name}"
+        provider_id = (await self.nodeclaim(name)).status.provider_id
+        node = {
+            "apiVersion": "v1",
+            "kind": "Node",
+            "metadata": {"name": node_name},
+            "spec": {
+                "providerID": provider_id,
+                "taints": [{"key": labels.TAINT_UNREGISTERED, "effect": "NoExecute"}],
+            },
+        }
+        await expect.expect_applied(self.kube, self.state, resources.NODES, node)
+        return node_name
+
+    async def reconcile_past_conflicts(self, name: str, node_name: str) -> None:
+        """Reconcile ``name`` until a pass is not a 409 requeue (at most 5): the control plane's node
+        controller may write the new Node first, and then the registration looks again."""
+        for _ in range(5):
+            if await self.reconcile(name) != statepoll.CONFLICT_REQUEUE:
+                break
+            await expect.expect_refreshed(self.kube, self.state, resources.NODES, node_name)
+
 
 @pytest.fixture
 async def env(kube: KubeClient) -> collections.abc.AsyncIterator[Env]:
@@ -227,28 +252,9 @@ async def test_a_nodeclaim_whose_node_never_registers_is_deleted_at_the_deadline
 async def test_the_node_with_the_providerid_registers_the_nodeclaim(env: Env) -> None:
     name = await env.apply_nodeclaim()
     await env.reconcile(name)
-    provider_id = (await env.nodeclaim(name)).status.provider_id
-    node_name = f"node-{name}"
-    await expect.expect_applied(
-        env.kube,
-        env.state,
-        resources.NODES,
-        {
-            "apiVersion": "v1",
-            "kind": "Node",
-            "metadata": {"name": node_name},
-            "spec": {
-                "providerID": provider_id,
-                "taints": [{"key": labels.TAINT_UNREGISTERED, "effect": "NoExecute"}],
-            },
-        },
-    )
+    node_name = await env.apply_unregistered_node(name)
     try:
-        # the control plane's node controller may write the new Node first: a 409 means look again
-        for _ in range(5):
-            if await env.reconcile(name) != statepoll.CONFLICT_REQUEUE:
-                break
-            await expect.expect_refreshed(env.kube, env.state, resources.NODES, node_name)
+        await env.reconcile_past_conflicts(name, node_name)
         claim = await env.nodeclaim(name)
         assert claim.is_true("Registered")  # case 5
         assert claim.status.node_name == node_name
@@ -339,23 +345,9 @@ async def test_the_registered_event_is_written_after_the_condition_it_announces(
     )
     name = await env.apply_nodeclaim()
     await env.reconcile(name)
-    provider_id = (await env.nodeclaim(name)).status.provider_id
-    node_name = f"node-{name}"
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {"name": node_name},
-        "spec": {
-            "providerID": provider_id,
-            "taints": [{"key": labels.TAINT_UNREGISTERED, "effect": "NoExecute"}],
-        },
-    }
-    await expect.expect_applied(env.kube, env.state, resources.NODES, node)
+    node_name = await env.apply_unregistered_node(name)
     try:
-        for _ in range(5):  # a 409 (the node controller wrote the Node first) means look again
-            if await env.reconcile(name) != statepoll.CONFLICT_REQUEUE:
-                break
-            await expect.expect_refreshed(env.kube, env.state, resources.NODES, node_name)
+        await env.reconcile_past_conflicts(name, node_name)
         assert (await env.nodeclaim(name)).is_true("Registered")
         assert recorder.conditions_at["Launched"] == {"Launched"}
         assert recorder.conditions_at["Registered"] == {"Launched", "Registered"}
