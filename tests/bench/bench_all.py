@@ -86,6 +86,12 @@ def provisioning_row(size: int, karpenter: bool, why_not: str) -> tuple[str, str
     )
 
 
+def measured(table: list[tuple[str, str, str]], row: tuple[str, str, str]) -> None:
+    """Add ``row`` and print it at once, so a run stopped part-way still shows what it measured."""
+    table.append(row)
+    print(" | ".join(cell for cell in row if cell), flush=True)
+
+
 def rows(quick: bool) -> list[tuple[str, str, str]]:
     """(measure, nodesmith, Karpenter) rows, each benchmark run as it goes."""
     import bench_scheduling  # sibling script
@@ -94,54 +100,59 @@ def rows(quick: bool) -> list[tuple[str, str, str]]:
     for size in (1000, 5000) if quick else (1000, 5000, 20000, 100000):
         r = child("bench_scheduling", f"bench_scheduling.run_one({size}, 'diverse')")
         karpenter = bench_scheduling.KARPENTER.get(size)
-        table.append(
+        measured(
+            table,
             (
                 f"solve {size:,} diverse pods (CPU s; peak RSS)",
                 f"{r['cpu_seconds']:.2f} s; {r['peak_rss_mb']:.0f} MB",
                 f"{karpenter:.2f} s (recorded)" if karpenter else "",
-            )
+            ),
         )
     nodes, pods = (500, 5000) if quick else (5000, 50000)
     c = consolidation_scan(nodes, pods)
-    table.append(
+    measured(
+        table,
         (
             f"consolidation scan, {nodes:,} nodes none movable (CPU s); first command",
             f"{c.get('scan', float('nan')):.2f} s; {c.get('first', float('nan')):.2f} s",
             "",
-        )
+        ),
     )
     nodes, pods = (1000, 15000) if quick else (10000, 150000)
     s = child("bench_state", f"anyio.run(bench_state.run, {nodes}, {pods}, True)")
-    table.append(
+    measured(
+        table,
         (
             f"state cache {nodes:,} nodes + {pods:,} pods (held; RSS added)",
             f"{s['held_mib']:.0f} MiB ({s['held_mib'] * 1024 / (nodes + pods):.1f} KiB/object); "
             f"+{s['rss_delta_mib']:.0f} MiB",
             "",
-        )
+        ),
     )
     for nodes, pods in ((50, 500),) if quick else ((500, 2000), (5000, 5000)):
         k = child(
             "bench_cluster",
             f"bench_cluster.measure({nodes}, {pods}, 60.0)",
         )
-        table.append(
+        measured(
+            table,
             (
                 f"cold sync, real API server, {nodes:,} nodes + {pods:,} pods (daemon CPU s; wall)",
                 f"{k['sync_cpu_s']:.1f} s; {k['sync_wall_s']:.1f} s",
                 "",
-            )
+            ),
         )
-        table.append(
+        measured(
+            table,
             (
                 f"idle daemon, {nodes:,} nodes (CPU s per minute; RSS)",
                 f"{k['idle_cpu_s_per_min']:.2f} s/min; {k['idle_rss_mib']:.0f} MiB",
                 "~180 s/min at 500 nodes (users' reports)" if nodes == 500 else "",
-            )
+            ),
         )
     karpenter, why_not = karpenter_binary()
     for size in (100,) if quick else (1000, 5000):
-        table.append(provisioning_row(size, karpenter, why_not))
+        measured(table, provisioning_row(size, karpenter, why_not))
     return table
 
 
