@@ -259,16 +259,26 @@ def state(bench: Bench) -> None:
 def coldsync(bench: Bench) -> None:
     nodes, pods, idle = bench.sizes.coldsync
     k = child("bench_cluster", f"bench_cluster.measure({nodes}, {pods}, {idle}, 'etcd-static')")
+    coldsync_rows(bench, nodes, pods, idle, k)
+
+
+def coldsync_rows(bench: Bench, nodes: int, pods: int, idle: float, k: dict[str, Any]) -> None:
+    """The rows of one ``bench_cluster`` run seeded through etcd (``k``, what its ``run`` returns)."""
     bench.measured(
         f"cold sync, real API server, etcd-seeded {nodes:,} static nodes + {pods:,} pods "
         f"(wall; daemon RSS synced, after {idle:.0f} s idle)",
         f"{k['sync_wall_s']:.1f} s ({k['sync_cpu_s']:.1f} CPU s); "
-        f"{k['synced_rss_mib']:.0f} MiB, {k['idle_rss_mib']:.0f} MiB",
+        f"{k['synced_rss_mib']:.0f} MiB, {k['idle_rss_mib']:.0f} MiB (peak {k['peak_rss_mib']:.0f} MiB)",
         "< 60 s; < 600 MiB",
     )
+    servers = "".join(
+        f"; {name} {k[f'{name}_rss_mib']:.0f} MiB"
+        for name in ("kube-apiserver", "etcd")
+        if f"{name}_rss_mib" in k
+    )
     bench.measured(
-        f"  API server's share: one plain list of the {pods:,} pods (wall; server + etcd CPU s)",
-        f"{k['plain_list_s']:.1f} s; {k['plain_list_server_cpu_s']:.1f} s",
+        f"  API server's share: one plain list of the {pods:,} pods (wall; server + etcd CPU s; RSS synced)",
+        f"{k['plain_list_s']:.1f} s; {k['plain_list_server_cpu_s']:.1f} s{servers}",
     )
 
 
