@@ -98,17 +98,22 @@ def build(nodes: int, pods: int, *, full: bool, seed: int = 42) -> ClusterState:
     return state
 
 
-def timed(label: str, fn: Callable[[], T]) -> T:
+def timed(label: str, fn: Callable[[], T], cpu_into: dict[str, float] | None = None, key: str = "") -> T:
+    """Runs ``fn`` and prints its wall and CPU seconds; the CPU seconds also go to ``cpu_into[key]``."""
     started, cpu = time.perf_counter(), time.process_time()
     result = fn()
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(f"  {label:<50} {wall:8.3f} s wall {cpu:8.3f} s cpu")
+    if cpu_into is not None:
+        cpu_into[key or label] = cpu
     return result
 
 
 def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, Any]:
-    """One cluster's stages, printed; returns the decisions for the smoke test."""
+    """One cluster's stages, printed; returns the decisions for the smoke test and, under ``"cpu"``, the
+    CPU seconds of the headline stages (``first``, ``scan``, ``yardstick``) for ``figures``."""
     state = build(nodes, pods, full=full)
+    cpu: dict[str, float] = {}
     types = {"default": factories.fake_instance_types(20)}
     snapshot = timed("snapshot", state.snapshot)
     ctx = candidates.Context(
@@ -118,7 +123,7 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
         pdbs=pdb.Limits.of(snapshot.pdbs.values()),
     )
     found, _ = timed("candidates", lambda: candidates.evaluate_all(snapshot.nodes, ctx))
-    facts: dict[str, Any] = {"candidates": len(found)}
+    facts: dict[str, Any] = {"candidates": len(found), "cpu": cpu}
     allowance = timed(
         "budgets",
         lambda: budgets.mapping(snapshot.nodepools.values(), snapshot.nodes, budgets.REASONS[0], NOW),
@@ -144,11 +149,13 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
             fresh = simulation.consolidation_simulator(snapshot, types)
             return singlenode.compute(found, allowance, fresh).command
 
-        timed("first command from the snapshot (adapter + single)", cold)
+        timed("first command from the snapshot (adapter + single)", cold, cpu, "first")
     else:
         outcome = timed(
             f"single-node (scan of all {len(found)}, none movable)",
             lambda: singlenode.compute(found, allowance, simulate),
+            cpu,
+            "scan",
         )
         print(f"    -> {len(outcome.rejections)} rejections, command: {outcome.command is not None}")
         facts["single"] = outcome
@@ -157,6 +164,8 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
         timed(
             f"yardstick: solve all {len(everything)} pods as pending",
             lambda: scheduler.solve(solo),
+            cpu,
+            "yardstick",
         )
         if reference:
             some = found[:reference]
@@ -177,6 +186,14 @@ def run(nodes: int, pods: int, *, full: bool, reference: int = 0) -> dict[str, A
                 f"    -> the rebuilding path would scan all {len(found)} in ~{per_plain * len(found):.0f} s cpu"
             )
     return facts
+
+
+def figures(nodes: int, pods: int) -> dict[str, float]:
+    """CPU seconds of the first command (half-used cluster), the full scan and its yardstick (full
+    cluster), as ``main`` measures them without the rebuilding reference (what ``bench_all.py`` calls)."""
+    first = run(nodes, pods, full=False)["cpu"]["first"]
+    full = run(nodes, pods, full=True)
+    return {"first": first, **full["cpu"], "candidates": full["candidates"]}
 
 
 def main() -> None:

@@ -345,14 +345,15 @@ def run_on_fresh_plane(
         )
 
 
-def measure(pods: int, karpenter: bool = False) -> dict[str, dict[str, Any]]:
-    """The floor run, then the nodesmith run, then (``karpenter``) Karpenter's (what ``bench_all.py`` calls)."""
+def measure(pods: int, karpenter: bool = False, shape: str = "basic") -> dict[str, dict[str, Any]]:
+    """The floor run, then the nodesmith run, then (``karpenter``) Karpenter's, all of ``shape`` (what
+    ``bench_all.py`` calls)."""
     out = {
-        "floor": run_on_fresh_plane(pods, floor=True),
-        "nodesmith": run_on_fresh_plane(pods, floor=False),
+        "floor": run_on_fresh_plane(pods, floor=True, shape=shape),
+        "nodesmith": run_on_fresh_plane(pods, floor=False, shape=shape),
     }
     if karpenter:
-        out["karpenter"] = run_on_fresh_plane(pods, floor=False, autoscaler="karpenter")
+        out["karpenter"] = run_on_fresh_plane(pods, floor=False, shape=shape, autoscaler="karpenter")
     return out
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import pathlib
 
+import bench_all
 import bench_cluster  # a sibling script: pytest puts this folder on sys.path
 import bench_provisioning
 import pytest
@@ -39,6 +40,13 @@ async def test_cluster_bench_seeded_through_etcd_lists_every_object_through_the_
 
     assert out["seed_s"] > 0
     assert out["sync_cpu_s"] > 0
+    # The bench table's cold-sync rows read every figure they print from this run (none missing or NaN).
+    table = bench_all.Bench(bench_all.QUICK)
+    bench_all.coldsync_rows(table, 4, 20, 0.5, out)
+    assert len(table.table) == 2
+    assert not any("nan" in cell for row in table.table for cell in row), table.table
+    assert table.table[0][1].startswith(f"{out['sync_wall_s']:.1f} s ({out['sync_cpu_s']:.1f} CPU s)")
+    assert "kube-apiserver" in table.table[1][1]
     pods = (await kube.list(resources.PODS, bench_cluster.NAMESPACE)).items
     seeded = [p for p in pods if p["metadata"]["name"].startswith("app-")]
     assert len(seeded) >= 20

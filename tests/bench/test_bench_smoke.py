@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+
 import bench_all
 import bench_consolidation
 import bench_scheduling as bench  # a sibling script: pytest puts this folder on sys.path
@@ -88,11 +90,79 @@ def test_consolidation_bench_finds_commands_when_half_used_and_none_when_full() 
 @pytest.mark.bench
 def test_the_bench_table_reads_the_figures_of_each_benchmark() -> None:
     scan = bench_all.consolidation_scan(20, 200)
-    assert set(scan) == {"scan", "first"}
+    assert set(scan) == {"scan", "first", "yardstick", "candidates"}
     assert all(seconds >= 0 for seconds in scan.values())
+    assert scan["candidates"] == 20
     solved = bench_all.child("bench_scheduling", "bench_scheduling.run_one(20, 'diverse')")
     assert solved["errors"] == 0
     assert solved["cpu_seconds"] > 0
     state = bench_all.child("bench_state", "anyio.run(bench_state.run, 20, 100, True)")
     assert state["stored"] == 120
     assert state["held_mib"] > 0
+
+
+#: The groups that need no control plane, at sizes that take seconds.
+TINY = bench_all.Sizes(
+    solves=(20,),
+    scale=(20, 100),
+    generic=(100,),
+    diverse_cost=(100,),
+    consolidation=((20, 200),),
+    state=(20, 100),
+    coldsync=(1, 2, 0.0),
+    idle=(),
+    idle_seconds=0.0,
+    provisioning=(),
+    one_per_node=(),
+)
+
+
+@pytest.mark.bench
+def test_the_bench_table_has_a_row_per_goal_and_the_growth_comes_from_two_solves_of_the_run() -> None:
+    bench = bench_all.run(TINY, bench_all.only("state,consolidation,cost,scheduling"))
+    measures = [row[0] for row in bench.table]
+    assert len(measures) == 8, measures  # 2 solves + growth, 2 cost, scan + first command, state
+    assert not any("nan" in cell for row in bench.table for cell in row), bench.table
+    growth = next(row for row in bench.table if row[0].startswith("solve growth 20 -> 100"))
+    ratio = (
+        bench.solves[(100, "diverse", "karpenter")]["cpu_seconds"]
+        / bench.solves[(20, "diverse", "karpenter")]["cpu_seconds"]
+    )
+    assert growth[1].startswith(f"{ratio:.2f}x;")
+    assert growth[2].startswith("<= 5.5x")
+    generic = next(row for row in bench.table if row[0].startswith("generic 100 pods"))
+    default, optimised = (
+        bench.solves[(100, "generic", packing)] for packing in ("karpenter", "cost-optimised")
+    )
+    assert (
+        generic[1]
+        == f"{default['price'] / default['lp_bound']:.3f}x; {optimised['price'] / optimised['lp_bound']:.3f}x"
+    )
+
+
+@pytest.mark.bench
+def test_the_bench_table_runs_only_the_groups_asked_for_in_their_order() -> None:
+    assert bench_all.only("state, cost") == ["cost", "state"]
+    with pytest.raises(argparse.ArgumentTypeError, match="unknown group"):
+        bench_all.only("cost,nosuchgroup")
+    with pytest.raises(argparse.ArgumentTypeError):
+        bench_all.only(",")
+    assert bench_all.run(TINY, []).table == []
+
+
+@pytest.mark.bench
+def test_where_the_time_goes_reads_the_timeline_solve_and_writes_of_a_provisioning_run() -> None:
+    run = {
+        "timeline": {
+            "first NodeClaim": 2.0,
+            "last NodeClaim": 3.0,
+            "last Registered": float("nan"),
+            "last pod Running": 9.0,
+        },
+        "solve_seconds": 0.25,
+        "batches": 2.0,
+        "writes": {"nodeclaims POST": 10, "pods/binding POST": 1000},
+    }
+    assert bench_all.where_time_goes(run) == (
+        "first claim 2s, last claim 3s, Running 9s, solve 0.25s/2 batches, 1,010 API writes"
+    )
