@@ -298,10 +298,13 @@ def idle(bench: Bench) -> None:
 
 
 def provisioning_rows(bench: Bench, size: int, shape: str) -> None:
-    """Floor, nodesmith and (if it can be built) Karpenter each on a fresh control plane: wall times and
-    ratios, then where nodesmith's time went."""
+    """Floor, launch floor, nodesmith and (if it can be built) Karpenter each on a fresh control plane:
+    wall times and ratios, then where nodesmith's time went."""
     karpenter, why_not = bench.karpenter_available()
-    p = child("bench_provisioning", f"bench_provisioning.measure({size}, {karpenter}, {shape!r})")
+    p = child(
+        "bench_provisioning",
+        f"bench_provisioning.measure({size}, {karpenter}, {shape!r}, launch_floor=True)",
+    )
     floor = p["floor"]["wall_seconds"]
     ours = p["nodesmith"]["wall_seconds"]
     if karpenter:
@@ -315,6 +318,14 @@ def provisioning_rows(bench: Bench, size: int, shape: str) -> None:
         f"{ours:.0f} s / {floor:.0f} s = {ours / floor:.2f}x",
         "<= 1.1x" + ("; < 120 s (Karpenter's e2e bound)" if size == 1000 and shape == "basic" else ""),
         measured,
+    )
+    launch = p["launch floor"]["wall_seconds"]
+    bench.measured(
+        "  yardstick: launch floor, the floor's nodes made with the pods, no autoscaler (wall s); "
+        "autoscaler / it",
+        f"{launch:.0f} s = {launch / floor:.2f}x the floor; {ours / launch:.2f}x",
+        "",
+        f"{p['karpenter']['wall_seconds'] / launch:.2f}x" if karpenter else "",
     )
     bench.measured(
         f"  where the time goes, {label} (s from creation)",

@@ -6,7 +6,12 @@ each on a fresh control plane:
 
 - **floor**: the same Deployments on kwok nodes that already exist (enough of them, created before the
   clock starts) and no autoscaler -- what the control plane and kwok alone need;
-- **nodesmith**: a real ``nodesmith run --provider kwok`` process launches the nodes.
+- **nodesmith**: a real ``nodesmith run --provider kwok`` process launches the nodes;
+- **launch floor** (``--with-launch-floor``): no autoscaler either, but the benchmark itself creates the
+  floor's nodes at the moment it creates the Deployments, as an autoscaler that knew the answer at once
+  and wrote nothing but the Nodes would -- what the control plane and kwok need to create, ready and fill
+  new nodes. An autoscaler's distance from this one is its own (decisions, NodeClaims, registration);
+  its distance from the floor also holds the control plane's cost of making nodes at all.
 
 Printed per run: wall time from the Deployments' creation to every pod Running, and a timeline from
 the objects' own timestamps (second resolution): the last pod created by the ReplicaSets, the first
@@ -23,7 +28,8 @@ provider, `karpenter_kwok`; built with Go from the module proxy on first use) la
 same Deployments and NodePool, and the ratios say how far each autoscaler is from the floor.
 
     uv run python tests/bench/bench_provisioning.py [--pods 1000]
-        [--mode both|floor|nodesmith|karpenter] [--with-karpenter] [--shape basic|one-per-node]
+        [--mode both|floor|launch-floor|nodesmith|karpenter] [--with-karpenter] [--with-launch-floor]
+        [--shape basic|one-per-node]
         [--log FILE] [--karpenter-log FILE]
 
 Never asserts a time; it only prints figures.
@@ -55,6 +61,11 @@ from nodesmith.testing import cluster, e2e
 #: Pre-existing nodes of the floor run, about as large as those nodesmith picks for this workload (so kwok
 #: heartbeats about as many nodes in both runs): 36 large or 142 small pods each.
 FLOOR_NODE = {"cpu": "128", "memory": "1024Gi", "pods": "250"}
+
+
+#: How many Nodes the launch floor creates at once: as many as nodesmith's provisioner creates NodeClaims
+#: at once (`nodesmith.reconcilers.provisioner`'s CREATE_CONCURRENCY).
+LAUNCH_FLOOR_CONCURRENCY = 64
 
 
 #: ``one-per-node``: "1,000 nodes' worth of pods". Each pod requests 3 CPU and the NodePool offers only
@@ -221,20 +232,24 @@ async def one_run(
     apiserver_metrics: collections.abc.Callable[[], str] | None = None,
     shape: str = "basic",
     autoscaler: str = "nodesmith",
+    nodes_at_start: bool = False,
 ) -> dict[str, Any]:
     """One run on the control plane at ``kubeconfig``; its pool and namespace are named after the mode
     and shape, so several runs can share one control plane (the CI smoke test does). ``autoscaler``
-    (unless ``floor``): ``nodesmith``, or ``karpenter`` (`karpenter_kwok`; builds its binary first)."""
+    (unless ``floor``): ``nodesmith``, or ``karpenter`` (`karpenter_kwok`; builds its binary first).
+    ``nodes_at_start`` (with ``floor``): the launch floor, the floor's nodes created with the Deployments."""
     karpenter = not floor and autoscaler == "karpenter"
-    pool = namespace = f"bench-{'floor' if floor else autoscaler}" + ("" if shape == "basic" else f"-{shape}")
+    mode = ("launch-floor" if nodes_at_start else "floor") if floor else autoscaler
+    pool = namespace = f"bench-{mode}" + ("" if shape == "basic" else f"-{shape}")
     kube = await KubeClient.connect(kubeconfig)
     if not karpenter:
         await crds.install(kube, crds.all_crds())
     await e2e.create_namespace(kube, namespace)
     daemon: e2e.DaemonProcess | None = None
-    if floor:
-        capacity = ONE_PER_NODE if shape == "one-per-node" else FLOOR_NODE
-        limiter = anyio.CapacityLimiter(16)
+    capacity = ONE_PER_NODE if shape == "one-per-node" else FLOOR_NODE
+
+    async def create_floor_nodes(at_once: int) -> None:
+        limiter = anyio.CapacityLimiter(at_once)
 
         async def create_floor_node(i: int) -> None:
             async with limiter:
@@ -243,6 +258,11 @@ async def one_run(
         async with anyio.create_task_group() as group:
             for i in range(floor_node_count(pods, shape)):
                 group.start_soon(create_floor_node, i)
+
+    if floor and not nodes_at_start:
+        await create_floor_nodes(16)
+    elif floor:
+        pass  # the launch floor makes its nodes once the clock runs
     elif karpenter:
         await karpenter_kwok.prepare(kube, pool, bench_nodepool(pool, shape))
         daemon = karpenter_kwok.KarpenterProcess(kubeconfig, log).start()
@@ -253,7 +273,7 @@ async def one_run(
     try:
         if daemon is not None:
             await daemon.wait_ready()
-        else:
+        elif not nodes_at_start:
 
             async def nodes_ready() -> bool:
                 # Ready, and untainted: kube-controller-manager taints a new Node not-ready until it
@@ -268,8 +288,11 @@ async def one_run(
         metrics_before = apiserver_metrics() if apiserver_metrics else None
         started_at = dt.datetime.now(dt.UTC).replace(microsecond=0)
         started = time.monotonic()
-        for body in deployments(pods, namespace, pool, shape):
-            await kube.create(e2e.DEPLOYMENTS, body, namespace)
+        async with anyio.create_task_group() as group:
+            if nodes_at_start:
+                group.start_soon(create_floor_nodes, LAUNCH_FLOOR_CONCURRENCY)
+            for body in deployments(pods, namespace, pool, shape):
+                await kube.create(e2e.DEPLOYMENTS, body, namespace)
 
         async def all_running() -> bool:
             listed = (await kube.list(resources.PODS, namespace)).items
@@ -290,7 +313,9 @@ async def one_run(
             else (resources.NODECLAIMS, labels.LABEL_NODEPOOL)
         )
         claims = [] if floor else (await kube.list(claim_kind, label_selector=f"{claim_label}={pool}")).items
-        out["timeline"] = timeline(started_at, listed_pods, claims, [] if floor else nodes)
+        out["timeline"] = timeline(
+            started_at, listed_pods, claims, [] if floor and not nodes_at_start else nodes
+        )
         out["claim_steps"] = claim_steps(claims, nodes)
         out["nodes"] = len(nodes)
         if daemon is not None:
@@ -319,6 +344,7 @@ def run_on_fresh_plane(
     log: pathlib.Path | None = None,
     shape: str = "basic",
     autoscaler: str = "nodesmith",
+    nodes_at_start: bool = False,
 ) -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as tmp,
@@ -342,16 +368,19 @@ def run_on_fresh_plane(
             apiserver_metrics if local is not None else None,
             shape,
             autoscaler,
+            nodes_at_start,
         )
 
 
-def measure(pods: int, karpenter: bool = False, shape: str = "basic") -> dict[str, dict[str, Any]]:
-    """The floor run, then the nodesmith run, then (``karpenter``) Karpenter's, all of ``shape`` (what
-    ``bench_all.py`` calls)."""
-    out = {
-        "floor": run_on_fresh_plane(pods, floor=True, shape=shape),
-        "nodesmith": run_on_fresh_plane(pods, floor=False, shape=shape),
-    }
+def measure(
+    pods: int, karpenter: bool = False, shape: str = "basic", launch_floor: bool = False
+) -> dict[str, dict[str, Any]]:
+    """The floor run, then (``launch_floor``) the launch floor's, the nodesmith run, then (``karpenter``)
+    Karpenter's, all of ``shape`` (what ``bench_all.py`` calls)."""
+    out = {"floor": run_on_fresh_plane(pods, floor=True, shape=shape)}
+    if launch_floor:
+        out["launch floor"] = run_on_fresh_plane(pods, floor=True, shape=shape, nodes_at_start=True)
+    out["nodesmith"] = run_on_fresh_plane(pods, floor=False, shape=shape)
     if karpenter:
         out["karpenter"] = run_on_fresh_plane(pods, floor=False, shape=shape, autoscaler="karpenter")
     return out
@@ -397,7 +426,9 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--pods", type=int, default=1000)
-    parser.add_argument("--mode", choices=("both", "floor", "nodesmith", "karpenter"), default="both")
+    parser.add_argument(
+        "--mode", choices=("both", "floor", "launch-floor", "nodesmith", "karpenter"), default="both"
+    )
     parser.add_argument(
         "--shape",
         choices=SHAPES,
@@ -411,11 +442,25 @@ def main() -> None:
         help="after the floor and nodesmith, run real Karpenter (its kwok provider; built with Go on first use)",
     )
     parser.add_argument("--karpenter-log", type=pathlib.Path, help="keep Karpenter's log here")
+    parser.add_argument(
+        "--with-launch-floor",
+        action="store_true",
+        help="after the floor, the launch floor: no autoscaler, the floor's nodes created with the Deployments",
+    )
     args = parser.parse_args()
     results: dict[str, dict[str, Any]] = {}
     if args.mode in ("both", "floor"):
         results["floor"] = run_on_fresh_plane(args.pods, floor=True, shape=args.shape)
         report(args.pods, "floor (pre-existing nodes, no autoscaler)", results["floor"])
+    if args.mode == "launch-floor" or args.with_launch_floor:
+        results["launch floor"] = run_on_fresh_plane(
+            args.pods, floor=True, shape=args.shape, nodes_at_start=True
+        )
+        report(
+            args.pods,
+            "launch floor (the floor's nodes created with the Deployments, no autoscaler)",
+            results["launch floor"],
+        )
     if args.mode in ("both", "nodesmith"):
         results["nodesmith"] = run_on_fresh_plane(args.pods, floor=False, log=args.log, shape=args.shape)
         report(args.pods, "nodesmith (launches the nodes)", results["nodesmith"])
@@ -428,7 +473,10 @@ def main() -> None:
             f"karpenter {karpenter_kwok.VERSION} (its kwok provider launches the nodes)",
             results["karpenter"],
         )
-    for ours, theirs in (("nodesmith", "floor"), ("karpenter", "floor"), ("nodesmith", "karpenter")):
+    pairs = [
+        (name, yardstick) for yardstick in ("floor", "launch floor") for name in ("nodesmith", "karpenter")
+    ]
+    for ours, theirs in (*pairs, ("launch floor", "floor"), ("nodesmith", "karpenter")):
         if ours in results and theirs in results:
             ratio = results[ours]["wall_seconds"] / results[theirs]["wall_seconds"]
             print(f"ratio {ours} / {theirs} at {args.pods} pods ({args.shape}): {ratio:.2f}x")

@@ -105,6 +105,21 @@ async def test_provisioning_bench_one_per_node_shape_needs_a_node_per_pod(
     assert launched["timeline"]["last pod Running"] >= launched["timeline"]["last NodeClaim"]
 
 
+async def test_the_launch_floor_makes_its_nodes_after_the_clock_starts(
+    control_plane: cluster.ControlPlane, tmp_path: pathlib.Path
+) -> None:
+    shape = "one-per-node"
+    launch = await bench_provisioning.one_run(
+        control_plane.kubeconfig, 3, True, tmp_path / "launch.log", shape=shape, nodes_at_start=True
+    )
+
+    assert launch["nodes"] == 3
+    # Its nodes were created once the Deployments were (second resolution), and no NodeClaim was written.
+    assert launch["timeline"]["last Node created"] >= 0
+    assert math.isnan(launch["timeline"]["first NodeClaim"])
+    assert launch["timeline"]["last pod Running"] >= launch["timeline"]["last Node Ready"]
+
+
 def test_provisioning_bench_counts_writes_and_conflicts_from_the_api_servers_metrics() -> None:
     text = "\n".join(
         [
