@@ -32,7 +32,7 @@ test: check  ## Everything CI runs: checks, control-plane binaries, unit/integra
 unit: setup
 	$(UV) run --frozen pytest tests/unit $(PYTEST_ARGS)
 
-bench: setup  ## Every goal of the performance issue in one table next to Karpenter's (over an hour; BENCH_ARGS=--quick: minutes; BENCH_ARGS="--only cost,state": only those groups, see tests/bench/bench_all.py).
+bench: setup  ## Every goal of the performance issue in one table next to Karpenter's (about an hour; BENCH_ARGS=--quick: minutes; BENCH_ARGS="--only cost,state": only those groups, see tests/bench/bench_all.py).
 	$(UV) run --frozen nodesmith dev build
 	$(UV) run --frozen python tests/bench/bench_all.py $(BENCH_ARGS)
 

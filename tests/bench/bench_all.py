@@ -21,7 +21,9 @@ Groups, in the order they run (``--only GROUP[,GROUP]`` runs only those, e.g. ``
   (goals < 60 s, < 600 MiB), and one plain list of the pods (the API server's own share);
 - ``idle`` (goal 5): cold sync and idle cost per minute with objects created through the API server;
 - ``provisioning`` (goal 4): pending pods to Running, floor / nodesmith / Karpenter (goal <= 1.1x the floor),
-  and where nodesmith's time goes (timeline, solve, API writes);
+  each autoscaler against the launch floor (the floor's nodes created by the benchmark with the pods, no
+  autoscaler: the control plane's own cost of making nodes), and where each autoscaler's time goes
+  (timeline, solve, API writes);
 - ``onepernode`` (goal 4): the same for ``bench_provisioning.py --shape one-per-node``.
 
 Karpenter column: the scheduling figures and node counts are those recorded in ``bench_scheduling`` (Karpenter's
