@@ -259,21 +259,21 @@ async def one_run(
             for i in range(floor_node_count(pods, shape)):
                 group.start_soon(create_floor_node, i)
 
-    if floor and not nodes_at_start:
+    # The floor's nodes exist before the clock starts; the launch floor makes its own once it runs.
+    pre_existing = floor and not nodes_at_start
+    if pre_existing:
         await create_floor_nodes(16)
-    elif floor:
-        pass  # the launch floor makes its nodes once the clock runs
     elif karpenter:
         await karpenter_kwok.prepare(kube, pool, bench_nodepool(pool, shape))
         daemon = karpenter_kwok.KarpenterProcess(kubeconfig, log).start()
-    else:
+    elif not floor:
         await kube.create(e2e.KWOK_NODE_CLASSES, {"metadata": {"name": pool}, "spec": {}})
         await kube.create(resources.NODEPOOLS, bench_nodepool(pool, shape))
         daemon = e2e.DaemonProcess(kubeconfig, log).start()
     try:
         if daemon is not None:
             await daemon.wait_ready()
-        elif not nodes_at_start:
+        elif pre_existing:
 
             async def nodes_ready() -> bool:
                 # Ready, and untainted: kube-controller-manager taints a new Node not-ready until it
@@ -313,9 +313,7 @@ async def one_run(
             else (resources.NODECLAIMS, labels.LABEL_NODEPOOL)
         )
         claims = [] if floor else (await kube.list(claim_kind, label_selector=f"{claim_label}={pool}")).items
-        out["timeline"] = timeline(
-            started_at, listed_pods, claims, [] if floor and not nodes_at_start else nodes
-        )
+        out["timeline"] = timeline(started_at, listed_pods, claims, [] if pre_existing else nodes)
         out["claim_steps"] = claim_steps(claims, nodes)
         out["nodes"] = len(nodes)
         if daemon is not None:
